@@ -1,0 +1,31 @@
+# Tuoyu: the two commands a newcomer needs are `make run` and `make test`.
+VENV := .venv
+PY := $(VENV)/bin/python
+export PYTHONUNBUFFERED := 1
+
+.PHONY: setup run stop test lint bench clean
+
+setup:
+	@bash deploy/local/setup.sh
+
+## Start private PostgreSQL and RabbitMQ, every service, and load demo data (Ctrl-C stops all).
+run: setup
+	$(PY) deploy/local/run.py start
+
+## Stop everything `make run` started (from another terminal).
+stop:
+	@if [ -x $(PY) ]; then $(PY) deploy/local/run.py stop; fi
+
+## ruff, then the whole pytest suite against real PostgreSQL and RabbitMQ.
+test: setup lint
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+## Benchmarks; results written as JSON to bench-results/.
+bench: setup
+	$(PY) bench/run.py
+
+clean: stop
+	rm -rf .local bench-results

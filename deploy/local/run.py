@@ -1,0 +1,118 @@
+"""`make run`: private servers, every service, demo data; `make stop` ends it all.
+
+    .venv/bin/python deploy/local/run.py start   # foreground; Ctrl-C stops everything
+    .venv/bin/python deploy/local/run.py stop    # from another terminal
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from tuoyu_shared.config import ensure_database
+from tuoyu_shared.devrun import SERVICES, ProcessGroup, http_json
+from tuoyu_shared.localservers import LocalPostgres, LocalRabbitMQ
+from tuoyu_shared.validation import credit_code_check_character, resident_id_check_character
+
+ROOT = Path(__file__).resolve().parents[2]
+RUN_DIR = ROOT / ".local" / "run"
+PG_PORT, AMQP_PORT = 55432, 55672
+PIDS = RUN_DIR / "pids.json"
+
+
+def servers() -> tuple[LocalPostgres, LocalRabbitMQ]:
+    return LocalPostgres(RUN_DIR, PG_PORT), LocalRabbitMQ(RUN_DIR, AMQP_PORT, "tuoyu-run")
+
+
+def demo_institutions() -> list[dict]:
+    code = "91310104MA1FL8XK0"
+    id17 = "31010419880315123"
+    return [{
+        "name": "徐汇区小星星托育园",
+        "credit_code": code + credit_code_check_character(code),
+        "nature": "for_profit",
+        "kind": "childcare_institution",
+        "district": "徐汇区",
+        "street": "天平路街道",
+        "address": "天平路 88 号 1 楼",
+        "places": 60,
+        "person_in_charge": {"name": "王晓梅", "phone": "13812345678",
+                             "id_number": id17 + resident_id_check_character(id17)},
+    }]
+
+
+def stop() -> None:
+    if PIDS.exists():
+        for name, pid in json.loads(PIDS.read_text()).items():
+            try:
+                os.killpg(pid, signal.SIGTERM)
+                print(f"stopped {name}")
+            except ProcessLookupError:
+                pass
+        PIDS.unlink()
+        time.sleep(1)
+    pg, rabbit = servers()
+    rabbit.stop()
+    pg.stop()
+    print("stopped PostgreSQL and RabbitMQ")
+
+
+def start() -> None:
+    pg, rabbit = servers()
+    print(f"starting private PostgreSQL (port {PG_PORT}) and RabbitMQ (port {AMQP_PORT}) "
+          f"in {RUN_DIR}")
+    pg.start()
+    rabbit.start()
+    base = f"postgresql://tuoyu@127.0.0.1:{PG_PORT}"
+    for spec in SERVICES:
+        ensure_database(f"{base}/tuoyu_{spec.name}")
+    env = {"TUOYU_DATABASE_BASE_URL": base, "TUOYU_AMQP_URI": rabbit.uri}
+    group = ProcessGroup(env, RUN_DIR / "logs")
+    stopping = False
+
+    def on_signal(signum, frame):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        group.start()
+        PIDS.write_text(json.dumps(group.pids()))
+        registration, dashboard = group.url("registration"), group.url("dashboard")
+        for body in demo_institutions():
+            status, reply = http_json("POST", f"{registration}/api/institutions", body,
+                                      {"X-Actor": "demo-loader", "X-Department": "health"})
+            print(f"demo institution {body['name']}: HTTP {status} {reply}")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            _, listing = http_json("GET", f"{dashboard}/api/institutions")
+            if listing.get("count"):
+                break
+            time.sleep(0.3)
+        print(f"""
+Tuoyu is running.
+  Dashboard read model:   {dashboard}/api/institutions
+  Registration API:       {registration}/api/institutions/<id>
+                          (POST {registration}/api/institutions to file one)
+  Health:                 {registration}/health  {dashboard}/health
+  Logs:                   {RUN_DIR / 'logs'}
+  PostgreSQL:             {base}/tuoyu_<service>
+  RabbitMQ:               {rabbit.uri}
+Ctrl-C (or `make stop` in another terminal) stops everything.""", flush=True)
+        while not stopping and all(p.poll() is None for p in group.procs.values()):
+            time.sleep(0.5)
+    finally:
+        group.stop()
+        PIDS.unlink(missing_ok=True)
+        rabbit.stop()
+        pg.stop()
+        print("stopped")
+
+
+if __name__ == "__main__":
+    {"start": start, "stop": stop}[sys.argv[1] if len(sys.argv) > 1 else "start"]()

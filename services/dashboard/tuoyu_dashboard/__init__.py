@@ -1,0 +1,1 @@
+"""Dashboard: read models projected from every service's events, for officers' dashboards."""

@@ -1,0 +1,74 @@
+"""Read models of the dashboard and the handlers that project events into them.
+
+Each handler runs inside the tracked consumer's transaction (it gets the cursor), so the row
+and the consumer's position commit together. Personal data arrives masked already.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import psycopg
+
+from tuoyu_shared.envelope import Envelope
+
+READ_MODEL_DDL = """
+CREATE TABLE IF NOT EXISTS institution_directory (
+    institution_id uuid PRIMARY KEY,
+    name text NOT NULL,
+    credit_code text NOT NULL UNIQUE,
+    nature text NOT NULL,
+    kind text NOT NULL,
+    district text NOT NULL,
+    street text NOT NULL,
+    address text NOT NULL,
+    places int NOT NULL,
+    person_in_charge text NOT NULL,
+    status text NOT NULL,
+    filed_at timestamptz NOT NULL,
+    version int NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS institution_directory_area ON institution_directory (district, street);
+"""
+
+
+def ensure_read_models(conn: psycopg.Connection) -> None:
+    with conn.transaction():
+        conn.execute(READ_MODEL_DDL)
+
+
+def on_institution_filed(env: Envelope, cur: psycopg.Cursor) -> None:
+    p = env.payload
+    cur.execute(
+        "INSERT INTO institution_directory (institution_id, name, credit_code, nature, kind, "
+        "district, street, address, places, person_in_charge, status, filed_at, version) "
+        "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,'filed',%s,%s)",
+        (env.aggregate_id, p["name"], p["credit_code"], p["nature"], p["kind"], p["district"],
+         p["street"], p["address"], p["places"], p["person_in_charge"]["name"]["masked"],
+         env.occurred_at, env.aggregate_version),
+    )
+
+
+REGISTRATION_HANDLERS: dict[str, Callable[[Envelope, psycopg.Cursor], None]] = {
+    "InstitutionFiled": on_institution_filed,
+}
+
+
+def project_registration(env: Envelope, cur: psycopg.Cursor) -> None:
+    """Dispatch one registration event; types without a read-model effect only move tracking."""
+    handler = REGISTRATION_HANDLERS.get(env.event_type)
+    if handler is not None:
+        handler(env, cur)
+
+
+def list_institutions(conn: psycopg.Connection, district: str | None = None,
+                      limit: int = 100, offset: int = 0) -> list[dict]:
+    with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        cur.execute(
+            "SELECT institution_id::text, name, credit_code, nature, kind, district, street, "
+            "address, places, person_in_charge, status, filed_at, version "
+            "FROM institution_directory WHERE (%s::text IS NULL OR district = %s) "
+            "ORDER BY filed_at, name LIMIT %s OFFSET %s",
+            (district, district, limit, offset))
+        return cur.fetchall()

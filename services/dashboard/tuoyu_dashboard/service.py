@@ -1,0 +1,60 @@
+"""The dashboard's nameko adapter: HTTP queries over the read models.
+
+Run: ``python -m tuoyu_shared.serve tuoyu_dashboard.service:DashboardService``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from nameko.extensions import DependencyProvider
+from nameko.rpc import rpc
+from nameko.web.handlers import http
+
+from tuoyu_dashboard.projections import ensure_read_models, list_institutions
+from tuoyu_shared.config import ensure_database, settings_for
+from tuoyu_shared.nameko_support import CommandContextProvider, http_json
+
+
+class ReadStore(DependencyProvider):
+    """A connection to the dashboard's query store, one per worker."""
+
+    def setup(self) -> None:
+        self.database_url = settings_for("dashboard").database_url
+        ensure_database(self.database_url)
+        with psycopg.connect(self.database_url) as conn:
+            ensure_read_models(conn)
+
+    def get_dependency(self, worker_ctx: Any) -> Any:
+        return psycopg.connect(self.database_url, autocommit=True)
+
+    def worker_result(self, worker_ctx: Any, result: Any = None, exc_info: Any = None) -> None:
+        pass
+
+
+class DashboardService:
+    name = "dashboard"
+
+    store = ReadStore()
+    context = CommandContextProvider()
+
+    @rpc
+    def institutions(self, district: str | None = None, limit: int = 100) -> list:
+        with self.store as conn:
+            return [{**row, "filed_at": row["filed_at"].isoformat()}
+                    for row in list_institutions(conn, district, limit)]
+
+    @http("GET", "/health")
+    @http_json
+    def health(self, request: Any) -> dict[str, Any]:
+        return {"service": self.name, "status": "ok"}
+
+    @http("GET", "/api/institutions")
+    @http_json
+    def http_institutions(self, request: Any) -> dict[str, Any]:
+        district = request.args.get("district") or None
+        limit = max(1, min(int(request.args.get("limit", 100)), 1000))
+        with self.store as conn:
+            rows = list_institutions(conn, district, limit)
+        return {"institutions": rows, "count": len(rows)}

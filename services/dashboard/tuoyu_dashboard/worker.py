@@ -1,0 +1,43 @@
+"""Background work of the dashboard: tracked consumers that project other services' events.
+
+Run: ``python -m tuoyu_dashboard.worker``.
+"""
+
+from __future__ import annotations
+
+import psycopg
+
+from tuoyu_dashboard.projections import ensure_read_models, project_registration
+from tuoyu_shared.config import ensure_database, settings_for
+from tuoyu_shared.consumer import RpcLog, SqlTrackingStore, TrackedConsumer
+from tuoyu_shared.logs import configure_logging
+from tuoyu_shared.rpc import RpcClient
+from tuoyu_shared.worker import run_parts
+
+
+def registration_consumer(settings, amqp_uri: str | None = None) -> TrackedConsumer:
+    amqp_uri = amqp_uri or settings.amqp_uri
+    return TrackedConsumer(
+        name="dashboard",
+        upstream="registration",
+        handler=project_registration,
+        store=SqlTrackingStore(settings.database_url, "dashboard"),
+        log_reader=RpcLog(RpcClient(amqp_uri), "registration"),
+        amqp_uri=amqp_uri,
+        max_attempts=settings.consumer_max_attempts,
+        retry_delay=settings.consumer_retry_delay,
+        catchup_interval=settings.consumer_catchup_interval,
+    )
+
+
+def main() -> None:
+    settings = settings_for("dashboard")
+    configure_logging("dashboard", settings.log_level)
+    ensure_database(settings.database_url)
+    with psycopg.connect(settings.database_url) as conn:
+        ensure_read_models(conn)
+    run_parts({"registration-projector": registration_consumer(settings).run})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""The base of every service's eventsourcing ``Application``.
+
+It adds three things to the library's Application:
+
+- configuration from :mod:`tuoyu_shared.config` (the service's own database, created if absent);
+- the command context (actor, department, correlation and causation ids) stamped on each new
+  event as ``meta`` before it is recorded, so the relay can build the envelope from the store;
+- the notification log read as envelopes, which the relay publishes and other services pull
+  over RPC when they find a gap.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+from uuid import UUID
+
+from eventsourcing.application import Application
+from eventsourcing.persistence import Transcoder, Transcoding
+
+from tuoyu_shared.config import Settings, ensure_database, settings_for
+from tuoyu_shared.context import current_context
+from tuoyu_shared.envelope import Envelope, envelope_from_event
+
+
+class DateAsISO(Transcoding):
+    """Dates (a filing date, a birth month) stored as ISO strings."""
+
+    import datetime as _dt
+
+    type = _dt.date
+    name = "date_iso"
+
+    def encode(self, obj: Any) -> str:
+        return obj.isoformat()
+
+    def decode(self, data: str) -> Any:
+        return self._dt.date.fromisoformat(data)
+
+
+class ServiceApplication(Application[UUID]):
+    service_name: ClassVar[str] = ""
+
+    def __init__(self, settings: Settings | None = None, env: dict[str, str] | None = None):
+        self.settings = settings or settings_for(self.service_name)
+        ensure_database(self.settings.database_url)
+        super().__init__(env={**self.settings.eventsourcing_env(), **(env or {})})
+
+    def register_transcodings(self, transcoder: Transcoder) -> None:
+        super().register_transcodings(transcoder)
+        transcoder.register(DateAsISO())
+
+    def save(self, *objs: Any, **kwargs: Any):  # type: ignore[override]
+        meta = current_context().as_dict()
+        for obj in objs:
+            for event in getattr(obj, "pending_events", ()):
+                object.__setattr__(event, "meta", meta)
+        return super().save(*objs, **kwargs)
+
+    # The notification log, as envelopes.
+    def read_log(self, start: int, limit: int, stop: int | None = None) -> list[Envelope]:
+        items = self.recorder.select_notifications(start=max(start, 1), limit=limit, stop=stop)
+        return [
+            envelope_from_event(self.service_name, n.id, self.mapper.to_domain_event(n))
+            for n in items
+        ]
+
+    def log_head(self) -> int:
+        return self.recorder.max_notification_id() or 0
+
+    @property
+    def events_channel(self) -> str:
+        """The PostgreSQL NOTIFY channel the recorder signals on each commit."""
+        return self.recorder.channel_name  # type: ignore[attr-defined]

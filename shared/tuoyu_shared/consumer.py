@@ -1,0 +1,357 @@
+"""Tracked consumers: apply an upstream's events effectively once and in notification order.
+
+RabbitMQ is the fast path; the upstream's notification log is the truth. For every message the
+consumer compares its notification id with the position it has recorded for that upstream:
+
+- at or below the position: a redelivery or a replay, acknowledged and ignored;
+- the next one: applied;
+- further on: a gap (a lost, purged or reordered message). The missing range is pulled from the
+  upstream's log (over RPC in production) and applied in order first.
+
+The position is written in the same transaction as the handler's effect (see
+:class:`SqlTrackingStore`), so a crash between the two cannot happen. A failing handler is
+retried with exponential backoff; after ``max_attempts`` the message is parked in the dead-letter
+table with its error (the position moves past it in the same transaction, so the others keep
+flowing) and can be listed and re-driven later.
+
+While idle, and at start, the consumer asks the upstream for its log head and catches up, so a
+purged queue or messages dropped while no queue was bound are found without a new message.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import psycopg
+from kombu import Connection, Exchange, Queue, binding
+
+from tuoyu_shared.context import command_context
+from tuoyu_shared.envelope import Envelope
+from tuoyu_shared.logs import get_logger
+
+log = get_logger("tuoyu.consumer")
+
+Handler = Callable[[Envelope, psycopg.Cursor], None]
+
+
+class UpstreamLog(Protocol):
+    """Reads an upstream's notification log: envelopes with start <= id (<= stop)."""
+
+    def read(self, start: int, limit: int, stop: int | None = None) -> list[Envelope]: ...
+
+    def head(self) -> int: ...
+
+
+class ApplicationLog:
+    """The log of an application in this process (tests, tools)."""
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    def read(self, start: int, limit: int, stop: int | None = None) -> list[Envelope]:
+        return self.app.read_log(start, limit, stop)
+
+    def head(self) -> int:
+        return self.app.log_head()
+
+
+class RpcLog:
+    """The log of another service, over its ``notifications`` and ``log_head`` RPC methods."""
+
+    def __init__(self, rpc: Any, service: str):
+        self.rpc = rpc
+        self.service = service
+
+    def read(self, start: int, limit: int, stop: int | None = None) -> list[Envelope]:
+        items = self.rpc.call(self.service, "notifications", start=start, limit=limit, stop=stop)
+        return [Envelope.from_dict(item) for item in items]
+
+    def head(self) -> int:
+        return int(self.rpc.call(self.service, "log_head"))
+
+
+TRACKING_DDL = """
+CREATE TABLE IF NOT EXISTS consumer_tracking (
+    consumer text NOT NULL,
+    upstream text NOT NULL,
+    notification_id bigint NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (consumer, upstream)
+);
+CREATE TABLE IF NOT EXISTS consumer_dead_letters (
+    id bigserial PRIMARY KEY,
+    consumer text NOT NULL,
+    upstream text NOT NULL,
+    notification_id bigint NOT NULL,
+    event_type text NOT NULL,
+    envelope jsonb NOT NULL,
+    error text NOT NULL,
+    attempts int NOT NULL,
+    parked_at timestamptz NOT NULL DEFAULT now(),
+    redriven_at timestamptz
+);
+"""
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    id: int
+    consumer: str
+    upstream: str
+    notification_id: int
+    event_type: str
+    error: str
+    attempts: int
+    parked_at: str
+    redriven_at: str | None
+    envelope: Envelope
+
+
+class SqlTrackingStore:
+    """Tracking and dead letters in the consumer's own PostgreSQL database.
+
+    The handler gets the transaction's cursor: whatever it writes commits with the position.
+    """
+
+    def __init__(self, database_url: str, consumer: str):
+        self.database_url = database_url
+        self.consumer = consumer
+        self._conn: psycopg.Connection | None = None
+
+    def connection(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._conn = psycopg.connect(self.database_url)
+            with self._conn.transaction():
+                self._conn.execute(TRACKING_DDL)
+        return self._conn
+
+    def position(self, upstream: str) -> int:
+        conn = self.connection()
+        with conn.transaction():
+            row = conn.execute(
+                "SELECT notification_id FROM consumer_tracking WHERE consumer=%s AND upstream=%s",
+                (self.consumer, upstream),
+            ).fetchone()
+        return row[0] if row else 0
+
+    def _lock_position(self, cur: psycopg.Cursor, upstream: str) -> int:
+        cur.execute(
+            "INSERT INTO consumer_tracking (consumer, upstream, notification_id) "
+            "VALUES (%s, %s, 0) ON CONFLICT DO NOTHING", (self.consumer, upstream))
+        cur.execute(
+            "SELECT notification_id FROM consumer_tracking "
+            "WHERE consumer=%s AND upstream=%s FOR UPDATE", (self.consumer, upstream))
+        return cur.fetchone()[0]
+
+    def _move(self, cur: psycopg.Cursor, upstream: str, notification_id: int) -> None:
+        cur.execute(
+            "UPDATE consumer_tracking SET notification_id=%s, updated_at=now() "
+            "WHERE consumer=%s AND upstream=%s", (notification_id, self.consumer, upstream))
+
+    def apply(self, envelope: Envelope, handler: Handler) -> bool:
+        """Apply once: False when the position is already at or past this message."""
+        conn = self.connection()
+        with conn.transaction(), conn.cursor() as cur:
+            if self._lock_position(cur, envelope.source) >= envelope.notification_id:
+                return False
+            handler(envelope, cur)
+            self._move(cur, envelope.source, envelope.notification_id)
+        return True
+
+    def park(self, envelope: Envelope, error: str, attempts: int) -> bool:
+        conn = self.connection()
+        with conn.transaction(), conn.cursor() as cur:
+            if self._lock_position(cur, envelope.source) >= envelope.notification_id:
+                return False
+            cur.execute(
+                "INSERT INTO consumer_dead_letters (consumer, upstream, notification_id, "
+                "event_type, envelope, error, attempts) VALUES (%s,%s,%s,%s,%s,%s,%s)",
+                (self.consumer, envelope.source, envelope.notification_id, envelope.event_type,
+                 json.dumps(envelope.to_dict(), ensure_ascii=False), error, attempts))
+            self._move(cur, envelope.source, envelope.notification_id)
+        return True
+
+    def dead_letters(self, include_redriven: bool = False) -> list[DeadLetter]:
+        conn = self.connection()
+        with conn.transaction():
+            rows = conn.execute(
+                "SELECT id, consumer, upstream, notification_id, event_type, error, attempts, "
+                "parked_at::text, redriven_at::text, envelope FROM consumer_dead_letters "
+                "WHERE consumer=%s AND (%s OR redriven_at IS NULL) ORDER BY id",
+                (self.consumer, include_redriven)).fetchall()
+        return [DeadLetter(*row[:9], envelope=Envelope.from_dict(row[9])) for row in rows]
+
+    def redrive(self, dead_letter_id: int, handler: Handler) -> None:
+        """Apply a parked message again; it stays parked (with the new error) if it fails."""
+        conn = self.connection()
+        with conn.transaction(), conn.cursor() as cur:
+            cur.execute(
+                "SELECT envelope FROM consumer_dead_letters WHERE id=%s AND consumer=%s "
+                "AND redriven_at IS NULL FOR UPDATE", (dead_letter_id, self.consumer))
+            row = cur.fetchone()
+            if row is None:
+                raise KeyError(f"no parked message {dead_letter_id} for {self.consumer}")
+            handler(Envelope.from_dict(row[0]), cur)
+            cur.execute("UPDATE consumer_dead_letters SET redriven_at=now() WHERE id=%s",
+                        (dead_letter_id,))
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+class TrackedConsumer:
+    def __init__(
+        self,
+        name: str,
+        upstream: str,
+        handler: Handler,
+        store: SqlTrackingStore,
+        log_reader: UpstreamLog,
+        amqp_uri: str,
+        *,
+        exchange: str | None = None,
+        routing_keys: Sequence[str] = ("#",),
+        max_attempts: int = 5,
+        retry_delay: float = 0.2,
+        catchup_interval: float = 5.0,
+        page_size: int = 500,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self.name = name
+        self.upstream = upstream
+        self.handler = handler
+        self.store = store
+        self.log_reader = log_reader
+        self.amqp_uri = amqp_uri
+        self.exchange_name = exchange or f"{upstream}.events"
+        self.routing_keys = tuple(routing_keys)
+        self.max_attempts = max_attempts
+        self.retry_delay = retry_delay
+        self.catchup_interval = catchup_interval
+        self.page_size = page_size
+        self.sleep = sleep
+        self.applied = 0
+        self.parked = 0
+
+    @property
+    def queue(self) -> Queue:
+        exchange = Exchange(self.exchange_name, "topic", durable=True)
+        return Queue(
+            f"{self.name}.{self.exchange_name}",
+            bindings=[binding(exchange, routing_key=key) for key in self.routing_keys],
+            durable=True,
+            # One active consumer per queue keeps notification order when ops scale out.
+            queue_arguments={"x-single-active-consumer": True},
+        )
+
+    # Applying one envelope, with retries and parking.
+    def _apply_with_retries(self, envelope: Envelope) -> None:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                with command_context(correlation_id=envelope.correlation_id or None,
+                                     causation_id=envelope.event_id):
+                    if self.store.apply(envelope, self.handler):
+                        self.applied += 1
+                return
+            except psycopg.OperationalError:
+                raise  # the database is away: not the message's fault; redelivered later
+            except Exception as e:
+                if attempt >= self.max_attempts:
+                    error = "".join(traceback.format_exception_only(type(e), e)).strip()
+                    if self.store.park(envelope, error, attempt):
+                        self.parked += 1
+                        log.error("consumer.parked", consumer=self.name, upstream=self.upstream,
+                                  notification_id=envelope.notification_id,
+                                  event_type=envelope.event_type,
+                                  aggregate_id=envelope.aggregate_id, error=error,
+                                  attempts=attempt)
+                    return
+                delay = self.retry_delay * (2 ** (attempt - 1))
+                log.warning("consumer.retry", consumer=self.name,
+                            notification_id=envelope.notification_id,
+                            event_type=envelope.event_type, attempt=attempt, retry_in=delay,
+                            error=str(e))
+                self.sleep(delay)
+
+    def _fill_from_log(self, start: int, stop: int | None) -> int:
+        """Apply the upstream's log from start up to stop (inclusive), page by page."""
+        count = 0
+        while True:
+            page = self.log_reader.read(start=start, limit=self.page_size, stop=stop)
+            for envelope in page:
+                self._apply_with_retries(envelope)
+            count += len(page)
+            if len(page) < self.page_size:
+                return count
+            start = page[-1].notification_id + 1
+
+    def handle(self, envelope: Envelope) -> None:
+        """Apply one delivered envelope, filling any gap before it from the upstream's log."""
+        position = self.store.position(envelope.source)
+        if envelope.notification_id <= position:
+            return
+        if envelope.notification_id > position + 1:
+            log.info("consumer.gap", consumer=self.name, upstream=self.upstream,
+                     position=position, received=envelope.notification_id)
+            self._fill_from_log(position + 1, envelope.notification_id)
+        self._apply_with_retries(envelope)
+
+    def catch_up(self) -> int:
+        """Apply whatever the upstream's log holds past this consumer's position."""
+        position = self.store.position(self.upstream)
+        if self.log_reader.head() <= position:
+            return 0
+        count = self._fill_from_log(position + 1, None)
+        if count:
+            log.info("consumer.caught_up", consumer=self.name, upstream=self.upstream,
+                     applied=count)
+        return count
+
+    def redrive(self, dead_letter_id: int) -> None:
+        self.store.redrive(dead_letter_id, self.handler)
+
+    # The AMQP loop.
+    def _on_message(self, body: Any, message: Any) -> None:
+        envelope = Envelope.from_json(message.body)
+        self.handle(envelope)
+        message.ack()
+
+    def run(self, stop: threading.Event, ready: threading.Event | None = None) -> None:
+        backoff = 0.2
+        while not stop.is_set():
+            try:
+                with Connection(self.amqp_uri, heartbeat=0, connect_timeout=5) as conn:
+                    conn.ensure_connection(max_retries=1)
+                    with conn.Consumer([self.queue], callbacks=[self._on_message],
+                                       accept=["json"], prefetch_count=200):
+                        self.catch_up()
+                        if ready is not None:
+                            ready.set()
+                        backoff = 0.2
+                        last_activity = time.monotonic()
+                        while not stop.is_set():
+                            try:
+                                conn.drain_events(timeout=0.5)
+                                last_activity = time.monotonic()
+                            except TimeoutError:
+                                if time.monotonic() - last_activity >= self.catchup_interval:
+                                    self.catch_up()
+                                    last_activity = time.monotonic()
+            except Exception as e:  # broker, database or upstream away: back off and resume
+                if stop.is_set():
+                    break
+                log.warning("consumer.unavailable", consumer=self.name, error=repr(e),
+                            retry_in=backoff)
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+        self.store.close()

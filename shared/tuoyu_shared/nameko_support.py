@@ -1,0 +1,130 @@
+"""Thin-adapter helpers for nameko services: the application as a dependency, the command
+context from RPC headers or HTTP headers, and errors mapped to HTTP statuses.
+
+Import this only in nameko processes (``python -m tuoyu_shared.serve``), after eventlet's
+monkey patching.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from contextlib import ExitStack
+from datetime import date, datetime
+from functools import wraps
+from typing import Any
+from uuid import UUID
+
+from nameko.extensions import DependencyProvider
+from werkzeug.wrappers import Response
+
+from tuoyu_shared.context import command_context
+from tuoyu_shared.logs import get_logger
+from tuoyu_shared.validation import FieldError, ValidationFailed
+
+log = get_logger("tuoyu.http")
+
+
+class ApplicationProvider(DependencyProvider):
+    """One application instance per service process, built at container start."""
+
+    def __init__(self, factory: Callable[[], Any]):
+        self.factory = factory
+        self.app: Any = None
+
+    def setup(self) -> None:
+        self.app = self.factory()
+
+    def get_dependency(self, worker_ctx: Any) -> Any:
+        return self.app
+
+
+class CommandContextProvider(DependencyProvider):
+    """Opens a command context for each worker: from ``nameko.*`` RPC headers (correlation id,
+    actor, department) or, for HTTP, from X-Correlation-Id, X-Actor and X-Department."""
+
+    def __init__(self) -> None:
+        self._stacks: dict[Any, ExitStack] = {}
+
+    def worker_setup(self, worker_ctx: Any) -> None:
+        data = dict(worker_ctx.context_data)
+        request = worker_ctx.args[0] if worker_ctx.args else None
+        headers = getattr(request, "headers", None)
+        if headers is not None:
+            for key, header in (("correlation_id", "X-Correlation-Id"), ("actor", "X-Actor"),
+                                ("department", "X-Department")):
+                if headers.get(header):
+                    data[key] = headers.get(header)
+        stack = ExitStack()
+        stack.enter_context(command_context(
+            actor=data.get("actor"), department=data.get("department"),
+            correlation_id=data.get("correlation_id"), causation_id=data.get("causation_id")))
+        self._stacks[worker_ctx] = stack
+
+    def worker_teardown(self, worker_ctx: Any) -> None:
+        stack = self._stacks.pop(worker_ctx, None)
+        if stack is not None:
+            stack.close()
+
+    def get_dependency(self, worker_ctx: Any) -> None:
+        return None
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, UUID):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def json_response(body: Any, status: int = 200) -> Response:
+    return Response(json.dumps(body, ensure_ascii=False, default=_default), status=status,
+                    mimetype="application/json")
+
+
+# Exception class name → HTTP status, for errors the application layer raises.
+HTTP_STATUS_BY_ERROR = {
+    "ValidationFailed": 400,
+    "InstitutionNotFound": 404,
+    "DomainRuleViolated": 409,
+    "RecordConflictError": 409,
+}
+
+
+def http_json(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Run an HTTP handler returning JSON-able data; map domain errors to statuses."""
+
+    @wraps(func)
+    def wrapper(self: Any, request: Any, *args: Any, **kwargs: Any) -> Response:
+        try:
+            result = func(self, request, *args, **kwargs)
+        except ValidationFailed as e:
+            return json_response(e.to_dict(), 400)
+        except json.JSONDecodeError as e:
+            return json_response({"error": "invalid_json", "reason": str(e)}, 400)
+        except Exception as e:
+            status = HTTP_STATUS_BY_ERROR.get(type(e).__name__)
+            if status is None:
+                log.exception("http.unhandled_error")
+                return json_response({"error": "internal_error"}, 500)
+            body = {"error": type(e).__name__, "reason": str(e)}
+            if getattr(e, "state", None):
+                body["state"] = e.state
+            return json_response(body, status)
+        if isinstance(result, Response):
+            return result
+        if isinstance(result, tuple):
+            status, body = result
+            return json_response(body, status)
+        return json_response(result)
+
+    return wrapper
+
+
+def read_json(request: Any) -> dict[str, Any]:
+    data = json.loads(request.get_data(as_text=True) or "{}")
+    if not isinstance(data, dict):
+        raise ValidationFailed(
+            [FieldError("body", "the request body must be a JSON object", "invalid_format")])
+    return data

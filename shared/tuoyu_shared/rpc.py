@@ -1,0 +1,103 @@
+"""A small client for nameko's AMQP RPC, usable outside eventlet (relays, consumers, tests).
+
+It speaks nameko's wire protocol: a JSON ``{"args", "kwargs"}`` message to the ``nameko-rpc``
+topic exchange with routing key ``<service>.<method>``, a reply queue bound to the same exchange,
+and context (correlation id, actor, department) in ``nameko.*`` headers, which the services'
+:class:`~tuoyu_shared.nameko_support.CommandContextProvider` reads back.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+from kombu import Connection, Exchange, Producer, Queue
+
+from tuoyu_shared.context import current_context
+
+RPC_EXCHANGE = "nameko-rpc"
+
+
+class RemoteError(Exception):
+    """An exception raised by the remote method; ``exc_type`` names it."""
+
+    def __init__(self, exc_type: str, value: str, exc_args: list | None = None):
+        super().__init__(f"{exc_type}: {value}")
+        self.exc_type = exc_type
+        self.value = value
+        self.exc_args = exc_args or []
+
+
+class RpcTimeout(TimeoutError):
+    pass
+
+
+class RpcClient:
+    """Not thread-safe: one client per thread."""
+
+    def __init__(self, amqp_uri: str, timeout: float = 30.0):
+        self.amqp_uri = amqp_uri
+        self.timeout = timeout
+        self._conn: Connection | None = None
+        self._replies: dict[str, dict[str, Any]] = {}
+
+    def _connect(self) -> None:
+        self._conn = Connection(self.amqp_uri, heartbeat=0)
+        self._conn.ensure_connection(max_retries=3)
+        self._channel = self._conn.channel()
+        self._exchange = Exchange(RPC_EXCHANGE, "topic", durable=True)
+        self._reply_key = f"rpc.reply-tuoyu-{uuid.uuid4()}"
+        self._reply_queue = Queue(self._reply_key, self._exchange, routing_key=self._reply_key,
+                                  exclusive=True, auto_delete=True)
+        self._producer = Producer(self._channel, exchange=self._exchange)
+        self._consumer = self._conn.Consumer([self._reply_queue], channel=self._channel,
+                                             callbacks=[self._on_reply], accept=["json"],
+                                             no_ack=True)
+        self._consumer.consume()
+
+    def _on_reply(self, body: Any, message: Any) -> None:
+        self._replies[message.properties.get("correlation_id")] = body
+
+    def call(self, service: str, method: str, *args: Any, **kwargs: Any) -> Any:
+        if self._conn is None:
+            self._connect()
+        ctx = current_context()
+        correlation_id = str(uuid.uuid4())
+        headers = {f"nameko.{k}": v for k, v in ctx.as_dict().items() if v}
+        headers["nameko.call_id_stack"] = [f"tuoyu-client.{method}.{correlation_id}"]
+        try:
+            self._producer.publish(
+                json.dumps({"args": list(args), "kwargs": kwargs}),
+                routing_key=f"{service}.{method}", reply_to=self._reply_key,
+                correlation_id=correlation_id, content_type="application/json",
+                content_encoding="utf-8", headers=headers, declare=[self._reply_queue],
+                retry=True,
+            )
+            deadline = time.monotonic() + self.timeout
+            while correlation_id not in self._replies:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise RpcTimeout(f"no reply from {service}.{method} in {self.timeout}s")
+                try:
+                    self._conn.drain_events(timeout=min(remaining, 1.0))
+                except TimeoutError:
+                    continue
+        except (OSError, self._conn.connection_errors):
+            self.close()
+            raise
+        reply = self._replies.pop(correlation_id)
+        error = reply.get("error")
+        if error:
+            raise RemoteError(error.get("exc_type", "Error"), error.get("value", ""),
+                              error.get("exc_args"))
+        return reply.get("result")
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.release()
+            except Exception:
+                pass
+        self._conn = None

@@ -1,0 +1,57 @@
+"""Run one nameko service: ``python -m tuoyu_shared.serve MODULE:CLASS --port 8001``.
+
+eventlet must patch the standard library before psycopg (or anything that opens sockets) is
+imported, and psycopg must use its pure-Python implementation there, or every query blocks
+the hub (DESIGN.md §3). This launcher does both before it imports the service.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("PSYCOPG_IMPL", "python")
+
+import eventlet  # noqa: E402
+
+eventlet.monkey_patch()
+
+import argparse  # noqa: E402
+import importlib  # noqa: E402
+import signal  # noqa: E402
+
+from nameko.runners import ServiceRunner  # noqa: E402
+
+from tuoyu_shared.config import settings_for  # noqa: E402
+from tuoyu_shared.logs import configure_logging  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("service", help="module:Class of the nameko service")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("TUOYU_HTTP_PORT", 8000)))
+    parser.add_argument("--host", default=os.environ.get("TUOYU_HTTP_HOST", "127.0.0.1"))
+    args = parser.parse_args()
+    module_name, _, class_name = args.service.partition(":")
+    service_cls = getattr(importlib.import_module(module_name), class_name)
+    settings = settings_for(service_cls.name)
+    configure_logging(service_cls.name, settings.log_level)
+    config = {
+        "AMQP_URI": settings.amqp_uri,
+        "WEB_SERVER_ADDRESS": f"{args.host}:{args.port}",
+        "max_workers": int(os.environ.get("TUOYU_MAX_WORKERS", 10)),
+        "serializer": "json",
+    }
+    runner = ServiceRunner(config)
+    runner.add_service(service_cls)
+
+    def shutdown(signum, frame):
+        eventlet.spawn_n(runner.stop)
+
+    signal.signal(signal.SIGTERM, shutdown)
+    signal.signal(signal.SIGINT, shutdown)
+    runner.start()
+    runner.wait()
+
+
+if __name__ == "__main__":
+    main()

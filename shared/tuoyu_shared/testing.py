@@ -1,0 +1,124 @@
+"""pytest plugin: real PostgreSQL and RabbitMQ for every test suite of the project.
+
+Servers come from, in this order:
+
+1. given URIs: ``TUOYU_TEST_POSTGRES_URL`` (a superuser URL, any database) and
+   ``TUOYU_TEST_AMQP_URI``;
+2. testcontainers, when a Docker engine answers;
+3. private local servers under ``.local/test`` (ports 56432 and 56672), started for the session
+   and stopped after it.
+
+Each test that asks for ``settings_factory`` gets databases of its own, so tests never see each
+other's events. Tests that stop the broker are marked ``broker_control`` and need (3).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from dataclasses import dataclass, replace
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from tuoyu_shared.config import Settings, settings_for
+from tuoyu_shared.localservers import LocalPostgres, LocalRabbitMQ
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class ServersUnderTest:
+    postgres_url: str  # a URL of the server; the path is replaced per database
+    amqp_uri: str
+    rabbit: LocalRabbitMQ | None = None  # set when tests may stop and start the broker
+
+    def database_url(self, name: str) -> str:
+        return urlsplit(self.postgres_url)._replace(path=f"/{name}").geturl()
+
+
+def _docker_answers() -> bool:
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.fixture(scope="session")
+def servers():
+    given_pg, given_amqp = os.environ.get("TUOYU_TEST_POSTGRES_URL"), os.environ.get(
+        "TUOYU_TEST_AMQP_URI")
+    if given_pg and given_amqp:
+        yield ServersUnderTest(given_pg, given_amqp)
+        return
+    if os.environ.get("TUOYU_TEST_USE_DOCKER", "auto") != "no" and _docker_answers():
+        from testcontainers.postgres import PostgresContainer
+        from testcontainers.rabbitmq import RabbitMqContainer
+
+        with PostgresContainer("postgres:15", driver=None) as pg, \
+                RabbitMqContainer("rabbitmq:3.10") as mq:
+            amqp = (f"amqp://guest:guest@{mq.get_container_host_ip()}:"
+                    f"{mq.get_exposed_port(5672)}//")
+            yield ServersUnderTest(pg.get_connection_url(), amqp)
+        return
+    root = PROJECT_ROOT / ".local" / "test"
+    pg = LocalPostgres(root, int(os.environ.get("TUOYU_TEST_PG_PORT", 56432)), fast=True)
+    rabbit = LocalRabbitMQ(root, int(os.environ.get("TUOYU_TEST_AMQP_PORT", 56672)),
+                           "tuoyu-test")
+    pg.start()
+    rabbit.start()
+    try:
+        yield ServersUnderTest(pg.uri, rabbit.uri, rabbit)
+    finally:
+        rabbit.stop()
+        pg.stop()
+
+
+@pytest.fixture
+def fresh_database(servers):
+    """A factory of empty databases, dropped after the test."""
+    created: list[str] = []
+    admin = servers.database_url("postgres")
+
+    def make(label: str = "db") -> str:
+        name = f"t_{label}_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        created.append(name)
+        return servers.database_url(name)
+
+    yield make
+    with psycopg.connect(admin, autocommit=True) as conn:
+        for name in created:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(name)))
+
+
+@pytest.fixture
+def settings_factory(servers, fresh_database):
+    """Settings for a service, with a database of its own and quick retries."""
+
+    def make(service: str, **overrides) -> Settings:
+        base = settings_for(service)
+        return replace(base, database_url=fresh_database(service), amqp_uri=servers.amqp_uri,
+                       consumer_retry_delay=0.01, consumer_catchup_interval=0.5,
+                       **overrides)
+
+    return make
+
+
+@pytest.fixture
+def unique() -> str:
+    """A suffix that keeps this test's exchanges and queues apart from others'."""
+    return uuid.uuid4().hex[:8]
+
+
+@pytest.fixture
+def broker(servers) -> LocalRabbitMQ:
+    if servers.rabbit is None:
+        pytest.skip("needs the private local RabbitMQ to stop and start it")
+    return servers.rabbit

@@ -1,0 +1,39 @@
+"""Run a service's background work (relay, tracked consumers) in a plain process.
+
+No eventlet here: eventsourcing's threads and psycopg's C implementation run as designed.
+Each part runs in its own thread until SIGTERM or SIGINT.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable
+
+from tuoyu_shared.logs import get_logger
+
+log = get_logger("tuoyu.worker")
+
+
+def run_parts(parts: dict[str, Callable[[threading.Event], None]]) -> None:
+    stop = threading.Event()
+
+    def shutdown(signum, frame):
+        log.info("worker.stopping", signal=signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, shutdown)
+    signal.signal(signal.SIGINT, shutdown)
+    threads = [threading.Thread(target=part, args=(stop,), name=name, daemon=True)
+               for name, part in parts.items()]
+    for thread in threads:
+        thread.start()
+    log.info("worker.started", parts=list(parts))
+    while not stop.is_set():
+        stop.wait(1.0)
+        for thread in threads:
+            if not thread.is_alive():
+                log.error("worker.part_died", part=thread.name)
+                stop.set()
+    for thread in threads:
+        thread.join(timeout=10)
