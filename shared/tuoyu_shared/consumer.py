@@ -241,8 +241,7 @@ class TrackedConsumer:
         self.applied = 0
         self.parked = 0
 
-    @property
-    def queue(self) -> Queue:
+    def queue(self, channel=None) -> Queue:
         exchange = Exchange(self.exchange_name, "topic", durable=True)
         return Queue(
             f"{self.name}.{self.exchange_name}",
@@ -250,6 +249,7 @@ class TrackedConsumer:
             durable=True,
             # One active consumer per queue keeps notification order when ops scale out.
             queue_arguments={"x-single-active-consumer": True},
+            channel=channel,
         )
 
     # Applying one envelope, with retries and parking.
@@ -332,7 +332,7 @@ class TrackedConsumer:
             try:
                 with Connection(self.amqp_uri, heartbeat=0, connect_timeout=5) as conn:
                     conn.ensure_connection(max_retries=1)
-                    with conn.Consumer([self.queue], callbacks=[self._on_message],
+                    with conn.Consumer([self.queue()], callbacks=[self._on_message],
                                        accept=["json"], prefetch_count=200):
                         self.catch_up()
                         if ready is not None:

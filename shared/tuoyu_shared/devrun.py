@@ -96,6 +96,9 @@ class ProcessGroup:
         raise TimeoutError(f"{spec.name} not healthy at {url} after {timeout}s")
 
     def stop(self) -> None:
+        for proc in self.procs.values():  # signal all first, then wait: shutdowns overlap
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
         for name in list(self.procs):
             self.stop_process(name)
 

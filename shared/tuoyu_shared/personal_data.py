@@ -43,6 +43,7 @@ class PersonalDataVault:
         self._secret = secret.encode()
         self._keys: dict[str, bytes | None] = {}
         self._conn: psycopg.Connection | None = None
+        self._connection()  # creates the key table
 
     def _connection(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed or self._conn.broken:

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -122,3 +124,12 @@ def broker(servers) -> LocalRabbitMQ:
     if servers.rabbit is None:
         pytest.skip("needs the private local RabbitMQ to stop and start it")
     return servers.rabbit
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")

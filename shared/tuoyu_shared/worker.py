@@ -6,8 +6,10 @@ Each part runs in its own thread until SIGTERM or SIGINT.
 
 from __future__ import annotations
 
+import faulthandler
 import signal
 import threading
+import time
 from collections.abc import Callable
 
 from tuoyu_shared.logs import get_logger
@@ -17,6 +19,7 @@ log = get_logger("tuoyu.worker")
 
 def run_parts(parts: dict[str, Callable[[threading.Event], None]]) -> None:
     stop = threading.Event()
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # ops: dump stacks with kill -USR1
 
     def shutdown(signum, frame):
         log.info("worker.stopping", signal=signum)
@@ -35,5 +38,6 @@ def run_parts(parts: dict[str, Callable[[threading.Event], None]]) -> None:
             if not thread.is_alive():
                 log.error("worker.part_died", part=thread.name)
                 stop.set()
+    deadline = time.monotonic() + 5  # a part blocked on a remote call must not hold us up
     for thread in threads:
-        thread.join(timeout=10)
+        thread.join(timeout=max(deadline - time.monotonic(), 0.1))

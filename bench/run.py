@@ -1,0 +1,470 @@
+"""Throughput benchmarks of the event pipeline, against real PostgreSQL and RabbitMQ.
+
+    .venv/bin/python bench/run.py [--quick] [--n-events N] [--n-commands N]
+
+Measured in one run, so that the ratios between them mean something:
+
+- ``raw_kombu_publish_no_confirm``: kombu ``Producer.publish`` of persistent JSON messages (a
+  real ``InstitutionFiled`` envelope) to a durable topic exchange with one durable queue bound;
+  no publisher confirms. The time until the queue holds every message is reported beside it.
+- ``raw_kombu_publish_confirm_each``: the same, with kombu's ``confirm_publish`` transport
+  option: one round trip to the broker per message.
+- ``relay_publish_confirmed``: :meth:`tuoyu_shared.relay.Relay.drain` of ``InstitutionFiled``
+  events recorded beforehand (untimed) in a fresh registration database: read the log, check
+  each envelope against the catalogue, publish in batches with batched publisher confirms.
+- ``command_file_institution``: ``RegistrationApplication.file_institution``, one command and
+  one ``save()`` after another (validation, personal data sealed, event recorded).
+- ``raw_eventsourcing_save``: a plain eventsourcing ``Application`` saving trivial aggregates,
+  one per ``save()``, on the same PostgreSQL settings.
+
+Servers: ``TUOYU_BENCH_POSTGRES_URL`` (a superuser URL, any database) and
+``TUOYU_BENCH_AMQP_URI`` when both are set; otherwise private servers under ``.local/bench``
+(ports 57432 and 57672, durable settings), started here and stopped at the end. Every
+benchmark gets a database and exchange of its own, dropped and deleted afterwards.
+
+Results go to ``bench-results/latest.json`` and ``bench-results/bench-<UTC timestamp>.json``.
+The exit status is 0 when every correctness check passed, even if a throughput target was
+missed (the JSON says so), and 1 when a check failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import psycopg
+from eventsourcing.application import Application
+from eventsourcing.domain import Aggregate, event
+from kombu import Connection, Exchange, Producer, Queue
+from psycopg import sql
+
+from tuoyu_registration.application import RegistrationApplication
+from tuoyu_registration.domain import Institution, Nature, ProviderKind
+from tuoyu_registration.samples import sample_filing, sample_resident_id
+from tuoyu_shared.config import Settings, eventsourcing_env, settings_for
+from tuoyu_shared.context import command_context
+from tuoyu_shared.localservers import LocalPostgres, LocalRabbitMQ, port_open
+from tuoyu_shared.logs import configure_logging
+from tuoyu_shared.relay import Relay
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+RESULTS_DIR = PROJECT_ROOT / "bench-results"
+BENCH_PG_PORT = 57432
+BENCH_AMQP_PORT = 57672
+SAVE_CHUNK = 500
+RELAY_BATCH = 500
+RELAY_TARGET_PER_SECOND = 5000
+ROUTING_KEY = "InstitutionFiled"
+
+
+# Servers and fresh resources.
+@dataclass
+class Servers:
+    postgres_url: str  # a superuser URL of the server; the path is replaced per database
+    amqp_uri: str
+    origin: str  # "given" or "local"
+
+    def database_url(self, name: str) -> str:
+        return urlsplit(self.postgres_url)._replace(path=f"/{name}").geturl()
+
+
+@contextmanager
+def bench_servers() -> Iterator[Servers]:
+    given_pg = os.environ.get("TUOYU_BENCH_POSTGRES_URL")
+    given_amqp = os.environ.get("TUOYU_BENCH_AMQP_URI")
+    if given_pg and given_amqp:
+        yield Servers(given_pg, given_amqp, "given")
+        return
+    root = PROJECT_ROOT / ".local" / "bench"
+    pg = LocalPostgres(root, BENCH_PG_PORT)  # durable defaults: fsync and synchronous commit on
+    rabbit = LocalRabbitMQ(root, BENCH_AMQP_PORT, "tuoyu-bench")
+    for name, port in (("PostgreSQL", pg.port), ("RabbitMQ", rabbit.port)):
+        if port_open(port):
+            print(f"note: port {port} already answers; using that {name} as the bench server")
+    try:
+        print(f"starting private servers under {root} ...", flush=True)
+        started = time.perf_counter()
+        pg.start()
+        rabbit.start()
+        print(f"servers up in {time.perf_counter() - started:.1f}s", flush=True)
+        yield Servers(pg.uri, rabbit.uri, "local")
+    finally:
+        print("stopping private servers ...", flush=True)
+        try:
+            rabbit.stop()
+        finally:
+            pg.stop()
+
+
+@contextmanager
+def fresh_database(servers: Servers, label: str) -> Iterator[str]:
+    """An empty database of its own, dropped (connections and all) afterwards."""
+    name = f"bench_{label}_{uuid.uuid4().hex[:10]}"
+    admin = servers.database_url("postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield servers.database_url(name)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(name)))
+
+
+def unique_name(kind: str) -> str:
+    return f"bench.{kind}.{uuid.uuid4().hex[:10]}"
+
+
+def registration_settings(url: str, servers: Servers) -> Settings:
+    return replace(settings_for("registration"), database_url=url, amqp_uri=servers.amqp_uri)
+
+
+@contextmanager
+def registration_app(url: str, servers: Servers) -> Iterator[RegistrationApplication]:
+    app = RegistrationApplication(registration_settings(url, servers))
+    try:
+        yield app
+    finally:
+        app.vault.close()
+        app.close()
+
+
+def queue_message_count(channel: Any, queue_name: str) -> int:
+    return channel.queue_declare(queue=queue_name, passive=True).message_count
+
+
+def wait_for_count(channel: Any, queue_name: str, expected: int, timeout: float = 60.0) -> int:
+    """The queue's message count, polled until it reaches ``expected`` or time runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        count = queue_message_count(channel, queue_name)
+        if count >= expected or time.monotonic() > deadline:
+            return count
+        time.sleep(0.01)
+
+
+@contextmanager
+def bound_queue(amqp_uri: str, exchange_name: str) -> Iterator[tuple[Any, Queue]]:
+    """A durable topic exchange with one durable queue bound to every key; both deleted after.
+
+    Yields a channel (of a connection without confirms) to count the queue's messages with.
+    """
+    exchange = Exchange(exchange_name, type="topic", durable=True, auto_delete=False)
+    queue = Queue(exchange_name, exchange=exchange, routing_key="#", durable=True,
+                  auto_delete=False)
+    with Connection(amqp_uri, heartbeat=0, connect_timeout=5) as conn:
+        channel = conn.channel()
+        bound = queue(channel)
+        bound.declare()
+        try:
+            yield channel, queue
+        finally:
+            with suppress(Exception):
+                bound.purge()
+            with suppress(Exception):
+                bound.delete()
+            with suppress(Exception):
+                exchange(channel).delete()
+
+
+# Results.
+@dataclass
+class Measurement:
+    name: str
+    count: int
+    seconds: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def per_second(self) -> float:
+        return self.count / self.seconds if self.seconds > 0 else float("inf")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "count": self.count, "seconds": round(self.seconds, 4),
+                "per_second": round(self.per_second, 1), **self.extra}
+
+
+@dataclass
+class Checks:
+    failures: list[str] = field(default_factory=list)
+    passed: list[str] = field(default_factory=list)
+
+    def equal(self, what: str, measured: int, expected: int) -> None:
+        line = f"{what}: {measured} (expected {expected})"
+        if measured == expected:
+            self.passed.append(line)
+        else:
+            self.failures.append(line)
+            print(f"CHECK FAILED: {line}", flush=True)
+
+
+# The benchmarks.
+def real_envelope(servers: Servers) -> bytes:
+    """The JSON of a real InstitutionFiled envelope, as the relay would publish it."""
+    with fresh_database(servers, "envelope") as url, registration_app(url, servers) as app:
+        with command_context(actor="bench", department="registration"):
+            app.file_institution(sample_filing(1))
+        return app.read_log(1, 1)[0].to_json()
+
+
+def bench_raw_publish(servers: Servers, body: bytes, n: int, confirm: bool,
+                      checks: Checks) -> Measurement:
+    name = "raw_kombu_publish_confirm_each" if confirm else "raw_kombu_publish_no_confirm"
+    exchange_name = unique_name("raw")
+    options = {"confirm_publish": True} if confirm else {}
+    with bound_queue(servers.amqp_uri, exchange_name) as (count_channel, queue), \
+            Connection(servers.amqp_uri, heartbeat=0, connect_timeout=5,
+                       transport_options=options) as conn:
+        producer = Producer(conn.channel(), exchange=queue.exchange)
+        started = time.perf_counter()
+        for _ in range(n):
+            producer.publish(body, routing_key=ROUTING_KEY, content_type="application/json",
+                             content_encoding="utf-8", delivery_mode=2)
+        seconds = time.perf_counter() - started
+        stored = wait_for_count(count_channel, queue.name, n)
+        until_queued = time.perf_counter() - started
+        checks.equal(f"{name}: messages in queue", stored, n)
+    extra = {"message_bytes": len(body)}
+    if not confirm:
+        extra["seconds_until_queued"] = round(until_queued, 4)
+        extra["per_second_until_queued"] = round(n / until_queued, 1)
+    return Measurement(name, n, seconds, extra)
+
+
+def file_institutions_untimed(app: RegistrationApplication, n: int) -> None:
+    """Record ``n`` InstitutionFiled events quickly: aggregates built directly, saved 500 at a
+    time, one person's data sealed once and shared (the same shape and size as real ones)."""
+    person = app._seal_person("王晓梅", sample_resident_id(1), "13812345678")
+    for start in range(1, n + 1, SAVE_CHUNK):
+        aggregates = []
+        for i in range(start, min(start + SAVE_CHUNK, n + 1)):
+            data = sample_filing(i)
+            aggregates.append(Institution.file(
+                name=data["name"], credit_code=data["credit_code"],
+                nature=Nature(data["nature"]), kind=ProviderKind(data["kind"]),
+                district=data["district"], street=data["street"], address=data["address"],
+                places=data["places"], person_in_charge=person,
+            ))
+        with command_context(actor="bench", department="registration"):
+            app.save(*aggregates)
+
+
+def bench_relay(servers: Servers, n: int, checks: Checks) -> Measurement:
+    name = "relay_publish_confirmed"
+    with fresh_database(servers, "relay") as url, registration_app(url, servers) as app:
+        prepared = time.perf_counter()
+        file_institutions_untimed(app, n)
+        prepare_seconds = time.perf_counter() - prepared
+        checks.equal(f"{name}: events recorded", app.log_head(), n)
+        exchange_name = unique_name("relay")
+        with bound_queue(servers.amqp_uri, exchange_name) as (count_channel, queue):
+            relay = Relay(app, servers.amqp_uri, exchange=exchange_name, batch_size=RELAY_BATCH)
+            try:
+                started = time.perf_counter()
+                published = relay.drain()
+                seconds = time.perf_counter() - started
+                position = relay.position()
+            finally:
+                relay.close()
+            checks.equal(f"{name}: drain() returned", published, n)
+            checks.equal(f"{name}: relay position", position, n)
+            checks.equal(f"{name}: messages in queue",
+                         wait_for_count(count_channel, queue.name, n, timeout=10), n)
+    return Measurement(name, n, seconds, {"batch_size": RELAY_BATCH,
+                                          "untimed_prepare_seconds": round(prepare_seconds, 2)})
+
+
+def bench_commands(servers: Servers, n: int, checks: Checks) -> Measurement:
+    name = "command_file_institution"
+    with fresh_database(servers, "commands") as url, registration_app(url, servers) as app:
+        filings = [sample_filing(i) for i in range(1, n + 1)]
+        started = time.perf_counter()
+        for data in filings:
+            with command_context(actor="bench", department="registration"):
+                app.file_institution(data)
+        seconds = time.perf_counter() - started
+        checks.equal(f"{name}: events recorded", app.log_head(), n)
+    return Measurement(name, n, seconds)
+
+
+class BenchNote(Aggregate):
+    """The smallest useful aggregate: created with a short string, nothing else."""
+
+    @event("Created")
+    def __init__(self, text: str):
+        self.text = text
+
+
+def bench_raw_save(servers: Servers, n: int, checks: Checks) -> Measurement:
+    name = "raw_eventsourcing_save"
+    with fresh_database(servers, "rawsave") as url:
+        app: Application[Any] = Application(env=eventsourcing_env(url))
+        try:
+            notes = [BenchNote(text=f"note {i}") for i in range(n)]
+            started = time.perf_counter()
+            for note in notes:
+                app.save(note)
+            seconds = time.perf_counter() - started
+            checks.equal(f"{name}: events recorded", app.recorder.max_notification_id() or 0, n)
+        finally:
+            app.close()
+    return Measurement(name, n, seconds)
+
+
+# Report.
+def server_versions(servers: Servers) -> dict[str, str]:
+    versions: dict[str, str] = {}
+    with suppress(Exception), psycopg.connect(servers.database_url("postgres")) as conn:
+        row = conn.execute("SHOW server_version").fetchone()
+        versions["postgresql"] = row[0] if row else "?"
+    with suppress(Exception), Connection(servers.amqp_uri, connect_timeout=5) as conn:
+        conn.connect()
+        props = conn.connection.server_properties
+        version = props.get("version", "?")
+        versions["rabbitmq"] = version.decode() if isinstance(version, bytes) else str(version)
+    for dist in ("eventsourcing", "kombu", "amqp", "psycopg"):
+        with suppress(metadata.PackageNotFoundError):
+            versions[dist] = metadata.version(dist)
+    return versions
+
+
+def machine_info() -> dict[str, Any]:
+    return {
+        "nproc": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+        else os.cpu_count(),
+        "cpu_count": os.cpu_count(),
+        "python_version": platform.python_version(),
+        "python_implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+    }
+
+
+def ratio(a: Measurement, b: Measurement) -> float:
+    return round(a.per_second / b.per_second, 4) if b.per_second else float("nan")
+
+
+def print_summary(report: dict[str, Any]) -> None:
+    print()
+    print(f"{'benchmark':<34}{'count':>8}{'seconds':>10}{'per second':>13}")
+    for m in report["measurements"]:
+        print(f"{m['name']:<34}{m['count']:>8}{m['seconds']:>10.3f}{m['per_second']:>13.1f}")
+        if "per_second_until_queued" in m:
+            label = "  (until all queued)"
+            print(f"{label:<34}{'':>8}{m['seconds_until_queued']:>10.3f}"
+                  f"{m['per_second_until_queued']:>13.1f}")
+    print()
+    for key, value in report["ratios"].items():
+        print(f"{key:<34}{value:>10.3f}")
+    for key, target in report["targets"].items():
+        verdict = "met" if target["met"] else "MISSED"
+        print(f"{key:<34}{target['measured']:>10.1f}  target {target['target']}: {verdict}")
+    checks = report["checks"]
+    print(f"correctness checks: {len(checks['passed'])} passed, "
+          f"{len(checks['failed'])} failed")
+
+
+def write_report(report: dict[str, Any], stamp: datetime) -> list[Path]:
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(report, indent=2, ensure_ascii=False) + "\n"
+    paths = [RESULTS_DIR / "latest.json",
+             RESULTS_DIR / f"bench-{stamp.strftime('%Y%m%dT%H%M%SZ')}.json"]
+    for path in paths:
+        path.write_text(text, encoding="utf-8")
+    return paths
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="small counts (2000 / 200 / 2000 / 200 / 200), to check it works")
+    parser.add_argument("--n-events", type=int, default=None,
+                        help="messages published without confirms and events drained by the "
+                             "relay (default 20000; 2000 with --quick)")
+    parser.add_argument("--n-confirm", type=int, default=None,
+                        help="messages published with a confirm each (default n-events / 10)")
+    parser.add_argument("--n-commands", type=int, default=None,
+                        help="commands and raw saves (default 2000; 200 with --quick)")
+    args = parser.parse_args(argv)
+    if args.n_events is None:
+        args.n_events = 2000 if args.quick else 20000
+    if args.n_commands is None:
+        args.n_commands = 200 if args.quick else 2000
+    if args.n_confirm is None:
+        args.n_confirm = max(args.n_events // 10, 1)
+    for name in ("n_events", "n_confirm", "n_commands"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    configure_logging("bench", "warning")
+    stamp = datetime.now(UTC).replace(microsecond=0)
+    checks = Checks()
+    run_started = time.perf_counter()
+    with bench_servers() as servers:
+        versions = server_versions(servers)
+        body = real_envelope(servers)
+
+        def step(label: str) -> None:
+            print(f"[{time.perf_counter() - run_started:6.1f}s] {label}", flush=True)
+
+        step(f"raw publish, no confirms: {args.n_events} messages of {len(body)} bytes")
+        raw = bench_raw_publish(servers, body, args.n_events, confirm=False, checks=checks)
+        step(f"raw publish, a confirm each: {args.n_confirm} messages")
+        confirm_each = bench_raw_publish(servers, body, args.n_confirm, confirm=True,
+                                         checks=checks)
+        step(f"relay: recording then draining {args.n_events} events")
+        relay = bench_relay(servers, args.n_events, checks)
+        step(f"file_institution: {args.n_commands} commands")
+        commands = bench_commands(servers, args.n_commands, checks)
+        step(f"raw eventsourcing save: {args.n_commands} aggregates")
+        raw_save = bench_raw_save(servers, args.n_commands, checks)
+        step("done")
+    measurements = [raw, confirm_each, relay, commands, raw_save]
+    report = {
+        "timestamp": stamp.isoformat(),
+        "machine": machine_info(),
+        "servers": {"origin": servers.origin, **versions},
+        "settings": {"quick": args.quick, "n_events": args.n_events,
+                     "n_confirm": args.n_confirm, "n_commands": args.n_commands,
+                     "relay_batch_size": RELAY_BATCH, "envelope_bytes": len(body)},
+        "measurements": [m.as_dict() for m in measurements],
+        "ratios": {
+            "relay_vs_raw_publish": ratio(relay, raw),
+            "relay_vs_confirm_each": ratio(relay, confirm_each),
+            "command_vs_raw_save": ratio(commands, raw_save),
+        },
+        "targets": {
+            "relay_events_per_second": {
+                "target": RELAY_TARGET_PER_SECOND,
+                "measured": round(relay.per_second, 1),
+                "met": relay.per_second >= RELAY_TARGET_PER_SECOND,
+            },
+        },
+        "checks": {"passed": checks.passed, "failed": checks.failures},
+        "total_seconds": round(time.perf_counter() - run_started, 1),
+    }
+    paths = write_report(report, stamp)
+    print_summary(report)
+    print("written: " + ", ".join(str(p.relative_to(PROJECT_ROOT)) for p in paths))
+    return 1 if checks.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

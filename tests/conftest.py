@@ -1,0 +1,77 @@
+"""Fixtures for the cross-service tests: a registration application, its relay and a
+dashboard projector wired to a real PostgreSQL and RabbitMQ, each test on its own databases
+and exchange."""
+
+from __future__ import annotations
+
+import threading
+
+import psycopg
+import pytest
+
+from tuoyu_dashboard.projections import ensure_read_models, project_registration
+from tuoyu_registration.application import RegistrationApplication
+from tuoyu_shared.consumer import ApplicationLog, SqlTrackingStore, TrackedConsumer
+from tuoyu_shared.relay import Relay
+
+
+@pytest.fixture
+def registration(settings_factory):
+    app = RegistrationApplication(settings_factory("registration"))
+    yield app
+    app.close()
+
+
+@pytest.fixture
+def dashboard_db(settings_factory):
+    settings = settings_factory("dashboard")
+    with psycopg.connect(settings.database_url) as conn:
+        ensure_read_models(conn)
+    return settings
+
+
+class Running:
+    """Background threads (relay, consumers) stopped at the end of a test."""
+
+    def __init__(self):
+        self.stop = threading.Event()
+        self.threads: list[threading.Thread] = []
+
+    def start(self, target, *args) -> None:
+        thread = threading.Thread(target=target, args=(self.stop, *args), daemon=True)
+        thread.start()
+        self.threads.append(thread)
+
+    def close(self) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=20)
+
+
+@pytest.fixture
+def running():
+    r = Running()
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def relay(registration, servers, unique):
+    r = Relay(registration, servers.amqp_uri, exchange=f"registration-{unique}.events")
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def make_projector(registration, dashboard_db, servers, unique):
+    """A dashboard projector of the test's registration events; handler may be replaced."""
+
+    def make(handler=project_registration, name: str = "dashboard", **kw) -> TrackedConsumer:
+        return TrackedConsumer(
+            name=f"{name}-{unique}", upstream="registration", handler=handler,
+            store=SqlTrackingStore(dashboard_db.database_url, name),
+            log_reader=ApplicationLog(registration), amqp_uri=servers.amqp_uri,
+            exchange=f"registration-{unique}.events", retry_delay=0.01,
+            catchup_interval=kw.pop("catchup_interval", 0.3), **kw)
+
+    return make

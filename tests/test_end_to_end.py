@@ -1,0 +1,113 @@
+"""The system as deployed: each service's nameko process and worker started as processes,
+talking over real RabbitMQ and PostgreSQL. What an officer and a subscriber see."""
+
+from __future__ import annotations
+
+import pytest
+from kombu import Connection
+
+from tuoyu_registration.samples import sample_filing
+from tuoyu_shared.devrun import SERVICES, ProcessGroup, http_json
+from tuoyu_shared.rpc import RemoteError, RpcClient
+from tuoyu_shared.testing import wait_for
+
+
+@pytest.fixture(scope="module")
+def system(servers, tmp_path_factory):
+    import psycopg
+    from psycopg import sql
+
+    names = {s.name: f"e2e_{s.name}" for s in SERVICES}
+    admin = servers.database_url("postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        for name in names.values():
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(name)))
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    env = {f"TUOYU_{s.upper()}_DATABASE_URL": servers.database_url(db)
+           for s, db in names.items()}
+    env.update(TUOYU_AMQP_URI=servers.amqp_uri, TUOYU_CONSUMER_CATCHUP_INTERVAL="1")
+    with Connection(servers.amqp_uri) as conn:  # no messages left from an earlier session
+        for queue in ("dashboard.registration.events",):
+            conn.default_channel.queue_delete(queue)
+    group = ProcessGroup(env, tmp_path_factory.mktemp("logs"), port_offset=100)
+    group.start()
+    yield group
+    group.stop()
+
+
+def dashboard_count(system) -> int:
+    _, listing = http_json("GET", f"{system.url('dashboard')}/api/institutions")
+    return listing.get("count", 0)
+
+
+def test_officer_files_and_the_dashboard_shows_it(system):
+    status, reply = http_json("POST", f"{system.url('registration')}/api/institutions",
+                              sample_filing(1), {"X-Actor": "officer-3",
+                                                 "X-Department": "health",
+                                                 "X-Correlation-Id": "e2e-case-1"})
+    assert status == 201, reply
+    wait_for(lambda: dashboard_count(system) >= 1, what="dashboard row")
+    _, listing = http_json("GET", f"{system.url('dashboard')}/api/institutions")
+    row = listing["institutions"][0]
+    assert row["institution_id"] == reply["institution_id"]
+    assert row["person_in_charge"] == "王**"
+
+    status, view = http_json("GET", f"{system.url('registration')}/api/institutions/"
+                             f"{reply['institution_id']}")
+    assert status == 200 and view["name"] == "示范托育园 1"
+
+
+def test_bad_input_over_http_is_refused_with_field_and_reason(system):
+    rpc = RpcClient(system.env["TUOYU_AMQP_URI"])
+    head = rpc.call("registration", "log_head")
+    data = sample_filing(2)
+    data["credit_code"] = "91350100M000100Y44"
+    status, reply = http_json("POST", f"{system.url('registration')}/api/institutions", data)
+    assert status == 400
+    assert reply["errors"][0]["field"] == "credit_code"
+    assert "should be '3'" in reply["errors"][0]["reason"]
+    status, reply = http_json("POST", f"{system.url('registration')}/api/institutions",
+                              sample_filing(1))
+    assert status == 409 and reply["state"] == "filed"
+    assert rpc.call("registration", "log_head") == head
+    rpc.close()
+
+
+def test_rpc_carries_the_correlation_id_into_the_envelope(system):
+    from tuoyu_shared.context import command_context
+
+    rpc = RpcClient(system.env["TUOYU_AMQP_URI"])
+    with command_context(actor="officer-9", department="health", correlation_id="rpc-case-7"):
+        institution_id = rpc.call("registration", "file_institution", sample_filing(3))
+    head = rpc.call("registration", "log_head")
+    [envelope] = rpc.call("registration", "notifications", start=head, limit=1)
+    assert envelope["aggregate_id"] == institution_id
+    assert envelope["correlation_id"] == "rpc-case-7" and envelope["actor"] == "officer-9"
+    with pytest.raises(RemoteError) as e:
+        rpc.call("registration", "file_institution", {"name": "x"})
+    assert e.value.exc_type == "ValidationFailed" and "credit_code" in e.value.value
+    rpc.close()
+
+
+def test_dashboard_catches_up_over_rpc_after_its_queue_was_purged(system):
+    spec = next(s for s in SERVICES if s.name == "dashboard")
+    before = dashboard_count(system)
+    system.stop_process("dashboard-worker")
+    for n in (10, 11, 12):
+        status, _ = http_json("POST", f"{system.url('registration')}/api/institutions",
+                              sample_filing(n))
+        assert status == 201
+    rpc = RpcClient(system.env["TUOYU_AMQP_URI"])
+    head = rpc.call("registration", "log_head")
+    rpc.close()
+    with Connection(system.env["TUOYU_AMQP_URI"]) as conn:
+        channel = conn.default_channel
+        # wait until the relay has delivered all three to the (unconsumed) queue, then purge
+        wait_for(lambda: channel.queue_declare("dashboard.registration.events",
+                                               passive=True).message_count == 3,
+                 what="three messages queued")
+        channel.queue_purge("dashboard.registration.events")
+    system.start_worker(spec)
+    wait_for(lambda: dashboard_count(system) == before + 3, what="catch-up over RPC")
+    assert head >= before + 3
