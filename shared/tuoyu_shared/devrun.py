@@ -67,11 +67,12 @@ class ProcessGroup:
     def start_worker(self, spec: ServiceSpec) -> None:
         self._spawn(f"{spec.name}-worker", [sys.executable, "-m", spec.worker_module])
 
-    def stop_process(self, name: str) -> None:
+    def stop_process(self, name: str, signalled: bool = False) -> None:
         proc = self.procs.pop(name, None)
         if proc is None:
             return
-        proc.send_signal(signal.SIGTERM)
+        if not signalled:
+            proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
@@ -100,7 +101,7 @@ class ProcessGroup:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
         for name in list(self.procs):
-            self.stop_process(name)
+            self.stop_process(name, signalled=True)
 
     def pids(self) -> dict[str, int]:
         return {name: proc.pid for name, proc in self.procs.items()}

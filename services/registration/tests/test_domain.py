@@ -5,7 +5,11 @@ from __future__ import annotations
 import pytest
 
 from tuoyu_registration.domain import (
-    Institution, Nature, ProviderKind, check_credit_code_matches_nature, institution_id_for,
+    Institution,
+    Nature,
+    ProviderKind,
+    check_credit_code_matches_nature,
+    institution_id_for,
 )
 from tuoyu_registration.samples import sample_credit_code
 from tuoyu_shared.validation import FieldError
