@@ -188,3 +188,22 @@ def test_a_message_that_keeps_failing_is_parked_and_others_flow(
     projector.redrive(parked.id)
     assert projector.store.dead_letters() == []
     assert sorted(directory(dashboard_db)) == sorted(codes)
+
+
+def test_an_unreachable_upstream_log_does_not_stop_the_fast_path(
+        registration, relay, make_projector, dashboard_db, running):
+    projector = make_projector(catchup_interval=0.2)
+
+    class Unreachable:
+        def read(self, start, limit, stop=None):
+            raise TimeoutError("upstream RPC timed out")
+
+        def head(self):
+            raise TimeoutError("upstream RPC timed out")
+
+    projector.log_reader = Unreachable()
+    running.start(projector.run)
+    running.start(relay.run)
+    codes = file_many(registration, 1, 3)
+    wait_for(lambda: position(dashboard_db) == 3, what="in-order messages applied")
+    assert directory(dashboard_db) == codes

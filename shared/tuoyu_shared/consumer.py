@@ -306,6 +306,16 @@ class TrackedConsumer:
             self._fill_from_log(position + 1, envelope.notification_id)
         self._apply_with_retries(envelope)
 
+    def _try_catch_up(self) -> None:
+        """Catch up, but never let an absent upstream stop the fast path."""
+        try:
+            self.catch_up()
+        except psycopg.OperationalError:
+            raise
+        except Exception as e:
+            log.warning("consumer.catch_up_failed", consumer=self.name, upstream=self.upstream,
+                        error=repr(e))
+
     def catch_up(self) -> int:
         """Apply whatever the upstream's log holds past this consumer's position."""
         position = self.store.position(self.upstream)
@@ -334,7 +344,7 @@ class TrackedConsumer:
                     conn.ensure_connection(max_retries=1)
                     with conn.Consumer([self.queue()], callbacks=[self._on_message],
                                        accept=["json"], prefetch_count=200):
-                        self.catch_up()
+                        self._try_catch_up()
                         if ready is not None:
                             ready.set()
                         backoff = 0.2
@@ -345,7 +355,7 @@ class TrackedConsumer:
                                 last_activity = time.monotonic()
                             except TimeoutError:
                                 if time.monotonic() - last_activity >= self.catchup_interval:
-                                    self.catch_up()
+                                    self._try_catch_up()
                                     last_activity = time.monotonic()
             except Exception as e:  # broker, database or upstream away: back off and resume
                 if stop.is_set():

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import Enum
@@ -40,10 +40,12 @@ class Envelope:
     envelope_version: int = ENVELOPE_VERSION
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Shallow on purpose: dataclasses.asdict deep-copies the payload, and this is the
+        # relay's hot path (it halved relay throughput when measured).
+        return {name: getattr(self, name) for name in _FIELDS}
 
     def to_json(self) -> bytes:
-        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":")).encode()
+        return encode(self.to_dict())
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Envelope:
@@ -52,6 +54,14 @@ class Envelope:
     @classmethod
     def from_json(cls, body: bytes | str) -> Envelope:
         return cls.from_dict(json.loads(body))
+
+
+_FIELDS = tuple(f.name for f in fields(Envelope))
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    """The JSON bytes of an envelope's dict, as published."""
+    return json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def event_type_of(event: Any) -> str:

@@ -64,12 +64,15 @@ class PersonalDataVault:
         if person_ref in self._keys:
             return self._keys[person_ref]
         conn = self._connection()
-        if create:
-            conn.execute(
+        row = None
+        if create:  # one round trip for a new person
+            row = conn.execute(
                 "INSERT INTO personal_data_keys (person_ref, data_key) VALUES (%s, %s) "
-                "ON CONFLICT DO NOTHING", (person_ref, AESGCM.generate_key(bit_length=256)))
-        row = conn.execute("SELECT data_key FROM personal_data_keys WHERE person_ref=%s",
-                           (person_ref,)).fetchone()
+                "ON CONFLICT DO NOTHING RETURNING data_key",
+                (person_ref, AESGCM.generate_key(bit_length=256))).fetchone()
+        if row is None:
+            row = conn.execute("SELECT data_key FROM personal_data_keys WHERE person_ref=%s",
+                               (person_ref,)).fetchone()
         key = bytes(row[0]) if row and row[0] is not None else None
         if key is None and create:
             raise PermissionError(f"personal data of {person_ref} was erased")

@@ -29,7 +29,7 @@ from psycopg import sql
 
 from tuoyu_shared.application import ServiceApplication
 from tuoyu_shared.catalogue import SchemaViolation, validate_envelope
-from tuoyu_shared.envelope import Envelope
+from tuoyu_shared.envelope import Envelope, encode
 from tuoyu_shared.logs import get_logger
 
 log = get_logger("tuoyu.relay")
@@ -87,13 +87,15 @@ class ConfirmingPublisher:
         self._nacked = True
         self._on_ack(delivery_tag, multiple)
 
-    def publish_batch(self, envelopes: list[Envelope]) -> None:
+    def publish_batch(self, envelopes: list[Envelope],
+                      bodies: list[bytes] | None = None) -> None:
         if self._conn is None:
             self.connect()
         channel = self._channel
-        for env in envelopes:
+        bodies = bodies or [env.to_json() for env in envelopes]
+        for env, body in zip(envelopes, bodies, strict=True):
             message = amqp.Message(
-                env.to_json(),
+                body,
                 content_type="application/json",
                 content_encoding="utf-8",
                 delivery_mode=2,
@@ -110,7 +112,10 @@ class ConfirmingPublisher:
         while self._pending:
             if time.monotonic() > deadline:
                 raise PublishFailed(f"{len(self._pending)} messages not confirmed in time")
-            self._raw.drain_events(timeout=1)
+            try:
+                self._raw.drain_events(timeout=1)
+            except TimeoutError:
+                continue  # a slow broker: keep waiting until the deadline
         if self._nacked:
             raise PublishFailed("broker nacked a message")
 
@@ -170,9 +175,10 @@ class Relay:
         batch = self.app.read_log(start=position + 1, limit=self.batch_size)
         if not batch:
             return 0
-        for env in batch:
-            validate_envelope(env.to_dict())
-        self.publisher.publish_batch(batch)
+        messages = [env.to_dict() for env in batch]
+        for message in messages:
+            validate_envelope(message)
+        self.publisher.publish_batch(batch, [encode(message) for message in messages])
         self._save_position(batch[-1].notification_id)
         self.published += len(batch)
         log.debug("relay.published", count=len(batch), position=batch[-1].notification_id,

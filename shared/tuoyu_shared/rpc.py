@@ -34,6 +34,10 @@ class RpcTimeout(TimeoutError):
     pass
 
 
+class UnknownService(LookupError):
+    """No queue takes calls for this service: it has never started on this broker."""
+
+
 class RpcClient:
     """Not thread-safe: one client per thread."""
 
@@ -42,6 +46,7 @@ class RpcClient:
         self.timeout = timeout
         self._conn: Connection | None = None
         self._replies: dict[str, dict[str, Any]] = {}
+        self._returned: set[str] = set()
 
     def _connect(self) -> None:
         self._conn = Connection(self.amqp_uri, heartbeat=0)
@@ -51,11 +56,16 @@ class RpcClient:
         self._reply_key = f"rpc.reply-tuoyu-{uuid.uuid4()}"
         self._reply_queue = Queue(self._reply_key, self._exchange, routing_key=self._reply_key,
                                   exclusive=True, auto_delete=True)
-        self._producer = Producer(self._channel, exchange=self._exchange)
+        # mandatory: a call to a service with no queue comes back instead of vanishing
+        self._producer = Producer(self._channel, exchange=self._exchange,
+                                  on_return=self._on_return)
         self._consumer = self._conn.Consumer([self._reply_queue], channel=self._channel,
                                              callbacks=[self._on_reply], accept=["json"],
                                              no_ack=True)
         self._consumer.consume()
+
+    def _on_return(self, exception: Any, exchange: str, routing_key: str, message: Any) -> None:
+        self._returned.add(message.properties.get("correlation_id"))
 
     def _on_reply(self, body: Any, message: Any) -> None:
         self._replies[message.properties.get("correlation_id")] = body
@@ -73,10 +83,13 @@ class RpcClient:
                 routing_key=f"{service}.{method}", reply_to=self._reply_key,
                 correlation_id=correlation_id, content_type="application/json",
                 content_encoding="utf-8", headers=headers, declare=[self._reply_queue],
-                retry=True,
+                retry=True, mandatory=True,
             )
             deadline = time.monotonic() + self.timeout
             while correlation_id not in self._replies:
+                if correlation_id in self._returned:
+                    self._returned.discard(correlation_id)
+                    raise UnknownService(f"no service {service!r} listens for RPC calls")
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise RpcTimeout(f"no reply from {service}.{method} in {self.timeout}s")
@@ -84,7 +97,7 @@ class RpcClient:
                     self._conn.drain_events(timeout=min(remaining, 1.0))
                 except TimeoutError:
                     continue
-        except (OSError, self._conn.connection_errors):
+        except (OSError, *self._conn.connection_errors):
             self.close()
             raise
         reply = self._replies.pop(correlation_id)
