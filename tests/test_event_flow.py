@@ -4,6 +4,7 @@ messages."""
 
 from __future__ import annotations
 
+import json
 import random
 
 import psycopg
@@ -14,6 +15,7 @@ from tuoyu_registration.samples import sample_filing
 from tuoyu_shared.catalogue import validate_envelope
 from tuoyu_shared.context import command_context
 from tuoyu_shared.testing import wait_for
+from tuoyu_shared.worker import worker_main
 
 
 def directory(settings) -> list[str]:
@@ -160,7 +162,7 @@ def test_gap_is_filled_from_the_log_before_the_next_message(
 
 
 def test_a_message_that_keeps_failing_is_parked_and_others_flow(
-        registration, relay, make_projector, dashboard_db, running):
+        registration, relay, make_projector, dashboard_db, running, capsys):
     poison = sample_filing(2)["credit_code"]
     attempts: list[int] = []
 
@@ -183,9 +185,17 @@ def test_a_message_that_keeps_failing_is_parked_and_others_flow(
         2, "InstitutionFiled", 3)
     assert "read model rejects this row" in parked.error
 
-    # After the fix, ops re-drive it; it leaves the list of parked messages.
+    # Ops list it with the worker's command line, fix the cause, and re-drive it.
+    cli = {"projector": projector}
+    capsys.readouterr()
+    assert worker_main(dict, lambda: cli, ["dead-letters"]) == 0
+    listed = [json.loads(line) for line in capsys.readouterr().out.splitlines()
+              if line.startswith('{"consumer": "projector"')]
+    assert [(d["id"], d["notification_id"]) for d in listed] == [(parked.id, 2)]
+    assert worker_main(dict, lambda: cli, ["redrive", str(parked.id)]) == 1  # still failing
+    assert len(projector.store.dead_letters()) == 1
     projector.handler = project_registration
-    projector.redrive(parked.id)
+    assert worker_main(dict, lambda: cli, ["redrive", str(parked.id)]) == 0
     assert projector.store.dead_letters() == []
     assert sorted(directory(dashboard_db)) == sorted(codes)
 

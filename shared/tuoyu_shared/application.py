@@ -19,7 +19,10 @@ from eventsourcing.persistence import Transcoder, Transcoding
 
 from tuoyu_shared.config import Settings, ensure_database, settings_for
 from tuoyu_shared.context import current_context
-from tuoyu_shared.envelope import Envelope, envelope_from_event
+from tuoyu_shared.envelope import Envelope, envelope_from_event, event_type_of
+from tuoyu_shared.logs import get_logger
+
+log = get_logger("tuoyu.application")
 
 
 class DateAsISO(Transcoding):
@@ -51,10 +54,15 @@ class ServiceApplication(Application[UUID]):
 
     def save(self, *objs: Any, **kwargs: Any):  # type: ignore[override]
         meta = current_context().as_dict()
-        for obj in objs:
-            for event in getattr(obj, "pending_events", ()):
-                object.__setattr__(event, "meta", meta)
-        return super().save(*objs, **kwargs)
+        pending = [event for obj in objs for event in getattr(obj, "pending_events", ())]
+        for event in pending:
+            object.__setattr__(event, "meta", meta)
+        recordings = super().save(*objs, **kwargs)
+        for event in pending:
+            log.info("event.recorded", aggregate_id=str(event.originator_id),
+                     aggregate_version=event.originator_version, event_type=event_type_of(event),
+                     actor=meta["actor"], department=meta["department"])
+        return recordings
 
     # The notification log, as envelopes.
     def read_log(self, start: int, limit: int, stop: int | None = None) -> list[Envelope]:

@@ -2,15 +2,24 @@
 
 No eventlet here: eventsourcing's threads and psycopg's C implementation run as designed.
 Each part runs in its own thread until SIGTERM or SIGINT.
+
+A worker's command line also lets ops look after its consumers' parked messages:
+
+    python -m tuoyu_dashboard.worker                   # run
+    python -m tuoyu_dashboard.worker dead-letters      # list parked messages (JSON lines)
+    python -m tuoyu_dashboard.worker redrive ID [ID…]  # apply them again
 """
 
 from __future__ import annotations
 
+import argparse
 import faulthandler
+import json
 import signal
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from tuoyu_shared.logs import get_logger
 
@@ -41,3 +50,47 @@ def run_parts(parts: dict[str, Callable[[threading.Event], None]]) -> None:
     deadline = time.monotonic() + 5  # a part blocked on a remote call must not hold us up
     for thread in threads:
         thread.join(timeout=max(deadline - time.monotonic(), 0.1))
+
+
+def worker_main(parts: Callable[[], dict[str, Callable[[threading.Event], None]]],
+                consumers: Callable[[], dict[str, Any]] | None = None,
+                argv: list[str] | None = None) -> int:
+    """The command line of a worker: run its parts, or manage its consumers' dead letters."""
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("run")
+    listing = sub.add_parser("dead-letters", help="list parked messages")
+    listing.add_argument("--all", action="store_true", help="include re-driven ones")
+    redrive = sub.add_parser("redrive", help="apply parked messages again")
+    redrive.add_argument("ids", nargs="+", type=int)
+    args = parser.parse_args(argv)
+    if args.command in (None, "run"):
+        run_parts(parts())
+        return 0
+    found = consumers() if consumers else {}
+    if args.command == "dead-letters":
+        for name, consumer in found.items():
+            for letter in consumer.store.dead_letters(include_redriven=args.all):
+                print(json.dumps({"consumer": name, "id": letter.id,
+                                  "upstream": letter.upstream,
+                                  "notification_id": letter.notification_id,
+                                  "event_type": letter.event_type, "attempts": letter.attempts,
+                                  "parked_at": letter.parked_at,
+                                  "redriven_at": letter.redriven_at, "error": letter.error},
+                                 ensure_ascii=False))
+        return 0
+    status = 0
+    for letter_id in args.ids:
+        for name, consumer in found.items():
+            if any(d.id == letter_id for d in consumer.store.dead_letters()):
+                try:
+                    consumer.redrive(letter_id)
+                    print(f"re-driven {letter_id} ({name})")
+                except Exception as e:
+                    print(f"failed {letter_id} ({name}): {e!r}")
+                    status = 1
+                break
+        else:
+            print(f"no parked message {letter_id}")
+            status = 1
+    return status

@@ -5,6 +5,8 @@ Run: ``python -m tuoyu_dashboard.worker``.
 
 from __future__ import annotations
 
+import sys
+
 import psycopg
 
 from tuoyu_dashboard.projections import ensure_read_models, project_registration
@@ -12,7 +14,7 @@ from tuoyu_shared.config import ensure_database, settings_for
 from tuoyu_shared.consumer import RpcLog, SqlTrackingStore, TrackedConsumer
 from tuoyu_shared.logs import configure_logging
 from tuoyu_shared.rpc import RpcClient
-from tuoyu_shared.worker import run_parts
+from tuoyu_shared.worker import worker_main
 
 
 def registration_consumer(settings, amqp_uri: str | None = None) -> TrackedConsumer:
@@ -30,14 +32,18 @@ def registration_consumer(settings, amqp_uri: str | None = None) -> TrackedConsu
     )
 
 
-def main() -> None:
+def consumers() -> dict[str, TrackedConsumer]:
     settings = settings_for("dashboard")
-    configure_logging("dashboard", settings.log_level)
     ensure_database(settings.database_url)
     with psycopg.connect(settings.database_url) as conn:
         ensure_read_models(conn)
-    run_parts({"registration-projector": registration_consumer(settings).run})
+    return {"registration-projector": registration_consumer(settings)}
+
+
+def main() -> int:
+    configure_logging("dashboard", settings_for("dashboard").log_level)
+    return worker_main(lambda: {name: c.run for name, c in consumers().items()}, consumers)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
