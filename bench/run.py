@@ -34,6 +34,7 @@ import json
 import os
 import platform
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -67,6 +68,7 @@ BENCH_AMQP_PORT = 57672
 SAVE_CHUNK = 500
 RELAY_BATCH = 500
 RELAY_TARGET_PER_SECOND = 5000
+RELAY_LATENCY_TARGET_MS = 50  # "within milliseconds of their commit, not on a slow poll"
 ROUTING_KEY = "InstitutionFiled"
 
 
@@ -287,6 +289,49 @@ def bench_relay(servers: Servers, n: int, checks: Checks) -> Measurement:
                                           "untimed_prepare_seconds": round(prepare_seconds, 2)})
 
 
+def bench_relay_latency(servers: Servers, n: int, checks: Checks) -> Measurement:
+    """Commit-to-delivery latency with the relay running as in production (LISTEN/NOTIFY
+    wake-up, no polling): one command at a time, timed from the command's return to the
+    message reaching a consumer of the exchange."""
+    name = "relay_commit_to_delivery"
+    latencies: list[float] = []
+    with fresh_database(servers, "latency") as url, registration_app(url, servers) as app:
+        exchange_name = unique_name("latency")
+        with bound_queue(servers.amqp_uri, exchange_name) as (_, queue), \
+                Connection(servers.amqp_uri, heartbeat=0) as conn:
+            relay = Relay(app, servers.amqp_uri, exchange=exchange_name)
+            stop = threading.Event()
+            thread = threading.Thread(target=relay.run, args=(stop,), daemon=True)
+            thread.start()
+            received: list[float] = []
+            consumer = conn.Consumer([queue], accept=["json"],
+                                     callbacks=[lambda body, msg: (received.append(
+                                         time.perf_counter()), msg.ack())])
+            started = time.perf_counter()
+            with consumer:
+                for i in range(1, n + 1):
+                    with command_context(actor="bench", department="registration"):
+                        app.file_institution(sample_filing(i))
+                    committed = time.perf_counter()
+                    deadline = committed + 10
+                    while len(received) < i and time.perf_counter() < deadline:
+                        with suppress(TimeoutError):
+                            conn.drain_events(timeout=1)
+                    if len(received) < i:
+                        break
+                    latencies.append((received[-1] - committed) * 1000)
+            seconds = time.perf_counter() - started
+            stop.set()
+            thread.join(timeout=10)
+    checks.equal(f"{name}: messages delivered", len(latencies), n)
+    ordered = sorted(latencies) or [float("nan")]
+    return Measurement(name, n, seconds, {
+        "latency_ms_median": round(ordered[len(ordered) // 2], 2),
+        "latency_ms_p95": round(ordered[int(len(ordered) * 0.95) - 1], 2),
+        "latency_ms_max": round(ordered[-1], 2),
+    })
+
+
 def bench_commands(servers: Servers, n: int, checks: Checks) -> Measurement:
     name = "command_file_institution"
     with fresh_database(servers, "commands") as url, registration_app(url, servers) as app:
@@ -362,6 +407,9 @@ def print_summary(report: dict[str, Any]) -> None:
     print(f"{'benchmark':<34}{'count':>8}{'seconds':>10}{'per second':>13}")
     for m in report["measurements"]:
         print(f"{m['name']:<34}{m['count']:>8}{m['seconds']:>10.3f}{m['per_second']:>13.1f}")
+        if "latency_ms_median" in m:
+            print(f"  (commit to delivery, ms: median {m['latency_ms_median']}, "
+                  f"p95 {m['latency_ms_p95']}, max {m['latency_ms_max']})")
         if "per_second_until_queued" in m:
             label = "  (until all queued)"
             print(f"{label:<34}{'':>8}{m['seconds_until_queued']:>10.3f}"
@@ -398,14 +446,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="messages published with a confirm each (default n-events / 10)")
     parser.add_argument("--n-commands", type=int, default=None,
                         help="commands and raw saves (default 2000; 200 with --quick)")
+    parser.add_argument("--n-latency", type=int, default=None,
+                        help="commands timed commit to delivery (default 300; 50 with --quick)")
     args = parser.parse_args(argv)
+    if args.n_latency is None:
+        args.n_latency = 50 if args.quick else 300
     if args.n_events is None:
         args.n_events = 2000 if args.quick else 20000
     if args.n_commands is None:
         args.n_commands = 200 if args.quick else 2000
     if args.n_confirm is None:
         args.n_confirm = max(args.n_events // 10, 1)
-    for name in ("n_events", "n_confirm", "n_commands"):
+    for name in ("n_events", "n_confirm", "n_commands", "n_latency"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     return args
@@ -431,12 +483,14 @@ def main(argv: list[str] | None = None) -> int:
                                          checks=checks)
         step(f"relay: recording then draining {args.n_events} events")
         relay = bench_relay(servers, args.n_events, checks)
+        step(f"relay latency, commit to delivery: {args.n_latency} commands one by one")
+        latency = bench_relay_latency(servers, args.n_latency, checks)
         step(f"file_institution: {args.n_commands} commands")
         commands = bench_commands(servers, args.n_commands, checks)
         step(f"raw eventsourcing save: {args.n_commands} aggregates")
         raw_save = bench_raw_save(servers, args.n_commands, checks)
         step("done")
-    measurements = [raw, confirm_each, relay, commands, raw_save]
+    measurements = [raw, confirm_each, relay, latency, commands, raw_save]
     report = {
         "timestamp": stamp.isoformat(),
         "machine": machine_info(),
@@ -455,6 +509,11 @@ def main(argv: list[str] | None = None) -> int:
                 "target": RELAY_TARGET_PER_SECOND,
                 "measured": round(relay.per_second, 1),
                 "met": relay.per_second >= RELAY_TARGET_PER_SECOND,
+            },
+            "relay_commit_to_delivery_ms_median": {
+                "target": RELAY_LATENCY_TARGET_MS,
+                "measured": latency.extra["latency_ms_median"],
+                "met": latency.extra["latency_ms_median"] <= RELAY_LATENCY_TARGET_MS,
             },
         },
         "checks": {"passed": checks.passed, "failed": checks.failures},

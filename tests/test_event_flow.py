@@ -217,3 +217,26 @@ def test_an_unreachable_upstream_log_does_not_stop_the_fast_path(
     codes = file_many(registration, 1, 3)
     wait_for(lambda: position(dashboard_db) == 3, what="in-order messages applied")
     assert directory(dashboard_db) == codes
+
+
+def test_relay_resumes_from_its_tracked_position_after_a_restart(
+        registration, servers, unique, make_projector, dashboard_db):
+    from tuoyu_shared.relay import Relay
+
+    projector = make_projector()
+    with Connection(servers.amqp_uri) as conn:
+        projector.queue(conn.default_channel).declare()
+    exchange = f"registration-{unique}.events"
+    file_many(registration, 1, 3)
+    first = Relay(registration, servers.amqp_uri, exchange=exchange)
+    assert first.drain() == 3
+    first.close()  # "crash" and start a new process: the position is in the database
+    file_many(registration, 4, 2)
+    second = Relay(registration, servers.amqp_uri, exchange=exchange)
+    assert second.position() == 3
+    assert second.drain() == 2
+    assert second.lag() == 0
+    second.close()
+    with Connection(servers.amqp_uri) as conn:
+        queued = projector.queue(conn.default_channel).queue_declare(passive=True).message_count
+    assert queued == 5  # nothing published twice, nothing skipped
