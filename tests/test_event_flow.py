@@ -177,7 +177,8 @@ def test_a_message_that_keeps_failing_is_parked_and_others_flow(
     running.start(relay.run)
     codes = file_many(registration, 1, 4)
     wait_for(lambda: position(dashboard_db) == 4, what="all four handled")
-    assert attempts == [2, 2, 2]
+    # three tries one by one (plus, when catch-up read it in a page, one inside that batch)
+    assert set(attempts) == {2} and len(attempts) in (3, 4)
     assert directory(dashboard_db) == [c for c in codes if c != poison]
 
     [parked] = projector.store.dead_letters()

@@ -11,11 +11,12 @@ It adds three things to the library's Application:
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar
 from uuid import UUID
 
-from eventsourcing.application import Application
-from eventsourcing.persistence import Transcoder, Transcoding
+from eventsourcing.application import Application, ProcessingEvent
+from eventsourcing.persistence import IntegrityError, Tracking, Transcoder, Transcoding
 
 from tuoyu_shared.config import Settings, ensure_database, settings_for
 from tuoyu_shared.context import current_context
@@ -23,6 +24,9 @@ from tuoyu_shared.envelope import Envelope, envelope_from_event, event_type_of
 from tuoyu_shared.logs import get_logger
 
 log = get_logger("tuoyu.application")
+
+
+T = TypeVar("T")
 
 
 class DateAsISO(Transcoding):
@@ -52,17 +56,72 @@ class ServiceApplication(Application[UUID]):
         super().register_transcodings(transcoder)
         transcoder.register(DateAsISO())
 
-    def save(self, *objs: Any, **kwargs: Any):  # type: ignore[override]
+    def construct_recorder(self):  # type: ignore[override]
+        # A process recorder: events and a consumer's tracking commit in one transaction.
+        return self.factory.process_recorder()
+
+    def _stamp(self, objs: tuple[Any, ...]) -> tuple[list[Any], dict[str, str]]:
         meta = current_context().as_dict()
         pending = [event for obj in objs for event in getattr(obj, "pending_events", ())]
         for event in pending:
             object.__setattr__(event, "meta", meta)
-        recordings = super().save(*objs, **kwargs)
+        return pending, meta
+
+    def _log_recorded(self, pending: list[Any], meta: dict[str, str]) -> None:
         for event in pending:
             log.info("event.recorded", aggregate_id=str(event.originator_id),
                      aggregate_version=event.originator_version, event_type=event_type_of(event),
                      actor=meta["actor"], department=meta["department"])
+
+    def save(self, *objs: Any, **kwargs: Any):  # type: ignore[override]
+        pending, meta = self._stamp(objs)
+        recordings = super().save(*objs, **kwargs)
+        self._log_recorded(pending, meta)
         return recordings
+
+    def update(self, aggregate_id: UUID, command: Callable[[Any], T], retries: int = 5) -> T:
+        """Load an aggregate, run a command on it and save it.
+
+        Optimistic concurrency: when another command saved the same aggregate in between, the
+        save fails on the (id, version) key; the command is then run again on the fresh state,
+        so concurrent commands are serialised, never lost. A command that the fresh state no
+        longer allows raises its own domain error on the retry.
+        """
+        for attempt in range(retries + 1):
+            aggregate = self.repository.get(aggregate_id)
+            result = command(aggregate)
+            try:
+                self.save(aggregate)
+                return result
+            except IntegrityError:
+                if attempt == retries:
+                    raise
+        raise AssertionError("unreachable")
+
+    # Reacting to other services, effectively once.
+    def tracking_position(self, tracking_name: str) -> int:
+        return self.recorder.max_tracking_id(tracking_name) or 0  # type: ignore[attr-defined]
+
+    def record_processing(self, tracking_name: str, notification_id: int,
+                          *aggregates: Any) -> bool:
+        """Save the aggregates' new events and the tracking record in one transaction.
+
+        Returns False when the tracking position is already at or past this notification
+        (a redelivery): nothing is written then.
+        """
+        pending, meta = self._stamp(aggregates)
+        processing = ProcessingEvent(tracking=Tracking(tracking_name, notification_id))
+        processing.collect_events(*aggregates)
+        try:
+            recordings = self._record(processing)
+        except IntegrityError:
+            if self.tracking_position(tracking_name) >= notification_id:
+                return False
+            raise
+        self._take_snapshots(processing)
+        self._notify(recordings)
+        self._log_recorded(pending, meta)
+        return True
 
     # The notification log, as envelopes.
     def read_log(self, start: int, limit: int, stop: int | None = None) -> list[Envelope]:

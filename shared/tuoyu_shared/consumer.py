@@ -84,6 +84,9 @@ CREATE TABLE IF NOT EXISTS consumer_tracking (
     updated_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (consumer, upstream)
 );
+"""
+
+DEAD_LETTERS_DDL = """
 CREATE TABLE IF NOT EXISTS consumer_dead_letters (
     id bigserial PRIMARY KEY,
     consumer text NOT NULL,
@@ -94,7 +97,8 @@ CREATE TABLE IF NOT EXISTS consumer_dead_letters (
     error text NOT NULL,
     attempts int NOT NULL,
     parked_at timestamptz NOT NULL DEFAULT now(),
-    redriven_at timestamptz
+    redriven_at timestamptz,
+    UNIQUE (consumer, upstream, notification_id)
 );
 """
 
@@ -113,23 +117,73 @@ class DeadLetter:
     envelope: Envelope
 
 
-class SqlTrackingStore:
-    """Tracking and dead letters in the consumer's own PostgreSQL database.
+class DeadLetterTable:
+    """Parked messages of one consumer, in the consumer's own database."""
 
-    The handler gets the transaction's cursor: whatever it writes commits with the position.
-    """
-
-    def __init__(self, database_url: str, consumer: str):
-        self.database_url = database_url
+    def __init__(self, consumer: str):
         self.consumer = consumer
+
+    def park(self, cur: psycopg.Cursor, envelope: Envelope, error: str, attempts: int) -> None:
+        cur.execute(
+            "INSERT INTO consumer_dead_letters (consumer, upstream, notification_id, "
+            "event_type, envelope, error, attempts) VALUES (%s,%s,%s,%s,%s,%s,%s) "
+            "ON CONFLICT (consumer, upstream, notification_id) DO NOTHING",
+            (self.consumer, envelope.source, envelope.notification_id, envelope.event_type,
+             json.dumps(envelope.to_dict(), ensure_ascii=False), error, attempts))
+
+    def list(self, conn: psycopg.Connection, include_redriven: bool) -> list[DeadLetter]:
+        with conn.transaction():
+            rows = conn.execute(
+                "SELECT id, consumer, upstream, notification_id, event_type, error, attempts, "
+                "parked_at::text, redriven_at::text, envelope FROM consumer_dead_letters "
+                "WHERE consumer=%s AND (%s OR redriven_at IS NULL) ORDER BY id",
+                (self.consumer, include_redriven)).fetchall()
+        return [DeadLetter(*row[:9], envelope=Envelope.from_dict(row[9])) for row in rows]
+
+    def take(self, cur: psycopg.Cursor, dead_letter_id: int) -> Envelope:
+        cur.execute(
+            "SELECT envelope FROM consumer_dead_letters WHERE id=%s AND consumer=%s "
+            "AND redriven_at IS NULL FOR UPDATE", (dead_letter_id, self.consumer))
+        row = cur.fetchone()
+        if row is None:
+            raise KeyError(f"no parked message {dead_letter_id} for {self.consumer}")
+        return Envelope.from_dict(row[0])
+
+    def mark_redriven(self, cur: psycopg.Cursor, dead_letter_id: int) -> None:
+        cur.execute("UPDATE consumer_dead_letters SET redriven_at=now() WHERE id=%s",
+                    (dead_letter_id,))
+
+
+class _Connected:
+    def __init__(self, database_url: str, ddl: str):
+        self.database_url = database_url
+        self._ddl = ddl
         self._conn: psycopg.Connection | None = None
 
     def connection(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed or self._conn.broken:
             self._conn = psycopg.connect(self.database_url)
             with self._conn.transaction():
-                self._conn.execute(TRACKING_DDL)
+                self._conn.execute(self._ddl)
         return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+class SqlTrackingStore(_Connected):
+    """Tracking and dead letters in the consumer's own PostgreSQL database, for read models.
+
+    The handler is ``handler(envelope, cursor)``: whatever it writes with the cursor commits
+    with the position.
+    """
+
+    def __init__(self, database_url: str, consumer: str):
+        super().__init__(database_url, TRACKING_DDL + DEAD_LETTERS_DDL)
+        self.consumer = consumer
+        self.dead = DeadLetterTable(consumer)
 
     def position(self, upstream: str) -> int:
         conn = self.connection()
@@ -156,55 +210,87 @@ class SqlTrackingStore:
 
     def apply(self, envelope: Envelope, handler: Handler) -> bool:
         """Apply once: False when the position is already at or past this message."""
+        return self.apply_batch([envelope], handler) == 1
+
+    def apply_batch(self, envelopes: Sequence[Envelope], handler: Handler) -> int:
+        """Apply consecutive envelopes of one upstream in one transaction (all or none)."""
+        if not envelopes:
+            return 0
         conn = self.connection()
         with conn.transaction(), conn.cursor() as cur:
-            if self._lock_position(cur, envelope.source) >= envelope.notification_id:
-                return False
-            handler(envelope, cur)
-            self._move(cur, envelope.source, envelope.notification_id)
-        return True
+            position = self._lock_position(cur, envelopes[0].source)
+            fresh = [e for e in envelopes if e.notification_id > position]
+            for envelope in fresh:
+                handler(envelope, cur)
+            if fresh:
+                self._move(cur, envelopes[0].source, fresh[-1].notification_id)
+        return len(fresh)
 
     def park(self, envelope: Envelope, error: str, attempts: int) -> bool:
         conn = self.connection()
         with conn.transaction(), conn.cursor() as cur:
             if self._lock_position(cur, envelope.source) >= envelope.notification_id:
                 return False
-            cur.execute(
-                "INSERT INTO consumer_dead_letters (consumer, upstream, notification_id, "
-                "event_type, envelope, error, attempts) VALUES (%s,%s,%s,%s,%s,%s,%s)",
-                (self.consumer, envelope.source, envelope.notification_id, envelope.event_type,
-                 json.dumps(envelope.to_dict(), ensure_ascii=False), error, attempts))
+            self.dead.park(cur, envelope, error, attempts)
             self._move(cur, envelope.source, envelope.notification_id)
         return True
 
     def dead_letters(self, include_redriven: bool = False) -> list[DeadLetter]:
-        conn = self.connection()
-        with conn.transaction():
-            rows = conn.execute(
-                "SELECT id, consumer, upstream, notification_id, event_type, error, attempts, "
-                "parked_at::text, redriven_at::text, envelope FROM consumer_dead_letters "
-                "WHERE consumer=%s AND (%s OR redriven_at IS NULL) ORDER BY id",
-                (self.consumer, include_redriven)).fetchall()
-        return [DeadLetter(*row[:9], envelope=Envelope.from_dict(row[9])) for row in rows]
+        return self.dead.list(self.connection(), include_redriven)
 
     def redrive(self, dead_letter_id: int, handler: Handler) -> None:
-        """Apply a parked message again; it stays parked (with the new error) if it fails."""
+        """Apply a parked message again; it stays parked if it fails again."""
         conn = self.connection()
         with conn.transaction(), conn.cursor() as cur:
-            cur.execute(
-                "SELECT envelope FROM consumer_dead_letters WHERE id=%s AND consumer=%s "
-                "AND redriven_at IS NULL FOR UPDATE", (dead_letter_id, self.consumer))
-            row = cur.fetchone()
-            if row is None:
-                raise KeyError(f"no parked message {dead_letter_id} for {self.consumer}")
-            handler(Envelope.from_dict(row[0]), cur)
-            cur.execute("UPDATE consumer_dead_letters SET redriven_at=now() WHERE id=%s",
-                        (dead_letter_id,))
+            handler(self.dead.take(cur, dead_letter_id), cur)
+            self.dead.mark_redriven(cur, dead_letter_id)
 
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+
+class ApplicationTrackingStore(_Connected):
+    """Tracking in an eventsourcing application's own recorder, for services that react.
+
+    The handler is ``handler(envelope) -> aggregates``: it loads and changes aggregates, and
+    their new events are recorded with the tracking record in one transaction
+    (:meth:`ServiceApplication.record_processing`). An optimistic-concurrency conflict with a
+    concurrent command raises, and the consumer's retry runs the handler again on fresh state.
+    """
+
+    def __init__(self, app: Any, consumer: str):
+        super().__init__(app.settings.database_url, DEAD_LETTERS_DDL)
+        self.app = app
+        self.consumer = consumer
+        self.dead = DeadLetterTable(consumer)
+
+    def _name(self, upstream: str) -> str:
+        return f"{self.consumer}<-{upstream}"
+
+    def position(self, upstream: str) -> int:
+        return self.app.tracking_position(self._name(upstream))
+
+    def apply(self, envelope: Envelope, handler: Callable[[Envelope], Any]) -> bool:
+        if self.position(envelope.source) >= envelope.notification_id:
+            return False
+        aggregates = handler(envelope) or ()
+        return self.app.record_processing(self._name(envelope.source),
+                                          envelope.notification_id, *aggregates)
+
+    def park(self, envelope: Envelope, error: str, attempts: int) -> bool:
+        if self.position(envelope.source) >= envelope.notification_id:
+            return False
+        conn = self.connection()
+        with conn.transaction(), conn.cursor() as cur:  # idempotent if we crash after it
+            self.dead.park(cur, envelope, error, attempts)
+        return self.app.record_processing(self._name(envelope.source), envelope.notification_id)
+
+    def dead_letters(self, include_redriven: bool = False) -> list[DeadLetter]:
+        return self.dead.list(self.connection(), include_redriven)
+
+    def redrive(self, dead_letter_id: int, handler: Callable[[Envelope], Any]) -> None:
+        conn = self.connection()
+        with conn.transaction(), conn.cursor() as cur:
+            aggregates = handler(self.dead.take(cur, dead_letter_id)) or ()
+            self.app.save(*aggregates)
+            self.dead.mark_redriven(cur, dead_letter_id)
 
 
 class TrackedConsumer:
@@ -283,13 +369,27 @@ class TrackedConsumer:
                             error=str(e))
                 self.sleep(delay)
 
+    def _apply_page(self, page: list[Envelope]) -> None:
+        """A page from the log: in one transaction where the store can, else one by one
+        (which is also the fallback when any message of the page fails)."""
+        apply_batch = getattr(self.store, "apply_batch", None)
+        if apply_batch is not None and len(page) > 1:
+            try:
+                self.applied += apply_batch(page, self.handler)
+                return
+            except psycopg.OperationalError:
+                raise
+            except Exception:
+                pass  # find and park the failing one below
+        for envelope in page:
+            self._apply_with_retries(envelope)
+
     def _fill_from_log(self, start: int, stop: int | None) -> int:
         """Apply the upstream's log from start up to stop (inclusive), page by page."""
         count = 0
         while True:
             page = self.log_reader.read(start=start, limit=self.page_size, stop=stop)
-            for envelope in page:
-                self._apply_with_retries(envelope)
+            self._apply_page(page)
             count += len(page)
             if len(page) < self.page_size:
                 return count
@@ -329,6 +429,22 @@ class TrackedConsumer:
 
     def redrive(self, dead_letter_id: int) -> None:
         self.store.redrive(dead_letter_id, self.handler)
+
+    def run_local(self, stop: threading.Event, wake: Callable[[float], None]) -> None:
+        """Follow a log without RabbitMQ (a service projecting its own events): catch up,
+        then sleep until ``wake`` returns (a commit notification or the timeout)."""
+        backoff = 0.2
+        while not stop.is_set():
+            try:
+                self.catch_up()
+                wake(1.0)
+                backoff = 0.2
+            except Exception as e:
+                log.warning("consumer.unavailable", consumer=self.name, error=repr(e),
+                            retry_in=backoff)
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+        self.store.close()
 
     # The AMQP loop.
     def _on_message(self, body: Any, message: Any) -> None:

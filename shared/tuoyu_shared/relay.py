@@ -25,12 +25,12 @@ from typing import Any
 import amqp
 import psycopg
 from kombu import Connection
-from psycopg import sql
 
 from tuoyu_shared.application import ServiceApplication
 from tuoyu_shared.catalogue import SchemaViolation, validate_envelope
 from tuoyu_shared.envelope import Envelope, encode
 from tuoyu_shared.logs import get_logger
+from tuoyu_shared.tail import CommitSignal
 
 log = get_logger("tuoyu.relay")
 
@@ -142,13 +142,13 @@ class Relay:
         self.max_backoff = max_backoff
         self.published = 0
         self._db: psycopg.Connection | None = None
+        self.commits = CommitSignal(self.database_url, app.events_channel)
 
     # Position, in the service's own database.
     def _connection(self) -> psycopg.Connection:
-        if self._db is None or self._db.closed:
+        if self._db is None or self._db.closed or self._db.broken:
             self._db = psycopg.connect(self.database_url, autocommit=True)
             self._db.execute(POSITION_DDL)
-            self._db.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.app.events_channel)))
         return self._db
 
     def position(self) -> int:
@@ -192,17 +192,14 @@ class Relay:
             total += n
         return total
 
-    def _wait_for_commit(self) -> None:
-        for _ in self._connection().notifies(timeout=self.idle_wait, stop_after=1):
-            pass
-
     def run(self, stop: threading.Event) -> None:
         backoff = 0.1
         log.info("relay.started", exchange=self.exchange, position=self.position())
         while not stop.is_set():
             try:
+                self.commits.listen()
                 if self.run_once() < self.batch_size:
-                    self._wait_for_commit()
+                    self.commits.wait(self.idle_wait)
                 backoff = 0.1
             except (OSError, amqp.exceptions.AMQPError, PublishFailed) as e:
                 log.warning("relay.broker_unavailable", error=str(e), retry_in=backoff)
@@ -216,12 +213,14 @@ class Relay:
             except psycopg.OperationalError as e:
                 log.warning("relay.database_unavailable", error=str(e), retry_in=backoff)
                 self._db = None
+                self.commits.close()
                 stop.wait(backoff)
                 backoff = min(backoff * 2, self.max_backoff)
         self.close()
 
     def close(self) -> None:
         self.publisher.close()
+        self.commits.close()
         if self._db is not None:
             self._db.close()
             self._db = None
