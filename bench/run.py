@@ -5,14 +5,14 @@
 Measured in one run, so that the ratios between them mean something:
 
 - ``raw_kombu_publish_no_confirm``: kombu ``Producer.publish`` of persistent JSON messages (a
-  real ``InstitutionFiled`` envelope) to a durable topic exchange with one durable queue bound;
+  real ``InstitutionRegistered`` envelope) to a durable topic exchange with one durable queue bound;
   no publisher confirms. The time until the queue holds every message is reported beside it.
 - ``raw_kombu_publish_confirm_each``: the same, with kombu's ``confirm_publish`` transport
   option: one round trip to the broker per message.
-- ``relay_publish_confirmed``: :meth:`tuoyu_shared.relay.Relay.drain` of ``InstitutionFiled``
+- ``relay_publish_confirmed``: :meth:`tuoyu_shared.relay.Relay.drain` of ``InstitutionRegistered``
   events recorded beforehand (untimed) in a fresh registration database: read the log, check
   each envelope against the catalogue, publish in batches with batched publisher confirms.
-- ``command_file_institution``: ``RegistrationApplication.file_institution``, one command and
+- ``command_register_institution``: ``RegistrationApplication.file_institution``, one command and
   one ``save()`` after another (validation, personal data sealed, event recorded).
 - ``raw_eventsourcing_save``: a plain eventsourcing ``Application`` saving trivial aggregates,
   one per ``save()``, on the same PostgreSQL settings.
@@ -54,7 +54,7 @@ from psycopg import sql
 
 from tuoyu_registration.application import RegistrationApplication
 from tuoyu_registration.domain import Institution, Nature, ProviderKind
-from tuoyu_registration.samples import sample_filing, sample_resident_id
+from tuoyu_registration.samples import sample_registration, sample_resident_id
 from tuoyu_shared.config import Settings, eventsourcing_env, settings_for
 from tuoyu_shared.context import command_context
 from tuoyu_shared.localservers import LocalPostgres, LocalRabbitMQ, port_open
@@ -69,7 +69,7 @@ SAVE_CHUNK = 500
 RELAY_BATCH = 500
 RELAY_TARGET_PER_SECOND = 5000
 RELAY_LATENCY_TARGET_MS = 50  # "within milliseconds of their commit, not on a slow poll"
-ROUTING_KEY = "InstitutionFiled"
+ROUTING_KEY = "InstitutionRegistered"
 
 
 # Servers and fresh resources.
@@ -215,10 +215,10 @@ class Checks:
 
 # The benchmarks.
 def real_envelope(servers: Servers) -> bytes:
-    """The JSON of a real InstitutionFiled envelope, as the relay would publish it."""
+    """The JSON of a real InstitutionRegistered envelope, as the relay would publish it."""
     with fresh_database(servers, "envelope") as url, registration_app(url, servers) as app:
         with command_context(actor="bench", department="registration"):
-            app.file_institution(sample_filing(1))
+            app.register_institution(sample_registration(1))
         return app.read_log(1, 1)[0].to_json()
 
 
@@ -247,18 +247,18 @@ def bench_raw_publish(servers: Servers, body: bytes, n: int, confirm: bool,
 
 
 def file_institutions_untimed(app: RegistrationApplication, n: int) -> None:
-    """Record ``n`` InstitutionFiled events quickly: aggregates built directly, saved 500 at a
-    time, one person's data sealed once and shared (the same shape and size as real ones)."""
+    """Record ``n`` InstitutionRegistered events quickly: aggregates built directly, 500 a
+    save, one person's data sealed once and shared (the same shape and size as real ones)."""
     person = app._seal_person("王晓梅", sample_resident_id(1), "13812345678")
     for start in range(1, n + 1, SAVE_CHUNK):
         aggregates = []
         for i in range(start, min(start + SAVE_CHUNK, n + 1)):
-            data = sample_filing(i)
-            aggregates.append(Institution.file(
+            data = sample_registration(i)
+            aggregates.append(Institution.register(
                 name=data["name"], credit_code=data["credit_code"],
                 nature=Nature(data["nature"]), kind=ProviderKind(data["kind"]),
                 district=data["district"], street=data["street"], address=data["address"],
-                places=data["places"], person_in_charge=person,
+                person_in_charge=person,
             ))
         with command_context(actor="bench", department="registration"):
             app.save(*aggregates)
@@ -311,7 +311,7 @@ def bench_relay_latency(servers: Servers, n: int, checks: Checks) -> Measurement
             with consumer:
                 for i in range(1, n + 1):
                     with command_context(actor="bench", department="registration"):
-                        app.file_institution(sample_filing(i))
+                        app.register_institution(sample_registration(i))
                     committed = time.perf_counter()
                     deadline = committed + 10
                     while len(received) < i and time.perf_counter() < deadline:
@@ -333,13 +333,13 @@ def bench_relay_latency(servers: Servers, n: int, checks: Checks) -> Measurement
 
 
 def bench_commands(servers: Servers, n: int, checks: Checks) -> Measurement:
-    name = "command_file_institution"
+    name = "command_register_institution"
     with fresh_database(servers, "commands") as url, registration_app(url, servers) as app:
-        filings = [sample_filing(i) for i in range(1, n + 1)]
+        filings = [sample_registration(i) for i in range(1, n + 1)]
         started = time.perf_counter()
         for data in filings:
             with command_context(actor="bench", department="registration"):
-                app.file_institution(data)
+                app.register_institution(data)
         seconds = time.perf_counter() - started
         checks.equal(f"{name}: events recorded", app.log_head(), n)
     return Measurement(name, n, seconds)
@@ -485,7 +485,7 @@ def main(argv: list[str] | None = None) -> int:
         relay = bench_relay(servers, args.n_events, checks)
         step(f"relay latency, commit to delivery: {args.n_latency} commands one by one")
         latency = bench_relay_latency(servers, args.n_latency, checks)
-        step(f"file_institution: {args.n_commands} commands")
+        step(f"register_institution: {args.n_commands} commands")
         commands = bench_commands(servers, args.n_commands, checks)
         step(f"raw eventsourcing save: {args.n_commands} aggregates")
         raw_save = bench_raw_save(servers, args.n_commands, checks)

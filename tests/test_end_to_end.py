@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from kombu import Connection
 
-from tuoyu_registration.samples import sample_filing
+from tuoyu_registration.samples import sample_registration
 from tuoyu_shared.devrun import SERVICES, ProcessGroup, http_json
 from tuoyu_shared.rpc import RemoteError, RpcClient
 from tuoyu_shared.testing import wait_for
@@ -43,7 +43,7 @@ def dashboard_count(system) -> int:
 
 def test_officer_files_and_the_dashboard_shows_it(system):
     status, reply = http_json("POST", f"{system.url('registration')}/api/institutions",
-                              sample_filing(1), {"X-Actor": "officer-3",
+                              sample_registration(1), {"X-Actor": "officer-3",
                                                  "X-Department": "health",
                                                  "X-Correlation-Id": "e2e-case-1"})
     assert status == 201, reply
@@ -61,15 +61,15 @@ def test_officer_files_and_the_dashboard_shows_it(system):
 def test_bad_input_over_http_is_refused_with_field_and_reason(system):
     rpc = RpcClient(system.env["TUOYU_AMQP_URI"])
     head = rpc.call("registration", "log_head")
-    data = sample_filing(2)
+    data = sample_registration(2)
     data["credit_code"] = "91350100M000100Y44"
     status, reply = http_json("POST", f"{system.url('registration')}/api/institutions", data)
     assert status == 400
     assert reply["errors"][0]["field"] == "credit_code"
     assert "should be '3'" in reply["errors"][0]["reason"]
     status, reply = http_json("POST", f"{system.url('registration')}/api/institutions",
-                              sample_filing(1))
-    assert status == 409 and reply["state"] == "filed"
+                              sample_registration(1))
+    assert status == 409 and reply["state"] == "registered"
     assert rpc.call("registration", "log_head") == head
     rpc.close()
 
@@ -79,13 +79,13 @@ def test_rpc_carries_the_correlation_id_into_the_envelope(system):
 
     rpc = RpcClient(system.env["TUOYU_AMQP_URI"])
     with command_context(actor="officer-9", department="health", correlation_id="rpc-case-7"):
-        institution_id = rpc.call("registration", "file_institution", sample_filing(3))
+        institution_id = rpc.call("registration", "register_institution", sample_registration(3))
     head = rpc.call("registration", "log_head")
     [envelope] = rpc.call("registration", "notifications", start=head, limit=1)
     assert envelope["aggregate_id"] == institution_id
     assert envelope["correlation_id"] == "rpc-case-7" and envelope["actor"] == "officer-9"
     with pytest.raises(RemoteError) as e:
-        rpc.call("registration", "file_institution", {"name": "x"})
+        rpc.call("registration", "register_institution", {"name": "x"})
     assert e.value.exc_type == "ValidationFailed" and "credit_code" in e.value.value
     rpc.close()
 
@@ -96,7 +96,7 @@ def test_dashboard_catches_up_over_rpc_after_its_queue_was_purged(system):
     system.stop_process("dashboard-worker")
     for n in (10, 11, 12):
         status, _ = http_json("POST", f"{system.url('registration')}/api/institutions",
-                              sample_filing(n))
+                              sample_registration(n))
         assert status == 201
     rpc = RpcClient(system.env["TUOYU_AMQP_URI"])
     head = rpc.call("registration", "log_head")

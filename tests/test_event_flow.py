@@ -11,7 +11,7 @@ import psycopg
 from kombu import Connection
 
 from tuoyu_dashboard.projections import project_registration
-from tuoyu_registration.samples import sample_filing
+from tuoyu_registration.samples import sample_registration
 from tuoyu_shared.catalogue import validate_envelope
 from tuoyu_shared.context import command_context
 from tuoyu_shared.testing import wait_for
@@ -21,7 +21,7 @@ from tuoyu_shared.worker import worker_main
 def directory(settings) -> list[str]:
     with psycopg.connect(settings.database_url) as conn:
         rows = conn.execute("SELECT credit_code FROM institution_directory "
-                            "ORDER BY version, filed_at").fetchall()
+                            "ORDER BY version, registered_at").fetchall()
     return [r[0] for r in rows]
 
 
@@ -49,9 +49,9 @@ def recording(applied: list[int]):
 def file_many(app, start: int, count: int) -> list[str]:
     codes = []
     for n in range(start, start + count):
-        data = sample_filing(n)
+        data = sample_registration(n)
         with command_context(actor="officer-7", department="health"):
-            app.file_institution(data)
+            app.register_institution(data)
         codes.append(data["credit_code"])
     return codes
 
@@ -68,7 +68,7 @@ def test_filed_institution_reaches_the_projector_exactly_once(
     assert applied == [1, 2, 3]
     # The envelope carries who did it, and validates against the published schema.
     envelope = registration.read_log(1, 1)[0]
-    assert envelope.event_type == "InstitutionFiled"
+    assert envelope.event_type == "InstitutionRegistered"
     assert (envelope.actor, envelope.department) == ("officer-7", "health")
     assert envelope.correlation_id
     validate_envelope(envelope.to_dict())
@@ -163,7 +163,7 @@ def test_gap_is_filled_from_the_log_before_the_next_message(
 
 def test_a_message_that_keeps_failing_is_parked_and_others_flow(
         registration, relay, make_projector, dashboard_db, running, capsys):
-    poison = sample_filing(2)["credit_code"]
+    poison = sample_registration(2)["credit_code"]
     attempts: list[int] = []
 
     def fragile(env, cur):
@@ -183,7 +183,7 @@ def test_a_message_that_keeps_failing_is_parked_and_others_flow(
 
     [parked] = projector.store.dead_letters()
     assert (parked.notification_id, parked.event_type, parked.attempts) == (
-        2, "InstitutionFiled", 3)
+        2, "InstitutionRegistered", 3)
     assert "read model rejects this row" in parked.error
 
     # Ops list it with the worker's command line, fix the cause, and re-drive it.

@@ -68,6 +68,11 @@ class ServiceApplication(Application[UUID]):
         return pending, meta
 
     def _log_recorded(self, pending: list[Any], meta: dict[str, str]) -> None:
+        if len(pending) > 20:  # a bulk save (an import): one line, not thousands
+            types = sorted({event_type_of(e) for e in pending})
+            log.info("events.recorded", count=len(pending), event_types=types,
+                     actor=meta["actor"], department=meta["department"])
+            return
         for event in pending:
             log.info("event.recorded", aggregate_id=str(event.originator_id),
                      aggregate_version=event.originator_version, event_type=event_type_of(event),

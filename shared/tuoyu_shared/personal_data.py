@@ -79,6 +79,21 @@ class PersonalDataVault:
         self._keys[person_ref] = key
         return key
 
+    def ensure_keys(self, person_refs: list[str]) -> None:
+        """Create the keys of many people in two statements (bulk imports)."""
+        missing = sorted({r for r in person_refs if r not in self._keys})
+        if not missing:
+            return
+        conn = self._connection()
+        conn.execute(
+            "INSERT INTO personal_data_keys (person_ref, data_key) "
+            "SELECT * FROM unnest(%s::text[], %s::bytea[]) ON CONFLICT DO NOTHING",
+            (missing, [AESGCM.generate_key(bit_length=256) for _ in missing]))
+        for ref, key in conn.execute(
+                "SELECT person_ref, data_key FROM personal_data_keys WHERE person_ref = ANY(%s)",
+                (missing,)).fetchall():
+            self._keys[ref] = bytes(key) if key is not None else None
+
     def seal(self, person_ref: str, value: str, masked: str) -> Sealed:
         key = self._key(person_ref, create=True)
         nonce = os.urandom(12)

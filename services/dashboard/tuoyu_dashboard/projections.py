@@ -22,10 +22,10 @@ CREATE TABLE IF NOT EXISTS institution_directory (
     district text NOT NULL,
     street text NOT NULL,
     address text NOT NULL,
-    places int NOT NULL,
+    places int NOT NULL DEFAULT 0,
     person_in_charge text NOT NULL,
     status text NOT NULL,
-    filed_at timestamptz NOT NULL,
+    registered_at timestamptz NOT NULL,
     version int NOT NULL,
     updated_at timestamptz NOT NULL DEFAULT now()
 );
@@ -38,20 +38,49 @@ def ensure_read_models(conn: psycopg.Connection) -> None:
         conn.execute(READ_MODEL_DDL)
 
 
-def on_institution_filed(env: Envelope, cur: psycopg.Cursor) -> None:
+def on_institution_registered(env: Envelope, cur: psycopg.Cursor) -> None:
     p = env.payload
+    imported = env.event_type == "InstitutionImported"
     cur.execute(
         "INSERT INTO institution_directory (institution_id, name, credit_code, nature, kind, "
-        "district, street, address, places, person_in_charge, status, filed_at, version) "
-        "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,'filed',%s,%s)",
+        "district, street, address, places, person_in_charge, status, registered_at, version) "
+        "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
         (env.aggregate_id, p["name"], p["credit_code"], p["nature"], p["kind"], p["district"],
-         p["street"], p["address"], p["places"], p["person_in_charge"]["name"]["masked"],
+         p["street"], p["address"], p["filing"]["total_places"] if imported else 0,
+         p["person_in_charge"]["name"]["masked"], "filed" if imported else "registered",
          env.occurred_at, env.aggregate_version),
     )
 
 
+def _update(env: Envelope, cur: psycopg.Cursor, **columns: object) -> None:
+    sets = "".join(f", {name} = %s" for name in columns)
+    cur.execute(f"UPDATE institution_directory SET version = %s, updated_at = now(){sets} "
+                "WHERE institution_id = %s",
+                (env.aggregate_version, *columns.values(), env.aggregate_id))
+
+
+def _status(status: str) -> Callable[[Envelope, psycopg.Cursor], None]:
+    return lambda env, cur: _update(env, cur, status=status)
+
+
+def on_change_filed(env: Envelope, cur: psycopg.Cursor) -> None:
+    changes = env.payload["changes"]
+    columns = {k: changes[k] for k in ("name", "district", "street", "address") if k in changes}
+    if "total_places" in changes:
+        columns["places"] = changes["total_places"]
+    _update(env, cur, **columns)
+
+
 REGISTRATION_HANDLERS: dict[str, Callable[[Envelope, psycopg.Cursor], None]] = {
-    "InstitutionFiled": on_institution_filed,
+    "InstitutionRegistered": on_institution_registered,
+    "InstitutionImported": on_institution_registered,
+    "InstitutionFilingSubmitted": lambda env, cur: _update(
+        env, cur, status="filing_submitted", places=env.payload["filing"]["total_places"]),
+    "InstitutionFiled": _status("filed"),
+    "InstitutionChangeFiled": on_change_filed,
+    "InstitutionSuspendedForRectification": _status("suspended"),
+    "InstitutionResumed": _status("filed"),
+    "InstitutionDeregistered": _status("deregistered"),
 }
 
 
@@ -67,8 +96,8 @@ def list_institutions(conn: psycopg.Connection, district: str | None = None,
     with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
         cur.execute(
             "SELECT institution_id::text, name, credit_code, nature, kind, district, street, "
-            "address, places, person_in_charge, status, filed_at, version "
+            "address, places, person_in_charge, status, registered_at, version "
             "FROM institution_directory WHERE (%s::text IS NULL OR district = %s) "
-            "ORDER BY filed_at, name LIMIT %s OFFSET %s",
+            "ORDER BY registered_at, name LIMIT %s OFFSET %s",
             (district, district, limit, offset))
         return cur.fetchall()

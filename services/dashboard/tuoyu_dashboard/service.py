@@ -42,7 +42,7 @@ class DashboardService:
     @rpc
     def institutions(self, district: str | None = None, limit: int = 100) -> list:
         with self.store as conn:
-            return [{**row, "filed_at": row["filed_at"].isoformat()}
+            return [{**row, "registered_at": row["registered_at"].isoformat()}
                     for row in list_institutions(conn, district, limit)]
 
     @http("GET", "/health")

@@ -11,7 +11,7 @@ import pytest
 
 from tuoyu_registration.application import InstitutionNotFound, RegistrationApplication
 from tuoyu_registration.domain import DomainRuleViolated
-from tuoyu_registration.samples import sample_filing, sample_resident_id
+from tuoyu_registration.samples import sample_registration, sample_resident_id
 from tuoyu_shared.catalogue import validate_envelope
 from tuoyu_shared.context import command_context
 from tuoyu_shared.validation import ValidationFailed
@@ -34,17 +34,17 @@ def table_counts(app) -> tuple[int, int]:
 def refused(app, data) -> list[dict]:
     before = table_counts(app)
     with pytest.raises(ValidationFailed) as e:
-        app.file_institution(data)
+        app.register_institution(data)
     assert table_counts(app) == before, "a refused command wrote something"
     return e.value.to_dict()["errors"]
 
 
 def test_file_institution_and_read_it_back(app):
     with command_context(actor="officer-1", department="health", correlation_id="case-42"):
-        institution_id = app.file_institution(sample_filing(1))
+        institution_id = app.register_institution(sample_registration(1))
     view = app.institution(institution_id)
     assert view["name"] == "示范托育园 1"
-    assert view["status"] == "filed" and view["version"] == 1
+    assert view["status"] == "registered" and view["version"] == 1
     assert view["person_in_charge"] == "王**"
     [envelope] = app.read_log(1, 10)
     assert envelope.aggregate_id == str(institution_id)
@@ -57,7 +57,7 @@ def test_file_institution_and_read_it_back(app):
 
 
 def test_invalid_credit_code_is_refused_naming_field_and_reason(app):
-    data = sample_filing(1)
+    data = sample_registration(1)
     data["credit_code"] = data["credit_code"][:-1] + ("0" if data["credit_code"][-1] != "0"
                                                       else "1")
     [error] = refused(app, data)
@@ -67,14 +67,14 @@ def test_invalid_credit_code_is_refused_naming_field_and_reason(app):
 
 
 def test_invalid_resident_id_is_refused(app):
-    data = sample_filing(1)
+    data = sample_registration(1)
     data["person_in_charge"]["id_number"] = "310104198802301234"  # 30 February
     [error] = refused(app, data)
     assert error["field"] == "person_in_charge.id_number"
 
 
 def test_missing_fields_are_all_named(app):
-    data = sample_filing(1)
+    data = sample_registration(1)
     del data["name"]
     del data["person_in_charge"]["phone"]
     errors = refused(app, data)
@@ -83,15 +83,15 @@ def test_missing_fields_are_all_named(app):
 
 
 def test_credit_code_inconsistent_with_nature_is_refused(app):
-    [error] = refused(app, sample_filing(1, nature="public_institution"))
+    [error] = refused(app, sample_registration(1, nature="public_institution"))
     assert error["field"] == "credit_code" and error["code"] == "inconsistent_with_nature"
 
 
 def test_second_filing_of_a_credit_code_is_refused_with_the_state(app):
-    app.file_institution(sample_filing(1))
+    app.register_institution(sample_registration(1))
     with pytest.raises(DomainRuleViolated) as e:
-        app.file_institution(sample_filing(1, name="another name"))
-    assert e.value.state == "filed"
+        app.register_institution(sample_registration(1, name="another name"))
+    assert e.value.state == "registered"
     assert app.log_head() == 1
 
 
@@ -102,7 +102,7 @@ def test_concurrent_filings_of_one_credit_code_record_exactly_one(app):
     def attempt():
         barrier.wait()
         try:
-            results.append(app.file_institution(sample_filing(9)))
+            results.append(app.register_institution(sample_registration(9)))
         except DomainRuleViolated as e:
             results.append(e)
 
@@ -121,8 +121,8 @@ def test_unknown_institution(app):
 
 
 def test_database_holds_no_personal_data_in_clear(app):
-    data = sample_filing(3)
-    app.file_institution(data)
+    data = sample_registration(3)
+    app.register_institution(data)
     with psycopg.connect(app.settings.database_url) as conn:
         raw = bytes(conn.execute("SELECT state FROM registration_events").fetchone()[0])
         keys = conn.execute("SELECT count(*) FROM personal_data_keys").fetchone()[0]
@@ -135,7 +135,7 @@ def test_database_holds_no_personal_data_in_clear(app):
 
 
 def test_erasing_a_person_keeps_history_replayable(app):
-    institution_id = app.file_institution(sample_filing(4))
+    institution_id = app.register_institution(sample_registration(4))
     inst = app.repository.get(institution_id)
     sealed_name = inst.person_in_charge["name"]
     assert app.vault.open(sealed_name) == "王晓梅"

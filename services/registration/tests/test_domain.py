@@ -1,61 +1,318 @@
-"""Unit tests of the Institution aggregate's rules: plain Python, no database."""
+"""Unit tests of the Institution aggregate's rules and lifecycle: plain Python, no database."""
 
 from __future__ import annotations
+
+from datetime import date
 
 import pytest
 
 from tuoyu_registration.domain import (
+    CareStandards,
+    DomainRuleViolated,
     Institution,
     Nature,
     ProviderKind,
+    check_classes,
     check_credit_code_matches_nature,
     institution_id_for,
 )
-from tuoyu_registration.samples import sample_credit_code
+from tuoyu_registration.samples import sample_credit_code, sample_enrolment
 from tuoyu_shared.validation import FieldError
 
 PERSON = {"ref": "r", "name": {"ref": "r", "sealed": "x", "masked": "王**"}}
+D1, D2, D3 = date(2025, 3, 3), date(2025, 3, 10), date(2025, 3, 31)
 
 
-def file(**overrides) -> Institution:
+def register(**overrides) -> Institution:
     args = dict(name="小星星托育园", credit_code=sample_credit_code(1), nature=Nature.FOR_PROFIT,
                 kind=ProviderKind.CHILDCARE_INSTITUTION, district="徐汇区", street="天平路街道",
-                address="天平路 1 号", places=40, person_in_charge=PERSON)
+                address="天平路 1 号", person_in_charge=PERSON)
     args.update(overrides)
-    return Institution.file(**args)
+    return Institution.register(**args)
 
 
-def test_filing_records_the_facts_and_derives_the_id_from_the_credit_code():
-    institution = file()
+def filing(**overrides) -> dict:
+    data = {"service_types": ["full_day"],
+            "classes": [{"class_type": "infant", "places": 10, "carers": 4},
+                        {"class_type": "toddler", "places": 15, "carers": 3},
+                        {"class_type": "older", "places": 20, "carers": 3}],
+            "floor_area": {"indoor_m2": 480, "outdoor_m2": 200},
+            "staff": {"carer": 10}, "meals_served": True,
+            "hygiene_evaluation_passed": True, "fire_safety_passed": True}
+    data.update(overrides)
+    return data
+
+
+def filed(**overrides) -> Institution:
+    institution = register(**overrides)
+    institution.submit_filing(filing(), D1, D2)
+    institution.issue_filing_receipt("BA-1", D2, D3)
+    return institution
+
+
+def event_types(institution: Institution) -> list[str]:
+    return [type(e).__qualname__ for e in institution.collect_events()]
+
+
+def enrolment(month="2025-03", **overrides):
+    data = sample_enrolment(month, **overrides)
+    return data["month"], data["classes"], data["second_children"], data["third_children"]
+
+
+# ---- registration ---------------------------------------------------------------------------
+def test_registration_derives_the_id_and_the_registering_authority():
+    institution = register()
     assert institution.id == institution_id_for(sample_credit_code(1))
-    assert institution.status == "filed"
-    [event] = institution.collect_events()
-    assert type(event).__qualname__ == "Institution.Filed"
-    assert event.places == 40 and event.kind == "childcare_institution"
+    assert institution.status == "registered"
+    assert institution.registering_authority == "market_regulation"
+    assert event_types(institution) == ["Institution.Registered"]
 
 
-@pytest.mark.parametrize("prefix, nature, ok", [
-    ("913101", Nature.FOR_PROFIT, True),           # enterprise code, for-profit
-    ("523101", Nature.NON_PROFIT, True),           # civil affairs (民办非企业), non-profit
-    ("123101", Nature.NON_PROFIT, True),           # staffing office, non-profit
-    ("123101", Nature.PUBLIC_INSTITUTION, True),   # 事业单位
-    ("523101", Nature.FOR_PROFIT, False),          # a civil-affairs code cannot be for-profit
-    ("913101", Nature.PUBLIC_INSTITUTION, False),  # an enterprise is no public institution
-    ("913101", Nature.NON_PROFIT, False),
+@pytest.mark.parametrize("prefix, nature, authority", [
+    ("913101", Nature.FOR_PROFIT, "market_regulation"),
+    ("523101", Nature.NON_PROFIT, "civil_affairs"),
+    ("123101", Nature.NON_PROFIT, "staffing_office"),
+    ("123101", Nature.PUBLIC_INSTITUTION, "staffing_office"),
+    ("523101", Nature.FOR_PROFIT, None),          # a civil-affairs code cannot be for-profit
+    ("913101", Nature.PUBLIC_INSTITUTION, None),  # an enterprise is no public institution
+    ("913101", Nature.NON_PROFIT, None),
 ])
-def test_credit_code_must_agree_with_the_declared_nature(prefix, nature, ok):
+def test_credit_code_must_agree_with_the_declared_nature(prefix, nature, authority):
     code = sample_credit_code(5, prefix=prefix)
-    if ok:
-        check_credit_code_matches_nature(code, nature)
-        file(credit_code=code, nature=nature)
+    if authority:
+        assert check_credit_code_matches_nature(code, nature) == authority
+        assert register(credit_code=code, nature=nature).registering_authority == authority
     else:
         with pytest.raises(FieldError) as e:
-            file(credit_code=code, nature=nature)
+            register(credit_code=code, nature=nature)
         assert e.value.field == "credit_code" and e.value.code == "inconsistent_with_nature"
 
 
-def test_family_childcare_point_takes_at_most_five_children():
-    file(kind=ProviderKind.FAMILY_POINT, places=5)
+# ---- classes, places and ratios -------------------------------------------------------------
+@pytest.mark.parametrize("class_type, places, carers, problem", [
+    ("infant", 10, 4, None), ("infant", 11, 4, "places"), ("infant", 10, 3, "carers"),
+    ("toddler", 15, 3, None), ("toddler", 16, 4, "places"), ("toddler", 15, 2, "carers"),
+    ("older", 20, 3, None), ("older", 21, 3, "places"), ("older", 20, 2, "carers"),
+    ("mixed", 18, 4, None), ("mixed", 19, 4, "places"), ("mixed", 18, 3, "carers"),
+])
+def test_class_size_limits_and_carer_ratios(class_type, places, carers, problem):
+    classes = [{"class_type": class_type, "places": places, "carers": carers}]
+    if problem is None:
+        assert check_classes("childcare_institution", classes) == places
+    else:
+        with pytest.raises(FieldError) as e:
+            check_classes("childcare_institution", classes)
+        assert e.value.field == f"classes[0].{problem}"
+
+
+def test_family_childcare_point_takes_five_children_one_carer_per_three():
+    kind = ProviderKind.FAMILY_POINT.value
+    assert check_classes(kind, [{"class_type": "mixed", "places": 5, "carers": 2}]) == 5
     with pytest.raises(FieldError) as e:
-        file(kind=ProviderKind.FAMILY_POINT, places=6)
-    assert e.value.field == "places" and "at most 5" in e.value.reason
+        check_classes(kind, [{"class_type": "mixed", "places": 5, "carers": 1}])
+    assert e.value.code == "ratio_not_met"
+    with pytest.raises(FieldError) as e:
+        check_classes(kind, [{"class_type": "mixed", "places": 3, "carers": 1},
+                             {"class_type": "mixed", "places": 3, "carers": 1}])
+    assert e.value.field == "classes" and "at most 5" in e.value.reason
+
+
+def test_standards_are_configuration():
+    strict = CareStandards.from_dict({"max_children": {"infant": 8, "toddler": 15, "older": 20,
+                                                       "mixed": 18}})
+    with pytest.raises(FieldError):
+        check_classes("childcare_institution",
+                      [{"class_type": "infant", "places": 9, "carers": 3}], strict)
+
+
+# ---- filing ---------------------------------------------------------------------------------
+def test_filing_lifecycle_and_deadlines():
+    institution = register()
+    institution.submit_filing(filing(), D1, D2)
+    assert (institution.status, institution.receipt_due_on, institution.places) == (
+        "filing_submitted", D2, 45)
+    institution.issue_filing_receipt("BA-1", D2, D3)
+    assert institution.status == "filed" and institution.verification_due_on == D3
+    assert event_types(institution) == ["Institution.Registered", "Institution.FilingSubmitted",
+                                        "Institution.Filed"]
+
+
+def test_no_second_filing_of_a_filed_institution():
+    institution = filed()
+    with pytest.raises(DomainRuleViolated) as e:
+        institution.submit_filing(filing(), D1, D2)
+    assert e.value.state == "filed" and "变更备案" in str(e.value)
+
+
+def test_receipt_only_for_a_submitted_filing():
+    with pytest.raises(DomainRuleViolated) as e:
+        register().issue_filing_receipt("BA-1", D2, D3)
+    assert e.value.state == "registered"
+
+
+@pytest.mark.parametrize("field", ["hygiene_evaluation_passed", "fire_safety_passed"])
+def test_filing_needs_hygiene_and_fire_safety(field):
+    with pytest.raises(FieldError) as e:
+        register().submit_filing(filing(**{field: False}), D1, D2)
+    assert e.value.field == field
+
+
+def test_staff_must_cover_the_carers_the_classes_need():
+    with pytest.raises(FieldError) as e:
+        register().submit_filing(filing(staff={"carer": 9}), D1, D2)
+    assert e.value.field == "staff.carer"
+
+
+def test_verification_compliant_or_non_compliant_within_the_deadline():
+    institution = filed()
+    with pytest.raises(FieldError) as e:
+        institution.find_non_compliant(D3, ["no first-aid kit"], date(2025, 4, 1), "公示")
+    assert e.value.code == "deadline_passed"
+    institution.find_non_compliant(D3, ["no first-aid kit"], D3, "未配备急救箱，已责令整改")
+    assert institution.verification["outcome"] == "non_compliant"
+    with pytest.raises(DomainRuleViolated):
+        institution.verify_compliant(D3, "second look")
+
+
+# ---- change filing --------------------------------------------------------------------------
+def test_change_filing_keeps_the_previous_values():
+    institution = filed()
+    institution.collect_events()
+    institution.file_change({"name": "新名称托育园", "classes": [
+        {"class_type": "older", "places": 20, "carers": 3}]}, D3)
+    [change] = institution.collect_events()
+    assert change.previous["name"] == "小星星托育园" and change.previous["total_places"] == 45
+    assert institution.name == "新名称托育园" and institution.places == 20
+
+
+def test_change_filing_refuses_unchanged_or_unknown_fields():
+    institution = filed()
+    with pytest.raises(FieldError) as e:
+        institution.file_change({"name": "小星星托育园"}, D3)
+    assert e.value.code == "no_change"
+    with pytest.raises(FieldError):
+        institution.file_change({"credit_code": "x"}, D3)
+    with pytest.raises(DomainRuleViolated) as e:
+        register().file_change({"name": "x"}, D3)
+    assert e.value.state == "registered"
+
+
+# ---- affordable and demonstration -----------------------------------------------------------
+def test_affordable_designation_and_withdrawal():
+    institution = filed()
+    institution.designate_affordable(180000, D3, "徐卫〔2025〕1号")
+    with pytest.raises(DomainRuleViolated):
+        institution.designate_affordable(180000, D3, "again")
+    institution.withdraw_affordable(D3, "price above guide")
+    assert institution.affordable is None
+    with pytest.raises(DomainRuleViolated):
+        register().designate_affordable(1, D3, "x")
+
+
+def test_demonstration_level_granted_and_revoked():
+    institution = filed()
+    institution.grant_demonstration_level("provincial", D3, "doc")
+    institution.grant_demonstration_level("national", D3, "doc")
+    assert institution.demonstration["level"] == "national"
+    institution.revoke_demonstration_level(D3, "complaint upheld")
+    with pytest.raises(DomainRuleViolated):
+        institution.revoke_demonstration_level(D3, "again")
+
+
+# ---- enrolment ------------------------------------------------------------------------------
+def test_monthly_enrolment_report_and_correction():
+    institution = filed()
+    institution.report_enrolment(*enrolment())
+    assert institution.enrolment["2025-03"]["children"] == 40
+    with pytest.raises(DomainRuleViolated) as e:
+        institution.report_enrolment(*enrolment())
+    assert "correction" in str(e.value)
+    month, classes, second, third = enrolment(second_children=10)
+    institution.correct_enrolment(month, classes, second, third, "miscounted")
+    assert institution.enrolment["2025-03"]["second_children"] == 10
+
+
+def test_enrolment_beyond_places_or_ratio_is_refused():
+    institution = filed()
+    too_many = [{"class_type": "older", "children": 21, "carers": 3, "age_bands": {}}]
+    with pytest.raises(FieldError) as e:
+        institution.report_enrolment("2025-03", too_many, 0, 0)
+    assert e.value.code in ("exceeds_places", "ratio_not_met")
+    short_of_carers = [{"class_type": "toddler", "children": 11, "carers": 2, "age_bands": {}}]
+    with pytest.raises(FieldError) as e:
+        institution.report_enrolment("2025-03", short_of_carers, 0, 0)
+    assert e.value.code == "ratio_not_met"
+    no_such_class = [{"class_type": "mixed", "children": 1, "carers": 1, "age_bands": {}}]
+    with pytest.raises(FieldError) as e:
+        institution.report_enrolment("2025-03", no_such_class, 0, 0)
+    assert e.value.code == "not_filed"
+
+
+def test_no_enrolment_report_for_a_deregistered_institution():
+    institution = filed()
+    institution.deregister("closing", "children placed at 2 nearby institutions", D3)
+    with pytest.raises(DomainRuleViolated) as e:
+        institution.report_enrolment(*enrolment())
+    assert e.value.state == "deregistered"
+
+
+# ---- roster and bans ------------------------------------------------------------------------
+PRACTITIONER = {"ref": "p1", "name": {"ref": "p1", "sealed": "x", "masked": "李*"}}
+
+
+def test_hire_waits_for_the_background_check():
+    institution = filed()
+    institution.request_hire("h1", PRACTITIONER, "carer", ["育婴师 123"], D3)
+    assert institution.roster["h1"]["status"] == "pending"
+    assert institution.complete_background_check("h1", "cleared", "CHK-1")
+    assert institution.roster["h1"]["status"] == "employed"
+    assert not institution.complete_background_check("h1", "cleared", "CHK-1")  # replayed
+
+
+def test_hire_of_a_barred_practitioner_is_refused():
+    institution = filed()
+    institution.request_hire("h1", PRACTITIONER, "carer", [], D3)
+    institution.complete_background_check("h1", "barred", "BAN-7")
+    assert institution.roster["h1"]["status"] == "refused"
+    institution.request_hire("h2", PRACTITIONER, "cook", [], D3)  # may be asked again
+
+
+def test_a_later_ban_opens_a_removal_case_closed_by_release():
+    institution = filed()
+    institution.request_hire("h1", PRACTITIONER, "carer", [], D3)
+    institution.complete_background_check("h1", "cleared", "CHK-1")
+    assert institution.open_staff_removal_case("c1", "p1", "BAN-9", D3, date(2025, 4, 7))
+    assert not institution.open_staff_removal_case("c1", "p1", "BAN-9", D3, date(2025, 4, 7))
+    assert not institution.open_staff_removal_case("c2", "nobody", "BAN-1", D3, D3)
+    institution.release("h1", date(2025, 4, 1), "barred")
+    assert institution.staff_cases["c1"]["closed_on"] == date(2025, 4, 1)
+
+
+# ---- suspension and deregistration ----------------------------------------------------------
+def test_suspension_and_resumption():
+    institution = filed()
+    institution.suspend("ORDER-1", "fire exits blocked", D3)
+    assert institution.status == "suspended"
+    with pytest.raises(DomainRuleViolated) as e:
+        institution.suspend("ORDER-2", "again", D3)
+    assert e.value.state == "suspended"
+    institution.resume(date(2025, 4, 15), "rectified")
+    assert institution.status == "filed"
+
+
+def test_deregistration_is_final():
+    institution = filed()
+    institution.deregister("closing", "placed", D3)
+    with pytest.raises(DomainRuleViolated) as e:
+        institution.deregister("again", "", D3)
+    assert e.value.state == "deregistered"
+    with pytest.raises(DomainRuleViolated):
+        institution.resume(D3, "")
+
+
+def test_credit_listing_noted_once():
+    institution = filed()
+    assert institution.note_credit_listing("serious_dishonesty", True, "L1")
+    assert not institution.note_credit_listing("serious_dishonesty", True, "L1")
+    assert institution.note_credit_listing("serious_dishonesty", False, "L1")
+    assert institution.credit_lists == []

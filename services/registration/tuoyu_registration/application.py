@@ -1,24 +1,49 @@
-"""Registration commands and queries (the application layer)."""
+"""Registration commands and queries (the application layer).
+
+Every command validates its whole input first (:class:`ValidationFailed` names each bad field
+and writes nothing), then loads the institution, lets the domain decide, and saves with
+optimistic concurrency (:meth:`ServiceApplication.update`). The clock and the working-day
+calendar live here, not in the domain: dates are Asia/Shanghai calendar dates.
+"""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Callable
+from datetime import UTC, date, datetime
 from typing import Any
 from uuid import UUID
 
+import psycopg
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 
+from tuoyu_registration import projections
 from tuoyu_registration.domain import (
+    AGE_BANDS,
+    DEMONSTRATION_LEVELS,
+    SERVICE_TYPES,
+    STAFF_ROLES,
+    CareStandards,
+    ClassType,
     DomainRuleViolated,
     Institution,
     Nature,
     ProviderKind,
     check_credit_code_matches_nature,
-    check_places,
     institution_id_for,
 )
+from tuoyu_registration.importer import (
+    ImportReport,
+    ParsedRow,
+    build_institutions,
+    parse_row,
+    read_rows,
+)
 from tuoyu_shared.application import ServiceApplication
+from tuoyu_shared.calendar_cn import WorkingCalendar, default_calendar, shanghai_date
 from tuoyu_shared.config import Settings
+from tuoyu_shared.consumer import ApplicationLog, SqlTrackingStore, TrackedConsumer
 from tuoyu_shared.personal_data import PersonalDataVault
 from tuoyu_shared.validation import (
     FieldError,
@@ -29,38 +54,133 @@ from tuoyu_shared.validation import (
     mask_resident_id,
 )
 
+RECEIPT_DUE_WORKING_DAYS = 5  # 备案回执: within 5 working days of submission
+VERIFICATION_DUE_WORKING_DAYS = 15  # 核查不符合: notified within 15 working days
+STAFF_REMOVAL_DUE_WORKING_DAYS = 5  # a barred practitioner must be removed within
+
 
 class InstitutionNotFound(LookupError):
     pass
 
 
+def _refusing(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Domain FieldErrors become ValidationFailed, like the input checks."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except FieldError as e:
+            raise ValidationFailed([e]) from None
+
+    wrapper.__name__ = func.__name__
+    wrapper.__doc__ = func.__doc__
+    return wrapper
+
+
 class RegistrationApplication(ServiceApplication):
     name = "Registration"
     service_name = "registration"
+    is_snapshotting_enabled = True
+    snapshotting_intervals = {Institution: 100}
 
-    def __init__(self, settings: Settings | None = None, env: dict[str, str] | None = None):
+    def __init__(self, settings: Settings | None = None, env: dict[str, str] | None = None,
+                 clock: Callable[[], datetime] | None = None,
+                 calendar: WorkingCalendar | None = None,
+                 standards: CareStandards | None = None):
         super().__init__(settings, env)
         self.vault = PersonalDataVault(self.settings.database_url,
                                        self.settings.personal_data_key)
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.calendar = calendar or default_calendar()
+        self.standards = standards or CareStandards()
+        projections.ensure_tables(self.settings.database_url)
 
+    def today(self) -> date:
+        return shanghai_date(self.clock())
+
+    # ---- personal data ---------------------------------------------------------------------
     @staticmethod
-    def _read_person(v: Validator, prefix: str) -> tuple[str, str, str]:
+    def _read_person(v: Validator, prefix: str, phone: bool = True) -> tuple:
         return (v.text(f"{prefix}.name", max_length=50), v.resident_id(f"{prefix}.id_number"),
-                v.phone(f"{prefix}.phone"))
+                v.phone(f"{prefix}.phone") if phone else None)
 
-    def _seal_person(self, name: str, id_number: str, phone: str) -> dict[str, Any]:
+    def _seal_person(self, name: str, id_number: str, phone: str | None) -> dict[str, Any]:
         """Seal a person's data under their own key (written only once input is valid)."""
         ref = self.vault.person_ref(id_number)
-        return {
+        sealed = {
             "ref": ref,
             "name": self.vault.seal(ref, name, mask_name(name)),
             "id_number": self.vault.seal(ref, id_number, mask_resident_id(id_number)),
-            "phone": self.vault.seal(ref, phone, mask_phone(phone)),
+        }
+        if phone is not None:
+            sealed["phone"] = self.vault.seal(ref, phone, mask_phone(phone))
+        return sealed
+
+    # ---- input shapes shared by commands ---------------------------------------------------
+    @staticmethod
+    def _read_classes(v: Validator, field: str = "classes") -> list[dict[str, Any]]:
+        classes = []
+        for item in v.items(field, min_items=1, max_items=200) or []:
+            classes.append({
+                "class_type": item.choice("class_type", [c.value for c in ClassType]),
+                "places": item.integer("places", min_value=1, max_value=100),
+                "carers": item.integer("carers", min_value=0, max_value=100),
+            })
+        return classes
+
+    @staticmethod
+    def _read_filing(v: Validator) -> dict[str, Any]:
+        service_types = v.required("service_types")
+        if service_types is not None and (
+                not isinstance(service_types, list) or not service_types
+                or not set(service_types) <= set(SERVICE_TYPES)):
+            v.add_error("service_types", f"a non-empty list of {', '.join(SERVICE_TYPES)}",
+                        "invalid_choice")
+        staff = {}
+        staff_v = v.nested("staff")
+        for role in STAFF_ROLES:
+            staff[role] = staff_v.integer(role, min_value=0, max_value=1000, required=False) or 0
+        return {
+            "service_types": service_types,
+            "classes": RegistrationApplication._read_classes(v),
+            "floor_area": {"indoor_m2": v.integer("floor_area.indoor_m2", min_value=1,
+                                                  max_value=100000),
+                           "outdoor_m2": v.integer("floor_area.outdoor_m2", min_value=0,
+                                                   max_value=100000)},
+            "staff": staff,
+            "meals_served": v.boolean("meals_served"),
+            "hygiene_evaluation_passed": v.boolean("hygiene_evaluation_passed"),
+            "fire_safety_passed": v.boolean("fire_safety_passed"),
         }
 
-    # Commands
-    def file_institution(self, data: dict[str, Any]) -> UUID:
-        """Enter a provider in the register (登记备案). Refuses bad input, writing nothing."""
+    # ---- loading and saving ----------------------------------------------------------------
+    def _id(self, institution_id: UUID | str) -> UUID:
+        try:
+            return UUID(str(institution_id))
+        except ValueError:
+            raise ValidationFailed([FieldError("institution_id", "not an institution id",
+                                               "invalid_format")]) from None
+
+    def _get(self, institution_id: UUID | str) -> Institution:
+        try:
+            return self.repository.get(self._id(institution_id))
+        except AggregateNotFoundError:
+            raise InstitutionNotFound(f"no institution {institution_id}") from None
+
+    def _update(self, institution_id: UUID | str, command: Callable[[Institution], Any]) -> Any:
+        uid = self._id(institution_id)
+        try:
+            return self.update(uid, command)
+        except AggregateNotFoundError:
+            raise InstitutionNotFound(f"no institution {institution_id}") from None
+
+    def _exists(self, institution_id: UUID) -> bool:
+        return bool(self.recorder.select_events(institution_id, limit=1))
+
+    # ---- commands --------------------------------------------------------------------------
+    @_refusing
+    def register_institution(self, data: dict[str, Any]) -> UUID:
+        """Enter a provider in the register (登记) with its registration facts."""
         v = Validator(data)
         name = v.text("name", max_length=100)
         credit_code = v.credit_code("credit_code")
@@ -69,58 +189,418 @@ class RegistrationApplication(ServiceApplication):
         district = v.text("district", max_length=50)
         street = v.text("street", max_length=50)
         address = v.text("address", max_length=200)
-        places = v.integer("places", min_value=1, max_value=2000)
         person = self._read_person(v, "person_in_charge")
         v.check()
+        check_credit_code_matches_nature(credit_code, Nature(nature))
         if self._exists(institution_id_for(credit_code)):
             raise DomainRuleViolated(
-                f"an institution with credit code {credit_code} is already filed", state="filed")
-        try:
-            check_credit_code_matches_nature(credit_code, Nature(nature))
-            check_places(ProviderKind(kind), places)
-        except FieldError as e:
-            raise ValidationFailed([e]) from None
-        institution = Institution.file(
+                f"an institution with credit code {credit_code} is registered already",
+                state="registered")
+        institution = Institution.register(
             name=name, credit_code=credit_code, nature=Nature(nature), kind=ProviderKind(kind),
-            district=district, street=street, address=address, places=places,
-            person_in_charge=self._seal_person(*person),
-        )
+            district=district, street=street, address=address,
+            person_in_charge=self._seal_person(*person))
         try:
             self.save(institution)
         except IntegrityError:
             raise DomainRuleViolated(
-                f"an institution with credit code {credit_code} is already filed",
-                state="filed") from None
+                f"an institution with credit code {credit_code} is registered already",
+                state="registered") from None
         return institution.id
 
-    # Queries
-    def _exists(self, institution_id: UUID) -> bool:
-        return bool(self.recorder.select_events(institution_id, limit=1))
+    @_refusing
+    def submit_filing(self, institution_id: str, data: dict[str, Any]) -> str:
+        """备案: submit the filing facts; the receipt falls due 5 working days later."""
+        v = Validator(data)
+        filing = self._read_filing(v)
+        v.check()
+        today = self.today()
+        due = self.calendar.add_working_days(today, RECEIPT_DUE_WORKING_DAYS)
+        self._update(institution_id, lambda i: i.submit_filing(filing, today, due,
+                                                               self.standards))
+        return due.isoformat()
 
-    def _get(self, institution_id: UUID | str) -> Institution:
+    @_refusing
+    def issue_filing_receipt(self, institution_id: str, data: dict[str, Any]) -> None:
+        v = Validator(data)
+        receipt_number = v.text("receipt_number", max_length=50)
+        v.check()
+        today = self.today()
+        due = self.calendar.add_working_days(today, VERIFICATION_DUE_WORKING_DAYS)
+        self._update(institution_id,
+                     lambda i: i.issue_filing_receipt(receipt_number, today, due))
+
+    @_refusing
+    def verify_filing(self, institution_id: str, data: dict[str, Any]) -> None:
+        """核查: compliant, or non-compliant with findings, a notice and a public disclosure."""
+        v = Validator(data)
+        outcome = v.choice("outcome", ["compliant", "non_compliant"])
+        notes = v.text("notes", max_length=2000, required=False) or ""
+        findings = v.required("findings") if outcome == "non_compliant" else []
+        if outcome == "non_compliant" and findings is not None and (
+                not isinstance(findings, list) or not findings
+                or not all(isinstance(f, str) and f.strip() for f in findings)):
+            v.add_error("findings", "a non-empty list of findings", "invalid_format")
+        disclosure = (v.text("disclosure", max_length=2000) if outcome == "non_compliant"
+                      else "")
+        v.check()
+        today = self.today()
+        if outcome == "compliant":
+            self._update(institution_id, lambda i: i.verify_compliant(today, notes))
+        else:
+            self._update(institution_id, lambda i: i.find_non_compliant(
+                today, findings, today, disclosure))
+
+    @_refusing
+    def file_change(self, institution_id: str, data: dict[str, Any]) -> None:
+        """变更备案: any of name, site, classes (places) or person in charge."""
+        v = Validator(data)
+        changes: dict[str, Any] = {}
+        given = data.get("changes") if isinstance(data.get("changes"), dict) else None
+        if given is None:
+            v.add_error("changes", "an object of the values to change", "required")
+        else:
+            c = v.nested("changes")
+            for key in ("name", "district", "street", "address"):
+                if key in given:
+                    changes[key] = c.text(key, max_length=200)
+            if "classes" in given:
+                changes["classes"] = self._read_classes(c)
+            if "person_in_charge" in given:
+                person = self._read_person(c, "person_in_charge")
+            unknown = set(given) - set(Institution.CHANGEABLE)
+            if unknown:
+                v.add_error("changes", f"cannot change {', '.join(sorted(unknown))}",
+                            "invalid_choice")
+        v.check()
+        if "person_in_charge" in given:
+            changes["person_in_charge"] = self._seal_person(*person)
+        today = self.today()
+        self._update(institution_id, lambda i: i.file_change(changes, today, self.standards))
+
+    @_refusing
+    def designate_affordable(self, institution_id: str, data: dict[str, Any]) -> None:
+        v = Validator(data)
+        price = v.money_fen("guide_price_fen")
+        document = v.text("document", max_length=200)
+        v.check()
+        self._update(institution_id,
+                     lambda i: i.designate_affordable(price, self.today(), document))
+
+    @_refusing
+    def withdraw_affordable(self, institution_id: str, data: dict[str, Any]) -> None:
+        v = Validator(data)
+        reason = v.text("reason", max_length=2000)
+        v.check()
+        self._update(institution_id, lambda i: i.withdraw_affordable(self.today(), reason))
+
+    @_refusing
+    def grant_demonstration_level(self, institution_id: str, data: dict[str, Any]) -> None:
+        v = Validator(data)
+        level = v.choice("level", DEMONSTRATION_LEVELS)
+        document = v.text("document", max_length=200)
+        v.check()
+        self._update(institution_id,
+                     lambda i: i.grant_demonstration_level(level, self.today(), document))
+
+    @_refusing
+    def revoke_demonstration_level(self, institution_id: str, data: dict[str, Any]) -> None:
+        v = Validator(data)
+        reason = v.text("reason", max_length=2000)
+        v.check()
+        self._update(institution_id,
+                     lambda i: i.revoke_demonstration_level(self.today(), reason))
+
+    def _read_enrolment(self, v: Validator) -> tuple:
+        month = v.text("month", max_length=7)
+        if month is not None:
+            try:
+                datetime.strptime(month, "%Y-%m")
+            except ValueError:
+                v.add_error("month", "a month as YYYY-MM", "invalid_format")
+        classes = []
+        for item in v.items("classes", min_items=1, max_items=200) or []:
+            bands_v = item.nested("age_bands", required=False)
+            bands = {}
+            for band in AGE_BANDS:
+                n = bands_v.integer(band, min_value=0, max_value=1000, required=False)
+                if n:
+                    bands[band] = n
+            classes.append({
+                "class_type": item.choice("class_type", [c.value for c in ClassType]),
+                "children": item.integer("children", min_value=0, max_value=1000),
+                "carers": item.integer("carers", min_value=0, max_value=1000),
+                "age_bands": bands,
+            })
+        second = v.integer("second_children", min_value=0, max_value=10000)
+        third = v.integer("third_children", min_value=0, max_value=10000)
+        return month, classes, second, third
+
+    @_refusing
+    def report_enrolment(self, institution_id: str, data: dict[str, Any]) -> None:
+        """月度在托报告: children by class and age band, second and third children."""
+        v = Validator(data)
+        month, classes, second, third = self._read_enrolment(v)
+        v.check()
+        if month > self.today().strftime("%Y-%m"):
+            raise FieldError("month", "cannot report a month that has not begun",
+                             "in_future")
+        self._update(institution_id, lambda i: i.report_enrolment(
+            month, classes, second, third, self.standards))
+
+    @_refusing
+    def correct_enrolment(self, institution_id: str, data: dict[str, Any]) -> None:
+        v = Validator(data)
+        month, classes, second, third = self._read_enrolment(v)
+        reason = v.text("reason", max_length=2000)
+        v.check()
+        self._update(institution_id, lambda i: i.correct_enrolment(
+            month, classes, second, third, reason, self.standards))
+
+    @_refusing
+    def request_hire(self, institution_id: str, data: dict[str, Any]) -> str:
+        """Put a practitioner on the roster, pending the credit service's background check."""
+        v = Validator(data)
+        person = self._read_person(v, "practitioner", phone=False)
+        role = v.choice("role", STAFF_ROLES)
+        certificates = v.required("certificates")
+        if certificates is not None and (not isinstance(certificates, list) or not all(
+                isinstance(c, str) and c.strip() for c in certificates)):
+            v.add_error("certificates", "a list of certificate numbers", "invalid_format")
+        v.check()
+        institution = self._get(institution_id)  # refuse an unknown id before sealing
+        hire_id = str(uuid.uuid4())
+        practitioner = self._seal_person(*person)
+        self._update(institution.id, lambda i: i.request_hire(
+            hire_id, practitioner, role, certificates, self.today()))
+        return hire_id
+
+    @_refusing
+    def release_practitioner(self, institution_id: str, data: dict[str, Any]) -> None:
+        v = Validator(data)
+        hire_id = v.text("hire_id", max_length=50)
+        reason = v.text("reason", max_length=2000)
+        v.check()
+        self._update(institution_id, lambda i: i.release(hire_id, self.today(), reason))
+
+    @_refusing
+    def suspend_for_rectification(self, institution_id: str, data: dict[str, Any]) -> None:
+        """停业整顿."""
+        v = Validator(data)
+        order = v.text("order_reference", max_length=100)
+        reason = v.text("reason", max_length=2000)
+        v.check()
+        self._update(institution_id, lambda i: i.suspend(order, reason, self.today()))
+
+    @_refusing
+    def resume(self, institution_id: str, data: dict[str, Any]) -> None:
+        v = Validator(data)
+        notes = v.text("notes", max_length=2000, required=False) or ""
+        v.check()
+        self._update(institution_id, lambda i: i.resume(self.today(), notes))
+
+    @_refusing
+    def deregister(self, institution_id: str, data: dict[str, Any]) -> None:
+        """注销, with the reason and the placement of the children."""
+        v = Validator(data)
+        reason = v.text("reason", max_length=2000)
+        placement = v.text("placement_of_children", max_length=2000)
+        v.check()
+        self._update(institution_id, lambda i: i.deregister(reason, placement, self.today()))
+
+    # ---- import ----------------------------------------------------------------------------
+    def import_filings_csv(self, text: str, source: str = "provincial-csv",
+                           chunk_size: int = 1000) -> dict[str, Any]:
+        """Import existing filings; bad rows are reported with their number, field and reason.
+
+        Rows whose credit code is registered already are rejected too (not overwritten).
+        """
+        report = ImportReport()
+        chunk: list[ParsedRow] = []
+        for number, row in read_rows(text):
+            report.rows += 1
+            try:
+                chunk.append(parse_row(number, row))
+            except ValidationFailed as e:
+                report.rejected.append({"row": number, "errors": e.to_dict()["errors"]})
+            if len(chunk) >= chunk_size:
+                self._import_chunk(chunk, source, report)
+                chunk = []
+        self._import_chunk(chunk, source, report)
+        return report.as_dict()
+
+    def _import_chunk(self, chunk: list[ParsedRow], source: str, report: ImportReport) -> None:
+        if not chunk:
+            return
+        seen: dict[str, int] = {}
+        fresh = []
+        ids = [institution_id_for(r.facts["credit_code"]) for r in chunk]
+        existing = self._existing(ids)
+        for parsed, institution_id in zip(chunk, ids, strict=True):
+            code = parsed.facts["credit_code"]
+            if institution_id in existing or code in seen:
+                where = f"row {seen[code]}" if code in seen else "the register"
+                report.rejected.append({"row": parsed.row, "errors": [{
+                    "field": "credit_code", "code": "duplicate",
+                    "reason": f"{code} is in {where} already"}]})
+                continue
+            seen[code] = parsed.row
+            fresh.append(parsed)
+        refs = {p.row: self.vault.person_ref(p.person[1]) for p in fresh}
+        self.vault.ensure_keys(list(refs.values()))
+        sealed = {}
+        for p in fresh:
+            name, id_number, phone = p.person
+            ref = refs[p.row]
+            sealed[p.row] = {
+                "ref": ref,
+                "name": self.vault.seal(ref, name, mask_name(name)),
+                "id_number": self.vault.seal(ref, id_number, mask_resident_id(id_number)),
+                "phone": self.vault.seal(ref, phone, mask_phone(phone)),
+            }
+        institutions = build_institutions(fresh, sealed, source)
+        if institutions:
+            self.save(*institutions)
+        report.imported += len(institutions)
+
+    def _existing(self, ids: list[UUID]) -> set[UUID]:
+        with self.recorder.datastore.get_connection() as conn:  # type: ignore[attr-defined]
+            rows = conn.execute(
+                "SELECT originator_id FROM registration_events "
+                "WHERE originator_id = ANY(%s) AND originator_version = 1", (ids,)).fetchall()
+        return {row["originator_id"] for row in rows}
+
+    # ---- reactions to the credit service ---------------------------------------------------
+    def on_background_check_completed(self, payload: dict[str, Any]) -> list[Institution]:
+        institution_id = payload.get("institution_id")
+        hire_id = payload.get("hire_id")
+        if not institution_id or not hire_id:
+            return []  # a yearly re-check, not about a hire
+        institution = self._get(institution_id)
+        changed = institution.complete_background_check(hire_id, payload["outcome"],
+                                                        payload["reference"])
+        return [institution] if changed else []
+
+    def on_practitioner_barred(self, payload: dict[str, Any],
+                               employers: list[str]) -> list[Institution]:
+        """Open a removal case, with a deadline, at every institution employing the person."""
+        today = self.today()
+        due = self.calendar.add_working_days(today, STAFF_REMOVAL_DUE_WORKING_DAYS)
+        changed = []
+        for institution_id in employers:
+            institution = self._get(institution_id)
+            case_id = str(uuid.uuid5(institution.id, payload["ban_reference"]))
+            if institution.open_staff_removal_case(case_id, payload["practitioner_ref"],
+                                                   payload["ban_reference"], today, due):
+                changed.append(institution)
+        return changed
+
+    def on_credit_listing(self, institution_id: str, credit_list: str, listed: bool,
+                          reference: str) -> list[Institution]:
         try:
-            return self.repository.get(UUID(str(institution_id)))
-        except (AggregateNotFoundError, ValueError):
-            raise InstitutionNotFound(f"no institution {institution_id}") from None
+            institution = self._get(institution_id)
+        except InstitutionNotFound:
+            return []
+        return [institution] if institution.note_credit_listing(credit_list, listed,
+                                                                 reference) else []
 
-    def institution(self, institution_id: UUID | str) -> dict[str, Any]:
-        """The public facts of an institution; personal data masked."""
-        inst = self._get(institution_id)
+    # ---- query tables (projected from this service's own log) ------------------------------
+    def views_projector(self) -> TrackedConsumer:
+        """A follower of this service's own log into its query tables. Each thread that
+        projects needs its own (it holds a database connection)."""
+        return TrackedConsumer(
+            name=projections.PROJECTION_NAME, upstream=self.service_name,
+            handler=projections.project,
+            store=SqlTrackingStore(self.settings.database_url, projections.PROJECTION_NAME),
+            log_reader=ApplicationLog(self), amqp_uri=self.settings.amqp_uri,
+            max_attempts=self.settings.consumer_max_attempts,
+            retry_delay=self.settings.consumer_retry_delay)
+
+    def _query(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        with psycopg.connect(self.settings.database_url, autocommit=True) as conn:
+            return _public(fn(conn, *args, **kwargs))
+
+    def public_disclosure(self, **filters: Any) -> list[dict[str, Any]]:
+        """信息公示: filed institutions and their public facts, searchable."""
+        return self._query(projections.public_disclosure, **filters)
+
+    def filings_awaiting(self) -> list[dict[str, Any]]:
+        """Filings awaiting a receipt or a verification, with due dates and overdue flags."""
+        return self._query(projections.filings_awaiting, self.today())
+
+    def open_staff_cases(self) -> list[dict[str, Any]]:
+        return self._query(projections.open_staff_cases, self.today())
+
+    def employers_of(self, practitioner_ref: str) -> list[str]:
+        return self._query(projections.employers_of, practitioner_ref)
+
+    # ---- queries ---------------------------------------------------------------------------
+    def institution_record(self, institution_id: str) -> dict[str, Any]:
+        """An officer's view: the current state and every event with who, when and why."""
+        institution = self._get(institution_id)
+        history = []
+        for event in self.repository.event_store.get(institution.id):
+            meta = getattr(event, "meta", {}) or {}
+            history.append({
+                "version": event.originator_version,
+                "event_type": type(event).__qualname__.replace(".", ""),
+                "occurred_at": event.timestamp.isoformat(),
+                "actor": meta.get("actor"), "department": meta.get("department"),
+                "correlation_id": meta.get("correlation_id"),
+                "data": _public(vars(event)),
+            })
+        return {"institution": self.institution(institution.id), "history": history}
+
+    def institution(self, institution_id: UUID | str, version: int | None = None) -> dict:
+        """The institution's facts (optionally as of a version); personal data masked."""
+        uid = self._id(institution_id)
+        try:
+            inst = self.repository.get(uid, version=version)
+        except AggregateNotFoundError:
+            raise InstitutionNotFound(f"no institution {institution_id}") from None
         return {
             "institution_id": str(inst.id),
             "name": inst.name,
             "credit_code": inst.credit_code,
             "nature": inst.nature,
             "kind": inst.kind,
+            "registering_authority": inst.registering_authority,
             "district": inst.district,
             "street": inst.street,
             "address": inst.address,
-            "places": inst.places,
             "status": inst.status,
             "person_in_charge": inst.person_in_charge["name"]["masked"],
+            "places": inst.places,
+            "filing": _public(inst.filing),
+            "receipt_due_on": inst.receipt_due_on,
+            "receipt": inst.receipt,
+            "verification_due_on": inst.verification_due_on,
+            "verification": inst.verification,
+            "affordable": inst.affordable,
+            "demonstration": inst.demonstration,
+            "enrolment": inst.enrolment,
+            "roster": inst.roster,
+            "staff_cases": inst.staff_cases,
+            "credit_lists": inst.credit_lists,
+            "suspension": inst.suspension,
+            "deregistration": inst.deregistration,
             "version": inst.version,
-            "filed_at": inst.created_on.isoformat(),
+            "registered_at": inst.created_on.isoformat(),
         }
 
     def institution_by_credit_code(self, credit_code: str) -> dict[str, Any]:
         return self.institution(institution_id_for(credit_code.strip().upper()))
+
+
+def _public(value: Any) -> Any:
+    """Drop sealed ciphertext from event data shown to officers (masks stay)."""
+    if isinstance(value, dict):
+        return {k: _public(v) for k, v in value.items()
+                if k not in ("sealed", "meta", "originator_id", "originator_topic")}
+    if isinstance(value, list):
+        return [_public(v) for v in value]
+    if isinstance(value, (date, datetime)):
+        return value.isoformat()
+    if isinstance(value, UUID):
+        return str(value)
+    return value

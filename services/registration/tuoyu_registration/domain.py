@@ -1,12 +1,25 @@
-"""The Institution aggregate and its rules. Plain Python: no I/O, no nameko.
+"""The Institution aggregate and its rules. Plain Python: no I/O, no nameko, no clock.
 
-Personal data arrives already sealed (see :mod:`tuoyu_shared.personal_data`); the domain
-only carries it.
+Lifecycle (状态)::
+
+    registered ──submit_filing──▶ filing_submitted ──issue_filing_receipt──▶ filed
+                                                                      │  ▲
+                                                         suspend (停业整顿) │  │ resume
+                                                                      ▼  │
+                                                                   suspended
+    any state but deregistered ──deregister (注销)──▶ deregistered
+
+Dates (submitted on, due on, …) are given by the application layer, which owns the clock and
+the working-day calendar. Personal data arrives already sealed (see
+:mod:`tuoyu_shared.personal_data`); the domain only carries it.
 """
 
 from __future__ import annotations
 
+import math
 import uuid
+from dataclasses import dataclass
+from datetime import date
 from enum import StrEnum
 from typing import Any
 
@@ -43,22 +56,83 @@ class Nature(StrEnum):
     PUBLIC_INSTITUTION = "public_institution"  # 事业单位: staffing office (1)
 
 
+class Status(StrEnum):
+    REGISTERED = "registered"  # 已登记, filing not yet submitted
+    FILING_SUBMITTED = "filing_submitted"  # 备案已提交, receipt due
+    FILED = "filed"  # 已备案
+    SUSPENDED = "suspended"  # 停业整顿
+    DEREGISTERED = "deregistered"  # 已注销
+
+
+class ClassType(StrEnum):
+    INFANT = "infant"  # 乳儿班, 6–12 months
+    TODDLER = "toddler"  # 托小班, 12–24 months
+    OLDER = "older"  # 托大班, 24–36 months
+    MIXED = "mixed"  # 混合编班, 18 months and over
+
+
+SERVICE_TYPES = ("full_day", "half_day", "hourly", "temporary")  # 全日托, 半日托, 计时托, 临时托
+DEMONSTRATION_LEVELS = ("national", "provincial", "city", "district")
+AGE_BANDS = ("6-12", "12-18", "18-24", "24-36")  # months
+STAFF_ROLES = ("carer", "health", "cook", "security", "manager", "teacher", "other")
+
 _CODE_ORIGINS_BY_NATURE = {
     Nature.FOR_PROFIT: {"enterprise"},
     Nature.NON_PROFIT: {"social_organisation", "public_institution"},
     Nature.PUBLIC_INSTITUTION: {"public_institution"},
 }
+# Who registers a provider of each credit-code origin (登记机关).
+REGISTERING_AUTHORITY_BY_ORIGIN = {
+    "enterprise": "market_regulation",  # 市场监管部门
+    "social_organisation": "civil_affairs",  # 民政部门
+    "public_institution": "staffing_office",  # 机构编制部门
+}
 
-FAMILY_POINT_MAX_CHILDREN = 5
+
+@dataclass(frozen=True)
+class CareStandards:
+    """Class sizes and carer ratios (托育机构设置标准（试行）), as configuration.
+
+    ``max_children[t]`` is the largest class of type t; ``children_per_carer[t]`` the most
+    children one carer may look after in it. A family childcare point takes at most
+    ``family_point_max_children`` children, ``family_point_children_per_carer`` per carer.
+    """
+
+    max_children: tuple[tuple[str, int], ...] = (
+        ("infant", 10), ("toddler", 15), ("older", 20), ("mixed", 18))
+    children_per_carer: tuple[tuple[str, int], ...] = (
+        ("infant", 3), ("toddler", 5), ("older", 7), ("mixed", 5))
+    family_point_max_children: int = 5
+    family_point_children_per_carer: int = 3
+
+    def max_for(self, class_type: str) -> int:
+        return dict(self.max_children)[class_type]
+
+    def ratio_for(self, class_type: str) -> int:
+        return dict(self.children_per_carer)[class_type]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CareStandards:
+        return cls(
+            max_children=tuple(sorted(data.get("max_children", dict(cls.max_children)).items())),
+            children_per_carer=tuple(sorted(
+                data.get("children_per_carer", dict(cls.children_per_carer)).items())),
+            family_point_max_children=data.get("family_point_max_children", 5),
+            family_point_children_per_carer=data.get("family_point_children_per_carer", 3),
+        )
+
+
+DEFAULT_STANDARDS = CareStandards()
 
 
 def institution_id_for(credit_code: str) -> uuid.UUID:
     """One institution per unified social credit code: the id is derived from it, so a second
-    filing of the same code collides with the first in the event store."""
+    registration of the same code collides with the first in the event store."""
     return uuid.uuid5(_INSTITUTION_NAMESPACE, credit_code)
 
 
-def check_credit_code_matches_nature(credit_code: str, nature: Nature) -> None:
+def check_credit_code_matches_nature(credit_code: str, nature: Nature) -> str:
+    """Return the registering authority the code implies; refuse a code of the wrong kind."""
     origin = credit_code_nature(credit_code)
     if origin not in _CODE_ORIGINS_BY_NATURE[nature]:
         raise FieldError(
@@ -67,56 +141,646 @@ def check_credit_code_matches_nature(credit_code: str, nature: Nature) -> None:
             f"(first character {credit_code[0]!r})",
             "inconsistent_with_nature",
         )
+    return REGISTERING_AUTHORITY_BY_ORIGIN[origin]
 
 
-def check_places(kind: ProviderKind, places: int) -> None:
-    if kind is ProviderKind.FAMILY_POINT and places > FAMILY_POINT_MAX_CHILDREN:
-        raise FieldError("places", f"a family childcare point takes at most "
-                         f"{FAMILY_POINT_MAX_CHILDREN} children, not {places}", "out_of_range")
+def check_classes(kind: str, classes: list[dict[str, Any]],
+                  standards: CareStandards = DEFAULT_STANDARDS, field: str = "classes") -> int:
+    """Check each class against its size limit and carer ratio; return the total places.
+
+    Each class is ``{"class_type", "places", "carers"}``.
+    """
+    if not classes:
+        raise FieldError(field, "at least one class is required", "required")
+    total = 0
+    for i, c in enumerate(classes):
+        where = f"{field}[{i}]"
+        if kind == ProviderKind.FAMILY_POINT.value:
+            needed = math.ceil(c["places"] / standards.family_point_children_per_carer)
+        else:
+            limit = standards.max_for(c["class_type"])
+            if c["places"] > limit:
+                raise FieldError(f"{where}.places", f"a {c['class_type']} class takes at most "
+                                 f"{limit} children, not {c['places']}", "out_of_range")
+            needed = math.ceil(c["places"] / standards.ratio_for(c["class_type"]))
+        if c["carers"] < needed:
+            raise FieldError(f"{where}.carers", f"{c['places']} places in a {c['class_type']} "
+                             f"class need at least {needed} carers, not {c['carers']}",
+                             "ratio_not_met")
+        total += c["places"]
+    if kind == ProviderKind.FAMILY_POINT.value and total > standards.family_point_max_children:
+        raise FieldError(field, f"a family childcare point takes at most "
+                         f"{standards.family_point_max_children} children, not {total}",
+                         "out_of_range")
+    return total
+
+
+def check_enrolment(kind: str, classes_filed: list[dict[str, Any]],
+                    classes: list[dict[str, Any]], second_children: int, third_children: int,
+                    standards: CareStandards = DEFAULT_STANDARDS) -> int:
+    """A monthly enrolment report must fit the filed places and the carer ratios.
+
+    ``classes`` is ``[{"class_type", "children", "carers", "age_bands": {band: n}}]``.
+    Returns the number of children enrolled.
+    """
+    places: dict[str, int] = {}
+    for c in classes_filed:
+        places[c["class_type"]] = places.get(c["class_type"], 0) + c["places"]
+    enrolled: dict[str, int] = {}
+    for i, c in enumerate(classes):
+        where = f"classes[{i}]"
+        if c["class_type"] not in places:
+            raise FieldError(f"{where}.class_type", f"no {c['class_type']} class is filed",
+                             "not_filed")
+        if sum(c.get("age_bands", {}).values()) not in (0, c["children"]):
+            raise FieldError(f"{where}.age_bands", "age bands must add up to the children "
+                             f"reported ({c['children']})", "inconsistent")
+        per_carer = (standards.family_point_children_per_carer
+                     if kind == ProviderKind.FAMILY_POINT.value
+                     else standards.ratio_for(c["class_type"]))
+        if c["children"] > c["carers"] * per_carer:
+            raise FieldError(f"{where}.carers", f"{c['children']} children need at least "
+                             f"{math.ceil(c['children'] / per_carer)} carers, not {c['carers']}",
+                             "ratio_not_met")
+        enrolled[c["class_type"]] = enrolled.get(c["class_type"], 0) + c["children"]
+    for class_type, children in enrolled.items():
+        if children > places[class_type]:
+            raise FieldError("classes", f"{children} children in {class_type} classes exceed "
+                             f"the {places[class_type]} places filed", "exceeds_places")
+    total = sum(enrolled.values())
+    if second_children + third_children > total:
+        raise FieldError("second_children", "second and third children cannot outnumber the "
+                         f"{total} children enrolled", "inconsistent")
+    return total
 
 
 class Institution(Aggregate):
-    """A childcare provider (托育服务机构) as the registration service knows it."""
+    """A childcare provider (托育服务机构) as the register knows it."""
 
-    class Filed(Aggregate.Created):
-        """The provider entered the register (登记备案)."""
+    # ---- creation ---------------------------------------------------------------------------
+    class Registered(Aggregate.Created):
+        """The provider entered the register with its registration facts (登记信息)."""
 
         name: str
         credit_code: str
         nature: str
         kind: str
+        registering_authority: str
+        person_in_charge: dict[str, Any]
         district: str
         street: str
         address: str
-        places: int
-        person_in_charge: dict[str, Any]
 
     @staticmethod
     def create_id(credit_code: str, **_: Any) -> uuid.UUID:
         return institution_id_for(credit_code)
 
-    @event(Filed)
-    def __init__(self, name: str, credit_code: str, nature: str, kind: str, district: str,
-                 street: str, address: str, places: int, person_in_charge: dict[str, Any]):
+    @event(Registered)
+    def __init__(self, name: str, credit_code: str, nature: str, kind: str,
+                 registering_authority: str, person_in_charge: dict[str, Any], district: str,
+                 street: str, address: str):
         self.name = name
         self.credit_code = credit_code
         self.nature = nature
         self.kind = kind
+        self.registering_authority = registering_authority
+        self.person_in_charge = person_in_charge
         self.district = district
         self.street = street
         self.address = address
-        self.places = places
-        self.person_in_charge = person_in_charge
-        self.status = "filed"
+        self.status = Status.REGISTERED.value
+        self.filing: dict[str, Any] | None = None
+        self.receipt_due_on: date | None = None
+        self.receipt: dict[str, Any] | None = None
+        self.verification_due_on: date | None = None
+        self.verification: dict[str, Any] | None = None
+        self.affordable: dict[str, Any] | None = None
+        self.demonstration: dict[str, Any] | None = None
+        self.enrolment: dict[str, dict[str, Any]] = {}
+        self.roster: dict[str, dict[str, Any]] = {}  # hire id → hire
+        self.staff_cases: dict[str, dict[str, Any]] = {}  # case id → case
+        self.credit_lists: list[str] = []
+        self.suspension: dict[str, Any] | None = None
+        self.deregistration: dict[str, Any] | None = None
 
     @classmethod
-    def file(cls, *, name: str, credit_code: str, nature: Nature, kind: ProviderKind,
-             district: str, street: str, address: str, places: int,
-             person_in_charge: dict[str, Any]) -> Institution:
-        check_credit_code_matches_nature(credit_code, nature)
-        check_places(kind, places)
-        return cls(
-            name=name, credit_code=credit_code, nature=nature.value, kind=kind.value,
-            district=district, street=street, address=address, places=places,
-            person_in_charge=person_in_charge,
-        )
+    def register(cls, *, name: str, credit_code: str, nature: Nature, kind: ProviderKind,
+                 person_in_charge: dict[str, Any], district: str, street: str,
+                 address: str) -> Institution:
+        authority = check_credit_code_matches_nature(credit_code, nature)
+        return cls(name=name, credit_code=credit_code, nature=nature.value, kind=kind.value,
+                   registering_authority=authority, person_in_charge=person_in_charge,
+                   district=district, street=street, address=address)
+
+    class Imported(Aggregate.Created):
+        """An existing filing taken over from the provincial filing system, whole."""
+
+        name: str
+        credit_code: str
+        nature: str
+        kind: str
+        registering_authority: str
+        person_in_charge: dict[str, Any]
+        district: str
+        street: str
+        address: str
+        filing: dict[str, Any]
+        receipt: dict[str, Any]
+        source: str
+
+        def apply(self, aggregate: Institution) -> None:
+            # __init__ has set the registration facts; the filing comes with them.
+            aggregate.filing = self.filing
+            aggregate.receipt = self.receipt
+            aggregate.status = Status.FILED.value
+
+    @classmethod
+    def import_filed(cls, *, name: str, credit_code: str, nature: Nature, kind: ProviderKind,
+                     person_in_charge: dict[str, Any], district: str, street: str, address: str,
+                     filing: dict[str, Any], receipt: dict[str, Any], source: str,
+                     standards: CareStandards = DEFAULT_STANDARDS) -> Institution:
+        authority = check_credit_code_matches_nature(credit_code, nature)
+        check_classes(kind.value, filing["classes"], standards)
+        return cls._create(
+            cls.Imported, id=institution_id_for(credit_code), name=name,
+            credit_code=credit_code, nature=nature.value, kind=kind.value,
+            registering_authority=authority, person_in_charge=person_in_charge,
+            district=district, street=street, address=address, filing=filing,
+            receipt=receipt, source=source)
+
+    # ---- guards -----------------------------------------------------------------------------
+    def _require(self, *allowed: Status, action: str) -> None:
+        if self.status not in {s.value for s in allowed}:
+            raise DomainRuleViolated(
+                f"cannot {action}: the institution is {self.status}", state=self.status)
+
+    @property
+    def places(self) -> int:
+        return self.filing["total_places"] if self.filing else 0
+
+    def _employs(self, practitioner_ref: str) -> list[dict[str, Any]]:
+        return [h for h in self.roster.values()
+                if h["practitioner_ref"] == practitioner_ref and h["status"] == "employed"]
+
+    # ---- filing (备案) ----------------------------------------------------------------------
+    class FilingSubmitted(Aggregate.Event):
+        """备案申请: the facts the provider declares; a receipt is due within 5 working days."""
+
+        filing: dict[str, Any]
+        submitted_on: date
+        receipt_due_on: date
+
+    def submit_filing(self, filing: dict[str, Any], submitted_on: date, receipt_due_on: date,
+                      standards: CareStandards = DEFAULT_STANDARDS) -> None:
+        if self.status in (Status.FILED.value, Status.SUSPENDED.value):
+            raise DomainRuleViolated("this institution is filed already: changes go through "
+                                     "a change filing (变更备案)", state=self.status)
+        self._require(Status.REGISTERED, action="submit a filing")
+        total = check_classes(self.kind, filing["classes"], standards)
+        if not filing["hygiene_evaluation_passed"]:
+            raise FieldError("hygiene_evaluation_passed", "a filing needs a passed hygiene "
+                             "evaluation (卫生评价)", "not_passed")
+        if not filing["fire_safety_passed"]:
+            raise FieldError("fire_safety_passed", "a filing needs passed fire-safety "
+                             "acceptance (消防安全)", "not_passed")
+        carers = sum(c["carers"] for c in filing["classes"])
+        if filing["staff"].get("carer", 0) < carers:
+            raise FieldError("staff.carer", f"the classes need {carers} carers but the staff "
+                             f"counts only {filing['staff'].get('carer', 0)}", "inconsistent")
+        self._submit_filing(filing={**filing, "total_places": total},
+                            submitted_on=submitted_on, receipt_due_on=receipt_due_on)
+
+    @event(FilingSubmitted)
+    def _submit_filing(self, filing: dict[str, Any], submitted_on: date,
+                       receipt_due_on: date) -> None:
+        self.filing = filing
+        self.receipt_due_on = receipt_due_on
+        self.status = Status.FILING_SUBMITTED.value
+
+    class Filed(Aggregate.Event):
+        """备案回执: the filing receipt was issued; the institution is filed."""
+
+        receipt_number: str
+        issued_on: date
+        verification_due_on: date
+
+    def issue_filing_receipt(self, receipt_number: str, issued_on: date,
+                             verification_due_on: date) -> None:
+        self._require(Status.FILING_SUBMITTED, action="issue a filing receipt")
+        self._file(receipt_number=receipt_number, issued_on=issued_on,
+                   verification_due_on=verification_due_on)
+
+    @event(Filed)
+    def _file(self, receipt_number: str, issued_on: date, verification_due_on: date) -> None:
+        self.receipt = {"receipt_number": receipt_number, "issued_on": issued_on}
+        self.verification_due_on = verification_due_on
+        self.status = Status.FILED.value
+
+    class FilingVerified(Aggregate.Event):
+        """备案核查: the filed facts were checked on site and found compliant."""
+
+        verified_on: date
+        notes: str
+
+    class FilingFoundNonCompliant(Aggregate.Event):
+        """核查不符合: notified to the provider within 15 working days and disclosed."""
+
+        verified_on: date
+        findings: list[str]
+        notified_on: date
+        disclosure: str
+
+    def _require_verification_pending(self) -> None:
+        self._require(Status.FILED, Status.SUSPENDED, action="verify a filing")
+        if self.verification is not None:
+            raise DomainRuleViolated(
+                f"the filing was verified already ({self.verification['outcome']})",
+                state=self.status)
+
+    def verify_compliant(self, verified_on: date, notes: str) -> None:
+        self._require_verification_pending()
+        self._verify_compliant(verified_on=verified_on, notes=notes)
+
+    @event(FilingVerified)
+    def _verify_compliant(self, verified_on: date, notes: str) -> None:
+        self.verification = {"outcome": "compliant", "verified_on": verified_on}
+
+    def find_non_compliant(self, verified_on: date, findings: list[str], notified_on: date,
+                           disclosure: str) -> None:
+        self._require_verification_pending()
+        if not findings:
+            raise FieldError("findings", "at least one finding is required", "required")
+        if self.verification_due_on is not None and notified_on > self.verification_due_on:
+            raise FieldError("notified_on", f"the notice was due by "
+                             f"{self.verification_due_on.isoformat()} (15 working days)",
+                             "deadline_passed")
+        self._find_non_compliant(verified_on=verified_on, findings=findings,
+                                 notified_on=notified_on, disclosure=disclosure)
+
+    @event(FilingFoundNonCompliant)
+    def _find_non_compliant(self, verified_on: date, findings: list[str], notified_on: date,
+                            disclosure: str) -> None:
+        self.verification = {"outcome": "non_compliant", "verified_on": verified_on,
+                             "findings": findings, "disclosure": disclosure}
+
+    # ---- change filing (变更备案) -----------------------------------------------------------
+    class ChangeFiled(Aggregate.Event):
+        """变更备案: new values and the previous ones, so history answers "what was it then"."""
+
+        changes: dict[str, Any]
+        previous: dict[str, Any]
+        effective_on: date
+
+    CHANGEABLE = ("name", "district", "street", "address", "classes", "person_in_charge")
+
+    def file_change(self, changes: dict[str, Any], effective_on: date,
+                    standards: CareStandards = DEFAULT_STANDARDS) -> None:
+        self._require(Status.FILED, Status.SUSPENDED, action="file a change")
+        unknown = set(changes) - set(self.CHANGEABLE)
+        if unknown or not changes:
+            raise FieldError("changes", f"changeable are {', '.join(self.CHANGEABLE)}",
+                             "invalid_choice")
+        if "classes" in changes:
+            changes = {**changes, "total_places": check_classes(
+                self.kind, changes["classes"], standards, field="changes.classes")}
+        previous = {}
+        for key in changes:
+            if key in ("classes", "total_places"):
+                previous[key] = self.filing[key]
+            else:
+                previous[key] = getattr(self, key)
+        if all(previous[k] == v for k, v in changes.items()):
+            raise FieldError("changes", "nothing differs from the filed values", "no_change")
+        self._file_change(changes=changes, previous=previous, effective_on=effective_on)
+
+    @event(ChangeFiled)
+    def _file_change(self, changes: dict[str, Any], previous: dict[str, Any],
+                     effective_on: date) -> None:
+        for key, value in changes.items():
+            if key in ("classes", "total_places"):
+                self.filing = {**self.filing, key: value}
+            else:
+                setattr(self, key, value)
+
+    # ---- affordable designation (普惠) and demonstration level (示范) -----------------------
+    class AffordableDesignated(Aggregate.Event):
+        """普惠托育: designated affordable, with its guide price (fen per child per month)."""
+
+        guide_price_fen: int
+        designated_on: date
+        document: str
+
+    class AffordableDesignationWithdrawn(Aggregate.Event):
+        withdrawn_on: date
+        reason: str
+
+    def designate_affordable(self, guide_price_fen: int, designated_on: date,
+                             document: str) -> None:
+        self._require(Status.FILED, action="designate as affordable")
+        if self.affordable is not None:
+            raise DomainRuleViolated("already designated affordable", state=self.status)
+        self._designate_affordable(guide_price_fen=guide_price_fen,
+                                   designated_on=designated_on, document=document)
+
+    @event(AffordableDesignated)
+    def _designate_affordable(self, guide_price_fen: int, designated_on: date,
+                              document: str) -> None:
+        self.affordable = {"guide_price_fen": guide_price_fen, "designated_on": designated_on}
+
+    def withdraw_affordable(self, withdrawn_on: date, reason: str) -> None:
+        if self.affordable is None:
+            raise DomainRuleViolated("not designated affordable", state=self.status)
+        self._withdraw_affordable(withdrawn_on=withdrawn_on, reason=reason)
+
+    @event(AffordableDesignationWithdrawn)
+    def _withdraw_affordable(self, withdrawn_on: date, reason: str) -> None:
+        self.affordable = None
+
+    class DemonstrationLevelGranted(Aggregate.Event):
+        """示范性托育机构: national, provincial, city or district level."""
+
+        level: str
+        granted_on: date
+        document: str
+
+    class DemonstrationLevelRevoked(Aggregate.Event):
+        level: str
+        revoked_on: date
+        reason: str
+
+    def grant_demonstration_level(self, level: str, granted_on: date, document: str) -> None:
+        self._require(Status.FILED, action="grant a demonstration level")
+        if self.demonstration and self.demonstration["level"] == level:
+            raise DomainRuleViolated(f"already a {level} demonstration institution",
+                                     state=self.status)
+        self._grant_demonstration(level=level, granted_on=granted_on, document=document)
+
+    @event(DemonstrationLevelGranted)
+    def _grant_demonstration(self, level: str, granted_on: date, document: str) -> None:
+        self.demonstration = {"level": level, "granted_on": granted_on}
+
+    def revoke_demonstration_level(self, revoked_on: date, reason: str) -> None:
+        if self.demonstration is None:
+            raise DomainRuleViolated("holds no demonstration level", state=self.status)
+        self._revoke_demonstration(level=self.demonstration["level"], revoked_on=revoked_on,
+                                   reason=reason)
+
+    @event(DemonstrationLevelRevoked)
+    def _revoke_demonstration(self, level: str, revoked_on: date, reason: str) -> None:
+        self.demonstration = None
+
+    # ---- monthly enrolment (月度在托报告) ----------------------------------------------------
+    class EnrolmentReported(Aggregate.Event):
+        month: str  # YYYY-MM
+        classes: list[dict[str, Any]]
+        children: int
+        second_children: int
+        third_children: int
+
+    class EnrolmentReportCorrected(Aggregate.Event):
+        month: str
+        classes: list[dict[str, Any]]
+        children: int
+        second_children: int
+        third_children: int
+        previous: dict[str, Any]
+        reason: str
+
+    def _check_enrolment(self, classes, second_children, third_children, standards) -> int:
+        self._require(Status.FILED, Status.SUSPENDED, action="report enrolment")
+        return check_enrolment(self.kind, self.filing["classes"], classes, second_children,
+                               third_children, standards)
+
+    def report_enrolment(self, month: str, classes: list[dict[str, Any]], second_children: int,
+                         third_children: int,
+                         standards: CareStandards = DEFAULT_STANDARDS) -> None:
+        if month in self.enrolment:
+            raise DomainRuleViolated(f"{month} is reported already: send a correction",
+                                     state=self.status)
+        children = self._check_enrolment(classes, second_children, third_children, standards)
+        self._report_enrolment(month=month, classes=classes, children=children,
+                               second_children=second_children, third_children=third_children)
+
+    @event(EnrolmentReported)
+    def _report_enrolment(self, month: str, classes: list[dict[str, Any]], children: int,
+                          second_children: int, third_children: int) -> None:
+        self.enrolment[month] = {"classes": classes, "children": children,
+                                 "second_children": second_children,
+                                 "third_children": third_children}
+
+    def correct_enrolment(self, month: str, classes: list[dict[str, Any]], second_children: int,
+                          third_children: int, reason: str,
+                          standards: CareStandards = DEFAULT_STANDARDS) -> None:
+        if month not in self.enrolment:
+            raise DomainRuleViolated(f"{month} was never reported: report it first",
+                                     state=self.status)
+        children = self._check_enrolment(classes, second_children, third_children, standards)
+        self._correct_enrolment(month=month, classes=classes, children=children,
+                                second_children=second_children, third_children=third_children,
+                                previous=self.enrolment[month], reason=reason)
+
+    @event(EnrolmentReportCorrected)
+    def _correct_enrolment(self, month: str, classes: list[dict[str, Any]], children: int,
+                           second_children: int, third_children: int, previous: dict[str, Any],
+                           reason: str) -> None:
+        self.enrolment[month] = {"classes": classes, "children": children,
+                                 "second_children": second_children,
+                                 "third_children": third_children}
+
+    # ---- staff roster (从业人员) ------------------------------------------------------------
+    class PractitionerHireRequested(Aggregate.Event):
+        """A hire waits for the credit service's background check (背景审查)."""
+
+        hire_id: str
+        practitioner: dict[str, Any]  # ref and sealed name / id number
+        role: str
+        certificates: list[str]
+        requested_on: date
+
+    class PractitionerHired(Aggregate.Event):
+        hire_id: str
+        practitioner_ref: str
+        check_reference: str
+
+    class PractitionerHireRefused(Aggregate.Event):
+        """The background check found a ban (从业禁止): the hire is refused."""
+
+        hire_id: str
+        practitioner_ref: str
+        ban_reference: str
+
+    class PractitionerReleased(Aggregate.Event):
+        hire_id: str
+        practitioner_ref: str
+        released_on: date
+        reason: str
+
+    def request_hire(self, hire_id: str, practitioner: dict[str, Any], role: str,
+                     certificates: list[str], requested_on: date) -> None:
+        self._require(Status.REGISTERED, Status.FILING_SUBMITTED, Status.FILED,
+                      Status.SUSPENDED, action="hire staff")
+        ref = practitioner["ref"]
+        if any(h["practitioner_ref"] == ref and h["status"] in ("pending", "employed")
+               for h in self.roster.values()):
+            raise DomainRuleViolated("this practitioner is on the roster already",
+                                     state=self.status)
+        self._request_hire(hire_id=hire_id, practitioner=practitioner, role=role,
+                           certificates=certificates, requested_on=requested_on)
+
+    @event(PractitionerHireRequested)
+    def _request_hire(self, hire_id: str, practitioner: dict[str, Any], role: str,
+                      certificates: list[str], requested_on: date) -> None:
+        self.roster[hire_id] = {"practitioner_ref": practitioner["ref"],
+                                "name": practitioner["name"]["masked"], "role": role,
+                                "certificates": certificates, "status": "pending"}
+
+    def _pending_hire(self, hire_id: str) -> dict[str, Any] | None:
+        hire = self.roster.get(hire_id)
+        return hire if hire and hire["status"] == "pending" else None
+
+    def complete_background_check(self, hire_id: str, outcome: str, reference: str) -> bool:
+        """Apply the credit service's answer; False if no such hire is pending (a replay)."""
+        hire = self._pending_hire(hire_id)
+        if hire is None:
+            return False
+        if outcome == "cleared":
+            self._hire(hire_id=hire_id, practitioner_ref=hire["practitioner_ref"],
+                       check_reference=reference)
+        else:
+            self._refuse_hire(hire_id=hire_id, practitioner_ref=hire["practitioner_ref"],
+                              ban_reference=reference)
+        return True
+
+    @event(PractitionerHired)
+    def _hire(self, hire_id: str, practitioner_ref: str, check_reference: str) -> None:
+        self.roster[hire_id] = {**self.roster[hire_id], "status": "employed"}
+
+    @event(PractitionerHireRefused)
+    def _refuse_hire(self, hire_id: str, practitioner_ref: str, ban_reference: str) -> None:
+        self.roster[hire_id] = {**self.roster[hire_id], "status": "refused",
+                                "ban_reference": ban_reference}
+
+    def release(self, hire_id: str, released_on: date, reason: str) -> None:
+        hire = self.roster.get(hire_id)
+        if hire is None or hire["status"] != "employed":
+            raise DomainRuleViolated(f"hire {hire_id} is not employed here",
+                                     state=hire["status"] if hire else None)
+        self._release(hire_id=hire_id, practitioner_ref=hire["practitioner_ref"],
+                      released_on=released_on, reason=reason)
+        for case_id, case in list(self.staff_cases.items()):
+            if case["practitioner_ref"] == hire["practitioner_ref"] and not case["closed_on"]:
+                self._close_case(case_id=case_id, closed_on=released_on,
+                                 resolution="practitioner released")
+
+    @event(PractitionerReleased)
+    def _release(self, hire_id: str, practitioner_ref: str, released_on: date,
+                 reason: str) -> None:
+        self.roster[hire_id] = {**self.roster[hire_id], "status": "released"}
+
+    # ---- a barred practitioner on the roster (从业禁止) -------------------------------------
+    class StaffRemovalCaseOpened(Aggregate.Event):
+        """The credit service barred someone this institution employs: remove them by due_on."""
+
+        case_id: str
+        practitioner_ref: str
+        ban_reference: str
+        opened_on: date
+        due_on: date
+
+    class StaffRemovalCaseClosed(Aggregate.Event):
+        case_id: str
+        closed_on: date
+        resolution: str
+
+    def open_staff_removal_case(self, case_id: str, practitioner_ref: str, ban_reference: str,
+                                opened_on: date, due_on: date) -> bool:
+        """Open a case if the barred person works here and none is open; else False."""
+        if not self._employs(practitioner_ref):
+            return False
+        if any(c["ban_reference"] == ban_reference and not c["closed_on"]
+               for c in self.staff_cases.values()):
+            return False
+        self._open_case(case_id=case_id, practitioner_ref=practitioner_ref,
+                        ban_reference=ban_reference, opened_on=opened_on, due_on=due_on)
+        return True
+
+    @event(StaffRemovalCaseOpened)
+    def _open_case(self, case_id: str, practitioner_ref: str, ban_reference: str,
+                   opened_on: date, due_on: date) -> None:
+        self.staff_cases[case_id] = {"practitioner_ref": practitioner_ref,
+                                     "ban_reference": ban_reference, "opened_on": opened_on,
+                                     "due_on": due_on, "closed_on": None}
+
+    @event(StaffRemovalCaseClosed)
+    def _close_case(self, case_id: str, closed_on: date, resolution: str) -> None:
+        self.staff_cases[case_id] = {**self.staff_cases[case_id], "closed_on": closed_on}
+
+    # ---- credit lists, for the public disclosure (信息公示) ----------------------------------
+    class CreditListingNoted(Aggregate.Event):
+        """The credit service listed or delisted this institution (e.g. 严重失信)."""
+
+        credit_list: str
+        listed: bool
+        reference: str
+
+    def note_credit_listing(self, credit_list: str, listed: bool, reference: str) -> bool:
+        if (credit_list in self.credit_lists) == listed:
+            return False
+        self._note_listing(credit_list=credit_list, listed=listed, reference=reference)
+        return True
+
+    @event(CreditListingNoted)
+    def _note_listing(self, credit_list: str, listed: bool, reference: str) -> None:
+        if listed:
+            self.credit_lists = [*self.credit_lists, credit_list]
+        else:
+            self.credit_lists = [x for x in self.credit_lists if x != credit_list]
+
+    # ---- suspension (停业整顿) and deregistration (注销) ------------------------------------
+    class SuspendedForRectification(Aggregate.Event):
+        order_reference: str
+        reason: str
+        suspended_on: date
+
+    class Resumed(Aggregate.Event):
+        resumed_on: date
+        notes: str
+
+    class Deregistered(Aggregate.Event):
+        """注销: with the reason and where the children were placed (幼儿安置)."""
+
+        reason: str
+        placement_of_children: str
+        deregistered_on: date
+
+    def suspend(self, order_reference: str, reason: str, suspended_on: date) -> None:
+        self._require(Status.FILED, action="suspend for rectification")
+        self._suspend(order_reference=order_reference, reason=reason, suspended_on=suspended_on)
+
+    @event(SuspendedForRectification)
+    def _suspend(self, order_reference: str, reason: str, suspended_on: date) -> None:
+        self.suspension = {"order_reference": order_reference, "since": suspended_on}
+        self.status = Status.SUSPENDED.value
+
+    def resume(self, resumed_on: date, notes: str) -> None:
+        self._require(Status.SUSPENDED, action="resume")
+        self._resume(resumed_on=resumed_on, notes=notes)
+
+    @event(Resumed)
+    def _resume(self, resumed_on: date, notes: str) -> None:
+        self.suspension = None
+        self.status = Status.FILED.value
+
+    def deregister(self, reason: str, placement_of_children: str, deregistered_on: date) -> None:
+        if self.status == Status.DEREGISTERED.value:
+            raise DomainRuleViolated("the institution is deregistered already",
+                                     state=self.status)
+        self._deregister(reason=reason, placement_of_children=placement_of_children,
+                         deregistered_on=deregistered_on)
+
+    @event(Deregistered)
+    def _deregister(self, reason: str, placement_of_children: str,
+                    deregistered_on: date) -> None:
+        self.deregistration = {"reason": reason, "on": deregistered_on}
+        self.status = Status.DEREGISTERED.value
+

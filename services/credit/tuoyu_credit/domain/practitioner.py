@@ -1,0 +1,273 @@
+"""A practitioner's record (从业人员): background checks and bans (从业禁止, 污点禁入).
+
+The person is known by ``person_ref``, a keyed hash of the resident ID number computed outside
+the domain; name and ID number arrive already sealed (``{"ref", "sealed", "masked"}``, see
+:mod:`tuoyu_shared.personal_data`) and the domain only carries them.
+
+A ban comes from a court ruling (a 从业禁止 order) or an abuse finding, with a legal basis and
+a term: lifetime, or a number of years from ``starts_on``. A term ban covers
+``[starts_on, starts_on + years)`` and is lifted by the daily timer once it has ended. A
+background check (on hire, and yearly for everyone on a roster) answers ``barred`` if a ban is
+in force on the day the check is completed, with that ban's reference, and ``cleared``
+otherwise. The domain computes the answer; the caller does not supply it.
+
+Reads of the record are audited by the application layer, not here.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import uuid
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Any
+
+from eventsourcing.domain import Aggregate, event
+
+from tuoyu_shared.validation import FieldError
+
+from .common import (
+    DomainRuleViolated,
+    add_years,
+    require_choice,
+    require_date,
+    require_not_before,
+    require_positive_int,
+    require_references,
+    require_text,
+)
+
+_PRACTITIONER_NAMESPACE = uuid.UUID("7224e79d-159e-407b-a887-0d73adabe40f")
+
+LIFETIME = "lifetime"
+
+
+def practitioner_id_for(person_ref: str) -> uuid.UUID:
+    """One record per person: the id is derived from the keyed hash of the ID number."""
+    return uuid.uuid5(_PRACTITIONER_NAMESPACE, require_text(person_ref, "person_ref", 200))
+
+
+class CheckReason(StrEnum):
+    HIRE = "hire"  # requested by registration when an institution hires
+    YEARLY = "yearly"  # the yearly re-check of everyone on a roster
+
+
+class CheckOutcome(StrEnum):
+    CLEARED = "cleared"
+    BARRED = "barred"
+
+
+class BanSource(StrEnum):
+    COURT_RULING = "court_ruling"  # 人民法院判决的从业禁止
+    ABUSE_FINDING = "abuse_finding"  # an established finding of abuse or violence
+
+
+def _require_sealed(value: object, field: str, person_ref: str) -> dict[str, str]:
+    """Sealed personal data of this person: never a clear value."""
+    if not isinstance(value, Mapping) or not {"ref", "sealed", "masked"} <= set(value):
+        raise FieldError(field, "must be sealed personal data (ref, sealed, masked), never "
+                         "a clear value", "invalid_type")
+    if value["ref"] != person_ref:
+        raise FieldError(field, "was sealed for another person", "inconsistent_with_person")
+    return {str(k): require_text(v, f"{field}.{k}", 10000) for k, v in value.items()}
+
+
+def _require_term(term: object) -> int | None:
+    """``"lifetime"`` → None; a positive number of years → that number."""
+    if term == LIFETIME:
+        return None
+    if isinstance(term, str):
+        raise FieldError("term", f"must be 'lifetime' or a number of years, got {term!r}",
+                         "invalid_choice")
+    return require_positive_int(term, "term")
+
+
+class Practitioner(Aggregate):
+    """A person who works, or applies to work, in childcare."""
+
+    class Registered(Aggregate.Created):
+        """The person entered the credit service's register."""
+
+        person_ref: str
+        name: dict[str, str]
+        id_number: dict[str, str]
+
+    class CheckRequested(Aggregate.Event):
+        """A background check was asked for (on hire or yearly)."""
+
+        check_id: str
+        reason: str
+        institution_id: str
+        requested_on: dt.date
+
+    class CheckCompleted(Aggregate.Event):
+        """The check's answer: ``barred`` with the ban's reference, or ``cleared`` with the
+        check's reference."""
+
+        check_id: str
+        outcome: str
+        reference: str
+        officer: str
+        completed_on: dt.date
+
+    class BanImposed(Aggregate.Event):
+        """A ban (从业禁止): lifetime (``term_years`` and ``ends_on`` None) or for a term."""
+
+        ban_ref: str
+        source: str
+        legal_basis: str
+        evidence: list[str]
+        officer: str
+        starts_on: dt.date
+        term: str
+        term_years: int | None
+        ends_on: dt.date | None
+
+    class BanLifted(Aggregate.Event):
+        """A term ban ended (``on`` is its end date)."""
+
+        ban_ref: str
+        on: dt.date
+        reason: str
+
+    # -- creation ---------------------------------------------------------------------------
+
+    @staticmethod
+    def create_id(person_ref: str, **_: Any) -> uuid.UUID:
+        return practitioner_id_for(person_ref)
+
+    @event(Registered)
+    def __init__(self, person_ref: str, name: dict[str, str], id_number: dict[str, str]):
+        self.person_ref = person_ref
+        self.name = name
+        self.id_number = id_number
+        self.checks: dict[str, dict[str, Any]] = {}
+        self.bans: dict[str, dict[str, Any]] = {}
+
+    @classmethod
+    def register(cls, person_ref: str, name: Mapping[str, str],
+                 id_number: Mapping[str, str]) -> Practitioner:
+        person_ref = require_text(person_ref, "person_ref", 200)
+        return cls(person_ref=person_ref, name=_require_sealed(name, "name", person_ref),
+                   id_number=_require_sealed(id_number, "id_number", person_ref))
+
+    # -- queries ----------------------------------------------------------------------------
+
+    def active_bans(self, on: dt.date) -> list[dict[str, Any]]:
+        """Copies of the bans in force on ``on``, by their dates (whatever the timer did)."""
+        on = require_date(on, "on")
+        return [copy.deepcopy(ban) for ban in self.bans.values()
+                if ban["starts_on"] <= on and (ban["ends_on"] is None or on < ban["ends_on"])]
+
+    def is_barred(self, on: dt.date) -> bool:
+        return bool(self.active_bans(on))
+
+    def check(self, check_id: str) -> dict[str, Any] | None:
+        found = self.checks.get(check_id)
+        return copy.deepcopy(found) if found else None
+
+    # -- background checks ------------------------------------------------------------------
+
+    def request_check(self, check_id: str, reason: CheckReason | str,
+                      institution_id: uuid.UUID | str, requested_on: dt.date) -> None:
+        check_id = require_text(check_id, "check_id", 200)
+        why = require_choice(reason, "reason", CheckReason)
+        institution = require_text(str(institution_id) if isinstance(institution_id, uuid.UUID)
+                                   else institution_id, "institution_id", 200)
+        requested_on = require_date(requested_on, "requested_on")
+        if check_id in self.checks:
+            state = self.checks[check_id]["state"]
+            raise DomainRuleViolated(f"check {check_id} was already requested; it is {state}",
+                                     state=state)
+        self._request_check(check_id=check_id, reason=why.value, institution_id=institution,
+                            requested_on=requested_on)
+
+    @event(CheckRequested)
+    def _request_check(self, check_id: str, reason: str, institution_id: str,
+                       requested_on: dt.date) -> None:
+        self.checks[check_id] = {
+            "check_id": check_id, "state": "requested", "reason": reason,
+            "institution_id": institution_id, "requested_on": requested_on,
+            "outcome": None, "reference": None, "completed_on": None, "completed_by": None,
+        }
+
+    def complete_check(self, check_id: str, officer: str, completed_on: dt.date,
+                       check_reference: str | None = None) -> str:
+        """Answer a requested check; returns the outcome (``cleared`` or ``barred``).
+
+        The outcome is computed from the bans in force on ``completed_on``. When barred, the
+        reference is that of the ban that bars longest (a lifetime ban first); when cleared,
+        it is ``check_reference`` (by default the check id).
+        """
+        found = self.checks.get(check_id) if isinstance(check_id, str) else None
+        state = found["state"] if found else "none"
+        if state != "requested":
+            raise DomainRuleViolated(f"cannot complete check {check_id!r}: it is {state} "
+                                     f"(needs requested)", state=state)
+        officer = require_text(officer, "officer", 200)
+        completed_on = require_date(completed_on, "completed_on")
+        require_not_before(completed_on, found["requested_on"], "completed_on",  # type: ignore[index]
+                           "the request")
+        reference = require_text(check_id if check_reference is None else check_reference,
+                                 "check_reference", 200)
+        bans = self.active_bans(completed_on)
+        outcome = CheckOutcome.BARRED if bans else CheckOutcome.CLEARED
+        if bans:
+            reference = max(bans, key=lambda b: b["ends_on"] or dt.date.max)["ban_ref"]
+        self._complete_check(check_id=check_id, outcome=outcome.value, reference=reference,
+                             officer=officer, completed_on=completed_on)
+        return outcome.value
+
+    @event(CheckCompleted)
+    def _complete_check(self, check_id: str, outcome: str, reference: str, officer: str,
+                        completed_on: dt.date) -> None:
+        self.checks[check_id].update(state="completed", outcome=outcome, reference=reference,
+                                     completed_on=completed_on, completed_by=officer)
+
+    # -- bans (从业禁止) ----------------------------------------------------------------------
+
+    def impose_ban(self, ban_ref: str, source: BanSource | str, legal_basis: str,
+                   evidence: list[str], officer: str, starts_on: dt.date,
+                   term: str | int) -> None:
+        """Impose a ban; ``term`` is ``"lifetime"`` or a number of years from ``starts_on``."""
+        ban_ref = require_text(ban_ref, "ban_ref", 200)
+        origin = require_choice(source, "source", BanSource)
+        legal_basis = require_text(legal_basis, "legal_basis")
+        evidence = require_references(evidence, "evidence")
+        officer = require_text(officer, "officer", 200)
+        starts_on = require_date(starts_on, "starts_on")
+        years = _require_term(term)
+        if ban_ref in self.bans:
+            state = "lifted" if self.bans[ban_ref]["lifted_on"] else "imposed"
+            raise DomainRuleViolated(f"ban {ban_ref} was already imposed; it is {state}",
+                                     state=state)
+        self._impose_ban(ban_ref=ban_ref, source=origin.value, legal_basis=legal_basis,
+                         evidence=evidence, officer=officer, starts_on=starts_on,
+                         term=LIFETIME if years is None else "years", term_years=years,
+                         ends_on=None if years is None else add_years(starts_on, years))
+
+    @event(BanImposed)
+    def _impose_ban(self, ban_ref: str, source: str, legal_basis: str, evidence: list[str],
+                    officer: str, starts_on: dt.date, term: str, term_years: int | None,
+                    ends_on: dt.date | None) -> None:
+        self.bans[ban_ref] = {
+            "ban_ref": ban_ref, "source": source, "legal_basis": legal_basis,
+            "evidence": list(evidence), "imposed_by": officer, "starts_on": starts_on,
+            "term": term, "term_years": term_years, "ends_on": ends_on, "lifted_on": None,
+        }
+
+    def lift_expired_bans(self, today: dt.date) -> list[str]:
+        """The timer's command: lift every term ban that has ended by ``today``. Returns the
+        refs lifted now; lifetime bans never lift, and a second call records nothing."""
+        today = require_date(today, "today")
+        due = [ban for ban in self.bans.values()
+               if ban["ends_on"] is not None and ban["ends_on"] <= today
+               and ban["lifted_on"] is None]
+        for ban in due:
+            self._lift_ban(ban_ref=ban["ban_ref"], on=ban["ends_on"], reason="term ended")
+        return [ban["ban_ref"] for ban in due]
+
+    @event(BanLifted)
+    def _lift_ban(self, ban_ref: str, on: dt.date, reason: str) -> None:
+        self.bans[ban_ref]["lifted_on"] = on

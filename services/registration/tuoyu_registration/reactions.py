@@ -1,0 +1,62 @@
+"""How the registration service reacts to the credit service's events.
+
+The consumer records each reaction's new events with its position in one transaction
+(:class:`tuoyu_shared.consumer.ApplicationTrackingStore`), so a redelivered message changes
+nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tuoyu_registration.application import RegistrationApplication
+from tuoyu_shared.consumer import ApplicationTrackingStore, RpcLog, TrackedConsumer
+from tuoyu_shared.envelope import Envelope
+from tuoyu_shared.rpc import RpcClient
+
+# The credit events this service reacts to (see shared/tuoyu_shared/catalogue/credit/).
+CHECK_COMPLETED = "PractitionerCheckCompleted"
+BAN_IMPOSED = "PractitionerBanImposed"
+LISTING_DECIDED = "InstitutionCreditListingDecided"
+LISTING_ENDED = ("InstitutionCreditListingExpired", "InstitutionCreditListingRemovedEarly")
+CREDIT_EVENTS = (CHECK_COMPLETED, BAN_IMPOSED, LISTING_DECIDED, *LISTING_ENDED)
+
+
+def credit_handler(app: RegistrationApplication):
+    views = app.views_projector()  # this thread's own, to bring the roster up to date
+
+    def handle(env: Envelope) -> list[Any]:
+        p = env.payload
+        if env.event_type == CHECK_COMPLETED:
+            return app.on_background_check_completed(
+                {"institution_id": p.get("institution_id"), "hire_id": p.get("check_id"),
+                 "outcome": p["outcome"], "reference": p["reference"]})
+        if env.event_type == BAN_IMPOSED:
+            views.catch_up()  # every hire recorded so far is in the roster table
+            return app.on_practitioner_barred(
+                {"practitioner_ref": p["person_ref"], "ban_reference": p["ban_ref"]},
+                app.employers_of(p["person_ref"]))
+        if env.event_type == LISTING_DECIDED:
+            if p["decision"] != "listed":
+                return []
+            return app.on_credit_listing(p["institution_id"], p["list_name"], True,
+                                         p["listing_id"])
+        if env.event_type in LISTING_ENDED:
+            return app.on_credit_listing(p["institution_id"], p["list_name"], False,
+                                         p["listing_id"])
+        return []
+
+    return handle
+
+
+def credit_consumer(app: RegistrationApplication, amqp_uri: str | None = None,
+                    exchange: str | None = None, log_reader: Any = None) -> TrackedConsumer:
+    settings = app.settings
+    amqp_uri = amqp_uri or settings.amqp_uri
+    return TrackedConsumer(
+        name="registration", upstream="credit", handler=credit_handler(app),
+        store=ApplicationTrackingStore(app, "registration"),
+        log_reader=log_reader or RpcLog(RpcClient(amqp_uri), "credit"),
+        amqp_uri=amqp_uri, exchange=exchange, routing_keys=CREDIT_EVENTS,
+        max_attempts=settings.consumer_max_attempts, retry_delay=settings.consumer_retry_delay,
+        catchup_interval=settings.consumer_catchup_interval)
