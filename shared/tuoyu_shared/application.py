@@ -11,6 +11,8 @@ It adds three things to the library's Application:
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 from uuid import UUID
@@ -84,7 +86,7 @@ class ServiceApplication(Application[UUID]):
         self._log_recorded(pending, meta)
         return recordings
 
-    def update(self, aggregate_id: UUID, command: Callable[[Any], T], retries: int = 5) -> T:
+    def update(self, aggregate_id: UUID, command: Callable[[Any], T], retries: int = 30) -> T:
         """Load an aggregate, run a command on it and save it.
 
         Optimistic concurrency: when another command saved the same aggregate in between, the
@@ -101,6 +103,8 @@ class ServiceApplication(Application[UUID]):
             except IntegrityError:
                 if attempt == retries:
                     raise
+                # jittered backoff, so contenders do not collide again in lockstep
+                time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
         raise AssertionError("unreachable")
 
     # Reacting to other services, effectively once.

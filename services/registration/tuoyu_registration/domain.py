@@ -73,7 +73,7 @@ class ClassType(StrEnum):
 
 SERVICE_TYPES = ("full_day", "half_day", "hourly", "temporary")  # 全日托, 半日托, 计时托, 临时托
 DEMONSTRATION_LEVELS = ("national", "provincial", "city", "district")
-AGE_BANDS = ("6-12", "12-18", "18-24", "24-36")  # months
+AGE_BANDS = ("m6_12", "m12_18", "m18_24", "m24_36")  # age in months: 6–12, 12–18, …
 STAFF_ROLES = ("carer", "health", "cook", "security", "manager", "teacher", "other")
 
 _CODE_ORIGINS_BY_NATURE = {

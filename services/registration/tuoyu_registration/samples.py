@@ -57,10 +57,10 @@ def sample_enrolment(month: str, **overrides) -> dict:
     data = {
         "month": month,
         "classes": [
-            {"class_type": "infant", "children": 8, "carers": 3, "age_bands": {"6-12": 8}},
+            {"class_type": "infant", "children": 8, "carers": 3, "age_bands": {"m6_12": 8}},
             {"class_type": "toddler", "children": 14, "carers": 3,
-             "age_bands": {"12-18": 6, "18-24": 8}},
-            {"class_type": "older", "children": 18, "carers": 3, "age_bands": {"24-36": 18}},
+             "age_bands": {"m12_18": 6, "m18_24": 8}},
+            {"class_type": "older", "children": 18, "carers": 3, "age_bands": {"m24_36": 18}},
         ],
         "second_children": 9,
         "third_children": 2,

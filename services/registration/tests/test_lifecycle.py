@@ -1,0 +1,251 @@
+"""The registration application through its whole lifecycle, against a real PostgreSQL:
+commands, deadlines in working days, query tables, history, concurrency and the CSV import."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+
+import psycopg
+import pytest
+
+from tuoyu_registration.application import InstitutionNotFound, RegistrationApplication
+from tuoyu_registration.domain import DomainRuleViolated
+from tuoyu_registration.samples import (
+    sample_csv, sample_enrolment, sample_filing_submission, sample_registration,
+    sample_resident_id,
+)
+from tuoyu_shared.calendar_cn import WorkingCalendar
+from tuoyu_shared.catalogue import validate_envelope
+from tuoyu_shared.context import command_context
+from tuoyu_shared.validation import ValidationFailed
+
+# Friday 2025-01-24 in Shanghai: 5 working days later, across the Spring Festival with its
+# working Sunday 01-26, is 2025-02-07.
+FRIDAY = datetime(2025, 1, 24, 2, 0, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self, now: datetime):
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def clock():
+    return Clock(FRIDAY)
+
+
+@pytest.fixture
+def app(settings_factory, clock):
+    application = RegistrationApplication(settings_factory("registration"), clock=clock,
+                                          calendar=WorkingCalendar.from_file())
+    yield application
+    application.close()
+
+
+def counts(app) -> tuple[int, int]:
+    with psycopg.connect(app.settings.database_url) as conn:
+        return (conn.execute("SELECT count(*) FROM registration_events").fetchone()[0],
+                conn.execute("SELECT count(*) FROM personal_data_keys").fetchone()[0])
+
+
+def refused(app, command, *args) -> list[dict]:
+    before = counts(app)
+    with pytest.raises(ValidationFailed) as e:
+        getattr(app, command)(*args)
+    assert counts(app) == before, "a refused command wrote something"
+    return e.value.to_dict()["errors"]
+
+
+def filed(app, n: int = 1) -> str:
+    institution_id = str(app.register_institution(sample_registration(n)))
+    app.submit_filing(institution_id, sample_filing_submission())
+    app.issue_filing_receipt(institution_id, {"receipt_number": f"BA-{n}"})
+    return institution_id
+
+
+def views(app):
+    app.views_projector().catch_up()
+
+
+def test_receipt_due_in_five_working_days_and_visible_when_overdue(app, clock):
+    institution_id = str(app.register_institution(sample_registration(1)))
+    due = app.submit_filing(institution_id, sample_filing_submission())
+    assert due == "2025-02-07"
+    views(app)
+    [waiting] = app.filings_awaiting()
+    assert (waiting["stage"], waiting["due_on"], waiting["overdue"]) == (
+        "receipt", "2025-02-07", False)
+    clock.now = datetime(2025, 2, 10, 2, tzinfo=UTC)
+    assert app.filings_awaiting()[0]["overdue"] is True
+    app.issue_filing_receipt(institution_id, {"receipt_number": "BA-1"})
+    views(app)
+    [waiting] = app.filings_awaiting()
+    assert waiting["stage"] == "verification"
+    # 15 working days from Monday 2025-02-10
+    assert waiting["due_on"] == "2025-03-03"
+
+
+def test_filing_with_bad_classes_is_refused_naming_the_class(app):
+    institution_id = str(app.register_institution(sample_registration(1)))
+    submission = sample_filing_submission()
+    submission["classes"][1] = {"class_type": "toddler", "places": 16, "carers": 4}
+    [error] = refused(app, "submit_filing", institution_id, submission)
+    assert error["field"] == "classes[1].places" and "at most 15" in error["reason"]
+    submission = sample_filing_submission()
+    del submission["fire_safety_passed"]
+    submission["classes"][0]["class_type"] = "baby"
+    errors = refused(app, "submit_filing", institution_id, submission)
+    assert {e["field"] for e in errors} == {"fire_safety_passed", "classes[0].class_type"}
+
+
+def test_illegal_transitions_name_the_state(app):
+    institution_id = filed(app)
+    with pytest.raises(DomainRuleViolated) as e:
+        app.submit_filing(institution_id, sample_filing_submission())
+    assert e.value.state == "filed"
+    app.deregister(institution_id, {"reason": "closing",
+                                    "placement_of_children": "all 40 placed nearby"})
+    with pytest.raises(DomainRuleViolated) as e:
+        app.report_enrolment(institution_id, sample_enrolment("2025-01"))
+    assert e.value.state == "deregistered"
+
+
+def test_full_lifecycle_and_public_disclosure(app, clock):
+    institution_id = filed(app)
+    other = filed(app, 2)
+    app.designate_affordable(institution_id, {"guide_price_fen": 180000,
+                                              "document": "徐卫〔2025〕1号"})
+    app.grant_demonstration_level(institution_id, {"level": "provincial", "document": "d"})
+    app.report_enrolment(institution_id, sample_enrolment("2025-01"))
+    app.correct_enrolment(institution_id, {**sample_enrolment("2025-01", second_children=10),
+                                           "reason": "miscounted"})
+    app.file_change(institution_id, {"changes": {"address": "天平路 99 号"}})
+    app.suspend_for_rectification(other, {"order_reference": "ORDER-1", "reason": "fire"})
+    views(app)
+    public = {row["institution_id"]: row for row in app.public_disclosure()}
+    assert public[institution_id]["affordable"] is True
+    assert public[institution_id]["guide_price_fen"] == 180000
+    assert public[institution_id]["demonstration_level"] == "provincial"
+    assert public[institution_id]["address"] == "天平路 99 号"
+    assert public[institution_id]["person_in_charge"] == "王**"
+    assert public[other]["status"] == "suspended"
+    assert [r["institution_id"] for r in app.public_disclosure(affordable=True)] == [
+        institution_id]
+    assert app.public_disclosure(district="黄浦区") == []
+    record = app.institution_record(institution_id)
+    types = [h["event_type"] for h in record["history"]]
+    assert types[:3] == ["InstitutionRegistered", "InstitutionFilingSubmitted",
+                         "InstitutionFiled"]
+    assert "InstitutionEnrolmentReportCorrected" in types
+    change = next(h for h in record["history"] if h["event_type"] == "InstitutionChangeFiled")
+    assert change["data"]["previous"] == {"address": "天平路 1 号"}
+    # What was it on an earlier version?
+    assert app.institution(institution_id, version=1)["status"] == "registered"
+    for envelope in app.read_log(1, 100):
+        validate_envelope(envelope.to_dict())
+
+
+def test_non_compliant_verification_is_disclosed(app):
+    institution_id = filed(app)
+    errors = refused(app, "verify_filing", institution_id, {"outcome": "non_compliant"})
+    assert {e["field"] for e in errors} == {"findings", "disclosure"}
+    app.verify_filing(institution_id, {"outcome": "non_compliant", "findings": ["无急救箱"],
+                                       "disclosure": "未配备急救箱，责令整改"})
+    views(app)
+    [row] = app.public_disclosure()
+    assert row["non_compliance"] == "未配备急救箱，责令整改"
+
+
+def test_enrolment_over_places_is_refused_and_a_month_only_once(app):
+    institution_id = filed(app)
+    too_many = sample_enrolment("2025-01")
+    too_many["classes"][2]["children"] = 21
+    too_many["classes"][2]["carers"] = 4
+    too_many["classes"][2]["age_bands"] = {"m24_36": 21}
+    [error] = refused(app, "report_enrolment", institution_id, too_many)
+    assert error["code"] == "exceeds_places"
+    app.report_enrolment(institution_id, sample_enrolment("2025-01"))
+    with pytest.raises(DomainRuleViolated):
+        app.report_enrolment(institution_id, sample_enrolment("2025-01"))
+    [error] = refused(app, "report_enrolment", institution_id, sample_enrolment("2025-13"))
+    assert error["field"] == "month"
+
+
+def test_concurrent_commands_on_one_institution_are_all_kept(app):
+    institution_id = filed(app)
+    months = [f"2024-{m:02d}" for m in range(1, 13)]
+    barrier = threading.Barrier(len(months))
+    errors: list[Exception] = []
+
+    def report(month):
+        barrier.wait()
+        try:
+            with command_context(actor=f"officer-{month}"):
+                app.report_enrolment(institution_id, sample_enrolment(month))
+        except Exception as e:  # pragma: no cover - the assertion below shows it
+            errors.append(e)
+
+    threads = [threading.Thread(target=report, args=(m,)) for m in months]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sorted(app.institution(institution_id)["enrolment"]) == months
+
+
+def test_unknown_institution_and_bad_id(app):
+    with pytest.raises(InstitutionNotFound):
+        app.submit_filing("00000000-0000-0000-0000-000000000000", sample_filing_submission())
+    [error] = refused(app, "resume", "not-a-uuid", {})
+    assert error["field"] == "institution_id"
+
+
+def test_hire_sealed_and_roster_views(app):
+    institution_id = filed(app)
+    errors = refused(app, "request_hire", institution_id, {
+        "practitioner": {"name": "李四", "id_number": "310104198803011234"}, "role": "boss",
+        "certificates": "x"})
+    assert {e["field"] for e in errors} == {"practitioner.id_number", "role", "certificates"}
+    hire_id = app.request_hire(institution_id, {
+        "practitioner": {"name": "李四", "id_number": sample_resident_id(77)}, "role": "carer",
+        "certificates": ["育婴师 0001"]})
+    views(app)
+    roster = app.institution(institution_id)["roster"]
+    assert roster[hire_id]["status"] == "pending" and roster[hire_id]["name"] == "李*"
+    assert app.employers_of(app.vault.person_ref(sample_resident_id(77))) == []
+
+
+def test_csv_import_reports_rejected_rows_and_imports_the_rest(app):
+    lines = sample_csv(5).splitlines()
+    lines[2] = lines[2].replace("toddler:15:3", "toddler:16:3")  # row 3: class too big
+    bad_id = sample_resident_id(4)
+    lines[4] = lines[4].replace(bad_id, bad_id[:-1] + ("0" if bad_id[-1] != "0" else "1"))
+    lines.append(lines[1])  # row 7: the same credit code as row 2
+    report = app.import_filings_csv("\n".join(lines) + "\n")
+    assert report["rows"] == 6 and report["imported"] == 3
+    rejected = {r["row"]: r["errors"][0]["field"] for r in report["rejected"]}
+    assert rejected == {3: "classes[0].places", 5: "person_in_charge_id_number",
+                        7: "credit_code"}
+    again = app.import_filings_csv(sample_csv(1))
+    assert again["imported"] == 0 and again["rejected"][0]["errors"][0]["code"] == "duplicate"
+    views(app)
+    assert len(app.public_disclosure()) == 3
+
+
+def test_query_tables_rebuilt_from_the_log_equal_the_live_ones(app):
+    from tuoyu_registration import projections
+
+    institution_id = filed(app)
+    app.designate_affordable(institution_id, {"guide_price_fen": 1, "document": "d"})
+    app.import_filings_csv(sample_csv(3, start=10))
+    views(app)
+    live = app.public_disclosure()
+    projections.rebuild(app.settings.database_url)
+    assert app.public_disclosure() == []
+    views(app)
+    assert app.public_disclosure() == live
