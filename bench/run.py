@@ -54,7 +54,13 @@ from psycopg import sql
 
 from tuoyu_registration.application import RegistrationApplication
 from tuoyu_registration.domain import Institution, Nature, ProviderKind
-from tuoyu_registration.samples import sample_registration, sample_resident_id
+from tuoyu_registration.samples import (
+    sample_csv,
+    sample_enrolment,
+    sample_filing_submission,
+    sample_registration,
+    sample_resident_id,
+)
 from tuoyu_shared.config import Settings, eventsourcing_env, settings_for
 from tuoyu_shared.context import command_context
 from tuoyu_shared.localservers import LocalPostgres, LocalRabbitMQ, port_open
@@ -68,6 +74,7 @@ BENCH_AMQP_PORT = 57672
 SAVE_CHUNK = 500
 RELAY_BATCH = 500
 RELAY_TARGET_PER_SECOND = 5000
+CSV_IMPORT_TARGET_PER_SECOND = 10000
 RELAY_LATENCY_TARGET_MS = 50  # "within milliseconds of their commit, not on a slow poll"
 ROUTING_KEY = "InstitutionRegistered"
 
@@ -345,6 +352,85 @@ def bench_commands(servers: Servers, n: int, checks: Checks) -> Measurement:
     return Measurement(name, n, seconds)
 
 
+def bench_filings(servers: Servers, n: int, checks: Checks) -> tuple[Measurement, Measurement]:
+    """Filing (submit + receipt) and monthly enrolment reports through the application layer,
+    each a command that loads the institution, checks the rules and saves."""
+    with fresh_database(servers, "filings") as url, registration_app(url, servers) as app:
+        ids = [str(app.register_institution(sample_registration(i))) for i in range(1, n + 1)]
+        submission = sample_filing_submission()
+        started = time.perf_counter()
+        for institution_id in ids:
+            app.submit_filing(institution_id, submission)
+            app.issue_filing_receipt(institution_id, {"receipt_number": "BA"})
+        filing_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        for institution_id in ids:
+            app.report_enrolment(institution_id, sample_enrolment("2025-01"))
+        enrolment_seconds = time.perf_counter() - started
+        checks.equal("filings: events recorded", app.log_head(), n * 4)
+    return (Measurement("command_filing_submit_and_receipt", n * 2, filing_seconds),
+            Measurement("command_report_enrolment", n, enrolment_seconds))
+
+
+def bench_load_long_history(servers: Servers, events: int,
+                            checks: Checks) -> tuple[Measurement, Measurement]:
+    """Loading an institution with ``events`` events, with snapshots (every 100) and without."""
+    from tuoyu_registration.domain import Institution as Inst
+
+    with fresh_database(servers, "history") as url, registration_app(url, servers) as app:
+        institution_id = app.register_institution(sample_registration(1))
+        app.submit_filing(str(institution_id), sample_filing_submission())
+        app.issue_filing_receipt(str(institution_id), {"receipt_number": "BA"})
+        institution: Inst = app.repository.get(institution_id)
+        month = 0
+        while institution.version < events:
+            for _ in range(min(100, events - institution.version)):
+                year, m = divmod(month, 12)
+                data = sample_enrolment(f"{1900 + year}-{m + 1:02d}")
+                institution.report_enrolment(data["month"], data["classes"],
+                                             data["second_children"], data["third_children"])
+                month += 1
+            app.save(institution)
+        checks.equal("history: institution version", institution.version, events)
+
+        class WithoutSnapshots(RegistrationApplication):
+            name = "Registration"  # the same tables
+            is_snapshotting_enabled = False
+
+        plain = WithoutSnapshots(registration_settings(url, servers))
+        try:
+            timings = {}
+            for label, application in (("with_snapshots", app), ("without", plain)):
+                rounds = 20
+                started = time.perf_counter()
+                for _ in range(rounds):
+                    loaded = application.repository.get(institution_id)
+                timings[label] = (time.perf_counter() - started) / rounds
+                checks.equal(f"history: loaded version ({label})", loaded.version, events)
+        finally:
+            plain.vault.close()
+            plain.close()
+    return (Measurement("load_institution_1000_events_snapshots_on", 1,
+                        timings["with_snapshots"],
+                        {"events": events, "ms": round(timings["with_snapshots"] * 1000, 2)}),
+            Measurement("load_institution_1000_events_snapshots_off", 1, timings["without"],
+                        {"events": events, "ms": round(timings["without"] * 1000, 2)}))
+
+
+def bench_csv_import(servers: Servers, n: int, checks: Checks) -> Measurement:
+    """The provincial CSV export imported: parse, validate each row, seal personal data,
+    save many institutions per transaction."""
+    text = sample_csv(n)
+    with fresh_database(servers, "import") as url, registration_app(url, servers) as app:
+        started = time.perf_counter()
+        with command_context(actor="bench", department="registration"):
+            report = app.import_filings_csv(text)
+        seconds = time.perf_counter() - started
+        checks.equal("csv import: imported", report["imported"], n)
+        checks.equal("csv import: events recorded", app.log_head(), n)
+    return Measurement("csv_import_institutions", n, seconds)
+
+
 class BenchNote(Aggregate):
     """The smallest useful aggregate: created with a short string, nothing else."""
 
@@ -446,9 +532,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="messages published with a confirm each (default n-events / 10)")
     parser.add_argument("--n-commands", type=int, default=None,
                         help="commands and raw saves (default 2000; 200 with --quick)")
+    parser.add_argument("--n-import", type=int, default=None,
+                        help="CSV rows imported (default 20000; 2000 with --quick)")
     parser.add_argument("--n-latency", type=int, default=None,
                         help="commands timed commit to delivery (default 300; 50 with --quick)")
     args = parser.parse_args(argv)
+    if args.n_import is None:
+        args.n_import = 2000 if args.quick else 20000
     if args.n_latency is None:
         args.n_latency = 50 if args.quick else 300
     if args.n_events is None:
@@ -457,7 +547,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.n_commands = 200 if args.quick else 2000
     if args.n_confirm is None:
         args.n_confirm = max(args.n_events // 10, 1)
-    for name in ("n_events", "n_confirm", "n_commands", "n_latency"):
+    for name in ("n_events", "n_confirm", "n_commands", "n_latency", "n_import"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     return args
@@ -489,8 +579,15 @@ def main(argv: list[str] | None = None) -> int:
         commands = bench_commands(servers, args.n_commands, checks)
         step(f"raw eventsourcing save: {args.n_commands} aggregates")
         raw_save = bench_raw_save(servers, args.n_commands, checks)
+        step(f"filings and enrolment reports: {args.n_commands // 2} institutions")
+        filings, enrolments = bench_filings(servers, max(args.n_commands // 2, 1), checks)
+        step("loading an institution with 1000 events, snapshots on and off")
+        load_snap, load_plain = bench_load_long_history(servers, 1000, checks)
+        step(f"CSV import: {args.n_import} rows")
+        csv_import = bench_csv_import(servers, args.n_import, checks)
         step("done")
-    measurements = [raw, confirm_each, relay, latency, commands, raw_save]
+    measurements = [raw, confirm_each, relay, latency, commands, raw_save, filings, enrolments,
+                    load_snap, load_plain, csv_import]
     report = {
         "timestamp": stamp.isoformat(),
         "machine": machine_info(),
@@ -503,12 +600,20 @@ def main(argv: list[str] | None = None) -> int:
             "relay_vs_raw_publish": ratio(relay, raw),
             "relay_vs_confirm_each": ratio(relay, confirm_each),
             "command_vs_raw_save": ratio(commands, raw_save),
+            "filing_commands_vs_raw_save": ratio(filings, raw_save),
+            "enrolment_reports_vs_raw_save": ratio(enrolments, raw_save),
+            "load_1000_events_snapshots_speedup": round(load_plain.seconds / load_snap.seconds, 2),
         },
         "targets": {
             "relay_events_per_second": {
                 "target": RELAY_TARGET_PER_SECOND,
                 "measured": round(relay.per_second, 1),
                 "met": relay.per_second >= RELAY_TARGET_PER_SECOND,
+            },
+            "csv_import_institutions_per_second": {
+                "target": CSV_IMPORT_TARGET_PER_SECOND,
+                "measured": round(csv_import.per_second, 1),
+                "met": csv_import.per_second >= CSV_IMPORT_TARGET_PER_SECOND,
             },
             "relay_commit_to_delivery_ms_median": {
                 "target": RELAY_LATENCY_TARGET_MS,

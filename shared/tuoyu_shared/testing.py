@@ -28,7 +28,7 @@ import pytest
 from psycopg import sql
 
 from tuoyu_shared.config import Settings, settings_for
-from tuoyu_shared.localservers import LocalPostgres, LocalRabbitMQ
+from tuoyu_shared.localservers import LocalPostgres, LocalRabbitMQ, port_open
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -71,13 +71,17 @@ def servers():
     pg = LocalPostgres(root, int(os.environ.get("TUOYU_TEST_PG_PORT", 56432)), fast=True)
     rabbit = LocalRabbitMQ(root, int(os.environ.get("TUOYU_TEST_AMQP_PORT", 56672)),
                            "tuoyu-test")
+    # Servers already up (another test session) are shared and left running.
+    started_pg, started_rabbit = not port_open(pg.port), not port_open(rabbit.port)
     pg.start()
     rabbit.start()
     try:
         yield ServersUnderTest(pg.uri, rabbit.uri, rabbit)
     finally:
-        rabbit.stop()
-        pg.stop()
+        if started_rabbit:
+            rabbit.stop()
+        if started_pg:
+            pg.stop()
 
 
 @pytest.fixture

@@ -29,6 +29,7 @@ Money is always handled as integer fen (分, 1 yuan 元 = 100 fen); floats are r
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
@@ -153,14 +154,20 @@ def credit_code_check_character(first17: str) -> str:
     first17 = first17.upper()
     if len(first17) != 17:
         raise ValueError(f"expected 17 characters, got {len(first17)}")
-    total = 0
-    pairs = zip(first17, CREDIT_CODE_WEIGHTS, strict=True)
-    for position, (char, weight) in enumerate(pairs, start=1):
-        index = CREDIT_CODE_CHARSET.find(char)
-        if index < 0:
-            raise ValueError(f"character {char!r} at position {position} is not allowed")
-        total += index * weight
+    try:
+        total = sum(map(_credit_code_product, first17, CREDIT_CODE_WEIGHTS))
+    except KeyError:
+        position, char = next((i, c) for i, c in enumerate(first17, start=1)
+                              if c not in _CREDIT_CODE_VALUE)
+        raise ValueError(f"character {char!r} at position {position} is not allowed") from None
     return CREDIT_CODE_CHARSET[(31 - total % 31) % 31]
+
+
+_CREDIT_CODE_VALUE = {c: i for i, c in enumerate(CREDIT_CODE_CHARSET)}
+
+
+def _credit_code_product(char: str, weight: int) -> int:
+    return _CREDIT_CODE_VALUE[char] * weight
 
 
 def validate_credit_code(value: object, field: str = "credit_code") -> str:
@@ -257,9 +264,9 @@ def resident_id_check_character(first17: str) -> str:
     """
     if not isinstance(first17, str):
         raise TypeError(f"first17 must be a string, got {_type_name(first17)}")
-    if len(first17) != 17 or not all(c in "0123456789" for c in first17):
+    if len(first17) != 17 or not first17.isascii() or not first17.isdigit():
         raise ValueError(f"expected 17 digits, got {first17!r}")
-    total = sum(int(c) * w for c, w in zip(first17, RESIDENT_ID_WEIGHTS, strict=True))
+    total = sum(map(int.__mul__, map(int, first17), RESIDENT_ID_WEIGHTS))
     return _RESIDENT_ID_CHECK[total % 11]
 
 
@@ -598,8 +605,9 @@ _PATH_SEGMENT = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)?((?:\[[0-9]+\])*)")
 _INDEX = re.compile(r"\[([0-9]+)\]")
 
 
-def _parse_path(path: str) -> list[str | int]:
-    """``"classes[0].places"`` -> ``["classes", 0, "places"]``; ``"[2]"`` -> ``[2]``."""
+@functools.lru_cache(maxsize=4096)
+def _parse_path(path: str) -> tuple[str | int, ...]:
+    """``"classes[0].places"`` -> ``("classes", 0, "places")``; ``"[2]"`` -> ``(2,)``."""
     steps: list[str | int] = []
     for segment in path.split("."):
         match = _PATH_SEGMENT.fullmatch(segment)
@@ -608,7 +616,7 @@ def _parse_path(path: str) -> list[str | int]:
         if match.group(1) is not None:
             steps.append(match.group(1))
         steps.extend(int(i) for i in _INDEX.findall(match.group(2)))
-    return steps
+    return tuple(steps)
 
 
 def _join(prefix: str, field: str) -> str:

@@ -12,7 +12,10 @@ import pytest
 from tuoyu_registration.application import InstitutionNotFound, RegistrationApplication
 from tuoyu_registration.domain import DomainRuleViolated
 from tuoyu_registration.samples import (
-    sample_csv, sample_enrolment, sample_filing_submission, sample_registration,
+    sample_csv,
+    sample_enrolment,
+    sample_filing_submission,
+    sample_registration,
     sample_resident_id,
 )
 from tuoyu_shared.calendar_cn import WorkingCalendar

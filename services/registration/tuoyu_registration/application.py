@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
 from typing import Any
 from uuid import UUID
@@ -37,8 +38,7 @@ from tuoyu_registration.importer import (
     ImportReport,
     ParsedRow,
     build_institutions,
-    parse_row,
-    read_rows,
+    parsed_batches,
 )
 from tuoyu_shared.application import ServiceApplication
 from tuoyu_shared.calendar_cn import WorkingCalendar, default_calendar, shanghai_date
@@ -106,15 +106,11 @@ class RegistrationApplication(ServiceApplication):
 
     def _seal_person(self, name: str, id_number: str, phone: str | None) -> dict[str, Any]:
         """Seal a person's data under their own key (written only once input is valid)."""
-        ref = self.vault.person_ref(id_number)
-        sealed = {
-            "ref": ref,
-            "name": self.vault.seal(ref, name, mask_name(name)),
-            "id_number": self.vault.seal(ref, id_number, mask_resident_id(id_number)),
-        }
+        values = {"name": (name, mask_name(name)),
+                  "id_number": (id_number, mask_resident_id(id_number))}
         if phone is not None:
-            sealed["phone"] = self.vault.seal(ref, phone, mask_phone(phone))
-        return sealed
+            values["phone"] = (phone, mask_phone(phone))
+        return self.vault.seal_person(self.vault.person_ref(id_number), values)
 
     # ---- input shapes shared by commands ---------------------------------------------------
     @staticmethod
@@ -413,29 +409,32 @@ class RegistrationApplication(ServiceApplication):
                            chunk_size: int = 1000) -> dict[str, Any]:
         """Import existing filings; bad rows are reported with their number, field and reason.
 
-        Rows whose credit code is registered already are rejected too (not overwritten).
+        Rows whose credit code is registered already (or repeated in the file) are rejected,
+        never overwritten. Chunks are saved in a second thread while the next one is parsed,
+        so the database's work overlaps with validation.
         """
         report = ImportReport()
-        chunk: list[ParsedRow] = []
-        for number, row in read_rows(text):
-            report.rows += 1
-            try:
-                chunk.append(parse_row(number, row))
-            except ValidationFailed as e:
-                report.rejected.append({"row": number, "errors": e.to_dict()["errors"]})
-            if len(chunk) >= chunk_size:
-                self._import_chunk(chunk, source, report)
-                chunk = []
-        self._import_chunk(chunk, source, report)
+        seen: dict[str, int] = {}
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-save") as saver:
+            saving = None
+            for count, parsed, rejected in parsed_batches(text, chunk_size):
+                report.rows += count
+                report.rejected.extend(rejected)
+                institutions = self._prepare_import(parsed, source, report, seen)
+                if saving is not None:
+                    saving.result()
+                saving = saver.submit(self.bulk_save, *institutions) if institutions else None
+                report.imported += len(institutions)
+            if saving is not None:
+                saving.result()
+        report.rejected.sort(key=lambda r: r["row"])
         return report.as_dict()
 
-    def _import_chunk(self, chunk: list[ParsedRow], source: str, report: ImportReport) -> None:
-        if not chunk:
-            return
-        seen: dict[str, int] = {}
-        fresh = []
+    def _prepare_import(self, chunk: list[ParsedRow], source: str, report: ImportReport,
+                        seen: dict[str, int]) -> list[Institution]:
         ids = [institution_id_for(r.facts["credit_code"]) for r in chunk]
         existing = self._existing(ids)
+        fresh = []
         for parsed, institution_id in zip(chunk, ids, strict=True):
             code = parsed.facts["credit_code"]
             if institution_id in existing or code in seen:
@@ -446,28 +445,16 @@ class RegistrationApplication(ServiceApplication):
                 continue
             seen[code] = parsed.row
             fresh.append(parsed)
-        refs = {p.row: self.vault.person_ref(p.person[1]) for p in fresh}
-        self.vault.ensure_keys(list(refs.values()))
-        sealed = {}
-        for p in fresh:
-            name, id_number, phone = p.person
-            ref = refs[p.row]
-            sealed[p.row] = {
-                "ref": ref,
-                "name": self.vault.seal(ref, name, mask_name(name)),
-                "id_number": self.vault.seal(ref, id_number, mask_resident_id(id_number)),
-                "phone": self.vault.seal(ref, phone, mask_phone(phone)),
-            }
-        institutions = build_institutions(fresh, sealed, source)
-        if institutions:
-            self.save(*institutions)
-        report.imported += len(institutions)
+        self.vault.ensure_keys([self.vault.person_ref(p.person[1]) for p in fresh])
+        sealed = {p.row: self._seal_person(*p.person) for p in fresh}
+        return build_institutions(fresh, sealed, source)
 
     def _existing(self, ids: list[UUID]) -> set[UUID]:
         with self.recorder.datastore.get_connection() as conn:  # type: ignore[attr-defined]
             rows = conn.execute(
                 "SELECT originator_id FROM registration_events "
-                "WHERE originator_id = ANY(%s) AND originator_version = 1", (ids,)).fetchall()
+                "WHERE originator_id = ANY(%s::uuid[]) AND originator_version = 1",
+                ([str(i) for i in ids],)).fetchall()
         return {row["originator_id"] for row in rows}
 
     # ---- reactions to the credit service ---------------------------------------------------

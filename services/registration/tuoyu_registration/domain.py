@@ -25,7 +25,7 @@ from typing import Any
 
 from eventsourcing.domain import Aggregate, event
 
-from tuoyu_shared.validation import FieldError, credit_code_nature
+from tuoyu_shared.validation import FieldError
 
 _INSTITUTION_NAMESPACE = uuid.UUID("0b3c9a52-7f0e-4e7e-9d65-2a8f1c3e4b71")
 
@@ -132,8 +132,16 @@ def institution_id_for(credit_code: str) -> uuid.UUID:
 
 
 def check_credit_code_matches_nature(credit_code: str, nature: Nature) -> str:
-    """Return the registering authority the code implies; refuse a code of the wrong kind."""
-    origin = credit_code_nature(credit_code)
+    """Return the registering authority the code implies; refuse a code of the wrong kind.
+
+    The code is expected to be validated already (by the application layer): only its first
+    character, the registration authority code (登记管理部门码), is read here.
+    """
+    origin = {"9": "enterprise", "1": "public_institution",
+              "5": "social_organisation"}.get(credit_code[:1], "other")
+    if origin == "other":
+        raise FieldError("credit_code", f"registration authority {credit_code[:1]!r} does not "
+                         "register childcare providers", "inconsistent_with_nature")
     if origin not in _CODE_ORIGINS_BY_NATURE[nature]:
         raise FieldError(
             "credit_code",

@@ -27,7 +27,14 @@ from tuoyu_registration.domain import (
     check_classes,
     check_credit_code_matches_nature,
 )
-from tuoyu_shared.validation import FieldError, Validator
+from tuoyu_shared.validation import (
+    FieldError,
+    ValidationFailed,
+    validate_credit_code,
+    validate_date,
+    validate_phone,
+    validate_resident_id,
+)
 
 COLUMNS = {
     # English column: Chinese header of a provincial export
@@ -83,78 +90,141 @@ class ParsedRow:
     person: tuple[str, str, str]
 
 
-def _bool(v: Validator, data: dict[str, str], name: str) -> bool | None:
-    raw = (data.get(name) or "").strip().lower()
-    if raw in YES:
-        return True
-    if raw in NO:
-        return False
-    v.add_error(name, "must be 是/否 or true/false", "invalid_format")
-    return None
+class _Row:
+    """Checks of one row, collecting every FieldError (a lean Validator for bulk rows)."""
 
+    def __init__(self, data: dict[str, str]):
+        self.data = data
+        self.errors: list[FieldError] = []
 
-def _int(v: Validator, data: dict[str, str], name: str, minimum: int = 0) -> int | None:
-    raw = (data.get(name) or "").strip()
-    if not raw.isdigit() or int(raw) < minimum:
-        v.add_error(name, f"must be a whole number of at least {minimum}", "invalid_format")
+    def _fail(self, name: str, reason: str, code: str) -> None:
+        self.errors.append(FieldError(name, reason, code))
+
+    def check(self, name: str, func: Any) -> Any:
+        try:
+            return func(self.data.get(name, ""), name)
+        except FieldError as e:
+            self.errors.append(e)
+            return None
+
+    def text(self, name: str, max_length: int) -> str | None:
+        value = self.data.get(name, "")
+        if not value:
+            self._fail(name, "is required", "required")
+        elif len(value) > max_length:
+            self._fail(name, f"at most {max_length} characters", "too_long")
+        return value
+
+    def choice(self, name: str, choices: Any) -> str | None:
+        value = self.data.get(name, "")
+        if value not in choices:
+            self._fail(name, f"must be one of {', '.join(sorted(choices))}", "invalid_choice")
+            return None
+        return value
+
+    def boolean(self, name: str) -> bool | None:
+        raw = self.data.get(name, "").lower()
+        if raw in YES:
+            return True
+        if raw in NO:
+            return False
+        self._fail(name, "must be 是/否 or true/false", "invalid_format")
         return None
-    return int(raw)
+
+    def integer(self, name: str, minimum: int = 0) -> int | None:
+        raw = self.data.get(name, "")
+        if not raw.isdigit() or int(raw) < minimum:
+            self._fail(name, f"must be a whole number of at least {minimum}", "invalid_format")
+            return None
+        return int(raw)
+
+
+_NATURE_VALUES = frozenset(n.value for n in Nature)
+_KIND_VALUES = frozenset(k.value for k in ProviderKind)
+_CLASS_TYPES = frozenset(c.value for c in ClassType)
 
 
 def parse_row(row_number: int, data: dict[str, str]) -> ParsedRow:
-    """Validate one CSV row; raise ValidationFailed naming the bad fields."""
-    data = {k: (NATURES.get(v, v) if k == "nature" else KINDS.get(v, v) if k == "kind" else v)
-            for k, v in data.items()}
-    v = Validator(data)
-    credit_code = v.credit_code("credit_code")
-    name = v.text("name", max_length=100)
-    nature = v.choice("nature", [n.value for n in Nature])
-    kind = v.choice("kind", [k.value for k in ProviderKind])
-    district = v.text("district", max_length=50)
-    street = v.text("street", max_length=50)
-    address = v.text("address", max_length=200)
-    person = (v.text("person_in_charge_name", max_length=50),
-              v.resident_id("person_in_charge_id_number"), v.phone("person_in_charge_phone"))
-    service_types = [s.strip() for s in (data.get("service_types") or "").split(";") if s]
+    """Validate one CSV row; raise ValidationFailed naming every bad field."""
+    data = dict(data)
+    data["nature"] = NATURES.get(data.get("nature", ""), data.get("nature", ""))
+    data["kind"] = KINDS.get(data.get("kind", ""), data.get("kind", ""))
+    r = _Row(data)
+    credit_code = r.check("credit_code", validate_credit_code)
+    name = r.text("name", 100)
+    nature = r.choice("nature", _NATURE_VALUES)
+    kind = r.choice("kind", _KIND_VALUES)
+    district = r.text("district", 50)
+    street = r.text("street", 50)
+    address = r.text("address", 200)
+    person = (r.text("person_in_charge_name", 50),
+              r.check("person_in_charge_id_number", validate_resident_id),
+              r.check("person_in_charge_phone", validate_phone))
+    service_types = [s.strip() for s in data.get("service_types", "").split(";") if s]
     if not service_types or not set(service_types) <= set(SERVICE_TYPES):
-        v.add_error("service_types", f"';'-separated {', '.join(SERVICE_TYPES)}",
-                    "invalid_choice")
+        r._fail("service_types", f"';'-separated {', '.join(SERVICE_TYPES)}",
+                "invalid_choice")
     classes = []
-    for i, entry in enumerate((data.get("classes") or "").split(";")):
+    for i, entry in enumerate(data.get("classes", "").split(";")):
         parts = entry.strip().split(":")
-        if (len(parts) != 3 or parts[0] not in {c.value for c in ClassType}
+        if (len(parts) != 3 or parts[0] not in _CLASS_TYPES
                 or not parts[1].isdigit() or not parts[2].isdigit()):
-            v.add_error(f"classes[{i}]", "expected type:places:carers, e.g. toddler:15:3",
-                        "invalid_format")
+            r._fail(f"classes[{i}]", "expected type:places:carers, e.g. toddler:15:3",
+                    "invalid_format")
             continue
         classes.append({"class_type": parts[0], "places": int(parts[1]),
                         "carers": int(parts[2])})
-    staff = {role: _int(v, data, f"staff_{role}") or 0
+    staff = {role: r.integer(f"staff_{role}") or 0
              for role in ("carer", "health", "cook", "security", "manager")}
     filing = {
         "service_types": service_types,
         "classes": classes,
-        "floor_area": {"indoor_m2": _int(v, data, "indoor_m2", 1),
-                       "outdoor_m2": _int(v, data, "outdoor_m2")},
+        "floor_area": {"indoor_m2": r.integer("indoor_m2", 1),
+                       "outdoor_m2": r.integer("outdoor_m2")},
         "staff": staff,
-        "meals_served": _bool(v, data, "meals_served"),
-        "hygiene_evaluation_passed": _bool(v, data, "hygiene_evaluation_passed"),
-        "fire_safety_passed": _bool(v, data, "fire_safety_passed"),
+        "meals_served": r.boolean("meals_served"),
+        "hygiene_evaluation_passed": r.boolean("hygiene_evaluation_passed"),
+        "fire_safety_passed": r.boolean("fire_safety_passed"),
     }
-    receipt_number = v.text("receipt_number", max_length=50)
-    filed_on = v.date("filed_on")
-    v.check()
-    try:
-        check_credit_code_matches_nature(credit_code, Nature(nature))
-        filing["total_places"] = check_classes(kind, classes)
-    except FieldError as e:
-        v.add_error(e.field, e.reason, e.code)
-        v.check()
+    receipt_number = r.text("receipt_number", 50)
+    filed_on = r.check("filed_on", validate_date)
+    if not r.errors:
+        try:
+            check_credit_code_matches_nature(credit_code, Nature(nature))
+            filing["total_places"] = check_classes(kind, classes)
+        except FieldError as e:
+            r.errors.append(e)
+    if r.errors:
+        raise ValidationFailed(r.errors)
     facts = {"name": name, "credit_code": credit_code, "nature": Nature(nature),
              "kind": ProviderKind(kind), "district": district, "street": street,
              "address": address, "filing": filing,
              "receipt": {"receipt_number": receipt_number, "issued_on": filed_on}}
     return ParsedRow(row_number, facts, person)
+
+
+def parse_rows(rows: list[tuple[int, dict[str, str]]]) -> tuple[list[ParsedRow], list[dict]]:
+    """Parse a batch of rows: the parsed ones and the rejections (row, errors)."""
+    parsed, rejected = [], []
+    for number, row in rows:
+        try:
+            parsed.append(parse_row(number, row))
+        except ValidationFailed as e:
+            rejected.append({"row": number, "errors": e.to_dict()["errors"]})
+    return parsed, rejected
+
+
+def parsed_batches(text: str, batch_size: int = 1000
+                   ) -> Iterator[tuple[int, list[ParsedRow], list]]:
+    """(rows read, parsed rows, rejections) batch by batch, in file order."""
+    batch: list[tuple[int, dict[str, str]]] = []
+    for row in read_rows(text):
+        batch.append(row)
+        if len(batch) >= batch_size:
+            yield (len(batch), *parse_rows(batch))
+            batch = []
+    if batch:
+        yield (len(batch), *parse_rows(batch))
 
 
 def read_rows(text: str) -> Iterator[tuple[int, dict[str, str]]]:
