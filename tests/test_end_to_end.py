@@ -111,3 +111,42 @@ def test_dashboard_catches_up_over_rpc_after_its_queue_was_purged(system):
     system.start_worker(spec)
     wait_for(lambda: dashboard_count(system) == before + 3, what="catch-up over RPC")
     assert head >= before + 3
+
+
+def test_registration_lifecycle_over_http(system):
+    from tuoyu_registration.samples import sample_enrolment, sample_filing_submission
+
+    registration = system.url("registration")
+    status, reply = http_json("POST", f"{registration}/api/institutions", sample_registration(20))
+    assert status == 201
+    base = f"{registration}/api/institutions/{reply['institution_id']}"
+    status, reply = http_json("POST", f"{base}/submit_filing", sample_filing_submission())
+    assert status == 200 and reply["result"]  # the receipt's due date
+    status, reply = http_json("POST", f"{base}/submit_filing", sample_filing_submission())
+    assert status == 409 and reply["state"] == "filing_submitted"
+    status, reply = http_json("POST", f"{base}/issue_filing_receipt", {"receipt_number": ""})
+    assert status == 400 and reply["errors"][0]["field"] == "receipt_number"
+    status, _ = http_json("POST", f"{base}/issue_filing_receipt", {"receipt_number": "BA-20"})
+    assert status == 200
+    status, reply = http_json("POST", f"{base}/report_enrolment", sample_enrolment("2025-01"))
+    assert status == 200
+    status, reply = http_json("POST", f"{base}/no_such_command", {})
+    assert status == 404 and "submit_filing" in reply["commands"]
+
+    status, record = http_json("GET", f"{base}/record")
+    assert status == 200
+    assert [h["event_type"] for h in record["history"]] == [
+        "InstitutionRegistered", "InstitutionFilingSubmitted", "InstitutionFiled",
+        "InstitutionEnrolmentReported"]
+    status, then = http_json("GET", f"{base}?version=1")
+    assert status == 200 and then["status"] == "registered"
+
+    def disclosed() -> bool:
+        _, listing = http_json("GET", f"{registration}/api/public/institutions")
+        return any(r["name"] == "示范托育园 20" for r in listing.get("institutions", []))
+
+    wait_for(disclosed, what="public disclosure")
+    status, reply = http_json("GET", f"{registration}/api/public/institutions?affordable=maybe")
+    assert status == 400 and reply["errors"][0]["field"] == "affordable"
+    status, reply = http_json("GET", f"{registration}/api/officer/filings-awaiting")
+    assert status == 200 and any(f["stage"] == "verification" for f in reply["filings"])

@@ -11,8 +11,15 @@ import os
 import signal
 import sys
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
+from tuoyu_registration.samples import (
+    sample_enrolment,
+    sample_filing_submission,
+    sample_registration,
+)
 from tuoyu_shared.config import ensure_database
 from tuoyu_shared.devrun import SERVICES, ProcessGroup, http_json
 from tuoyu_shared.localservers import LocalPostgres, LocalRabbitMQ
@@ -28,10 +35,13 @@ def servers() -> tuple[LocalPostgres, LocalRabbitMQ]:
     return LocalPostgres(RUN_DIR, PG_PORT), LocalRabbitMQ(RUN_DIR, AMQP_PORT, "tuoyu-run")
 
 
-def demo_institutions() -> list[dict]:
+def load_demo(registration: str) -> None:
+    """Two institutions: one through filing, affordable designation and an enrolment
+    report; one registered and awaiting its filing. Re-running finds them there already."""
+    officer = {"X-Actor": "demo-officer", "X-Department": "health"}
     code = "91310104MA1FL8XK0"
     id17 = "31010419880315123"
-    return [{
+    first = {
         "name": "徐汇区小星星托育园",
         "credit_code": code + credit_code_check_character(code),
         "nature": "for_profit",
@@ -39,10 +49,30 @@ def demo_institutions() -> list[dict]:
         "district": "徐汇区",
         "street": "天平路街道",
         "address": "天平路 88 号 1 楼",
-        "places": 60,
         "person_in_charge": {"name": "王晓梅", "phone": "13812345678",
                              "id_number": id17 + resident_id_check_character(id17)},
-    }]
+    }
+    status, reply = http_json("POST", f"{registration}/api/institutions", first, officer)
+    print(f"demo: register {first['name']}: HTTP {status}")
+    if status != 201:
+        return  # loaded by an earlier run
+    base = f"{registration}/api/institutions/{reply['institution_id']}"
+    for command, body in (
+        ("submit_filing", sample_filing_submission()),
+        ("issue_filing_receipt", {"receipt_number": "徐托备 2025-0001"}),
+        ("designate_affordable", {"guide_price_fen": 180000, "document": "徐卫健〔2025〕12号"}),
+        ("report_enrolment", sample_enrolment(month_before_today())),
+    ):
+        status, reply = http_json("POST", f"{base}/{command}", body, officer)
+        print(f"demo: {command}: HTTP {status}")
+    second = sample_registration(2, name="天平社区托育点", kind="community_childcare_point")
+    status, _ = http_json("POST", f"{registration}/api/institutions", second, officer)
+    print(f"demo: register {second['name']}: HTTP {status}")
+
+
+def month_before_today() -> str:
+    today = datetime.now(ZoneInfo("Asia/Shanghai")).date().replace(day=1)
+    return (today - timedelta(days=1)).strftime("%Y-%m")
 
 
 def stop() -> None:
@@ -84,10 +114,7 @@ def start() -> None:
         group.start()
         PIDS.write_text(json.dumps(group.pids()))
         registration, dashboard = group.url("registration"), group.url("dashboard")
-        for body in demo_institutions():
-            status, reply = http_json("POST", f"{registration}/api/institutions", body,
-                                      {"X-Actor": "demo-loader", "X-Department": "health"})
-            print(f"demo institution {body['name']}: HTTP {status} {reply}")
+        load_demo(registration)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             _, listing = http_json("GET", f"{dashboard}/api/institutions")
@@ -97,8 +124,11 @@ def start() -> None:
         print(f"""
 Tuoyu is running.
   Dashboard read model:   {dashboard}/api/institutions
-  Registration API:       {registration}/api/institutions/<id>
-                          (POST {registration}/api/institutions to file one)
+  Public disclosure:      {registration}/api/public/institutions
+  Officer views:          {registration}/api/officer/filings-awaiting
+                          {registration}/api/officer/staff-cases
+  Registration API:       {registration}/api/institutions/<id>[/record]
+                          POST {registration}/api/institutions, …/<id>/<command>
   Health:                 {registration}/health  {dashboard}/health
   Logs:                   {RUN_DIR / 'logs'}
   PostgreSQL:             {base}/tuoyu_<service>
