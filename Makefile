@@ -26,6 +26,7 @@ lint: setup
 ## Benchmarks; results written as JSON to bench-results/.
 bench: setup
 	$(PY) bench/run.py
+	$(PY) bench/credit.py
 
 clean: stop
 	rm -rf .local bench-results

@@ -28,7 +28,8 @@ def system(servers, tmp_path_factory):
            for s, db in names.items()}
     env.update(TUOYU_AMQP_URI=servers.amqp_uri, TUOYU_CONSUMER_CATCHUP_INTERVAL="1")
     with Connection(servers.amqp_uri) as conn:  # no messages left from an earlier session
-        for queue in ("dashboard.registration.events",):
+        for queue in ("dashboard.registration.events", "credit.registration.events",
+                      "registration.credit.events"):
             conn.default_channel.queue_delete(queue)
     group = ProcessGroup(env, tmp_path_factory.mktemp("logs"), port_offset=100)
     group.start()

@@ -78,8 +78,14 @@ def payload_schema_for(source: str, cls: type) -> dict[str, Any]:
         if f.name in _ENVELOPE_FIELDS:
             continue
         properties[f.name] = {**_type_schema(hints[f.name]), **refinements.get(f.name, {})}
-    doc = inspect.cleandoc(cls.__doc__ or "") if cls.__doc__ and not cls.__doc__.startswith(
-        cls.__name__ + "(") else ""
+    doc = ""
+    for klass in cls.__mro__:  # eventsourcing subclasses event classes: find the written one
+        if klass.__module__ != cls.__module__:
+            continue  # the library's own classes and their docstrings
+        text = klass.__dict__.get("__doc__")
+        if text and not text.startswith(klass.__name__ + "("):  # not a dataclass signature
+            doc = inspect.cleandoc(text)
+            break
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": f"tuoyu:{source}:{event_type}:v{version}",

@@ -32,6 +32,7 @@ SERVICES = (
                 "tuoyu_registration.worker"),
     ServiceSpec("dashboard", "tuoyu_dashboard.service:DashboardService", 8002,
                 "tuoyu_dashboard.worker"),
+    ServiceSpec("credit", "tuoyu_credit.service:CreditService", 8003, "tuoyu_credit.worker"),
 )
 
 

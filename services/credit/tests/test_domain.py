@@ -268,7 +268,9 @@ def credit_history() -> InstitutionCredit:
 
 
 def practitioner_history() -> Practitioner:
-    person = Practitioner.register("p-1", SEALED, SEALED)
+    person = Practitioner.register_from_hire("p-1", {"ref": "p-1", "masked": "王*"},
+                                             {"ref": "p-1", "masked": "310104********1234"})
+    person.seal_identity(SEALED, SEALED)
     person.impose_ban("ban-1", "court_ruling", "刑法第三十七条之一", ["ruling-1"], "officer-1", D,
                       3)
     person.request_check("check-1", "hire", INSTITUTION, D)
@@ -288,8 +290,13 @@ def test_published_event_types_are_outer_and_inner_names():
         "InstitutionCreditRepairReviewed", "InstitutionCreditListingRemovedEarly",
         "InstitutionCreditListingExpired", "PractitionerRegistered",
         "PractitionerBanImposed", "PractitionerCheckRequested", "PractitionerCheckCompleted",
-        "PractitionerBanLifted",
+        "PractitionerBanLifted", "PractitionerIdentitySealed",
     }
+
+
+def test_every_institution_credit_event_names_the_institution():
+    for event in credit_history().collect_events():
+        assert event.institution_id == str(INSTITUTION), type(event).__qualname__
 
 
 @pytest.mark.parametrize("history", [credit_history, practitioner_history])

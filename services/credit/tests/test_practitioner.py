@@ -215,3 +215,96 @@ def test_check_reason_must_be_hire_or_yearly():
         person.request_check("check-1", "random", INSTITUTION, START)
     assert e.value.field == "reason"
     assert person.collect_events() == []
+
+
+# -- what registration reads from the events -------------------------------------------------
+
+def test_check_and_ban_events_carry_the_person_and_the_institution():
+    person = practitioner()
+    checked(person, START)
+    ban(person, term=1)
+    person.lift_expired_bans(dt.date(2025, 5, 20))
+    requested_completed_imposed_lifted = person.collect_events()
+    assert [type(e).__qualname__.split(".")[1] for e in requested_completed_imposed_lifted] == [
+        "BanImposed", "BanLifted"]  # checked() collected the check's events already
+    person.request_check("check-2", "hire", INSTITUTION, dt.date(2025, 6, 1))
+    person.complete_check("check-2", "officer-9", dt.date(2025, 6, 1))
+    requested, completed = person.collect_events()
+    assert (requested.person_ref, requested.institution_id) == (REF, str(INSTITUTION))
+    assert (completed.check_id, completed.institution_id, completed.person_ref,
+            completed.outcome, completed.reference) == ("check-2", str(INSTITUTION), REF,
+                                                        "cleared", "check-2")
+    imposed, lifted = requested_completed_imposed_lifted
+    assert (imposed.person_ref, imposed.ban_ref) == (REF, "ban-1")
+    assert (lifted.person_ref, lifted.ban_ref) == (REF, "ban-1")
+
+
+def test_a_yearly_check_may_name_no_institution_but_a_hire_check_must():
+    person = practitioner()
+    person.request_check("yearly-1", "yearly", None, START)
+    person.complete_check("yearly-1", "officer-9", START)
+    requested, completed = person.collect_events()
+    assert requested.institution_id is None and completed.institution_id is None
+    with pytest.raises(FieldError) as e:
+        person.request_check("hire-1", "hire", None, START)
+    assert e.value.field == "institution_id"
+    assert person.collect_events() == []
+
+
+def test_barring_ban_is_the_check_answer_without_a_check():
+    person = practitioner()
+    assert person.barring_ban(START) is None
+    ban(person, "ban-term", term=5)
+    ban(person, "ban-life", term="lifetime", source="abuse_finding")
+    assert person.barring_ban(START) == "ban-life"
+    assert person.barring_ban(START - dt.timedelta(days=1)) is None
+
+
+# -- a person first met in a hire ------------------------------------------------------------
+
+MASKED_NAME = {"ref": REF, "masked": "王*"}
+MASKED_ID = {"ref": REF, "masked": "310104********1234"}
+
+
+def test_a_record_opened_from_a_hire_holds_the_masks_only_until_an_officer_registers():
+    person = Practitioner.register_from_hire(REF, MASKED_NAME, MASKED_ID)
+    assert person.id == practitioner_id_for(REF)
+    [registered] = person.collect_events()
+    assert (registered.name, registered.id_number, registered.registered_from) == (
+        MASKED_NAME, MASKED_ID, "hire")
+    assert not person.identity_sealed
+    assert person.seal_identity(NAME, ID_NUMBER) is True
+    [sealed] = person.collect_events()
+    assert type(sealed).__qualname__ == "Practitioner.IdentitySealed"
+    assert (sealed.person_ref, sealed.name, sealed.id_number) == (REF, NAME, ID_NUMBER)
+    assert person.identity_sealed and person.id_number == ID_NUMBER
+    assert person.seal_identity(NAME, ID_NUMBER) is False  # idempotent
+    assert person.collect_events() == []
+
+
+def test_an_officer_registration_is_sealed_from_the_start():
+    person = practitioner()
+    assert person.registered_from == "officer" and person.identity_sealed
+    assert person.seal_identity(NAME, ID_NUMBER) is False
+
+
+@pytest.mark.parametrize("name, code", [
+    (NAME, "invalid_type"),  # sealed data is not what registration publishes
+    ({"ref": REF}, "invalid_type"),
+    ({"ref": "someone-else", "masked": "王*"}, "inconsistent_with_person"),
+    ({"ref": REF, "masked": "  "}, "required"),
+])
+def test_a_hire_record_takes_the_ref_and_the_mask_and_nothing_else(name, code):
+    with pytest.raises(FieldError) as e:
+        Practitioner.register_from_hire(REF, name, MASKED_ID)
+    assert e.value.code == code and e.value.field.startswith("name")
+
+
+def test_sealing_refuses_clear_values_and_another_persons_data():
+    person = Practitioner.register_from_hire(REF, MASKED_NAME, MASKED_ID)
+    person.collect_events()
+    for id_number in ("310104198805201234", {**ID_NUMBER, "ref": "someone-else"}):
+        with pytest.raises(FieldError) as e:
+            person.seal_identity(NAME, id_number)
+        assert e.value.field == "id_number"
+    assert person.collect_events() == [] and not person.identity_sealed

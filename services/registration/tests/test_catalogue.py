@@ -14,5 +14,6 @@ def test_committed_schemas_match_the_event_classes():
     for path, text in generated.items():
         assert path.exists(), f"missing schema {path.name}: run tuoyu_shared.catalogue_gen"
         assert path.read_text(encoding="utf-8") == text, f"{path.name} is out of date"
+        assert '"description": ""' not in text, f"{path.name}: the event class needs a docstring"
     committed = set((CATALOGUE_DIR / "registration").glob("*.json"))
     assert committed == set(generated), "a schema without an event class"

@@ -8,9 +8,12 @@ calendar live here, not in the domain: dates are Asia/Shanghai calendar dates.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import sys
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import UTC, date, datetime
 from typing import Any
 from uuid import UUID
@@ -39,11 +42,14 @@ from tuoyu_registration.importer import (
     ParsedRow,
     build_institutions,
     parsed_batches,
+    partition_rows,
+    read_rows,
 )
 from tuoyu_shared.application import ServiceApplication
 from tuoyu_shared.calendar_cn import WorkingCalendar, default_calendar, shanghai_date
 from tuoyu_shared.config import Settings
 from tuoyu_shared.consumer import ApplicationLog, SqlTrackingStore, TrackedConsumer
+from tuoyu_shared.context import command_context, current_context
 from tuoyu_shared.personal_data import PersonalDataVault
 from tuoyu_shared.validation import (
     FieldError,
@@ -406,18 +412,38 @@ class RegistrationApplication(ServiceApplication):
 
     # ---- import ----------------------------------------------------------------------------
     def import_filings_csv(self, text: str, source: str = "provincial-csv",
-                           chunk_size: int = 1000) -> dict[str, Any]:
+                           chunk_size: int = 1000, processes: int | None = None) -> dict:
         """Import existing filings; bad rows are reported with their number, field and reason.
 
         Rows whose credit code is registered already (or repeated in the file) are rejected,
-        never overwritten. Chunks are saved in a second thread while the next one is parsed,
-        so the database's work overlaps with validation.
+        never overwritten. A large file is split by credit code (so repeats meet in the same
+        part) across ``processes`` worker processes; in each, chunks are saved in a second
+        thread while the next one is validated.
         """
+        rows = list(read_rows(text))
+        processes = processes or import_processes(len(rows))
+        if processes <= 1:
+            report = self._import_rows(rows, source, chunk_size)
+        else:
+            parts = partition_rows(rows, processes)
+            context = current_context()
+            with ProcessPoolExecutor(max_workers=processes - 1,
+                                     mp_context=multiprocessing.get_context("spawn")) as pool:
+                futures = [pool.submit(_import_part, self.settings, part, source, chunk_size,
+                                       context) for part in parts[1:]]
+                report = self._import_rows(parts[0], source, chunk_size)
+                for future in futures:
+                    report.merge(future.result())
+        report.rejected.sort(key=lambda r: r["row"])
+        return report.as_dict()
+
+    def _import_rows(self, rows: list[tuple[int, dict[str, str]]], source: str,
+                     chunk_size: int) -> ImportReport:
         report = ImportReport()
         seen: dict[str, int] = {}
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-save") as saver:
             saving = None
-            for count, parsed, rejected in parsed_batches(text, chunk_size):
+            for count, parsed, rejected in parsed_batches(rows, chunk_size):
                 report.rows += count
                 report.rejected.extend(rejected)
                 institutions = self._prepare_import(parsed, source, report, seen)
@@ -427,8 +453,7 @@ class RegistrationApplication(ServiceApplication):
                 report.imported += len(institutions)
             if saving is not None:
                 saving.result()
-        report.rejected.sort(key=lambda r: r["row"])
-        return report.as_dict()
+        return report
 
     def _prepare_import(self, chunk: list[ParsedRow], source: str, report: ImportReport,
                         seen: dict[str, int]) -> list[Institution]:
@@ -577,6 +602,32 @@ class RegistrationApplication(ServiceApplication):
 
     def institution_by_credit_code(self, credit_code: str) -> dict[str, Any]:
         return self.institution(institution_id_for(credit_code.strip().upper()))
+
+
+def import_processes(rows: int) -> int:
+    """Worker processes for an import: one for small files, and one (inline) inside an
+    eventlet process (the nameko adapter), where spawning a pool is not safe."""
+    if rows < 10000 or "eventlet" in sys.modules and _eventlet_patched():
+        return 1
+    return min(2, os.cpu_count() or 1)
+
+
+def _eventlet_patched() -> bool:
+    from eventlet import patcher
+
+    return patcher.is_monkey_patched("thread")
+
+
+def _import_part(settings: Settings, rows: list, source: str, chunk_size: int,
+                 context: Any) -> ImportReport:
+    """One part of a large import, in a worker process with its own application."""
+    app = RegistrationApplication(settings)
+    try:
+        with command_context(**context.as_dict()):
+            return app._import_rows(rows, source, chunk_size)
+    finally:
+        app.vault.close()
+        app.close()
 
 
 def _public(value: Any) -> Any:

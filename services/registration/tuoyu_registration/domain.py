@@ -479,6 +479,8 @@ class Institution(Aggregate):
         document: str
 
     class AffordableDesignationWithdrawn(Aggregate.Event):
+        """The affordable (普惠) designation was withdrawn, with the reason."""
+
         withdrawn_on: date
         reason: str
 
@@ -512,6 +514,8 @@ class Institution(Aggregate):
         document: str
 
     class DemonstrationLevelRevoked(Aggregate.Event):
+        """The demonstration level was revoked, with the reason."""
+
         level: str
         revoked_on: date
         reason: str
@@ -539,6 +543,8 @@ class Institution(Aggregate):
 
     # ---- monthly enrolment (月度在托报告) ----------------------------------------------------
     class EnrolmentReported(Aggregate.Event):
+        """月度在托报告: children by class and age band; second and third children."""
+
         month: str  # YYYY-MM
         classes: list[dict[str, Any]]
         children: int
@@ -546,6 +552,8 @@ class Institution(Aggregate):
         third_children: int
 
     class EnrolmentReportCorrected(Aggregate.Event):
+        """A month already reported, corrected; the previous figures are kept."""
+
         month: str
         classes: list[dict[str, Any]]
         children: int
@@ -606,6 +614,8 @@ class Institution(Aggregate):
         requested_on: date
 
     class PractitionerHired(Aggregate.Event):
+        """The background check cleared the practitioner: they are on the roster."""
+
         hire_id: str
         practitioner_ref: str
         check_reference: str
@@ -618,6 +628,8 @@ class Institution(Aggregate):
         ban_reference: str
 
     class PractitionerReleased(Aggregate.Event):
+        """The practitioner left the roster (an open removal case closes with it)."""
+
         hire_id: str
         practitioner_ref: str
         released_on: date
@@ -696,6 +708,8 @@ class Institution(Aggregate):
         due_on: date
 
     class StaffRemovalCaseClosed(Aggregate.Event):
+        """The barred practitioner no longer works here."""
+
         case_id: str
         closed_on: date
         resolution: str
@@ -746,11 +760,15 @@ class Institution(Aggregate):
 
     # ---- suspension (停业整顿) and deregistration (注销) ------------------------------------
     class SuspendedForRectification(Aggregate.Event):
+        """停业整顿: operations suspended under an order, until resumed."""
+
         order_reference: str
         reason: str
         suspended_on: date
 
     class Resumed(Aggregate.Event):
+        """Rectification done: the institution operates again (复业)."""
+
         resumed_on: date
         notes: str
 

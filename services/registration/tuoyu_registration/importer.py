@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -77,6 +78,11 @@ class ImportReport:
     rows: int = 0
     imported: int = 0
     rejected: list[dict[str, Any]] = field(default_factory=list)
+
+    def merge(self, other: ImportReport) -> None:
+        self.rows += other.rows
+        self.imported += other.imported
+        self.rejected.extend(other.rejected)
 
     def as_dict(self) -> dict[str, Any]:
         return {"rows": self.rows, "imported": self.imported,
@@ -214,17 +220,27 @@ def parse_rows(rows: list[tuple[int, dict[str, str]]]) -> tuple[list[ParsedRow],
     return parsed, rejected
 
 
-def parsed_batches(text: str, batch_size: int = 1000
+def parsed_batches(rows: Iterable[tuple[int, dict[str, str]]], batch_size: int = 1000
                    ) -> Iterator[tuple[int, list[ParsedRow], list]]:
     """(rows read, parsed rows, rejections) batch by batch, in file order."""
     batch: list[tuple[int, dict[str, str]]] = []
-    for row in read_rows(text):
+    for row in rows:
         batch.append(row)
         if len(batch) >= batch_size:
             yield (len(batch), *parse_rows(batch))
             batch = []
     if batch:
         yield (len(batch), *parse_rows(batch))
+
+
+def partition_rows(rows: list[tuple[int, dict[str, str]]],
+                   parts: int) -> list[list[tuple[int, dict[str, str]]]]:
+    """Split rows into parts by credit code: every repeat of a code lands in the same part."""
+    split: list[list[tuple[int, dict[str, str]]]] = [[] for _ in range(parts)]
+    for row in rows:
+        code = row[1].get("credit_code", "").strip().upper()
+        split[zlib.crc32(code.encode()) % parts].append(row)
+    return split
 
 
 def read_rows(text: str) -> Iterator[tuple[int, dict[str, str]]]:

@@ -84,6 +84,10 @@ class Decision(StrEnum):
     DROPPED = "dropped"
 
 
+# Catalogue refinements of event fields (see tuoyu_shared.catalogue_gen).
+_LIST_NAME: dict[str, Any] = {"enum": [n.value for n in ListName]}
+_GRADE: dict[str, Any] = {"enum": ["A", "B", "C", "D"]}
+
 # States are stored as their string values (aggregate state stays plain data).
 OPEN_STATES = frozenset(s.value for s in (
     ListingState.PROPOSED, ListingState.NOTICED, ListingState.RESPONDED, ListingState.LISTED,
@@ -106,10 +110,13 @@ class InstitutionCredit(Aggregate):
         score: int
         grade: str
 
+        payload_schema: ClassVar[dict[str, Any]] = {"grade": _GRADE}
+
     class ScoreChanged(Aggregate.Event):
         """The score moved by ``delta`` (after clamping) because of the upstream event
         ``cause_ref``."""
 
+        institution_id: str
         delta: int
         new_score: int
         cause_type: str
@@ -117,16 +124,23 @@ class InstitutionCredit(Aggregate):
         reason: str
         details: dict[str, Any]
 
+        payload_schema: ClassVar[dict[str, Any]] = {
+            "cause_type": {"enum": [c.value for c in CauseType]}}
+
     class GradeChanged(Aggregate.Event):
         """The grade changed; inspection frequency follows it."""
 
+        institution_id: str
         old_grade: str
         new_grade: str
         cause_ref: str
 
+        payload_schema: ClassVar[dict[str, Any]] = {"old_grade": _GRADE, "new_grade": _GRADE}
+
     class ListingProposed(Aggregate.Event):
         """An officer proposes to put the institution on a list, citing the legal basis."""
 
+        institution_id: str
         listing_id: str
         list_name: str
         legal_basis: str
@@ -135,26 +149,35 @@ class InstitutionCredit(Aggregate):
         proposed_term_days: int
         proposed_on: dt.date
 
+        payload_schema: ClassVar[dict[str, Any]] = {"list_name": _LIST_NAME}
+
     class ListingNoticeSent(Aggregate.Event):
         """Prior notice (告知) sent: the institution may respond until ``respond_by``."""
 
+        institution_id: str
         listing_id: str
         list_name: str
         officer: str
         notified_on: dt.date
         respond_by: dt.date
 
+        payload_schema: ClassVar[dict[str, Any]] = {"list_name": _LIST_NAME}
+
     class ListingResponseReceived(Aggregate.Event):
         """The institution's statement and defence (陈述申辩)."""
 
+        institution_id: str
         listing_id: str
         list_name: str
         statement: str
         received_on: dt.date
 
+        payload_schema: ClassVar[dict[str, Any]] = {"list_name": _LIST_NAME}
+
     class ListingDecided(Aggregate.Event):
         """The decision: listed for ``[term_start, term_end)``, or dropped (no term)."""
 
+        institution_id: str
         listing_id: str
         list_name: str
         decision: str
@@ -166,25 +189,35 @@ class InstitutionCredit(Aggregate):
         term_start: dt.date | None
         term_end: dt.date | None
 
+        payload_schema: ClassVar[dict[str, Any]] = {
+            "list_name": _LIST_NAME, "decision": {"enum": [d.value for d in Decision]}}
+
     class ListingExpired(Aggregate.Event):
         """The term ended (``on`` is the term's end); recorded by the daily timer."""
 
+        institution_id: str
         listing_id: str
         list_name: str
         on: dt.date
 
+        payload_schema: ClassVar[dict[str, Any]] = {"list_name": _LIST_NAME}
+
     class RepairApplied(Aggregate.Event):
         """The institution applied for credit repair (信用修复)."""
 
+        institution_id: str
         listing_id: str
         list_name: str
         application: str
         evidence: list[str]
         applied_on: dt.date
 
+        payload_schema: ClassVar[dict[str, Any]] = {"list_name": _LIST_NAME}
+
     class RepairReviewed(Aggregate.Event):
         """An officer approved or rejected the credit repair application."""
 
+        institution_id: str
         listing_id: str
         list_name: str
         approved: bool
@@ -194,12 +227,17 @@ class InstitutionCredit(Aggregate):
         evidence: list[str]
         reviewed_on: dt.date
 
+        payload_schema: ClassVar[dict[str, Any]] = {"list_name": _LIST_NAME}
+
     class ListingRemovedEarly(Aggregate.Event):
         """The entry was removed before its term after an approved credit repair."""
 
+        institution_id: str
         listing_id: str
         list_name: str
         on: dt.date
+
+        payload_schema: ClassVar[dict[str, Any]] = {"list_name": _LIST_NAME}
 
     # -- creation ---------------------------------------------------------------------------
 
@@ -242,24 +280,26 @@ class InstitutionCredit(Aggregate):
         reason = f"{reason}: {points:+d}"
         if new_score != self.score + points:
             reason += f" (score kept within 0..{rules.max_score})"
-        self._change_score(delta=new_score - self.score, new_score=new_score,
-                           cause_type=cause.value, cause_ref=cause_ref, reason=reason,
-                           details=details)
+        self._change_score(institution_id=self.institution_id, delta=new_score - self.score,
+                           new_score=new_score, cause_type=cause.value, cause_ref=cause_ref,
+                           reason=reason, details=details)
         new_grade = rules.grade_for(new_score)
         if new_grade != self.grade:
-            self._change_grade(old_grade=self.grade, new_grade=new_grade, cause_ref=cause_ref)
+            self._change_grade(institution_id=self.institution_id, old_grade=self.grade,
+                               new_grade=new_grade, cause_ref=cause_ref)
         return True
 
     @event(ScoreChanged)
-    def _change_score(self, delta: int, new_score: int, cause_type: str, cause_ref: str,
-                      reason: str, details: dict[str, Any]) -> None:
+    def _change_score(self, institution_id: str, delta: int, new_score: int, cause_type: str,
+                      cause_ref: str, reason: str, details: dict[str, Any]) -> None:
         self.score = new_score
         self.applied_causes[cause_ref] = None
         while len(self.applied_causes) > self.causes_remembered:
             del self.applied_causes[next(iter(self.applied_causes))]
 
     @event(GradeChanged)
-    def _change_grade(self, old_grade: str, new_grade: str, cause_ref: str) -> None:
+    def _change_grade(self, institution_id: str, old_grade: str, new_grade: str,
+                      cause_ref: str) -> None:
         self.grade = new_grade
 
     # -- queries ----------------------------------------------------------------------------
@@ -313,14 +353,16 @@ class InstitutionCredit(Aggregate):
                 f"cannot propose a {name.value} listing: one is already {state}", state=state)
         earlier = sum(1 for v in self.listings.values() if v["list_name"] == name.value)
         listing_id = f"{name.value}-{earlier + 1}"
-        self._propose(listing_id=listing_id, list_name=name.value, legal_basis=legal_basis,
-                      evidence=evidence, officer=officer,
-                      proposed_term_days=proposed_term_days, proposed_on=proposed_on)
+        self._propose(institution_id=self.institution_id, listing_id=listing_id,
+                      list_name=name.value, legal_basis=legal_basis, evidence=evidence,
+                      officer=officer, proposed_term_days=proposed_term_days,
+                      proposed_on=proposed_on)
         return listing_id
 
     @event(ListingProposed)
-    def _propose(self, listing_id: str, list_name: str, legal_basis: str, evidence: list[str],
-                 officer: str, proposed_term_days: int, proposed_on: dt.date) -> None:
+    def _propose(self, institution_id: str, listing_id: str, list_name: str, legal_basis: str,
+                 evidence: list[str], officer: str, proposed_term_days: int,
+                 proposed_on: dt.date) -> None:
         self.listings[listing_id] = {
             "listing_id": listing_id, "list_name": list_name,
             "state": ListingState.PROPOSED.value, "legal_basis": legal_basis,
@@ -340,12 +382,13 @@ class InstitutionCredit(Aggregate):
         require_not_before(notified_on, listing["proposed_on"], "notified_on", "the proposal")
         officer = require_text(officer, "officer", 200)
         respond_by = add_days(notified_on, rules.response_window_days)
-        self._send_notice(listing_id=listing["listing_id"], list_name=listing["list_name"],
-                          officer=officer, notified_on=notified_on, respond_by=respond_by)
+        self._send_notice(institution_id=self.institution_id, listing_id=listing["listing_id"],
+                          list_name=listing["list_name"], officer=officer,
+                          notified_on=notified_on, respond_by=respond_by)
         return respond_by
 
     @event(ListingNoticeSent)
-    def _send_notice(self, listing_id: str, list_name: str, officer: str,
+    def _send_notice(self, institution_id: str, listing_id: str, list_name: str, officer: str,
                      notified_on: dt.date, respond_by: dt.date) -> None:
         listing = self.listings[listing_id]
         listing.update(state=ListingState.NOTICED.value, notified_on=notified_on,
@@ -362,13 +405,13 @@ class InstitutionCredit(Aggregate):
             raise DomainRuleViolated(
                 f"cannot receive a response on {received_on.isoformat()}: the window to "
                 f"respond closed on {listing['respond_by'].isoformat()}", state=listing["state"])
-        self._receive_response(listing_id=listing["listing_id"],
+        self._receive_response(institution_id=self.institution_id, listing_id=listing["listing_id"],
                                list_name=listing["list_name"], statement=statement,
                                received_on=received_on)
 
     @event(ListingResponseReceived)
-    def _receive_response(self, listing_id: str, list_name: str, statement: str,
-                          received_on: dt.date) -> None:
+    def _receive_response(self, institution_id: str, listing_id: str, list_name: str,
+                          statement: str, received_on: dt.date) -> None:
         self.listings[listing_id].update(
             state=ListingState.RESPONDED.value,
             response={"statement": statement, "received_on": received_on})
@@ -407,15 +450,16 @@ class InstitutionCredit(Aggregate):
             days = listing["proposed_term_days"] if term_days is None else term_days
             days = require_positive_int(days, "term_days")
             term_start, term_end = decided_on, add_days(decided_on, days)
-        self._decide(listing_id=listing["listing_id"], list_name=listing["list_name"],
-                     decision=choice.value, decided_on=decided_on, officer=officer,
-                     reason=reason, legal_basis=legal_basis, evidence=evidence,
+        self._decide(institution_id=self.institution_id, listing_id=listing["listing_id"],
+                     list_name=listing["list_name"], decision=choice.value,
+                     decided_on=decided_on, officer=officer, reason=reason,
+                     legal_basis=legal_basis, evidence=evidence,
                      term_start=term_start, term_end=term_end)
 
     @event(ListingDecided)
-    def _decide(self, listing_id: str, list_name: str, decision: str, decided_on: dt.date,
-                officer: str, reason: str, legal_basis: str, evidence: list[str],
-                term_start: dt.date | None, term_end: dt.date | None) -> None:
+    def _decide(self, institution_id: str, listing_id: str, list_name: str, decision: str,
+                decided_on: dt.date, officer: str, reason: str, legal_basis: str,
+                evidence: list[str], term_start: dt.date | None, term_end: dt.date | None) -> None:
         listed = decision == Decision.LISTED
         self.listings[listing_id].update(
             state=(ListingState.LISTED if listed else ListingState.DROPPED).value,
@@ -430,12 +474,12 @@ class InstitutionCredit(Aggregate):
         due = [listing for listing in self._latest_listings()
                if listing["state"] in IN_FORCE_STATES and listing["term_end"] <= today]
         for listing in due:
-            self._expire(listing_id=listing["listing_id"], list_name=listing["list_name"],
-                         on=listing["term_end"])
+            self._expire(institution_id=self.institution_id, listing_id=listing["listing_id"],
+                         list_name=listing["list_name"], on=listing["term_end"])
         return [listing["listing_id"] for listing in due]
 
     @event(ListingExpired)
-    def _expire(self, listing_id: str, list_name: str, on: dt.date) -> None:
+    def _expire(self, institution_id: str, listing_id: str, list_name: str, on: dt.date) -> None:
         self.listings[listing_id].update(state=ListingState.EXPIRED.value, ended_on=on)
 
     # -- credit repair (信用修复) -------------------------------------------------------------
@@ -452,13 +496,13 @@ class InstitutionCredit(Aggregate):
         applied_on = require_date(applied_on, "applied_on")
         require_not_before(applied_on, listing["term_start"], "applied_on", "the listing")
         self._check_term_not_over(listing, applied_on, "apply for credit repair")
-        self._apply_for_repair(listing_id=listing["listing_id"],
+        self._apply_for_repair(institution_id=self.institution_id, listing_id=listing["listing_id"],
                                list_name=listing["list_name"], application=application,
                                evidence=evidence, applied_on=applied_on)
 
     @event(RepairApplied)
-    def _apply_for_repair(self, listing_id: str, list_name: str, application: str,
-                          evidence: list[str], applied_on: dt.date) -> None:
+    def _apply_for_repair(self, institution_id: str, listing_id: str, list_name: str,
+                          application: str, evidence: list[str], applied_on: dt.date) -> None:
         self.listings[listing_id].update(
             state=ListingState.REPAIR_APPLIED.value,
             repair={"application": application, "evidence": list(evidence),
@@ -482,18 +526,19 @@ class InstitutionCredit(Aggregate):
         require_not_before(reviewed_on, listing["repair"]["applied_on"], "reviewed_on",
                            "the application")
         self._check_term_not_over(listing, reviewed_on, "review a credit repair")
-        self._review_repair(listing_id=listing["listing_id"], list_name=listing["list_name"],
+        self._review_repair(institution_id=self.institution_id,
+                            listing_id=listing["listing_id"], list_name=listing["list_name"],
                             approved=approved, officer=officer, reason=reason,
                             legal_basis=legal_basis, evidence=evidence,
                             reviewed_on=reviewed_on)
         if approved:
-            self._remove_early(listing_id=listing["listing_id"],
+            self._remove_early(institution_id=self.institution_id, listing_id=listing["listing_id"],
                                list_name=listing["list_name"], on=reviewed_on)
 
     @event(RepairReviewed)
-    def _review_repair(self, listing_id: str, list_name: str, approved: bool, officer: str,
-                       reason: str, legal_basis: str, evidence: list[str],
-                       reviewed_on: dt.date) -> None:
+    def _review_repair(self, institution_id: str, listing_id: str, list_name: str,
+                       approved: bool, officer: str, reason: str, legal_basis: str,
+                       evidence: list[str], reviewed_on: dt.date) -> None:
         listing = self.listings[listing_id]
         listing["repair"] = {**listing["repair"], "approved": approved, "reviewed_by": officer,
                              "reviewed_on": reviewed_on, "reason": reason}
@@ -501,7 +546,8 @@ class InstitutionCredit(Aggregate):
             listing["state"] = ListingState.LISTED.value
 
     @event(ListingRemovedEarly)
-    def _remove_early(self, listing_id: str, list_name: str, on: dt.date) -> None:
+    def _remove_early(self, institution_id: str, listing_id: str, list_name: str,
+                      on: dt.date) -> None:
         self.listings[listing_id].update(state=ListingState.REMOVED.value, ended_on=on)
 
     @staticmethod

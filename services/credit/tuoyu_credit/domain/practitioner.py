@@ -4,6 +4,12 @@ The person is known by ``person_ref``, a keyed hash of the resident ID number co
 the domain; name and ID number arrive already sealed (``{"ref", "sealed", "masked"}``, see
 :mod:`tuoyu_shared.personal_data`) and the domain only carries them.
 
+A record may also be opened from a hire that registration asked about
+(:meth:`Practitioner.register_from_hire`): the credit service then knows the person only by the
+ref and the masks that registration published, never the sealed values. When an officer later
+registers the same person with the name and ID number, they are sealed onto the record
+(``IdentitySealed``).
+
 A ban comes from a court ruling (a 从业禁止 order) or an abuse finding, with a legal basis and
 a term: lifetime, or a number of years from ``starts_on``. A term ban covers
 ``[starts_on, starts_on + years)`` and is lifted by the daily timer once it has ended. A
@@ -21,7 +27,7 @@ import datetime as dt
 import uuid
 from collections.abc import Mapping
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
 from eventsourcing.domain import Aggregate, event
 
@@ -58,9 +64,21 @@ class CheckOutcome(StrEnum):
     BARRED = "barred"
 
 
+class RegisteredFrom(StrEnum):
+    OFFICER = "officer"  # an officer entered the name and ID number (sealed)
+    HIRE = "hire"  # a hire registration asked about: the ref and the masks only
+
+
 class BanSource(StrEnum):
     COURT_RULING = "court_ruling"  # 人民法院判决的从业禁止
     ABUSE_FINDING = "abuse_finding"  # an established finding of abuse or violence
+
+
+#: Published personal data: the ref and the mask only (the relay drops ``sealed``; the schema
+#: refuses anything else, so a clear value could never leave).
+_PUBLISHED_PERSONAL: dict[str, Any] = {
+    "additionalProperties": False, "required": ["ref", "masked"],
+    "properties": {"ref": {"type": "string"}, "masked": {"type": "string"}}}
 
 
 def _require_sealed(value: object, field: str, person_ref: str) -> dict[str, str]:
@@ -71,6 +89,16 @@ def _require_sealed(value: object, field: str, person_ref: str) -> dict[str, str
     if value["ref"] != person_ref:
         raise FieldError(field, "was sealed for another person", "inconsistent_with_person")
     return {str(k): require_text(v, f"{field}.{k}", 10000) for k, v in value.items()}
+
+
+def _require_masked(value: object, field: str, person_ref: str) -> dict[str, str]:
+    """A published view of this person's data: the ref and the mask, nothing else."""
+    if not isinstance(value, Mapping) or set(value) != {"ref", "masked"}:
+        raise FieldError(field, "must be the ref and the mask only (ref, masked)",
+                         "invalid_type")
+    if value["ref"] != person_ref:
+        raise FieldError(field, "was masked for another person", "inconsistent_with_person")
+    return {"ref": person_ref, "masked": require_text(value["masked"], f"{field}.masked", 200)}
 
 
 def _require_term(term: object) -> int | None:
@@ -87,33 +115,61 @@ class Practitioner(Aggregate):
     """A person who works, or applies to work, in childcare."""
 
     class Registered(Aggregate.Created):
-        """The person entered the credit service's register."""
+        """The person entered the credit service's register: by an officer (name and ID number
+        sealed) or from a hire that registration asked about (the ref and the masks only)."""
+
+        person_ref: str
+        name: dict[str, str]
+        id_number: dict[str, str]
+        registered_from: str
+
+        payload_schema: ClassVar[dict[str, Any]] = {
+            "name": _PUBLISHED_PERSONAL, "id_number": _PUBLISHED_PERSONAL,
+            "registered_from": {"enum": [r.value for r in RegisteredFrom]}}
+
+    class IdentitySealed(Aggregate.Event):
+        """An officer registered a person first known from a hire: the name and the ID number,
+        sealed, are now on the record."""
 
         person_ref: str
         name: dict[str, str]
         id_number: dict[str, str]
 
+        payload_schema: ClassVar[dict[str, Any]] = {
+            "name": _PUBLISHED_PERSONAL, "id_number": _PUBLISHED_PERSONAL}
+
     class CheckRequested(Aggregate.Event):
         """A background check was asked for (on hire or yearly)."""
 
         check_id: str
+        person_ref: str
         reason: str
-        institution_id: str
+        institution_id: str | None
         requested_on: dt.date
+
+        payload_schema: ClassVar[dict[str, Any]] = {
+            "reason": {"enum": [r.value for r in CheckReason]}}
 
     class CheckCompleted(Aggregate.Event):
         """The check's answer: ``barred`` with the ban's reference, or ``cleared`` with the
-        check's reference."""
+        check's reference. ``institution_id`` is the institution that asked (a hire's check id
+        is the hire id), None for a yearly check not made for an institution."""
 
         check_id: str
+        institution_id: str | None
+        person_ref: str
         outcome: str
         reference: str
         officer: str
         completed_on: dt.date
 
+        payload_schema: ClassVar[dict[str, Any]] = {
+            "outcome": {"enum": [o.value for o in CheckOutcome]}}
+
     class BanImposed(Aggregate.Event):
         """A ban (从业禁止): lifetime (``term_years`` and ``ends_on`` None) or for a term."""
 
+        person_ref: str
         ban_ref: str
         source: str
         legal_basis: str
@@ -124,9 +180,14 @@ class Practitioner(Aggregate):
         term_years: int | None
         ends_on: dt.date | None
 
+        payload_schema: ClassVar[dict[str, Any]] = {
+            "source": {"enum": [s.value for s in BanSource]},
+            "term": {"enum": [LIFETIME, "years"]}}
+
     class BanLifted(Aggregate.Event):
         """A term ban ended (``on`` is its end date)."""
 
+        person_ref: str
         ban_ref: str
         on: dt.date
         reason: str
@@ -138,19 +199,54 @@ class Practitioner(Aggregate):
         return practitioner_id_for(person_ref)
 
     @event(Registered)
-    def __init__(self, person_ref: str, name: dict[str, str], id_number: dict[str, str]):
+    def __init__(self, person_ref: str, name: dict[str, str], id_number: dict[str, str],
+                 registered_from: str):
         self.person_ref = person_ref
         self.name = name
         self.id_number = id_number
+        self.registered_from = registered_from
         self.checks: dict[str, dict[str, Any]] = {}
         self.bans: dict[str, dict[str, Any]] = {}
 
     @classmethod
     def register(cls, person_ref: str, name: Mapping[str, str],
                  id_number: Mapping[str, str]) -> Practitioner:
+        """An officer registers the person: name and ID number sealed."""
         person_ref = require_text(person_ref, "person_ref", 200)
         return cls(person_ref=person_ref, name=_require_sealed(name, "name", person_ref),
-                   id_number=_require_sealed(id_number, "id_number", person_ref))
+                   id_number=_require_sealed(id_number, "id_number", person_ref),
+                   registered_from=RegisteredFrom.OFFICER.value)
+
+    @classmethod
+    def register_from_hire(cls, person_ref: str, name: Mapping[str, str],
+                           id_number: Mapping[str, str]) -> Practitioner:
+        """Open the record of a person first met in a hire: the ref and the masks that
+        registration published (``{"ref", "masked"}``), no sealed value."""
+        person_ref = require_text(person_ref, "person_ref", 200)
+        return cls(person_ref=person_ref, name=_require_masked(name, "name", person_ref),
+                   id_number=_require_masked(id_number, "id_number", person_ref),
+                   registered_from=RegisteredFrom.HIRE.value)
+
+    @property
+    def identity_sealed(self) -> bool:
+        """Whether the record holds the sealed ID number (not only its mask)."""
+        return "sealed" in self.id_number
+
+    def seal_identity(self, name: Mapping[str, str], id_number: Mapping[str, str]) -> bool:
+        """Put the sealed name and ID number on a record opened from a hire. Returns False,
+        recording nothing, when the record holds them already."""
+        name = _require_sealed(name, "name", self.person_ref)
+        id_number = _require_sealed(id_number, "id_number", self.person_ref)
+        if self.identity_sealed:
+            return False
+        self._seal_identity(person_ref=self.person_ref, name=name, id_number=id_number)
+        return True
+
+    @event(IdentitySealed)
+    def _seal_identity(self, person_ref: str, name: dict[str, str],
+                       id_number: dict[str, str]) -> None:
+        self.name = name
+        self.id_number = id_number
 
     # -- queries ----------------------------------------------------------------------------
 
@@ -163,6 +259,14 @@ class Practitioner(Aggregate):
     def is_barred(self, on: dt.date) -> bool:
         return bool(self.active_bans(on))
 
+    def barring_ban(self, on: dt.date) -> str | None:
+        """The reference of the ban in force on ``on`` that bars longest (a lifetime ban
+        first), or None when no ban is in force: what a check answers."""
+        bans = self.active_bans(on)
+        if not bans:
+            return None
+        return max(bans, key=lambda b: b["ends_on"] or dt.date.max)["ban_ref"]
+
     def check(self, check_id: str) -> dict[str, Any] | None:
         found = self.checks.get(check_id)
         return copy.deepcopy(found) if found else None
@@ -170,22 +274,27 @@ class Practitioner(Aggregate):
     # -- background checks ------------------------------------------------------------------
 
     def request_check(self, check_id: str, reason: CheckReason | str,
-                      institution_id: uuid.UUID | str, requested_on: dt.date) -> None:
+                      institution_id: uuid.UUID | str | None, requested_on: dt.date) -> None:
+        """Ask for a check. A hire's check names the hiring institution; a yearly check may
+        name the institution whose roster it covers, or none."""
         check_id = require_text(check_id, "check_id", 200)
         why = require_choice(reason, "reason", CheckReason)
-        institution = require_text(str(institution_id) if isinstance(institution_id, uuid.UUID)
-                                   else institution_id, "institution_id", 200)
+        institution = None
+        if institution_id is not None or why is CheckReason.HIRE:
+            institution = require_text(
+                str(institution_id) if isinstance(institution_id, uuid.UUID)
+                else institution_id, "institution_id", 200)
         requested_on = require_date(requested_on, "requested_on")
         if check_id in self.checks:
             state = self.checks[check_id]["state"]
             raise DomainRuleViolated(f"check {check_id} was already requested; it is {state}",
                                      state=state)
-        self._request_check(check_id=check_id, reason=why.value, institution_id=institution,
-                            requested_on=requested_on)
+        self._request_check(check_id=check_id, person_ref=self.person_ref, reason=why.value,
+                            institution_id=institution, requested_on=requested_on)
 
     @event(CheckRequested)
-    def _request_check(self, check_id: str, reason: str, institution_id: str,
-                       requested_on: dt.date) -> None:
+    def _request_check(self, check_id: str, person_ref: str, reason: str,
+                       institution_id: str | None, requested_on: dt.date) -> None:
         self.checks[check_id] = {
             "check_id": check_id, "state": "requested", "reason": reason,
             "institution_id": institution_id, "requested_on": requested_on,
@@ -211,16 +320,18 @@ class Practitioner(Aggregate):
                            "the request")
         reference = require_text(check_id if check_reference is None else check_reference,
                                  "check_reference", 200)
-        bans = self.active_bans(completed_on)
-        outcome = CheckOutcome.BARRED if bans else CheckOutcome.CLEARED
-        if bans:
-            reference = max(bans, key=lambda b: b["ends_on"] or dt.date.max)["ban_ref"]
-        self._complete_check(check_id=check_id, outcome=outcome.value, reference=reference,
-                             officer=officer, completed_on=completed_on)
+        barring = self.barring_ban(completed_on)
+        outcome = CheckOutcome.CLEARED if barring is None else CheckOutcome.BARRED
+        if barring is not None:
+            reference = barring
+        self._complete_check(check_id=check_id, institution_id=found["institution_id"],  # type: ignore[index]
+                             person_ref=self.person_ref, outcome=outcome.value,
+                             reference=reference, officer=officer, completed_on=completed_on)
         return outcome.value
 
     @event(CheckCompleted)
-    def _complete_check(self, check_id: str, outcome: str, reference: str, officer: str,
+    def _complete_check(self, check_id: str, institution_id: str | None, person_ref: str,
+                        outcome: str, reference: str, officer: str,
                         completed_on: dt.date) -> None:
         self.checks[check_id].update(state="completed", outcome=outcome, reference=reference,
                                      completed_on=completed_on, completed_by=officer)
@@ -242,15 +353,16 @@ class Practitioner(Aggregate):
             state = "lifted" if self.bans[ban_ref]["lifted_on"] else "imposed"
             raise DomainRuleViolated(f"ban {ban_ref} was already imposed; it is {state}",
                                      state=state)
-        self._impose_ban(ban_ref=ban_ref, source=origin.value, legal_basis=legal_basis,
-                         evidence=evidence, officer=officer, starts_on=starts_on,
+        self._impose_ban(person_ref=self.person_ref, ban_ref=ban_ref, source=origin.value,
+                         legal_basis=legal_basis, evidence=evidence, officer=officer,
+                         starts_on=starts_on,
                          term=LIFETIME if years is None else "years", term_years=years,
                          ends_on=None if years is None else add_years(starts_on, years))
 
     @event(BanImposed)
-    def _impose_ban(self, ban_ref: str, source: str, legal_basis: str, evidence: list[str],
-                    officer: str, starts_on: dt.date, term: str, term_years: int | None,
-                    ends_on: dt.date | None) -> None:
+    def _impose_ban(self, person_ref: str, ban_ref: str, source: str, legal_basis: str,
+                    evidence: list[str], officer: str, starts_on: dt.date, term: str,
+                    term_years: int | None, ends_on: dt.date | None) -> None:
         self.bans[ban_ref] = {
             "ban_ref": ban_ref, "source": source, "legal_basis": legal_basis,
             "evidence": list(evidence), "imposed_by": officer, "starts_on": starts_on,
@@ -265,9 +377,10 @@ class Practitioner(Aggregate):
                if ban["ends_on"] is not None and ban["ends_on"] <= today
                and ban["lifted_on"] is None]
         for ban in due:
-            self._lift_ban(ban_ref=ban["ban_ref"], on=ban["ends_on"], reason="term ended")
+            self._lift_ban(person_ref=self.person_ref, ban_ref=ban["ban_ref"],
+                           on=ban["ends_on"], reason="term ended")
         return [ban["ban_ref"] for ban in due]
 
     @event(BanLifted)
-    def _lift_ban(self, ban_ref: str, on: dt.date, reason: str) -> None:
+    def _lift_ban(self, person_ref: str, ban_ref: str, on: dt.date, reason: str) -> None:
         self.bans[ban_ref]["lifted_on"] = on

@@ -1,0 +1,318 @@
+"""Throughput of the credit service, against real PostgreSQL (and the servers of bench/run.py).
+
+    .venv/bin/python bench/credit.py [--quick] [--n-checks N] [--n-events N] [--n-people N]
+
+Measured in one run, beside a baseline, so that the ratios mean something:
+
+- ``query_check_practitioner``: :meth:`CreditApplication.check_practitioner` by ID number, as
+  an officer asks it: the keyed hash of the number, the person's record loaded (a population of
+  ``n-people`` registered beforehand, one in ten banned), the answer computed, and the read
+  recorded in the audit table before it is returned. Checks answered per second.
+- ``reaction_hire_check``: ``InstitutionPractitionerHireRequested`` envelopes (registration's
+  documented shape) through the registration consumer's ``handle()``: a check requested and
+  completed on the person's record (a person not known yet is registered from the ref and the
+  masks), saved with the consumer's position in one transaction. Checks answered per second.
+- ``reaction_scoring_events``: inspection and subsidy envelopes (findings of every severity,
+  overdue rectifications, refused inspections, clean periods, clawbacks for fraud, in the
+  shapes of the catalogue) through those consumers' ``handle()``, over 100 institutions.
+  Events applied per second.
+- ``raw_eventsourcing_save``: a plain eventsourcing ``Application`` saving trivial aggregates,
+  one per ``save()``, on the same server (bench/run.py's baseline).
+
+Servers: as bench/run.py (``TUOYU_BENCH_POSTGRES_URL`` and ``TUOYU_BENCH_AMQP_URI``, else
+private servers under ``.local/bench``). Results: ``bench-results/credit-latest.json`` and
+``bench-results/credit-<UTC timestamp>.json``. Exit status 1 when a correctness check failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from tuoyu_credit.application import CreditApplication
+from tuoyu_credit.domain import Practitioner
+from tuoyu_credit.reactions import (
+    inspection_consumer,
+    registration_consumer,
+    subsidy_consumer,
+)
+from tuoyu_shared.config import settings_for
+from tuoyu_shared.context import command_context
+from tuoyu_shared.envelope import Envelope
+from tuoyu_shared.logs import configure_logging
+from tuoyu_shared.validation import mask_name, mask_resident_id, resident_id_check_character
+
+
+def _load_bench_run() -> Any:
+    """bench/run.py's servers, measurements and baseline (it is a script, not a package)."""
+    spec = importlib.util.spec_from_file_location("tuoyu_bench_run",
+                                                  Path(__file__).with_name("run.py"))
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    sys.modules[spec.name] = module  # type: ignore[union-attr]  # its dataclasses look it up
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+run = _load_bench_run()
+Measurement, Checks = run.Measurement, run.Checks
+NAMESPACE = uuid.UUID("5b0e4f5c-0d6a-4c39-9c1e-6a1f0e9d2b77")
+SAVE_CHUNK = 500
+INSTITUTIONS = 100
+
+
+@contextmanager
+def credit_app(url: str, servers: Any):
+    settings = replace(settings_for("credit"), database_url=url, amqp_uri=servers.amqp_uri)
+    app = CreditApplication(settings)
+    try:
+        yield app
+    finally:
+        app.close()
+
+
+class Log:
+    """An upstream's notification log, built by the benchmark (the consumers' gap filler)."""
+
+    def __init__(self, source: str):
+        self.source = source
+        self.envelopes: list[Envelope] = []
+
+    def add(self, event_type: str, aggregate_id: str, payload: dict[str, Any]) -> Envelope:
+        n = len(self.envelopes) + 1
+        envelope = Envelope(
+            event_id=str(uuid.uuid5(NAMESPACE, f"{self.source}:{n}")), event_type=event_type,
+            schema_version=1, source=self.source, aggregate_id=aggregate_id,
+            aggregate_version=n, notification_id=n, occurred_at=datetime.now(UTC).isoformat(),
+            actor="bench", department="bench", correlation_id="", causation_id="",
+            payload=payload)
+        self.envelopes.append(envelope)
+        return envelope
+
+    def read(self, start: int, limit: int, stop: int | None = None) -> list[Envelope]:
+        end = len(self.envelopes) if stop is None else min(stop, len(self.envelopes))
+        return self.envelopes[start - 1:min(end, start - 1 + limit)]
+
+    def head(self) -> int:
+        return len(self.envelopes)
+
+
+def register_people_untimed(app: CreditApplication, n: int) -> list[str]:
+    """``n`` practitioners with sealed data, one in ten banned for life; saved in chunks."""
+    people = []
+    for i in range(n):
+        id_number = _distinct_resident_id(i)
+        ref = app.vault.person_ref(id_number)
+        person = Practitioner.register(ref, app.vault.seal(ref, "李四", mask_name("李四")),
+                                       app.vault.seal(ref, id_number,
+                                                      mask_resident_id(id_number)))
+        if i % 10 == 0:
+            person.impose_ban(f"ban-{i}", "court_ruling", "《刑法》第三十七条之一", ["ruling"],
+                              "bench", app.today(), "lifetime")
+        people.append(person)
+    for start in range(0, n, SAVE_CHUNK):
+        app.save(*people[start:start + SAVE_CHUNK])
+    return [_distinct_resident_id(i) for i in range(n)]
+
+
+def _distinct_resident_id(i: int) -> str:
+    """Valid resident ID numbers, distinct for i < 28 * 1000 * 12."""
+    month, rest = divmod(i, 28 * 1000)
+    day, seq = divmod(rest, 1000)
+    first17 = f"3101041988{month % 12 + 1:02d}{day + 1:02d}{seq:03d}"
+    return first17 + resident_id_check_character(first17)
+
+
+def bench_check_queries(servers: Any, n_people: int, n: int, checks: Checks) -> Measurement:
+    name = "query_check_practitioner"
+    with run.fresh_database(servers, "creditchecks") as url, credit_app(url, servers) as app:
+        id_numbers = register_people_untimed(app, n_people)
+        asked = [id_numbers[i % n_people] for i in range(n)]
+        barred = 0
+        with command_context(actor="bench-officer", department="bench"):
+            app.check_practitioner({"id_number": asked[0], "purpose": "warm-up"})
+            started = time.perf_counter()
+            for id_number in asked:
+                barred += app.check_practitioner({"id_number": id_number,
+                                                  "purpose": "hire screening"})["barred"]
+            seconds = time.perf_counter() - started
+        checks.equal(f"{name}: barred answers", barred,
+                     sum(1 for i in range(n) if (i % n_people) % 10 == 0))
+        with psycopg.connect(url) as conn:
+            reads = conn.execute("SELECT count(*) FROM practitioner_reads").fetchone()[0]
+        checks.equal(f"{name}: reads recorded", reads, n + 1)
+    return Measurement(name, n, seconds, {"people": n_people})
+
+
+def hire_payload(app: CreditApplication, id_number: str) -> dict[str, Any]:
+    ref = app.vault.person_ref(id_number)
+    return {"hire_id": str(uuid.uuid4()),
+            "practitioner": {"ref": ref, "name": {"ref": ref, "masked": "李*"},
+                             "id_number": {"ref": ref, "masked": mask_resident_id(id_number)}},
+            "role": "carer", "certificates": ["育婴师 0001"], "requested_on": "2025-03-03"}
+
+
+def bench_hire_checks(servers: Any, n_people: int, n: int, checks: Checks) -> Measurement:
+    """Half the hires are of people registered beforehand, half of people not known yet."""
+    name = "reaction_hire_check"
+    with run.fresh_database(servers, "credithires") as url, credit_app(url, servers) as app:
+        known = register_people_untimed(app, n_people)
+        log = Log("registration")
+        institution = str(uuid.uuid4())
+        for i in range(n):
+            id_number = known[i % n_people] if i % 2 == 0 else _distinct_resident_id(
+                100_000 + i)
+            log.add("InstitutionPractitionerHireRequested", institution,
+                    hire_payload(app, id_number))
+        consumer = registration_consumer(app, log_reader=log)
+        started = time.perf_counter()
+        for envelope in log.envelopes:
+            consumer.handle(envelope)
+        seconds = time.perf_counter() - started
+        completed = [e for e in app.read_log(1, 10 ** 7)
+                     if e.event_type == "PractitionerCheckCompleted"]
+        checks.equal(f"{name}: checks completed", len(completed), n)
+        checks.equal(f"{name}: barred answers", sum(c.payload["outcome"] == "barred"
+                                                    for c in completed),
+                     sum(1 for i in range(0, n, 2) if (i % n_people) % 10 == 0))
+        checks.equal(f"{name}: consumer position", consumer.store.position("registration"), n)
+    return Measurement(name, n, seconds, {"known_people": n_people})
+
+
+SCORING = [  # (source, event type, payload maker, points)
+    ("inspection", "InspectionFindingRecorded", lambda i, inst: {
+        "visit_id": f"v-{i}", "institution_id": inst, "finding_id": f"f-{i}",
+        "severity": ("minor", "major", "serious", "critical")[i % 4], "item": "一日三检",
+        "description": "晨检记录缺失"}, None),
+    ("inspection", "RectificationOverdue", lambda i, inst: {
+        "order_id": f"o-{i}", "institution_id": inst, "due_on": "2025-02-28"}, -10),
+    ("inspection", "InspectionRefused", lambda i, inst: {
+        "visit_id": f"v-{i}", "institution_id": inst}, -20),
+    ("inspection", "CleanInspectionPeriodCompleted", lambda i, inst: {
+        "institution_id": inst, "period": "2024"}, 5),
+    ("subsidy", "SubsidyClawedBack", lambda i, inst: {
+        "application_id": f"a-{i}", "institution_id": inst, "amount_fen": 100000,
+        "reason": "fraud"}, -30),
+]
+
+
+def bench_scoring(servers: Any, n: int, checks: Checks) -> Measurement:
+    name = "reaction_scoring_events"
+    with run.fresh_database(servers, "creditscoring") as url, credit_app(url, servers) as app:
+        institutions = [str(uuid.uuid4()) for _ in range(INSTITUTIONS)]
+        for start in range(0, INSTITUTIONS, SAVE_CHUNK):  # opened beforehand, untimed
+            opened = [a for i in institutions[start:start + SAVE_CHUNK]
+                      for a in app.open_credit(i)]
+            app.save(*opened)
+        logs = {"inspection": Log("inspection"), "subsidy": Log("subsidy")}
+        order = []
+        for i in range(n):
+            source, event_type, payload, _ = SCORING[i % len(SCORING)]
+            inst = institutions[i % INSTITUTIONS]
+            order.append(logs[source].add(event_type, f"{source}-{i}", payload(i, inst)))
+        consumers = {"inspection": inspection_consumer(app, log_reader=logs["inspection"]),
+                     "subsidy": subsidy_consumer(app, log_reader=logs["subsidy"])}
+        started = time.perf_counter()
+        for envelope in order:
+            consumers[envelope.source].handle(envelope)
+        seconds = time.perf_counter() - started
+        changes = sum(1 for e in app.read_log(1, 10 ** 7)
+                      if e.event_type == "InstitutionCreditScoreChanged")
+        checks.equal(f"{name}: score changes recorded", changes, n)
+        checks.equal(f"{name}: positions", sum(c.store.position(s)
+                                               for s, c in consumers.items()), n)
+    return Measurement(name, n, seconds, {"institutions": INSTITUTIONS,
+                                          "mix": [s[1] for s in SCORING]})
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small counts, to check it works")
+    parser.add_argument("--n-checks", type=int, default=None,
+                        help="check queries and hire checks (default 2000; 200 with --quick)")
+    parser.add_argument("--n-events", type=int, default=None,
+                        help="scoring events applied (default 2000; 200 with --quick)")
+    parser.add_argument("--n-people", type=int, default=None,
+                        help="practitioners registered beforehand (default 1000; 100 quick)")
+    args = parser.parse_args(argv)
+    args.n_checks = args.n_checks or (200 if args.quick else 2000)
+    args.n_events = args.n_events or (200 if args.quick else 2000)
+    args.n_people = args.n_people or (100 if args.quick else 1000)
+    for key in ("n_checks", "n_events", "n_people"):
+        if getattr(args, key) < 1:
+            parser.error(f"--{key.replace('_', '-')} must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    configure_logging("bench", "warning")
+    stamp = datetime.now(UTC).replace(microsecond=0)
+    checks = Checks()
+    started = time.perf_counter()
+    with run.bench_servers() as servers:
+        versions = run.server_versions(servers)
+
+        def step(label: str) -> None:
+            print(f"[{time.perf_counter() - started:6.1f}s] {label}", flush=True)
+
+        step(f"check queries: {args.n_checks} over {args.n_people} people")
+        queries = bench_check_queries(servers, args.n_people, args.n_checks, checks)
+        step(f"hire checks through the consumer: {args.n_checks}")
+        hires = bench_hire_checks(servers, args.n_people, args.n_checks, checks)
+        step(f"scoring events through the consumers: {args.n_events}")
+        scoring = bench_scoring(servers, args.n_events, checks)
+        step(f"raw eventsourcing save: {args.n_checks} aggregates")
+        raw_save = run.bench_raw_save(servers, args.n_checks, checks)
+        step("done")
+    measurements = [queries, hires, scoring, raw_save]
+    report = {
+        "timestamp": stamp.isoformat(),
+        "machine": run.machine_info(),
+        "servers": {"origin": servers.origin, **versions},
+        "settings": {"quick": args.quick, "n_checks": args.n_checks,
+                     "n_events": args.n_events, "n_people": args.n_people},
+        "measurements": [m.as_dict() for m in measurements],
+        "headline": {
+            "checks_answered_per_second": round(queries.per_second, 1),
+            "hire_checks_answered_per_second": round(hires.per_second, 1),
+            "events_applied_per_second": round(scoring.per_second, 1),
+            "raw_eventsourcing_saves_per_second": round(raw_save.per_second, 1),
+        },
+        "ratios": {
+            "check_queries_vs_raw_save": run.ratio(queries, raw_save),
+            "hire_checks_vs_raw_save": run.ratio(hires, raw_save),
+            "scoring_events_vs_raw_save": run.ratio(scoring, raw_save),
+        },
+        "checks": {"passed": checks.passed, "failed": checks.failures},
+        "total_seconds": round(time.perf_counter() - started, 1),
+    }
+    run.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(report, indent=2, ensure_ascii=False) + "\n"
+    paths = [run.RESULTS_DIR / "credit-latest.json",
+             run.RESULTS_DIR / f"credit-{stamp.strftime('%Y%m%dT%H%M%SZ')}.json"]
+    for path in paths:
+        path.write_text(text, encoding="utf-8")
+    print()
+    print(f"{'benchmark':<30}{'count':>8}{'seconds':>10}{'per second':>13}")
+    for m in measurements:
+        print(f"{m.name:<30}{m.count:>8}{m.seconds:>10.3f}{m.per_second:>13.1f}")
+    for key, value in report["ratios"].items():
+        print(f"{key:<30}{value:>10.3f}")
+    print(f"correctness checks: {len(checks.passed)} passed, {len(checks.failures)} failed")
+    print("written: " + ", ".join(str(p.relative_to(run.PROJECT_ROOT)) for p in paths))
+    return 1 if checks.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

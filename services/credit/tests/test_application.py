@@ -1,0 +1,857 @@
+"""The credit application against a real PostgreSQL (and RabbitMQ for the test publisher):
+scoring from upstream envelopes in their documented shapes, each list's procedure with its
+response window, expiry by the timer and credit repair, bans and their terms, practitioners'
+ID numbers never in clear, every read of a practitioner's record recorded, and bad input
+refused with nothing written."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from kombu import Connection, Exchange, Producer
+from psycopg import sql
+
+from tuoyu_credit import projections
+from tuoyu_credit.application import (
+    CreditApplication,
+    InstitutionNotFound,
+    PractitionerNotFound,
+)
+from tuoyu_credit.domain import DomainRuleViolated, practitioner_id_for
+from tuoyu_credit.reactions import (
+    inspection_consumer,
+    registration_consumer,
+    subsidy_consumer,
+)
+from tuoyu_credit.rules_config import ENV_VAR, CreditRules, RulesFileInvalid, load_rules
+from tuoyu_credit.worker import Timers
+from tuoyu_registration.samples import sample_credit_code, sample_resident_id
+from tuoyu_shared.catalogue import SchemaViolation, validate_envelope
+from tuoyu_shared.context import command_context
+from tuoyu_shared.envelope import Envelope
+from tuoyu_shared.testing import wait_for
+from tuoyu_shared.validation import ValidationFailed, mask_name, mask_resident_id
+
+# Monday 2025-03-03, 10:00 in Shanghai.
+MONDAY = datetime(2025, 3, 3, 2, 0, tzinfo=UTC)
+SD, TR = "serious_dishonesty", "trust_reward"
+BASIS = "《社会信用体系建设条例》第二十条"
+BAN_BASIS = "《中华人民共和国刑法》第三十七条之一"
+NAMESPACE = uuid.UUID("0b9c2e4a-51d7-4f0e-8a3c-6d2e1f4b7a90")
+ID_1, ID_2, ID_3 = sample_resident_id(301), sample_resident_id(302), sample_resident_id(303)
+NAME = "张三丰"
+
+
+class Clock:
+    def __init__(self, now: datetime):
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, days: int) -> None:
+        self.now += timedelta(days=days)
+
+
+@pytest.fixture
+def clock():
+    return Clock(MONDAY)
+
+
+@pytest.fixture
+def app(settings_factory, clock):
+    application = CreditApplication(settings_factory("credit"), clock=clock)
+    yield application
+    application.close()
+
+
+# ---- upstream envelopes in their documented shapes -------------------------------------------
+class Upstream:
+    """A test publisher of one upstream service: numbers its envelopes like a notification
+    log, and serves that log to the consumer for gap filling."""
+
+    def __init__(self, source: str):
+        self.source = source
+        self.log: list[Envelope] = []
+
+    def publish(self, event_type: str, payload: dict[str, Any],
+                aggregate_id: str | None = None) -> Envelope:
+        aggregate_id = aggregate_id or str(uuid.uuid4())
+        version = 1 + sum(1 for e in self.log if e.aggregate_id == aggregate_id)
+        envelope = Envelope(
+            event_id=str(uuid.uuid5(NAMESPACE, f"{self.source}:{aggregate_id}:{version}")),
+            event_type=event_type, schema_version=1, source=self.source,
+            aggregate_id=aggregate_id, aggregate_version=version,
+            notification_id=len(self.log) + 1, occurred_at="2025-03-03T02:00:00+00:00",
+            actor="officer-7", department="health", correlation_id="case-7", causation_id="",
+            payload=payload)
+        validate_envelope(envelope.to_dict())  # the documented shape, exactly
+        self.log.append(envelope)
+        return envelope
+
+    def read(self, start: int, limit: int, stop: int | None = None) -> list[Envelope]:
+        return [e for e in self.log if e.notification_id >= start
+                and (stop is None or e.notification_id <= stop)][:limit]
+
+    def head(self) -> int:
+        return len(self.log)
+
+
+def registered_payload(n: int) -> dict[str, Any]:
+    ref = f"{n:032x}"
+    return {"name": f"示范托育园 {n}", "credit_code": sample_credit_code(n),
+            "nature": "for_profit", "kind": "childcare_institution",
+            "registering_authority": "market_regulation",
+            "person_in_charge": {"ref": ref, "name": {"ref": ref, "masked": "王**"},
+                                 "id_number": {"ref": ref, "masked": "310104********0012"},
+                                 "phone": {"ref": ref, "masked": "138****5678"}},
+            "district": "徐汇区", "street": "天平路街道", "address": f"天平路 {n} 号"}
+
+
+def hire_payload(app: CreditApplication, id_number: str, hire_id: str | None = None) -> dict:
+    ref = app.vault.person_ref(id_number)
+    return {"hire_id": hire_id or str(uuid.uuid4()),
+            "practitioner": {"ref": ref, "name": {"ref": ref, "masked": mask_name(NAME)},
+                             "id_number": {"ref": ref, "masked": mask_resident_id(id_number)}},
+            "role": "carer", "certificates": ["育婴师 0001"], "requested_on": "2025-03-03"}
+
+
+@pytest.fixture
+def registration(app):
+    upstream = Upstream("registration")
+    return upstream, registration_consumer(app, log_reader=upstream)
+
+
+@pytest.fixture
+def inspection(app):
+    upstream = Upstream("inspection")
+    return upstream, inspection_consumer(app, log_reader=upstream)
+
+
+@pytest.fixture
+def subsidy(app):
+    upstream = Upstream("subsidy")
+    return upstream, subsidy_consumer(app, log_reader=upstream)
+
+
+def institution(registration, n: int = 1) -> str:
+    upstream, consumer = registration
+    envelope = upstream.publish("InstitutionRegistered", registered_payload(n))
+    consumer.handle(envelope)
+    return envelope.aggregate_id
+
+
+def finding(institution_id: str, severity: str, n: int = 1) -> dict[str, Any]:
+    return {"visit_id": f"visit-{n}", "institution_id": institution_id,
+            "finding_id": f"finding-{n}", "severity": severity, "item": "一日三检",
+            "description": "晨检记录缺失"}
+
+
+# ---- what is written --------------------------------------------------------------------------
+def counts(app) -> tuple[int, int, int]:
+    with psycopg.connect(app.settings.database_url) as conn:
+        return tuple(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+                     for table in ("credit_events", "personal_data_keys",
+                                   "practitioner_reads"))
+
+
+def refused(app, command: str, *args) -> list[dict]:
+    before = counts(app)
+    with pytest.raises(ValidationFailed) as e:
+        getattr(app, command)(*args)
+    assert counts(app) == before, "a refused command wrote something"
+    return e.value.to_dict()["errors"]
+
+
+def fields(errors: list[dict]) -> set[str]:
+    return {e["field"] for e in errors}
+
+
+def score(app, institution_id: str) -> tuple[int, str]:
+    report = app.institution_credit_report(institution_id)
+    return report["score"], report["grade"]
+
+
+def events_of(app, event_type: str) -> list[Envelope]:
+    return [e for e in app.read_log(1, 10000) if e.event_type == event_type]
+
+
+def ban(app, person_ref: str, term: Any = 3, **overrides) -> str:
+    data = {"source": "court_ruling", "legal_basis": BAN_BASIS,
+            "evidence": ["(2025)沪0104刑初12号"], "officer": "officer-1", "term": term}
+    data.update(overrides)
+    return app.impose_ban(person_ref, data)
+
+
+def check(app, purpose: str = "hire screening", **who) -> dict[str, Any]:
+    return app.check_practitioner({**who, "purpose": purpose})
+
+
+# ---- scoring from upstream events -------------------------------------------------------------
+def test_registration_opens_credit_and_a_demonstration_level_commends(app, registration):
+    upstream, consumer = registration
+    institution_id = institution(registration)
+    assert score(app, institution_id) == (100, "B")
+    granted = upstream.publish("InstitutionDemonstrationLevelGranted", {
+        "level": "provincial", "granted_on": "2025-03-03", "document": "沪卫〔2025〕1号"},
+        aggregate_id=institution_id)
+    consumer.handle(granted)
+    assert score(app, institution_id) == (110, "A")
+    head = app.log_head()
+    consumer.handle(granted)  # redelivered: nothing changes
+    consumer.handle(upstream.log[0])
+    assert app.log_head() == head and score(app, institution_id) == (110, "A")
+    report = app.institution_credit_report(institution_id)
+    score_change, grade_change = report["history"][1:]
+    assert (score_change["reason"], score_change["cause_ref"]) == (
+        "demonstration status granted: +10", granted.event_id)
+    assert score_change["data"]["details"] == {"level": "provincial",
+                                               "document": "沪卫〔2025〕1号"}
+    assert score_change["causation_id"] == granted.event_id
+    assert score_change["correlation_id"] == "case-7"
+    assert (grade_change["reason"], grade_change["cause_ref"]) == ("grade B → A",
+                                                                   granted.event_id)
+    # An imported filing opens a record too, and an institution opens only once.
+    imported = upstream.publish("InstitutionImported", {
+        **registered_payload(2), "filing": {"total_places": 40},
+        "receipt": {"number": "BA-2", "issued_on": "2025-01-02"}, "source": "provincial-csv"})
+    consumer.handle(imported)
+    assert score(app, imported.aggregate_id) == (100, "B")
+
+
+def test_inspection_and_subsidy_events_score_once_each(app, registration, inspection,
+                                                       subsidy):
+    institution_id = institution(registration)
+    inspections, by_inspection = inspection
+    subsidies, by_subsidy = subsidy
+    expected = [("minor", 98, "B"), ("major", 93, "B"), ("serious", 83, "C")]
+    for n, (severity, points, grade) in enumerate(expected, start=1):
+        by_inspection.handle(inspections.publish(
+            "InspectionFindingRecorded", finding(institution_id, severity, n)))
+        assert score(app, institution_id) == (points, grade)
+    by_inspection.handle(inspections.publish("RectificationOverdue", {
+        "order_id": "order-1", "institution_id": institution_id, "due_on": "2025-02-28"}))
+    assert score(app, institution_id) == (73, "C")
+    by_inspection.handle(inspections.publish("CleanInspectionPeriodCompleted", {
+        "institution_id": institution_id, "period": "2024-H2"}))
+    assert score(app, institution_id) == (78, "C")
+    # A clawback for an error says nothing about honesty; one for fraud costs 30.
+    by_subsidy.handle(subsidies.publish("SubsidyClawedBack", {
+        "application_id": "app-1", "institution_id": institution_id, "amount_fen": 300000,
+        "reason": "error"}))
+    assert score(app, institution_id) == (78, "C")
+    fraud = subsidies.publish("SubsidyClawedBack", {
+        "application_id": "app-2", "institution_id": institution_id,
+        "amount_fen": 3_000_000, "reason": "fraud"})
+    by_subsidy.handle(fraud)
+    assert score(app, institution_id) == (48, "D")
+    refused_visit = inspections.publish("InspectionRefused", {"visit_id": "visit-9",
+                                                              "institution_id": institution_id})
+    by_inspection.handle(refused_visit)
+    assert score(app, institution_id) == (28, "D")
+    # Redeliveries change nothing: not the last one, not an earlier one.
+    head = app.log_head()
+    for envelope in (refused_visit, fraud, inspections.log[0]):
+        (by_subsidy if envelope.source == "subsidy" else by_inspection).handle(envelope)
+    assert app.log_head() == head and score(app, institution_id) == (28, "D")
+    # The same upstream event again under a new notification id (an upstream replay): the
+    # cause is remembered, so the score does not move twice.
+    inspections.log.append(Envelope(**{**refused_visit.to_dict(), "notification_id": 7}))
+    by_inspection.handle(inspections.log[-1])
+    assert score(app, institution_id) == (28, "D")
+    history = app.institution_credit_report(institution_id)["history"]
+    causes = [h["cause_ref"] for h in history if h["event_type"].endswith("ScoreChanged")]
+    assert causes == [e.event_id for e in inspections.log[:5]] + [fraud.event_id,
+                                                                  refused_visit.event_id]
+    grades = [(h["data"]["old_grade"], h["data"]["new_grade"]) for h in history
+              if h["event_type"].endswith("GradeChanged")]
+    assert grades == [("B", "C"), ("C", "D")]
+    app.views_projector().catch_up()
+    assert [(r["institution_id"], r["score"], r["grade"]) for r in app.credit_register(
+        grade="D")] == [(institution_id, 28, "D")]
+
+
+def test_a_gap_is_filled_from_the_upstream_log_in_order(app, registration, inspection):
+    institution_id = institution(registration)
+    inspections, consumer = inspection
+    for n in range(1, 4):
+        inspections.publish("InspectionFindingRecorded", finding(institution_id, "minor", n))
+    consumer.handle(inspections.log[2])  # 1 and 2 were lost on the fast path
+    assert score(app, institution_id) == (94, "B")
+    history = app.institution_credit_report(institution_id)["history"]
+    assert [h["cause_ref"] for h in history[1:]] == [e.event_id for e in inspections.log]
+
+
+def test_an_event_for_an_institution_not_known_yet_opens_its_record(app, inspection):
+    inspections, consumer = inspection
+    institution_id = str(uuid.uuid4())
+    consumer.handle(inspections.publish("InspectionFindingRecorded",
+                                        finding(institution_id, "critical")))
+    assert score(app, institution_id) == (80, "C")
+
+
+def test_an_envelope_off_its_schema_is_parked_and_the_others_flow(app, registration,
+                                                                  inspection):
+    institution_id = institution(registration)
+    inspections, consumer = inspection
+    bad = finding(institution_id, "minor")
+    bad["severity"] = "catastrophic"
+    envelope = Envelope(**{**inspections.publish(
+        "InspectionFindingRecorded", finding(institution_id, "minor")).to_dict(),
+        "payload": bad})
+    inspections.log[-1] = envelope
+    with pytest.raises(SchemaViolation):
+        validate_envelope(envelope.to_dict())
+    consumer.handle(envelope)
+    [parked] = consumer.store.dead_letters()
+    assert parked.notification_id == 1 and "severity" in parked.error
+    consumer.handle(inspections.publish("InspectionFindingRecorded",
+                                        finding(institution_id, "major", 2)))
+    assert score(app, institution_id) == (95, "B")
+
+
+def test_a_test_publisher_over_rabbitmq_reaches_the_consumer(app, registration, servers,
+                                                             unique):
+    institution_id = institution(registration)
+    inspections = Upstream("inspection")
+    consumer = inspection_consumer(app, servers.amqp_uri, exchange=f"inspection-{unique}.events",
+                                   log_reader=inspections)
+    stop, ready = threading.Event(), threading.Event()
+    thread = threading.Thread(target=consumer.run, args=(stop, ready), daemon=True)
+    thread.start()
+    try:
+        assert ready.wait(20)
+        exchange = Exchange(f"inspection-{unique}.events", "topic", durable=True)
+        with Connection(servers.amqp_uri) as conn:
+            producer = Producer(conn.default_channel, exchange=exchange)
+            for n, severity in enumerate(("critical", "minor"), start=1):
+                envelope = inspections.publish("InspectionFindingRecorded",
+                                               finding(institution_id, severity, n))
+                producer.publish(envelope.to_json(), routing_key=envelope.event_type,
+                                 content_type="application/json", delivery_mode=2,
+                                 declare=[exchange])
+        wait_for(lambda: consumer.store.position("inspection") == 2, what="two applied")
+    finally:
+        stop.set()
+        thread.join(timeout=20)
+    assert score(app, institution_id) == (78, "C")
+
+
+def test_rules_come_from_the_configuration_file(settings_factory, clock, tmp_path,
+                                                monkeypatch, registration):
+    path = tmp_path / "rules.json"
+    path.write_text(json.dumps({
+        "scoring": {"initial_score": 90, "finding_deductions": {
+            "minor": 1, "major": 3, "serious": 30, "critical": 60}},
+        "listing": {"response_window_working_days": 5}}), encoding="utf-8")
+    monkeypatch.setenv(ENV_VAR, str(path))
+    configured = CreditApplication(settings_factory("credit"), clock=clock)
+    try:
+        upstream, _ = registration
+        consumer = registration_consumer(configured, log_reader=upstream)
+        opened = upstream.publish("InstitutionRegistered", registered_payload(3))
+        consumer.handle(opened)
+        assert score(configured, opened.aggregate_id) == (90, "B")
+        inspections = Upstream("inspection")
+        inspection_consumer(configured, log_reader=inspections).handle(inspections.publish(
+            "InspectionFindingRecorded", finding(opened.aggregate_id, "serious")))
+        assert score(configured, opened.aggregate_id) == (60, "D")
+        # Five working days from Monday 2025-03-03 is Monday 2025-03-10.
+        configured.propose_listing(opened.aggregate_id, SD, proposal())
+        assert configured.send_listing_notice(opened.aggregate_id, SD, {
+            "officer": "officer-1"}) == {"respond_by": "2025-03-10"}
+    finally:
+        configured.close()
+    path.write_text(json.dumps({"scoring": {"max_score": "lots", "bonus": 3},
+                                "listing": {"response_window_days": 0}}))
+    with pytest.raises(RulesFileInvalid) as e:
+        load_rules()
+    for field in ("scoring.max_score", "scoring.bonus", "listing.response_window_days"):
+        assert field in str(e.value)
+    assert load_rules(env={}) == CreditRules()
+
+
+# ---- the listing procedure --------------------------------------------------------------------
+def proposal(term_days: int = 365) -> dict[str, Any]:
+    return {"legal_basis": BASIS, "evidence": ["处罚决定书 2025-001"], "officer": "officer-1",
+            "proposed_term_days": term_days}
+
+
+def decision(decision: str = "listed", **overrides) -> dict[str, Any]:
+    data = {"decision": decision, "officer": "officer-2", "reason": "骗取补贴属实",
+            "legal_basis": BASIS, "evidence": ["处罚决定书 2025-001"]}
+    data.update(overrides)
+    return data
+
+
+def listed(app, institution_id: str, list_name: str = SD, term_days: int = 365) -> None:
+    app.propose_listing(institution_id, list_name, proposal(term_days))
+    app.send_listing_notice(institution_id, list_name, {"officer": "officer-1"})
+    app.receive_listing_response(institution_id, list_name, {"statement": "已整改"})
+    app.decide_listing(institution_id, list_name, decision())
+
+
+def test_dishonesty_listing_waits_for_the_response_window(app, registration, clock):
+    institution_id = institution(registration)
+    assert app.propose_listing(institution_id, SD, proposal()) == {
+        "listing_id": "serious_dishonesty-1"}
+    clock.advance(1)  # notice on Tuesday 03-04: respond by 03-11 (7 calendar days)
+    assert app.send_listing_notice(institution_id, SD, {"officer": "officer-1"}) == {
+        "respond_by": "2025-03-11"}
+    app.views_projector().catch_up()
+    [due] = app.listings_due()
+    assert (due["state"], due["respond_by"], due["decidable"]) == ("noticed", "2025-03-11",
+                                                                   False)
+    clock.advance(7)  # 03-11: the last day to respond, no decision yet
+    with pytest.raises(DomainRuleViolated) as e:
+        app.decide_listing(institution_id, SD, decision())
+    assert e.value.state == "noticed" and "may respond until 2025-03-11" in str(e.value)
+    clock.advance(1)  # 03-12: too late to respond, time to decide
+    with pytest.raises(DomainRuleViolated) as e:
+        app.receive_listing_response(institution_id, SD, {"statement": "迟到的申辩"})
+    assert "closed on 2025-03-11" in str(e.value)
+    app.views_projector().catch_up()
+    assert app.listings_due()[0]["decidable"] is True
+    assert app.decide_listing(institution_id, SD, decision(term_days=30)) == {
+        "listing_id": "serious_dishonesty-1", "decision": "listed",
+        "term_start": "2025-03-12", "term_end": "2025-04-11"}
+    report = app.institution_credit_report(institution_id)
+    assert report["lists"] == [SD]
+    [listing] = report["listings"]
+    assert (listing["state"], listing["legal_basis"], listing["decided_by"]) == (
+        "listed", BASIS, "officer-2")
+    steps = [h["event_type"] for h in report["history"]]
+    assert steps[1:] == ["InstitutionCreditListingProposed", "InstitutionCreditListingNoticeSent",
+                         "InstitutionCreditListingDecided"]
+    assert "listed until 2025-04-11 by officer-2: 骗取补贴属实" in report["history"][-1]["reason"]
+    decided = events_of(app, "InstitutionCreditListingDecided")[0].payload
+    assert (decided["institution_id"], decided["list_name"], decided["decision"],
+            decided["listing_id"]) == (institution_id, SD, "listed", "serious_dishonesty-1")
+    app.views_projector().catch_up()
+    assert [r["institution_id"] for r in app.credit_register(list_name=SD)] == [institution_id]
+
+
+def test_a_response_within_the_window_allows_an_early_decision_to_drop(app, registration):
+    institution_id = institution(registration)
+    app.propose_listing(institution_id, SD, proposal())
+    app.send_listing_notice(institution_id, SD, {"officer": "officer-1"})
+    app.receive_listing_response(institution_id, SD, {"statement": "补贴已全部退回，系会计差错"})
+    app.decide_listing(institution_id, SD, decision("dropped", reason="差错而非欺骗"))
+    report = app.institution_credit_report(institution_id)
+    assert report["lists"] == [] and report["listings"][0]["state"] == "dropped"
+    # A new proposal may follow a dropped one; a listing needs a legal basis.
+    app.propose_listing(institution_id, SD, proposal())
+    app.send_listing_notice(institution_id, SD, {"officer": "officer-1"})
+    app.receive_listing_response(institution_id, SD, {"statement": "无"})
+    with pytest.raises(DomainRuleViolated) as e:
+        app.decide_listing(institution_id, SD, decision(legal_basis=""))
+    assert "legal basis" in str(e.value)
+
+
+def test_trust_reward_listing_and_its_expiry_by_the_timer(app, registration, clock):
+    institution_id = institution(registration)
+    other = institution(registration, 2)
+    app.propose_listing(institution_id, TR, proposal(term_days=30))
+    app.send_listing_notice(institution_id, TR, {"officer": "officer-1"})
+    clock.advance(8)  # 03-11: the window (until 03-10) has passed without a response
+    app.decide_listing(institution_id, TR, decision(reason="连续三年无违规", legal_basis=""))
+    listed(app, other, SD, term_days=60)
+    assert app.institution_credit_report(institution_id)["lists"] == [TR]
+    clock.advance(29)  # 04-09: the last day of the term
+    assert app.expire_listings()["expired"] == []
+    clock.advance(1)  # 04-10: the term [03-11, 04-10) is over
+    result = app.expire_listings()
+    assert result["expired"] == [{"institution_id": institution_id,
+                                  "listing_id": "trust_reward-1"}]
+    assert app.expire_listings()["expired"] == []  # a second run records nothing
+    report = app.institution_credit_report(institution_id)
+    assert report["lists"] == [] and report["listings"][0]["state"] == "expired"
+    [expired] = events_of(app, "InstitutionCreditListingExpired")
+    assert expired.payload == {"institution_id": institution_id, "listing_id": "trust_reward-1",
+                               "list_name": TR, "on": "2025-04-10"}
+    assert app.institution_credit_report(other)["lists"] == [SD]  # its term runs on
+    app.views_projector().catch_up()
+    assert {r["institution_id"]: r["lists"] for r in app.credit_register()} == {
+        institution_id: [], other: [SD]}
+
+
+def test_credit_repair_rejected_then_approved_removes_the_entry_early(app, registration,
+                                                                      clock):
+    institution_id = institution(registration)
+    listed(app, institution_id)
+    clock.advance(60)
+    repair = {"application": "已退回全部补贴并完成整改", "evidence": ["退款凭证 88"]}
+    review = {"officer": "officer-3", "legal_basis": "《失信行为纠正后的信用信息修复管理办法》",
+              "evidence": ["审核意见 12"]}
+    app.apply_for_repair(institution_id, SD, repair)
+    assert app.review_repair(institution_id, SD, {**review, "approved": False,
+                                                  "reason": "整改未完成"}) == {"state": "listed"}
+    assert app.institution_credit_report(institution_id)["lists"] == [SD]
+    clock.advance(30)
+    app.apply_for_repair(institution_id, SD, repair)
+    assert app.review_repair(institution_id, SD, {**review, "approved": True,
+                                                  "reason": "整改完毕"}) == {"state": "removed"}
+    report = app.institution_credit_report(institution_id)
+    assert report["lists"] == []
+    assert report["history"][-1]["reason"] == "removed from the serious_dishonesty list after " \
+                                              "credit repair"
+    [removed] = events_of(app, "InstitutionCreditListingRemovedEarly")
+    assert (removed.payload["institution_id"], removed.payload["on"]) == (institution_id,
+                                                                          "2025-06-01")
+    clock.advance(400)
+    assert app.expire_listings()["expired"] == []  # nothing left to expire
+    # Repair is for dishonesty entries only.
+    listed(app, institution_id, TR)
+    with pytest.raises(DomainRuleViolated) as e:
+        app.apply_for_repair(institution_id, TR, repair)
+    assert "serious_dishonesty list only" in str(e.value)
+
+
+def test_steps_out_of_order_and_unknown_institutions(app, registration):
+    institution_id = institution(registration)
+    with pytest.raises(DomainRuleViolated) as e:
+        app.send_listing_notice(institution_id, SD, {"officer": "officer-1"})
+    assert e.value.state == "none"
+    app.propose_listing(institution_id, SD, proposal())
+    with pytest.raises(DomainRuleViolated) as e:
+        app.propose_listing(institution_id, SD, proposal())
+    assert e.value.state == "proposed"
+    with pytest.raises(InstitutionNotFound):
+        app.propose_listing(str(uuid.uuid4()), SD, proposal())
+    with pytest.raises(InstitutionNotFound):
+        app.institution_credit_report(str(uuid.uuid4()))
+    assert fields(refused(app, "listing_step", institution_id, SD, "bribe", {})) == {"step"}
+
+
+# ---- practitioners: bans and their terms, checks --------------------------------------------
+def test_bans_bar_for_their_term_and_the_timer_lifts_them(app, clock):
+    ref = app.register_practitioner({"name": NAME, "id_number": ID_1})["person_ref"]
+    assert check(app, id_number=ID_1) == {"barred": False, "ban_reference": None}
+    term_ban = ban(app, ref, term=2, ban_ref="(2025)沪0104刑初12号")
+    assert term_ban == "(2025)沪0104刑初12号"
+    assert check(app, id_number=ID_1) == {"barred": True, "ban_reference": term_ban}
+    assert check(app, person_ref=ref) == {"barred": True, "ban_reference": term_ban}
+    [imposed] = events_of(app, "PractitionerBanImposed")
+    assert (imposed.payload["person_ref"], imposed.payload["ban_ref"],
+            imposed.payload["starts_on"], imposed.payload["ends_on"]) == (
+        ref, term_ban, "2025-03-03", "2027-03-03")
+    with pytest.raises(DomainRuleViolated) as e:
+        ban(app, ref, ban_ref=term_ban)
+    assert e.value.state == "imposed"
+    clock.now = datetime(2027, 3, 2, 2, tzinfo=UTC)
+    assert app.lift_expired_bans()["lifted"] == []
+    assert check(app, id_number=ID_1)["barred"] is True
+    clock.advance(1)  # 2027-03-03: the two years are over, even before the timer runs
+    assert check(app, id_number=ID_1) == {"barred": False, "ban_reference": None}
+    assert app.lift_expired_bans()["lifted"] == [{"person_ref": ref, "ban_ref": term_ban}]
+    assert app.lift_expired_bans()["lifted"] == []  # idempotent
+    [lifted] = events_of(app, "PractitionerBanLifted")
+    assert lifted.payload == {"person_ref": ref, "ban_ref": term_ban, "on": "2027-03-03",
+                              "reason": "term ended"}
+    # A lifetime ban from an abuse finding never lifts, and is the reference a check gives.
+    life = ban(app, ref, term="lifetime", source="abuse_finding")
+    one_year = ban(app, ref, term=1)
+    assert check(app, id_number=ID_1) == {"barred": True, "ban_reference": life}
+    clock.now = datetime(2090, 1, 1, tzinfo=UTC)
+    assert [b["ban_ref"] for b in app.lift_expired_bans()["lifted"]] == [one_year]
+    assert check(app, id_number=ID_1) == {"barred": True, "ban_reference": life}
+    with pytest.raises(PractitionerNotFound):
+        ban(app, "0" * 32)
+
+
+def test_yearly_check_answers_from_the_bans_in_force(app, registration):
+    institution_id = institution(registration)
+    ref = app.register_practitioner({"name": NAME, "id_number": ID_1})["person_ref"]
+    first = app.request_check(ref, {"institution_id": institution_id})
+    assert (first["outcome"], first["reference"]) == ("cleared", first["check_id"])
+    ban_ref = ban(app, ref)
+    second = app.request_check(ref, {"check_id": "yearly-2025-1"})
+    assert second == {"check_id": "yearly-2025-1", "outcome": "barred", "reference": ban_ref}
+    completed = [e.payload for e in events_of(app, "PractitionerCheckCompleted")]
+    assert [(c["institution_id"], c["person_ref"], c["outcome"]) for c in completed] == [
+        (institution_id, ref, "cleared"), (None, ref, "barred")]
+    with pytest.raises(DomainRuleViolated):
+        app.request_check(ref, {"check_id": "yearly-2025-1"})
+    with pytest.raises(PractitionerNotFound):
+        app.request_check("f" * 32, {})
+
+
+def test_a_hire_is_checked_at_once_and_an_unknown_person_kept_by_ref_and_masks(
+        app, registration):
+    upstream, consumer = registration
+    institution_id = institution(registration)
+    hire = upstream.publish("InstitutionPractitionerHireRequested", hire_payload(app, ID_2),
+                            aggregate_id=institution_id)
+    consumer.handle(hire)
+    ref = app.vault.person_ref(ID_2)
+    [registered] = events_of(app, "PractitionerRegistered")
+    assert registered.payload == {
+        "person_ref": ref, "registered_from": "hire",
+        "name": {"ref": ref, "masked": "张**"},
+        "id_number": {"ref": ref, "masked": mask_resident_id(ID_2)}}
+    [completed] = events_of(app, "PractitionerCheckCompleted")
+    assert {k: completed.payload[k] for k in ("check_id", "institution_id", "outcome",
+                                              "reference", "person_ref")} == {
+        "check_id": hire.payload["hire_id"], "institution_id": institution_id,
+        "outcome": "cleared", "reference": hire.payload["hire_id"], "person_ref": ref}
+    head = app.log_head()
+    consumer.handle(hire)
+    assert app.log_head() == head
+    # The officer registers the same person: the sealed name and number go onto the record.
+    assert app.register_practitioner({"name": NAME, "id_number": ID_2}) == {
+        "person_ref": ref, "created": False}
+    [sealed] = events_of(app, "PractitionerIdentitySealed")
+    assert sealed.payload["id_number"] == {"ref": ref, "masked": mask_resident_id(ID_2)}
+    before = counts(app)
+    assert app.register_practitioner({"name": NAME, "id_number": ID_2})["created"] is False
+    assert counts(app) == before  # idempotent: nothing written
+    # A hire of a banned person is answered barred, with the ban's reference.
+    ban_ref = ban(app, ref, term="lifetime")
+    second = upstream.publish("InstitutionPractitionerHireRequested", hire_payload(app, ID_2),
+                              aggregate_id=institution_id)
+    consumer.handle(second)
+    last = events_of(app, "PractitionerCheckCompleted")[-1].payload
+    assert (last["check_id"], last["outcome"], last["reference"]) == (
+        second.payload["hire_id"], "barred", ban_ref)
+
+
+# ---- personal data and the audit of reads -----------------------------------------------------
+def table_texts(database_url: str) -> dict[str, str]:
+    """Every row of every table, as text (bytea decoded, so event states are read too)."""
+    texts = {}
+    with psycopg.connect(database_url) as conn:
+        tables = [r[0] for r in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()]
+        for table in tables:
+            rows = conn.execute(sql.SQL("SELECT * FROM {}").format(sql.Identifier(table)))
+            parts = []
+            for row in rows.fetchall():
+                for value in row:
+                    if isinstance(value, (bytes, memoryview)):
+                        parts.append(bytes(value).decode("utf-8", "replace"))
+                    else:
+                        parts.append(str(value))
+            texts[table] = "\n".join(parts)
+    return texts
+
+
+def test_the_database_holds_no_id_number_in_clear(app, registration, inspection, clock):
+    upstream, consumer = registration
+    institution_id = institution(registration)
+    with command_context(actor="officer-1", department="credit"):
+        ref = app.register_practitioner({"name": NAME, "id_number": ID_1})["person_ref"]
+        ban(app, ref, term=1)
+        check(app, id_number=ID_1)
+        check(app, id_number=ID_3)  # someone never registered
+        app.practitioner_reads(ref, {"purpose": "audit"})
+        app.request_check(ref, {})
+    consumer.handle(upstream.publish("InstitutionPractitionerHireRequested",
+                                     hire_payload(app, ID_2), aggregate_id=institution_id))
+    app.register_practitioner({"name": "李四", "id_number": ID_2})
+    listed(app, institution_id)
+    for _ in range(100):  # enough commands on one record to take a snapshot
+        app.request_check(ref, {})
+    clock.advance(400)
+    app.lift_expired_bans()
+    app.expire_listings()
+    app.views_projector().catch_up()
+    texts = table_texts(app.settings.database_url)
+    assert {"credit_events", "credit_snapshots", "personal_data_keys", "practitioner_reads",
+            "credit_register", "bans_due", "consumer_tracking"} <= set(texts)
+    assert mask_resident_id(ID_1) in texts["credit_events"]  # the search reads the events
+    assert ref in texts["credit_snapshots"]
+    everything = "\n".join(texts.values())
+    for id_number in (ID_1, ID_2, ID_3):
+        assert id_number not in everything
+        assert id_number[:14] not in everything and id_number[6:] not in everything
+    for name in (NAME, "李四"):
+        assert name not in everything
+    # The sealed values open with the person's key, inside this service only.
+    person = app.repository.get(practitioner_id_for(ref))
+    assert app.vault.open(person.id_number) == ID_1 and app.vault.open(person.name) == NAME
+    # Published envelopes carry masks and refs only.
+    published = json.dumps([e.to_dict() for e in app.read_log(1, 10000)], ensure_ascii=False)
+    assert ID_1 not in published and "sealed" not in published
+
+
+def test_every_read_of_a_practitioner_is_recorded_before_it_is_answered(app, clock):
+    ref = app.register_practitioner({"name": NAME, "id_number": ID_1})["person_ref"]
+    ban_ref = ban(app, ref)
+    with command_context(actor="officer-5", department="health", correlation_id="hire-99"):
+        assert check(app, "hiring a carer at 小星星托育园", id_number=ID_1) == {
+            "barred": True, "ban_reference": ban_ref}
+    clock.advance(1)
+    with command_context(actor="officer-6", department="education"):
+        check(app, "annual roster review", person_ref=ref)
+        reads = app.practitioner_reads(ref, {"purpose": "complaint 2025-17"})
+    assert [(r["actor"], r["department"], r["purpose"], r["query"], r["record_found"],
+             r["answered_barred"], r["answered_ban_reference"]) for r in reads] == [
+        ("officer-5", "health", "hiring a carer at 小星星托育园", "check_by_id_number", True,
+         True, ban_ref),
+        ("officer-6", "education", "annual roster review", "check_by_person_ref", True, True,
+         ban_ref),
+        ("officer-6", "education", "complaint 2025-17", "read_audit", True, None, None)]
+    assert reads[0]["correlation_id"] == "hire-99"
+    assert datetime.fromisoformat(reads[0]["read_at"]) == MONDAY
+    assert datetime.fromisoformat(reads[1]["read_at"]) == MONDAY + timedelta(days=1)
+    # Someone with no record: the lookup is a read all the same, kept by the keyed hash.
+    assert check(app, "hire screening", id_number=ID_3) == {"barred": False,
+                                                            "ban_reference": None}
+    unknown = app.practitioner_reads(app.vault.person_ref(ID_3), {"purpose": "audit"})
+    assert [(r["query"], r["record_found"]) for r in unknown] == [
+        ("check_by_id_number", False), ("read_audit", False)]
+    # No purpose, no answer; and the audit cannot be rewritten.
+    assert fields(refused(app, "check_practitioner", {"id_number": ID_1})) == {"purpose"}
+    assert fields(refused(app, "check_practitioner", {
+        "id_number": ID_1, "purpose": f"checking {ID_1}"})) == {"purpose"}
+    assert fields(refused(app, "practitioner_reads", ref, {})) == {"purpose"}
+    with psycopg.connect(app.settings.database_url) as conn:
+        for statement in ("UPDATE practitioner_reads SET purpose = 'x'",
+                          "DELETE FROM practitioner_reads", "TRUNCATE practitioner_reads"):
+            with pytest.raises(psycopg.errors.RaiseException):
+                conn.execute(statement)
+            conn.rollback()
+
+
+# ---- bad input ------------------------------------------------------------------------------
+def test_bad_input_is_refused_naming_each_field_and_nothing_is_written(app, registration):
+    institution_id = institution(registration)
+    ref = app.register_practitioner({"name": NAME, "id_number": ID_1})["person_ref"]
+    bad_id = ID_2[:-1] + ("0" if ID_2[-1] != "0" else "1")
+    errors = refused(app, "register_practitioner", {"name": "", "id_number": bad_id})
+    assert fields(errors) == {"name", "id_number"}
+    assert ID_2[:6] not in json.dumps(errors)  # the reason never repeats the number
+    assert fields(refused(app, "impose_ban", "not-a-ref", {
+        "source": "rumour", "legal_basis": "", "evidence": [], "officer": "o",
+        "term": 0})) == {"person_ref", "source", "legal_basis", "evidence", "term"}
+    assert fields(refused(app, "impose_ban", ref, {
+        "source": "court_ruling", "legal_basis": BAN_BASIS, "evidence": [f"判决 {ID_1}"],
+        "officer": "o", "term": "forever", "starts_on": "2025-02-30"})) == {
+        "evidence[0]", "term", "starts_on"}
+    assert fields(refused(app, "check_practitioner", {
+        "id_number": ID_1, "person_ref": ref, "purpose": "x"})) == {"id_number"}
+    assert fields(refused(app, "check_practitioner", {"person_ref": "ABC",
+                                                      "purpose": "x"})) == {"person_ref"}
+    assert fields(refused(app, "request_check", ref, {
+        "reason": "hire", "institution_id": "nope"})) == {"reason", "institution_id"}
+    assert fields(refused(app, "propose_listing", institution_id, "blacklist", {
+        "legal_basis": BASIS, "evidence": "file", "proposed_term_days": 0})) == {
+        "list_name", "evidence", "officer", "proposed_term_days"}
+    assert fields(refused(app, "propose_listing", "not-a-uuid", SD, proposal())) == {
+        "institution_id"}
+    app.propose_listing(institution_id, SD, proposal())
+    app.send_listing_notice(institution_id, SD, {"officer": "officer-1"})
+    assert fields(refused(app, "receive_listing_response", institution_id, SD, {})) == {
+        "statement"}
+    assert fields(refused(app, "decide_listing", institution_id, SD, {
+        "decision": "maybe", "term_days": "30"})) == {
+        "decision", "officer", "reason", "evidence", "term_days"}
+    assert fields(refused(app, "review_repair", institution_id, SD, {"approved": "yes"})) == {
+        "approved", "officer", "reason", "legal_basis", "evidence"}
+    assert fields(refused(app, "record_scoring_cause", institution_id, {
+        "cause_type": "finding_recorded", "cause_ref": "paper-1"})) == {"severity"}
+    assert fields(refused(app, "credit_register", "E")) == {"grade"}
+
+
+def test_an_officer_may_record_a_scoring_cause_once(app, registration):
+    institution_id = institution(registration)
+    cause = {"cause_type": "finding_recorded", "cause_ref": "纸质检查 2025-3",
+             "severity": "critical", "note": "联合检查（纸质记录）"}
+    assert app.record_scoring_cause(institution_id, cause) == {
+        "applied": True, "score": 80, "grade": "C"}
+    assert app.record_scoring_cause(institution_id, cause) == {
+        "applied": False, "score": 80, "grade": "C"}
+    with pytest.raises(InstitutionNotFound):
+        app.record_scoring_cause(str(uuid.uuid4()), cause)
+
+
+# ---- published events, query tables and the timer part --------------------------------------
+def test_published_envelopes_match_the_catalogue(app, registration, clock):
+    upstream, consumer = registration
+    institution_id = institution(registration)
+    consumer.handle(upstream.publish("InstitutionPractitionerHireRequested",
+                                     hire_payload(app, ID_2), aggregate_id=institution_id))
+    ref = app.register_practitioner({"name": NAME, "id_number": ID_2})["person_ref"]
+    ban(app, ref, term=1)
+    listed(app, institution_id)
+    app.apply_for_repair(institution_id, SD, {"application": "a", "evidence": ["e"]})
+    app.review_repair(institution_id, SD, {"approved": True, "officer": "o", "reason": "r",
+                                           "legal_basis": "b", "evidence": ["e"]})
+    clock.advance(400)
+    app.lift_expired_bans()
+    app.record_scoring_cause(institution_id, {"cause_type": "inspection_refused",
+                                              "cause_ref": "r-1"})
+    envelopes = app.read_log(1, 10000)
+    for envelope in envelopes:
+        validate_envelope(envelope.to_dict())
+    assert {e.event_type for e in envelopes} >= {
+        "InstitutionCreditOpened", "PractitionerRegistered", "PractitionerCheckRequested",
+        "PractitionerCheckCompleted", "PractitionerIdentitySealed", "PractitionerBanImposed",
+        "PractitionerBanLifted", "InstitutionCreditListingDecided",
+        "InstitutionCreditListingRemovedEarly", "InstitutionCreditScoreChanged",
+        "InstitutionCreditGradeChanged", "InstitutionCreditRepairReviewed"}
+
+
+def test_query_tables_rebuilt_from_the_log_equal_the_live_ones(app, registration, inspection):
+    first = institution(registration)
+    second = institution(registration, 2)
+    inspections, consumer = inspection
+    consumer.handle(inspections.publish("InspectionFindingRecorded",
+                                        finding(second, "critical")))
+    listed(app, first)
+    app.propose_listing(second, TR, proposal())
+    ref = app.register_practitioner({"name": NAME, "id_number": ID_1})["person_ref"]
+    ban(app, ref)
+    app.views_projector().catch_up()
+    live = (app.credit_register(), app.listings_due())
+    projections.rebuild(app.settings.database_url)
+    assert app.credit_register() == []
+    app.views_projector().catch_up()
+    assert (app.credit_register(), app.listings_due()) == live
+    assert len(live[0]) == 2 and len(live[1]) == 2
+
+
+def test_the_timer_part_runs_at_start_and_at_its_interval(app, registration, clock):
+    institution_id = institution(registration)
+    listed(app, institution_id, TR, term_days=10)
+    ref = app.register_practitioner({"name": NAME, "id_number": ID_1})["person_ref"]
+    ban(app, ref, term=1)
+    clock.advance(400)
+    timers = Timers(app, interval=0.2, retry=0.2)
+    stop = threading.Event()
+    thread = threading.Thread(target=timers.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: timers.runs >= 2, what="two timer runs")
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert [e.payload["listing_id"] for e in events_of(app, "InstitutionCreditListingExpired")
+            ] == ["trust_reward-1"]
+    [lifted] = events_of(app, "PractitionerBanLifted")
+    assert lifted.payload["person_ref"] == ref
+    assert lifted.actor == "credit-timer"
+    assert Timers.from_env(app, {"TUOYU_CREDIT_TIMER_INTERVAL": "3600"}).interval == 3600
+    assert Timers.from_env(app, {}).interval == 86400
+    with pytest.raises(ValueError):
+        Timers(app, interval=0)
+
+
+def test_an_upstream_not_deployed_yet_reads_as_an_empty_log_but_never_skips_a_gap():
+    from tuoyu_credit.reactions import NotYetDeployedLog
+    from tuoyu_shared.rpc import UnknownService
+
+    class NoService:
+        def call(self, service, method, **kwargs):
+            raise UnknownService(f"no service {service!r} listens for RPC calls")
+
+    upstream = NotYetDeployedLog(NoService(), "inspection")
+    assert upstream.head() == 0 and upstream.deployed is False
+    with pytest.raises(UnknownService):
+        upstream.read(1, 10, 3)

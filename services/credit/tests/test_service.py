@@ -1,0 +1,129 @@
+"""The nameko adapter's handlers, called in this process (no nameko runner, no broker): the
+HTTP status of each outcome and the shape of the RPC answers."""
+
+from __future__ import annotations
+
+import json
+import uuid
+import warnings
+from typing import Any
+
+import pytest
+from werkzeug.test import EnvironBuilder
+from werkzeug.wrappers import Request
+
+from tuoyu_credit.application import CreditApplication
+from tuoyu_registration.samples import sample_resident_id
+
+with warnings.catch_warnings():  # nameko imports eventlet, which warns of its deprecation
+    warnings.simplefilter("ignore")
+    from tuoyu_credit.service import CreditService
+
+ID_NUMBER = sample_resident_id(601)
+BAN = {"source": "court_ruling", "legal_basis": "《刑法》第三十七条之一",
+       "evidence": ["(2025)沪0104刑初12号"], "officer": "officer-1", "term": 5}
+PROPOSAL = {"legal_basis": "《社会信用体系建设条例》第二十条", "evidence": ["处罚决定书 1"],
+            "officer": "officer-1", "proposed_term_days": 365}
+
+
+@pytest.fixture
+def app(settings_factory):
+    application = CreditApplication(settings_factory("credit"))
+    yield application
+    application.close()
+
+
+@pytest.fixture
+def service(app):
+    instance = CreditService.__new__(CreditService)  # the dependency nameko would inject
+    instance.app = app
+    return instance
+
+
+def call(handler, method: str = "POST", body: Any = None, query: dict | None = None,
+         *args: str) -> tuple[int, Any]:
+    data = json.dumps(body) if body is not None else None
+    request = Request(EnvironBuilder(method=method, data=data, query_string=query,
+                                     content_type="application/json").get_environ())
+    response = handler(request, *args)
+    return response.status_code, json.loads(response.get_data(as_text=True))
+
+
+def test_practitioner_endpoints_and_their_statuses(service):
+    status, body = call(service.http_register_practitioner, "POST",
+                        {"name": "李四", "id_number": ID_NUMBER})
+    assert status == 201 and body["created"] is True
+    ref = body["person_ref"]
+    assert call(service.http_register_practitioner, "POST",
+                {"name": "李四", "id_number": ID_NUMBER})[0] == 200
+    status, body = call(service.http_register_practitioner, "POST", {"name": "李四"})
+    assert status == 400 and body["errors"][0]["field"] == "id_number"
+    status, body = call(service.http_impose_ban, "POST", BAN, None, ref)
+    assert status == 201 and body["ban_ref"].startswith("ban-")
+    status, body = call(service.http_impose_ban, "POST", {**BAN, "ban_ref": body["ban_ref"]},
+                        None, ref)
+    assert (status, body["state"]) == (409, "imposed")
+    status, body = call(service.http_impose_ban, "POST", BAN, None, "0" * 32)
+    assert (status, body["error"]) == (404, "PractitionerNotFound")
+    status, body = call(service.http_check_practitioner, "POST",
+                        {"id_number": ID_NUMBER, "purpose": "hire screening"})
+    assert status == 200 and set(body) == {"barred", "ban_reference"} and body["barred"]
+    status, body = call(service.http_check_practitioner, "POST", {"id_number": ID_NUMBER})
+    assert status == 400 and body["errors"][0]["field"] == "purpose"
+    status, body = call(service.http_request_check, "POST", {}, None, ref)
+    assert status == 200 and body["outcome"] == "barred"
+    status, body = call(service.http_practitioner_reads, "POST", {"purpose": "audit"}, None,
+                        ref)
+    assert status == 200 and [r["query"] for r in body["reads"]] == [
+        "check_by_id_number", "read_audit"]
+    status, body = call(service.http_register_practitioner, "POST", None)
+    assert status == 400  # an empty body is an empty object: refused
+    request = Request(EnvironBuilder(method="POST", data="[1, 2]").get_environ())
+    assert service.http_check_practitioner(request).status_code == 400
+
+
+def test_institution_endpoints_and_their_statuses(service, app):
+    institution_id = str(uuid.uuid4())
+    app.save(*app.open_credit(institution_id))
+    status, body = call(service.http_credit_report, "GET", None, None, institution_id)
+    assert status == 200 and (body["score"], body["grade"], body["lists"]) == (100, "B", [])
+    assert call(service.http_credit_report, "GET", None, None, str(uuid.uuid4()))[0] == 404
+    assert call(service.http_credit_report, "GET", None, None, "nope")[0] == 400
+    status, body = call(service.http_listing_step, "POST", PROPOSAL, None, institution_id,
+                        "serious_dishonesty", "propose")
+    assert status == 201 and body["result"] == {"listing_id": "serious_dishonesty-1"}
+    status, body = call(service.http_listing_step, "POST", {"officer": "o"}, None,
+                        institution_id, "serious_dishonesty", "decide-now")
+    assert status == 404 and "propose" in body["steps"]
+    status, body = call(service.http_listing_step, "POST", {"statement": "s"}, None,
+                        institution_id, "serious_dishonesty", "respond")
+    assert (status, body["state"]) == (409, "proposed")
+    status, body = call(service.http_listing_step, "POST", PROPOSAL, None, institution_id,
+                        "blacklist", "propose")
+    assert status == 400 and body["errors"][0]["field"] == "list_name"
+    status, body = call(service.http_scoring_cause, "POST", {
+        "cause_type": "inspection_refused", "cause_ref": "r-1"}, None, institution_id)
+    assert status == 200 and body == {"applied": True, "score": 80, "grade": "C"}
+    assert call(service.http_credit_register, "GET", None, {"grade": "E"})[0] == 400
+    app.views_projector().catch_up()  # the worker's part, done here
+    status, body = call(service.http_credit_register, "GET", None, {"grade": "C"})
+    assert status == 200 and [r["institution_id"] for r in body["institutions"]] == [
+        institution_id]
+    assert call(service.http_listings_due, "GET")[0] == 200
+    assert call(service.http_expire_listings, "POST")[1]["expired"] == []
+    assert call(service.http_lift_expired_bans, "POST")[1]["lifted"] == []
+    assert call(service.health, "GET")[1]["status"] == "ok"
+
+
+def test_rpc_methods_answer_plain_json(service, app):
+    institution_id = str(uuid.uuid4())
+    app.save(*app.open_credit(institution_id))
+    report = service.institution_credit_report(institution_id)
+    json.dumps(report)  # dates and ids as strings
+    assert service.log_head() == 1
+    [envelope] = service.notifications(1, 10)
+    assert envelope["event_type"] == "InstitutionCreditOpened"
+    assert service.propose_listing(institution_id, "trust_reward", PROPOSAL) == {
+        "listing_id": "trust_reward-1"}
+    app.views_projector().catch_up()
+    assert [r["grade"] for r in service.credit_register()] == ["B"]

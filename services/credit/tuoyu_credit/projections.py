@@ -1,0 +1,225 @@
+"""The credit service's own query tables, projected from its own notification log.
+
+- ``credit_register``: every institution's score, grade and the lists it is on (for inspection
+  planning by grade, and for anyone asking "who is on the dishonesty list").
+- ``listings_due``: open list entries with their response window (陈述申辩 until
+  ``respond_by``) and their term's end: what an officer may decide now, and what the daily
+  timer must expire.
+- ``bans_due``: term bans not yet lifted, with their end: what the daily timer must lift.
+
+A tracked consumer applies each event with its position in one transaction; the tables can be
+dropped and rebuilt from the log at any time (:func:`rebuild`). They hold no personal data but
+person refs (keyed hashes).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from tuoyu_shared.consumer import DEAD_LETTERS_DDL, TRACKING_DDL
+from tuoyu_shared.envelope import Envelope
+
+PROJECTION_NAME = "credit-views"
+
+DDL = """
+SELECT pg_advisory_xact_lock(hashtext('tuoyu_credit.projections'));
+CREATE TABLE IF NOT EXISTS credit_register (
+    institution_id uuid PRIMARY KEY,
+    score int NOT NULL,
+    grade text NOT NULL,
+    lists text[] NOT NULL DEFAULT '{}',
+    updated_at timestamptz NOT NULL
+);
+CREATE INDEX IF NOT EXISTS credit_register_grade ON credit_register (grade);
+CREATE TABLE IF NOT EXISTS listings_due (
+    institution_id uuid NOT NULL,
+    listing_id text NOT NULL,
+    list_name text NOT NULL,
+    state text NOT NULL,
+    respond_by date,
+    term_end date,
+    updated_at timestamptz NOT NULL,
+    PRIMARY KEY (institution_id, listing_id)
+);
+CREATE INDEX IF NOT EXISTS listings_due_term_end ON listings_due (term_end);
+CREATE TABLE IF NOT EXISTS bans_due (
+    person_ref text NOT NULL,
+    ban_ref text NOT NULL,
+    ends_on date NOT NULL,
+    PRIMARY KEY (person_ref, ban_ref)
+);
+CREATE INDEX IF NOT EXISTS bans_due_ends_on ON bans_due (ends_on);
+"""
+TABLES = ("credit_register", "listings_due", "bans_due")
+
+
+def ensure_tables(database_url: str) -> None:
+    """The query tables, and the consumers' tracking and dead-letter tables: created here,
+    once, before the worker's threads start (each would otherwise race to create them)."""
+    with psycopg.connect(database_url) as conn, conn.transaction():
+        conn.execute(DDL)
+        conn.execute(TRACKING_DDL + DEAD_LETTERS_DDL)
+
+
+def rebuild(database_url: str) -> None:
+    """Drop the query tables and the projection's position: the next run replays the log."""
+    with psycopg.connect(database_url) as conn, conn.transaction():
+        for table in TABLES:
+            conn.execute(f"DROP TABLE IF EXISTS {table}")
+        conn.execute(TRACKING_DDL)
+        conn.execute("DELETE FROM consumer_tracking WHERE consumer = %s", (PROJECTION_NAME,))
+        conn.execute(DDL)
+
+
+# ---- handlers -------------------------------------------------------------------------------
+def _opened(env: Envelope, cur: psycopg.Cursor) -> None:
+    p = env.payload
+    cur.execute("INSERT INTO credit_register (institution_id, score, grade, updated_at) "
+                "VALUES (%s,%s,%s,%s) ON CONFLICT (institution_id) DO NOTHING",
+                (p["institution_id"], p["score"], p["grade"], env.occurred_at))
+
+
+def _register(column: str, key: str) -> Callable[[Envelope, psycopg.Cursor], None]:
+    def handler(env: Envelope, cur: psycopg.Cursor) -> None:
+        cur.execute(f"UPDATE credit_register SET {column} = %s, updated_at = %s "
+                    "WHERE institution_id = %s",
+                    (env.payload[key], env.occurred_at, env.payload["institution_id"]))
+    return handler
+
+
+def _listing(env: Envelope, cur: psycopg.Cursor, state: str, **columns: Any) -> None:
+    p = env.payload
+    names = ["state", *columns]
+    cur.execute(
+        f"INSERT INTO listings_due (institution_id, listing_id, list_name, {', '.join(names)}, "
+        f"updated_at) VALUES (%s, %s, %s, {', '.join(['%s'] * len(names))}, %s) "
+        "ON CONFLICT (institution_id, listing_id) DO UPDATE SET "
+        + ", ".join(f"{n} = EXCLUDED.{n}" for n in [*names, "updated_at"]),
+        (p["institution_id"], p["listing_id"], p["list_name"], state, *columns.values(),
+         env.occurred_at))
+
+
+def _listing_closed(env: Envelope, cur: psycopg.Cursor) -> None:
+    p = env.payload
+    cur.execute("DELETE FROM listings_due WHERE institution_id = %s AND listing_id = %s",
+                (p["institution_id"], p["listing_id"]))
+
+
+def _lists(env: Envelope, cur: psycopg.Cursor, listed: bool) -> None:
+    p = env.payload
+    if listed:
+        cur.execute("UPDATE credit_register SET lists = array_append(lists, %s), updated_at = %s "
+                    "WHERE institution_id = %s AND NOT (%s = ANY(lists))",
+                    (p["list_name"], env.occurred_at, p["institution_id"], p["list_name"]))
+    else:
+        cur.execute("UPDATE credit_register SET lists = array_remove(lists, %s), updated_at = %s "
+                    "WHERE institution_id = %s",
+                    (p["list_name"], env.occurred_at, p["institution_id"]))
+
+
+def _decided(env: Envelope, cur: psycopg.Cursor) -> None:
+    p = env.payload
+    if p["decision"] == "listed":
+        _listing(env, cur, "listed", respond_by=None, term_end=p["term_end"])
+        _lists(env, cur, True)
+    else:
+        _listing_closed(env, cur)
+
+
+def _ended(env: Envelope, cur: psycopg.Cursor) -> None:
+    _listing_closed(env, cur)
+    _lists(env, cur, False)
+
+
+def _reviewed(env: Envelope, cur: psycopg.Cursor) -> None:
+    if not env.payload["approved"]:  # an approval is followed by ListingRemovedEarly
+        _listing(env, cur, "listed")
+
+
+def _ban_imposed(env: Envelope, cur: psycopg.Cursor) -> None:
+    p = env.payload
+    if p["ends_on"] is not None:
+        cur.execute("INSERT INTO bans_due VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                    (p["person_ref"], p["ban_ref"], p["ends_on"]))
+
+
+def _ban_lifted(env: Envelope, cur: psycopg.Cursor) -> None:
+    p = env.payload
+    cur.execute("DELETE FROM bans_due WHERE person_ref = %s AND ban_ref = %s",
+                (p["person_ref"], p["ban_ref"]))
+
+
+HANDLERS: dict[str, Callable[[Envelope, psycopg.Cursor], None]] = {
+    "InstitutionCreditOpened": _opened,
+    "InstitutionCreditScoreChanged": _register("score", "new_score"),
+    "InstitutionCreditGradeChanged": _register("grade", "new_grade"),
+    "InstitutionCreditListingProposed": lambda env, cur: _listing(env, cur, "proposed"),
+    "InstitutionCreditListingNoticeSent": lambda env, cur: _listing(
+        env, cur, "noticed", respond_by=env.payload["respond_by"]),
+    "InstitutionCreditListingResponseReceived": lambda env, cur: _listing(
+        env, cur, "responded"),
+    "InstitutionCreditListingDecided": _decided,
+    "InstitutionCreditRepairApplied": lambda env, cur: _listing(env, cur, "repair_applied"),
+    "InstitutionCreditRepairReviewed": _reviewed,
+    "InstitutionCreditListingExpired": _ended,
+    "InstitutionCreditListingRemovedEarly": _ended,
+    "PractitionerBanImposed": _ban_imposed,
+    "PractitionerBanLifted": _ban_lifted,
+}
+
+
+def project(env: Envelope, cur: psycopg.Cursor) -> None:
+    handler = HANDLERS.get(env.event_type)
+    if handler is not None:
+        handler(env, cur)
+
+
+# ---- queries --------------------------------------------------------------------------------
+def credit_register(conn: psycopg.Connection, *, grade: str | None = None,
+                    list_name: str | None = None, limit: int = 100,
+                    offset: int = 0) -> list[dict[str, Any]]:
+    where, params = ["true"], []
+    if grade is not None:
+        where.append("grade = %s")
+        params.append(grade)
+    if list_name is not None:
+        where.append("%s = ANY(lists)")
+        params.append(list_name)
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute("SELECT institution_id::text, score, grade, lists FROM credit_register "
+                    f"WHERE {' AND '.join(where)} ORDER BY score, institution_id "
+                    "LIMIT %s OFFSET %s", (*params, limit, offset))
+        return cur.fetchall()
+
+
+def listings_due(conn: psycopg.Connection, today: dt.date) -> list[dict[str, Any]]:
+    """Open entries, with what is due: ``decidable`` once the window has passed (or the
+    institution has responded), ``term_ended`` once the term is over."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            "SELECT institution_id::text, listing_id, list_name, state, respond_by, term_end, "
+            "(state = 'responded' OR (state = 'noticed' AND respond_by < %s)) AS decidable, "
+            "(term_end IS NOT NULL AND term_end <= %s) AS term_ended "
+            "FROM listings_due ORDER BY coalesce(respond_by, term_end), institution_id",
+            (today, today))
+        return cur.fetchall()
+
+
+def institutions_with_terms_ended(conn: psycopg.Connection, today: dt.date) -> list[str]:
+    with conn.cursor() as cur:
+        cur.execute("SELECT DISTINCT institution_id::text FROM listings_due "
+                    "WHERE state IN ('listed', 'repair_applied') AND term_end <= %s "
+                    "ORDER BY 1", (today,))
+        return [row[0] for row in cur.fetchall()]
+
+
+def people_with_bans_ended(conn: psycopg.Connection, today: dt.date) -> list[str]:
+    with conn.cursor() as cur:
+        cur.execute("SELECT DISTINCT person_ref FROM bans_due WHERE ends_on <= %s ORDER BY 1",
+                    (today,))
+        return [row[0] for row in cur.fetchall()]
