@@ -87,6 +87,7 @@ def json_response(body: Any, status: int = 200) -> Response:
 HTTP_STATUS_BY_ERROR = {
     "ValidationFailed": 400,
     "InstitutionNotFound": 404,
+    "PractitionerNotFound": 404,
     "DomainRuleViolated": 409,
     "RecordConflictError": 409,
 }

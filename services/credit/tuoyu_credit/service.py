@@ -27,8 +27,6 @@ The actor, department and correlation id come from RPC context or the ``X-Actor`
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import wraps
 from typing import Any
 
 from nameko.rpc import rpc
@@ -37,7 +35,6 @@ from nameko.web.handlers import http
 from tuoyu_credit.application import (
     LISTING_STEPS,
     CreditApplication,
-    PractitionerNotFound,
     public_view,
 )
 from tuoyu_shared.nameko_support import (
@@ -47,23 +44,6 @@ from tuoyu_shared.nameko_support import (
     read_json,
 )
 from tuoyu_shared.validation import FieldError, ValidationFailed
-
-# Errors of this service that the shared map (nameko_support.HTTP_STATUS_BY_ERROR) does not
-# know; InstitutionNotFound (404) and DomainRuleViolated (409) it maps already by name.
-LOCAL_HTTP_STATUS: dict[type[Exception], int] = {PractitionerNotFound: 404}
-
-
-def credit_http_json(func: Callable[..., Any]) -> Callable[..., Any]:
-    """:func:`http_json`, plus this service's own errors."""
-
-    @wraps(func)
-    def mapped(self: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(self, request, *args, **kwargs)
-        except tuple(LOCAL_HTTP_STATUS) as e:
-            return LOCAL_HTTP_STATUS[type(e)], {"error": type(e).__name__, "reason": str(e)}
-
-    return http_json(mapped)
 
 
 def _listing_command(name: str):
@@ -154,51 +134,51 @@ class CreditService:
 
     # ---- HTTP ------------------------------------------------------------------------------
     @http("GET", "/health")
-    @credit_http_json
+    @http_json
     def health(self, request: Any) -> dict[str, Any]:
         return {"service": self.name, "status": "ok", "log_head": self.app.log_head()}
 
     @http("POST", "/api/practitioners")
-    @credit_http_json
+    @http_json
     def http_register_practitioner(self, request: Any) -> tuple[int, dict[str, Any]]:
         result = self.app.register_practitioner(read_json(request))
         return (201 if result["created"] else 200), result
 
     @http("POST", "/api/practitioners/<string:person_ref>/bans")
-    @credit_http_json
+    @http_json
     def http_impose_ban(self, request: Any, person_ref: str) -> tuple[int, dict[str, Any]]:
         ban_ref = self.app.impose_ban(person_ref, read_json(request))
         return 201, {"person_ref": person_ref, "ban_ref": ban_ref}
 
     @http("POST", "/api/practitioners/<string:person_ref>/checks")
-    @credit_http_json
+    @http_json
     def http_request_check(self, request: Any, person_ref: str) -> dict[str, Any]:
         return self.app.request_check(person_ref, read_json(request))
 
     @http("POST", "/api/practitioners/<string:person_ref>/reads")
-    @credit_http_json
+    @http_json
     def http_practitioner_reads(self, request: Any, person_ref: str) -> dict[str, Any]:
         return {"person_ref": person_ref,
                 "reads": self.app.practitioner_reads(person_ref, read_json(request))}
 
     @http("POST", "/api/practitioner-checks")
-    @credit_http_json
+    @http_json
     def http_check_practitioner(self, request: Any) -> dict[str, Any]:
         return self.app.check_practitioner(read_json(request))
 
     @http("GET", "/api/institutions/<string:institution_id>/credit")
-    @credit_http_json
+    @http_json
     def http_credit_report(self, request: Any, institution_id: str) -> dict[str, Any]:
         return public_view(self.app.institution_credit_report(institution_id))
 
     @http("POST", "/api/institutions/<string:institution_id>/credit/causes")
-    @credit_http_json
+    @http_json
     def http_scoring_cause(self, request: Any, institution_id: str) -> dict[str, Any]:
         return self.app.record_scoring_cause(institution_id, read_json(request))
 
     @http("POST", "/api/institutions/<string:institution_id>/listings/<string:list_name>/"
                   "<string:step>")
-    @credit_http_json
+    @http_json
     def http_listing_step(self, request: Any, institution_id: str, list_name: str,
                           step: str) -> Any:
         if step not in LISTING_STEPS:
@@ -212,7 +192,7 @@ class CreditService:
         return (201 if step == "propose" else 200), body
 
     @http("GET", "/api/credit-register")
-    @credit_http_json
+    @http_json
     def http_credit_register(self, request: Any) -> dict[str, Any]:
         rows = self.app.credit_register(request.args.get("grade") or None,
                                         request.args.get("list") or None,
@@ -220,16 +200,16 @@ class CreditService:
         return {"institutions": rows, "count": len(rows)}
 
     @http("GET", "/api/officer/listings-due")
-    @credit_http_json
+    @http_json
     def http_listings_due(self, request: Any) -> dict[str, Any]:
         return {"listings": self.app.listings_due()}
 
     @http("POST", "/api/timers/expire-listings")
-    @credit_http_json
+    @http_json
     def http_expire_listings(self, request: Any) -> dict[str, Any]:
         return self.app.expire_listings()
 
     @http("POST", "/api/timers/lift-expired-bans")
-    @credit_http_json
+    @http_json
     def http_lift_expired_bans(self, request: Any) -> dict[str, Any]:
         return self.app.lift_expired_bans()
