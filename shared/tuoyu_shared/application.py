@@ -86,8 +86,9 @@ class ServiceApplication(Application[UUID]):
         self._log_recorded(pending, meta)
         return recordings
 
-    def bulk_save(self, *aggregates: Any) -> int:
-        """Record many aggregates' new events with one binary COPY (imports).
+    def bulk_save(self, *objs: Any) -> int:
+        """Record many new aggregates' events (or new events themselves) with one binary
+        COPY (imports).
 
         The same guarantees as :meth:`save` for readers of the notification log: the
         events table is locked for writes (so notification ids commit in order) and the
@@ -97,8 +98,12 @@ class ServiceApplication(Application[UUID]):
         from psycopg import errors as pg_errors
         from psycopg.sql import SQL, Identifier
 
-        pending, meta = self._stamp(aggregates)
-        stored = [self.mapper.to_stored_event(e) for a in aggregates for e in a.collect_events()]
+        meta = current_context().as_dict()
+        events = [e for o in objs
+                  for e in (o.collect_events() if hasattr(o, "collect_events") else (o,))]
+        for event in events:
+            object.__setattr__(event, "meta", meta)
+        stored = [self.mapper.to_stored_event(e) for e in events]
         if not stored:
             return 0
         recorder: Any = self.recorder
@@ -118,7 +123,7 @@ class ServiceApplication(Application[UUID]):
                                         s.state))
         except pg_errors.UniqueViolation as e:
             raise IntegrityError(str(e)) from e
-        self._log_recorded(pending, meta)
+        self._log_recorded(events, meta)
         return len(stored)
 
     def update(self, aggregate_id: UUID, command: Callable[[Any], T], retries: int = 30) -> T:

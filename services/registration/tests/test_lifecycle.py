@@ -252,3 +252,20 @@ def test_query_tables_rebuilt_from_the_log_equal_the_live_ones(app):
     assert app.public_disclosure() == []
     views(app)
     assert app.public_disclosure() == live
+
+
+def test_parallel_csv_import_reports_like_the_single_process_one(app, settings_factory):
+    lines = sample_csv(40).splitlines()
+    lines[5] = lines[5].replace("toddler:15:3", "toddler:16:3")  # row 6: class too big
+    lines += [lines[3], lines[9]]  # rows 42 and 43 repeat rows 4 and 10
+    text = "\n".join(lines) + "\n"
+    parallel = app.import_filings_csv(text, processes=2)
+    single_app = RegistrationApplication(settings_factory("registration"))
+    try:
+        single = single_app.import_filings_csv(text, processes=1)
+    finally:
+        single_app.close()
+    assert parallel == single
+    assert (parallel["rows"], parallel["imported"]) == (42, 39)
+    assert [r["row"] for r in parallel["rejected"]] == [6, 42, 43]
+    assert app.log_head() == 39

@@ -40,7 +40,7 @@ from tuoyu_registration.domain import (
 from tuoyu_registration.importer import (
     ImportReport,
     ParsedRow,
-    build_institutions,
+    build_import_events,
     parsed_batches,
     partition_rows,
     read_rows,
@@ -110,13 +110,14 @@ class RegistrationApplication(ServiceApplication):
         return (v.text(f"{prefix}.name", max_length=50), v.resident_id(f"{prefix}.id_number"),
                 v.phone(f"{prefix}.phone") if phone else None)
 
-    def _seal_person(self, name: str, id_number: str, phone: str | None) -> dict[str, Any]:
+    def _seal_person(self, name: str, id_number: str, phone: str | None,
+                     ref: str | None = None) -> dict[str, Any]:
         """Seal a person's data under their own key (written only once input is valid)."""
         values = {"name": (name, mask_name(name)),
                   "id_number": (id_number, mask_resident_id(id_number))}
         if phone is not None:
             values["phone"] = (phone, mask_phone(phone))
-        return self.vault.seal_person(self.vault.person_ref(id_number), values)
+        return self.vault.seal_person(ref or self.vault.person_ref(id_number), values)
 
     # ---- input shapes shared by commands ---------------------------------------------------
     @staticmethod
@@ -412,7 +413,7 @@ class RegistrationApplication(ServiceApplication):
 
     # ---- import ----------------------------------------------------------------------------
     def import_filings_csv(self, text: str, source: str = "provincial-csv",
-                           chunk_size: int = 1000, processes: int | None = None) -> dict:
+                           chunk_size: int = 2000, processes: int | None = None) -> dict:
         """Import existing filings; bad rows are reported with their number, field and reason.
 
         Rows whose credit code is registered already (or repeated in the file) are rejected,
@@ -420,17 +421,21 @@ class RegistrationApplication(ServiceApplication):
         part) across ``processes`` worker processes; in each, chunks are saved in a second
         thread while the next one is validated.
         """
-        rows = list(read_rows(text))
-        processes = processes or import_processes(len(rows))
+        processes = processes or import_processes(text.count("\n"))
         if processes <= 1:
-            report = self._import_rows(rows, source, chunk_size)
+            report = self._import_rows(list(read_rows(text)), source, chunk_size)
         else:
-            parts = partition_rows(rows, processes)
-            context = current_context()
+            # The workers start (interpreter, imports, database) while this process reads.
             with ProcessPoolExecutor(max_workers=processes - 1,
-                                     mp_context=multiprocessing.get_context("spawn")) as pool:
-                futures = [pool.submit(_import_part, self.settings, part, source, chunk_size,
-                                       context) for part in parts[1:]]
+                                     mp_context=multiprocessing.get_context("spawn"),
+                                     initializer=_start_import_worker,
+                                     initargs=(self.settings, current_context())) as pool:
+                warm = [pool.submit(_ready) for _ in range(processes - 1)]
+                parts = partition_rows(list(read_rows(text)), processes)
+                for future in warm:
+                    future.result()
+                futures = [pool.submit(_import_part, part, source, chunk_size)
+                           for part in parts[1:]]
                 report = self._import_rows(parts[0], source, chunk_size)
                 for future in futures:
                     report.merge(future.result())
@@ -456,7 +461,7 @@ class RegistrationApplication(ServiceApplication):
         return report
 
     def _prepare_import(self, chunk: list[ParsedRow], source: str, report: ImportReport,
-                        seen: dict[str, int]) -> list[Institution]:
+                        seen: dict[str, int]) -> list[Institution.Imported]:
         ids = [institution_id_for(r.facts["credit_code"]) for r in chunk]
         existing = self._existing(ids)
         fresh = []
@@ -470,9 +475,11 @@ class RegistrationApplication(ServiceApplication):
                 continue
             seen[code] = parsed.row
             fresh.append(parsed)
-        self.vault.ensure_keys([self.vault.person_ref(p.person[1]) for p in fresh])
-        sealed = {p.row: self._seal_person(*p.person) for p in fresh}
-        return build_institutions(fresh, sealed, source)
+        refs = [self.vault.person_ref(p.person[1]) for p in fresh]
+        self.vault.ensure_keys(refs)
+        sealed = {p.row: self._seal_person(*p.person, ref=ref) for p, ref in zip(
+            fresh, refs, strict=True)}
+        return build_import_events(fresh, sealed, source)
 
     def _existing(self, ids: list[UUID]) -> set[UUID]:
         with self.recorder.datastore.get_connection() as conn:  # type: ignore[attr-defined]
@@ -618,16 +625,25 @@ def _eventlet_patched() -> bool:
     return patcher.is_monkey_patched("thread")
 
 
-def _import_part(settings: Settings, rows: list, source: str, chunk_size: int,
-                 context: Any) -> ImportReport:
-    """One part of a large import, in a worker process with its own application."""
-    app = RegistrationApplication(settings)
-    try:
-        with command_context(**context.as_dict()):
-            return app._import_rows(rows, source, chunk_size)
-    finally:
-        app.vault.close()
-        app.close()
+_worker_app: RegistrationApplication | None = None
+_worker_context: Any = None
+
+
+def _start_import_worker(settings: Settings, context: Any) -> None:
+    """A worker process of a large import: its own application, ready before rows arrive."""
+    global _worker_app, _worker_context
+    _worker_app = RegistrationApplication(settings)
+    _worker_context = context
+
+
+def _ready() -> bool:
+    return _worker_app is not None
+
+
+def _import_part(rows: list, source: str, chunk_size: int) -> ImportReport:
+    """One part of a large import (its rows share no credit code with other parts)."""
+    with command_context(**_worker_context.as_dict()):
+        return _worker_app._import_rows(rows, source, chunk_size)
 
 
 def _public(value: Any) -> Any:

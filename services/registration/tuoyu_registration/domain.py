@@ -16,6 +16,7 @@ the working-day calendar. Personal data arrives already sealed (see
 
 from __future__ import annotations
 
+import functools
 import math
 import uuid
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from enum import StrEnum
 from typing import Any
 
 from eventsourcing.domain import Aggregate, event
+from eventsourcing.utils import get_topic
 
 from tuoyu_shared.validation import FieldError
 
@@ -105,11 +107,19 @@ class CareStandards:
     family_point_max_children: int = 5
     family_point_children_per_carer: int = 3
 
+    @functools.cached_property
+    def _max(self) -> dict[str, int]:
+        return dict(self.max_children)
+
+    @functools.cached_property
+    def _ratio(self) -> dict[str, int]:
+        return dict(self.children_per_carer)
+
     def max_for(self, class_type: str) -> int:
-        return dict(self.max_children)[class_type]
+        return self._max[class_type]
 
     def ratio_for(self, class_type: str) -> int:
-        return dict(self.children_per_carer)[class_type]
+        return self._ratio[class_type]
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CareStandards:
@@ -123,6 +133,7 @@ class CareStandards:
 
 
 DEFAULT_STANDARDS = CareStandards()
+_FAMILY_POINT = ProviderKind.FAMILY_POINT.value
 
 
 def institution_id_for(credit_code: str) -> uuid.UUID:
@@ -161,9 +172,10 @@ def check_classes(kind: str, classes: list[dict[str, Any]],
     if not classes:
         raise FieldError(field, "at least one class is required", "required")
     total = 0
+    family_point = kind == _FAMILY_POINT
     for i, c in enumerate(classes):
         where = f"{field}[{i}]"
-        if kind == ProviderKind.FAMILY_POINT.value:
+        if family_point:
             needed = math.ceil(c["places"] / standards.family_point_children_per_carer)
         else:
             limit = standards.max_for(c["class_type"])
@@ -176,7 +188,7 @@ def check_classes(kind: str, classes: list[dict[str, Any]],
                              f"class need at least {needed} carers, not {c['carers']}",
                              "ratio_not_met")
         total += c["places"]
-    if kind == ProviderKind.FAMILY_POINT.value and total > standards.family_point_max_children:
+    if family_point and total > standards.family_point_max_children:
         raise FieldError(field, f"a family childcare point takes at most "
                          f"{standards.family_point_max_children} children, not {total}",
                          "out_of_range")
@@ -303,15 +315,26 @@ class Institution(Aggregate):
             aggregate.status = Status.FILED.value
 
     @classmethod
-    def import_filed(cls, *, name: str, credit_code: str, nature: Nature, kind: ProviderKind,
-                     person_in_charge: dict[str, Any], district: str, street: str, address: str,
-                     filing: dict[str, Any], receipt: dict[str, Any], source: str,
-                     standards: CareStandards = DEFAULT_STANDARDS) -> Institution:
+    def import_filed(cls, **facts: Any) -> Institution:
+        """Take over an existing filing (the aggregate, with its one event pending)."""
+        event = cls.imported(**facts)
+        institution = event.mutate(None)
+        institution._pending_events.append(event)
+        return institution
+
+    @classmethod
+    def imported(cls, *, name: str, credit_code: str, nature: Nature, kind: ProviderKind,
+                 person_in_charge: dict[str, Any], district: str, street: str, address: str,
+                 filing: dict[str, Any], receipt: dict[str, Any], source: str,
+                 standards: CareStandards = DEFAULT_STANDARDS) -> Institution.Imported:
+        """The event alone (bulk imports record it without building the aggregate: the
+        aggregate is what replaying it gives)."""
         authority = check_credit_code_matches_nature(credit_code, nature)
         check_classes(kind.value, filing["classes"], standards)
-        return cls._create(
-            cls.Imported, id=institution_id_for(credit_code), name=name,
-            credit_code=credit_code, nature=nature.value, kind=kind.value,
+        return cls.Imported(
+            originator_id=institution_id_for(credit_code), originator_version=1,
+            timestamp=cls.Imported.create_timestamp(), originator_topic=_INSTITUTION_TOPIC,
+            name=name, credit_code=credit_code, nature=nature.value, kind=kind.value,
             registering_authority=authority, person_in_charge=person_in_charge,
             district=district, street=street, address=address, filing=filing,
             receipt=receipt, source=source)
@@ -810,3 +833,6 @@ class Institution(Aggregate):
         self.deregistration = {"reason": reason, "on": deregistered_on}
         self.status = Status.DEREGISTERED.value
 
+
+
+_INSTITUTION_TOPIC = get_topic(Institution)

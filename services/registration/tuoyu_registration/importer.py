@@ -233,13 +233,23 @@ def parsed_batches(rows: Iterable[tuple[int, dict[str, str]]], batch_size: int =
         yield (len(batch), *parse_rows(batch))
 
 
-def partition_rows(rows: list[tuple[int, dict[str, str]]],
-                   parts: int) -> list[list[tuple[int, dict[str, str]]]]:
-    """Split rows into parts by credit code: every repeat of a code lands in the same part."""
+def partition_rows(rows: list[tuple[int, dict[str, str]]], parts: int,
+                   first_share: float | None = None) -> list[list[tuple[int, dict[str, str]]]]:
+    """Split rows into parts by credit code: every repeat of a code lands in the same part.
+
+    ``first_share`` (0–1) sizes the first part (the one the reading process keeps, which has
+    also read the whole file); the others share the rest evenly.
+    """
+    share = first_share if first_share is not None else 1 / parts
     split: list[list[tuple[int, dict[str, str]]]] = [[] for _ in range(parts)]
     for row in rows:
         code = row[1].get("credit_code", "").strip().upper()
-        split[zlib.crc32(code.encode()) % parts].append(row)
+        point = (zlib.crc32(code.encode()) % 10000) / 10000
+        if point < share or parts == 1:
+            split[0].append(row)
+        else:
+            index = 1 + int((point - share) / (1 - share) * (parts - 1))
+            split[min(index, parts - 1)].append(row)
     return split
 
 
@@ -250,9 +260,9 @@ def read_rows(text: str) -> Iterator[tuple[int, dict[str, str]]]:
         yield number, {k: (v or "").strip() for k, v in row.items() if k}
 
 
-def build_institutions(rows: Iterable[ParsedRow], sealed: dict[int, dict[str, Any]],
-                       source: str) -> list[Institution]:
-    return [Institution.import_filed(person_in_charge=sealed[r.row], source=source, **r.facts)
+def build_import_events(rows: Iterable[ParsedRow], sealed: dict[int, dict[str, Any]],
+                        source: str) -> list[Institution.Imported]:
+    return [Institution.imported(person_in_charge=sealed[r.row], source=source, **r.facts)
             for r in rows]
 
 
