@@ -4,8 +4,6 @@ and exchange."""
 
 from __future__ import annotations
 
-import threading
-
 import psycopg
 import pytest
 
@@ -28,31 +26,6 @@ def dashboard_db(settings_factory):
     with psycopg.connect(settings.database_url) as conn:
         ensure_read_models(conn)
     return settings
-
-
-class Running:
-    """Background threads (relay, consumers) stopped at the end of a test."""
-
-    def __init__(self):
-        self.stop = threading.Event()
-        self.threads: list[threading.Thread] = []
-
-    def start(self, target, *args) -> None:
-        thread = threading.Thread(target=target, args=(self.stop, *args), daemon=True)
-        thread.start()
-        self.threads.append(thread)
-
-    def close(self) -> None:
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(timeout=20)
-
-
-@pytest.fixture
-def running():
-    r = Running()
-    yield r
-    r.close()
 
 
 @pytest.fixture

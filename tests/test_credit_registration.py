@@ -6,7 +6,6 @@ public disclosure (and leaves it after credit repair)."""
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 
 import pytest
@@ -22,28 +21,10 @@ from tuoyu_registration.samples import (
 )
 from tuoyu_shared.consumer import ApplicationLog
 from tuoyu_shared.relay import Relay
-from tuoyu_shared.testing import wait_for
+from tuoyu_shared.testing import Running, wait_for
 
 SD = "serious_dishonesty"
 BASIS = "《社会信用体系建设条例》第二十条"
-
-
-class Running:
-    """Background threads (relays, consumers) stopped at the end of a test."""
-
-    def __init__(self):
-        self.stop = threading.Event()
-        self.threads: list[threading.Thread] = []
-
-    def start(self, target, *args) -> None:
-        thread = threading.Thread(target=target, args=(self.stop, *args), daemon=True)
-        thread.start()
-        self.threads.append(thread)
-
-    def close(self) -> None:
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(timeout=20)
 
 
 @dataclass

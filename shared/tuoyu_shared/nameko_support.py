@@ -16,6 +16,8 @@ from typing import Any
 from uuid import UUID
 
 from nameko.extensions import DependencyProvider
+from nameko.rpc import rpc
+from nameko.web.handlers import http
 from werkzeug.wrappers import Response
 
 from tuoyu_shared.context import command_context
@@ -68,6 +70,32 @@ class CommandContextProvider(DependencyProvider):
 
     def get_dependency(self, worker_ctx: Any) -> None:
         return None
+
+
+class EventLogEntrypoints:
+    """What every event-sourced service exposes beside its own API: its notification log as
+    envelopes (consumers pull missing ranges from it), its head, and a health check.
+
+    Mix into a nameko service class that has an ``app`` (a ServiceApplication) dependency.
+    """
+
+    app: Any
+    name: str
+
+    @rpc
+    def notifications(self, start: int, limit: int = 500, stop: int | None = None) -> list:
+        """The notification log as envelopes, ``start`` to ``stop`` (at most 1000)."""
+        limit = max(1, min(int(limit), 1000))
+        return [e.to_dict() for e in self.app.read_log(int(start), limit, stop)]
+
+    @rpc
+    def log_head(self) -> int:
+        return self.app.log_head()
+
+    @http("GET", "/health")
+    def health(self, request: Any) -> Response:
+        return json_response({"service": self.name, "status": "ok",
+                              "log_head": self.app.log_head()})
 
 
 def _default(value: Any) -> Any:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -128,6 +129,31 @@ def broker(servers) -> LocalRabbitMQ:
     if servers.rabbit is None:
         pytest.skip("needs the private local RabbitMQ to stop and start it")
     return servers.rabbit
+
+
+class Running:
+    """Background threads (relays, consumers) stopped at the end of a test."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.threads: list[threading.Thread] = []
+
+    def start(self, target: Callable[..., None], *args: object) -> None:
+        thread = threading.Thread(target=target, args=(self.stop, *args), daemon=True)
+        thread.start()
+        self.threads.append(thread)
+
+    def close(self) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=20)
+
+
+@pytest.fixture
+def running():
+    r = Running()
+    yield r
+    r.close()
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:

@@ -31,7 +31,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -107,6 +107,20 @@ class ValidationFailed(Exception):
             "error": "validation_failed",
             "errors": [e.to_dict() for e in self.errors],
         }
+
+
+def refusing_field_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """For application commands: a :class:`FieldError` raised by a domain rule becomes a
+    :class:`ValidationFailed`, exactly like the input checks' errors."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except FieldError as e:
+            raise ValidationFailed([e]) from None
+
+    return wrapper
 
 
 def _type_name(value: object) -> str:

@@ -56,6 +56,7 @@ from tuoyu_shared.validation import (
     Validator,
     mask_name,
     mask_resident_id,
+    refusing_field_errors,
     validate_resident_id,
 )
 
@@ -86,20 +87,6 @@ class InstitutionNotFound(LookupError):
 
 class PractitionerNotFound(LookupError):
     """No record of this person: never registered and never in a hire."""
-
-
-def _refusing(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Domain FieldErrors become ValidationFailed, like the input checks."""
-
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except FieldError as e:
-            raise ValidationFailed([e]) from None
-
-    wrapper.__name__ = func.__name__
-    wrapper.__doc__ = func.__doc__
-    return wrapper
 
 
 def contains_resident_id(text: str) -> bool:
@@ -229,7 +216,7 @@ class CreditApplication(ServiceApplication):
             return None
 
     # ---- practitioners ---------------------------------------------------------------------
-    @_refusing
+    @refusing_field_errors
     def register_practitioner(self, data: dict[str, Any]) -> dict[str, Any]:
         """Enter a person in the register: name and ID number sealed, found by person ref.
 
@@ -255,7 +242,7 @@ class CreditApplication(ServiceApplication):
         self._update_practitioner(ref, lambda p: p.seal_identity(sealed_name, sealed_id))
         return {"person_ref": ref, "created": False}
 
-    @_refusing
+    @refusing_field_errors
     def impose_ban(self, person_ref: str, data: dict[str, Any]) -> str:
         """从业禁止: a lifetime ban or one for a number of years, with its legal basis."""
         v = Validator(data)
@@ -294,7 +281,7 @@ class CreditApplication(ServiceApplication):
                 failed.append({"person_ref": ref, "error": repr(e)})
         return {"today": today.isoformat(), "lifted": lifted, "failed": failed}
 
-    @_refusing
+    @refusing_field_errors
     def request_check(self, person_ref: str, data: dict[str, Any]) -> dict[str, Any]:
         """The yearly check (年度复查) of someone on a roster, answered at once from the bans in
         force today: ``{check_id, outcome, reference}``."""
@@ -349,7 +336,7 @@ class CreditApplication(ServiceApplication):
         return [credit] if applied or new else []
 
     # ---- scoring by an officer -------------------------------------------------------------
-    @_refusing
+    @refusing_field_errors
     def record_scoring_cause(self, institution_id: str, data: dict[str, Any]) -> dict[str, Any]:
         """Record a fact that moves the score, entered by an officer (e.g. a finding from an
         inspection made on paper). ``cause_ref`` (the document's number) makes it once only."""
@@ -382,7 +369,7 @@ class CreditApplication(ServiceApplication):
             return None
         return list_name  # type: ignore[return-value]
 
-    @_refusing
+    @refusing_field_errors
     def propose_listing(self, institution_id: str, list_name: str,
                         data: dict[str, Any]) -> dict[str, Any]:
         """Propose an entry on a list, citing the legal basis and the evidence."""
@@ -399,7 +386,7 @@ class CreditApplication(ServiceApplication):
             name, legal_basis, evidence, officer, term_days, today))
         return {"listing_id": listing_id}
 
-    @_refusing
+    @refusing_field_errors
     def send_listing_notice(self, institution_id: str, list_name: str,
                             data: dict[str, Any]) -> dict[str, Any]:
         """Prior notice (告知): the institution may state its case until ``respond_by``."""
@@ -414,7 +401,7 @@ class CreditApplication(ServiceApplication):
             name, today, officer, rules))
         return {"respond_by": respond_by.isoformat()}
 
-    @_refusing
+    @refusing_field_errors
     def receive_listing_response(self, institution_id: str, list_name: str,
                                  data: dict[str, Any]) -> None:
         """The institution's statement and defence (陈述申辩), within the window."""
@@ -427,7 +414,7 @@ class CreditApplication(ServiceApplication):
         self._update_credit(institution_id, lambda c: c.receive_listing_response(
             name, statement, today))
 
-    @_refusing
+    @refusing_field_errors
     def decide_listing(self, institution_id: str, list_name: str,
                        data: dict[str, Any]) -> dict[str, Any]:
         """List (for ``term_days``, by default the proposed term) or drop; not before the
@@ -455,7 +442,7 @@ class CreditApplication(ServiceApplication):
 
         return self._update_credit(institution_id, decide)
 
-    @_refusing
+    @refusing_field_errors
     def apply_for_repair(self, institution_id: str, list_name: str,
                          data: dict[str, Any]) -> None:
         """信用修复: the institution applies to end a dishonesty entry early."""
@@ -469,7 +456,7 @@ class CreditApplication(ServiceApplication):
         self._update_credit(institution_id, lambda c: c.apply_for_repair(
             name, application, evidence, today))
 
-    @_refusing
+    @refusing_field_errors
     def review_repair(self, institution_id: str, list_name: str,
                       data: dict[str, Any]) -> dict[str, Any]:
         """An officer approves (the entry is removed today) or rejects a repair application."""
@@ -588,7 +575,7 @@ class CreditApplication(ServiceApplication):
             "version": credit.version,
         }
 
-    @_refusing
+    @refusing_field_errors
     def check_practitioner(self, data: dict[str, Any]) -> dict[str, Any]:
         """Is this person barred today? ``{barred, ban_reference}`` and nothing more.
 
@@ -617,7 +604,7 @@ class CreditApplication(ServiceApplication):
                          answer["barred"], ban_reference)
         return answer
 
-    @_refusing
+    @refusing_field_errors
     def practitioner_reads(self, person_ref: str, data: dict[str, Any]) -> list[dict[str, Any]]:
         """For an auditor: every recorded read of a person's record. Reading the audit is a
         read too, recorded first (so it lists itself last)."""

@@ -40,6 +40,7 @@ from tuoyu_credit.application import (
 from tuoyu_shared.nameko_support import (
     ApplicationProvider,
     CommandContextProvider,
+    EventLogEntrypoints,
     http_json,
     read_json,
 )
@@ -64,7 +65,7 @@ def _paging(args: Any) -> dict[str, Any]:
             from None
 
 
-class CreditService:
+class CreditService(EventLogEntrypoints):
     name = "credit"
 
     app: CreditApplication = ApplicationProvider(CreditApplication)
@@ -121,23 +122,7 @@ class CreditService:
     def listings_due(self) -> list[dict[str, Any]]:
         return self.app.listings_due()
 
-    # ---- RPC: the log, for consumers' gap filling ------------------------------------------
-    @rpc
-    def notifications(self, start: int, limit: int = 500, stop: int | None = None) -> list:
-        """The notification log as envelopes: consumers pull missing ranges from here."""
-        limit = max(1, min(int(limit), 1000))
-        return [e.to_dict() for e in self.app.read_log(int(start), limit, stop)]
-
-    @rpc
-    def log_head(self) -> int:
-        return self.app.log_head()
-
     # ---- HTTP ------------------------------------------------------------------------------
-    @http("GET", "/health")
-    @http_json
-    def health(self, request: Any) -> dict[str, Any]:
-        return {"service": self.name, "status": "ok", "log_head": self.app.log_head()}
-
     @http("POST", "/api/practitioners")
     @http_json
     def http_register_practitioner(self, request: Any) -> tuple[int, dict[str, Any]]:

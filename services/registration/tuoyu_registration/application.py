@@ -58,6 +58,7 @@ from tuoyu_shared.validation import (
     mask_name,
     mask_phone,
     mask_resident_id,
+    refusing_field_errors,
 )
 
 RECEIPT_DUE_WORKING_DAYS = 5  # 备案回执: within 5 working days of submission
@@ -67,20 +68,6 @@ STAFF_REMOVAL_DUE_WORKING_DAYS = 5  # a barred practitioner must be removed with
 
 class InstitutionNotFound(LookupError):
     pass
-
-
-def _refusing(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Domain FieldErrors become ValidationFailed, like the input checks."""
-
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except FieldError as e:
-            raise ValidationFailed([e]) from None
-
-    wrapper.__name__ = func.__name__
-    wrapper.__doc__ = func.__doc__
-    return wrapper
 
 
 class RegistrationApplication(ServiceApplication):
@@ -181,7 +168,7 @@ class RegistrationApplication(ServiceApplication):
         return bool(self.recorder.select_events(institution_id, limit=1))
 
     # ---- commands --------------------------------------------------------------------------
-    @_refusing
+    @refusing_field_errors
     def register_institution(self, data: dict[str, Any]) -> UUID:
         """Enter a provider in the register (登记) with its registration facts."""
         v = Validator(data)
@@ -211,7 +198,7 @@ class RegistrationApplication(ServiceApplication):
                 state="registered") from None
         return institution.id
 
-    @_refusing
+    @refusing_field_errors
     def submit_filing(self, institution_id: str, data: dict[str, Any]) -> str:
         """备案: submit the filing facts; the receipt falls due 5 working days later."""
         v = Validator(data)
@@ -223,7 +210,7 @@ class RegistrationApplication(ServiceApplication):
                                                                self.standards))
         return due.isoformat()
 
-    @_refusing
+    @refusing_field_errors
     def issue_filing_receipt(self, institution_id: str, data: dict[str, Any]) -> None:
         v = Validator(data)
         receipt_number = v.text("receipt_number", max_length=50)
@@ -233,7 +220,7 @@ class RegistrationApplication(ServiceApplication):
         self._update(institution_id,
                      lambda i: i.issue_filing_receipt(receipt_number, today, due))
 
-    @_refusing
+    @refusing_field_errors
     def verify_filing(self, institution_id: str, data: dict[str, Any]) -> None:
         """核查: compliant, or non-compliant with findings, a notice and a public disclosure."""
         v = Validator(data)
@@ -254,7 +241,7 @@ class RegistrationApplication(ServiceApplication):
             self._update(institution_id, lambda i: i.find_non_compliant(
                 today, findings, today, disclosure))
 
-    @_refusing
+    @refusing_field_errors
     def file_change(self, institution_id: str, data: dict[str, Any]) -> None:
         """变更备案: any of name, site, classes (places) or person in charge."""
         v = Validator(data)
@@ -281,7 +268,7 @@ class RegistrationApplication(ServiceApplication):
         today = self.today()
         self._update(institution_id, lambda i: i.file_change(changes, today, self.standards))
 
-    @_refusing
+    @refusing_field_errors
     def designate_affordable(self, institution_id: str, data: dict[str, Any]) -> None:
         v = Validator(data)
         price = v.money_fen("guide_price_fen")
@@ -290,14 +277,14 @@ class RegistrationApplication(ServiceApplication):
         self._update(institution_id,
                      lambda i: i.designate_affordable(price, self.today(), document))
 
-    @_refusing
+    @refusing_field_errors
     def withdraw_affordable(self, institution_id: str, data: dict[str, Any]) -> None:
         v = Validator(data)
         reason = v.text("reason", max_length=2000)
         v.check()
         self._update(institution_id, lambda i: i.withdraw_affordable(self.today(), reason))
 
-    @_refusing
+    @refusing_field_errors
     def grant_demonstration_level(self, institution_id: str, data: dict[str, Any]) -> None:
         v = Validator(data)
         level = v.choice("level", DEMONSTRATION_LEVELS)
@@ -306,7 +293,7 @@ class RegistrationApplication(ServiceApplication):
         self._update(institution_id,
                      lambda i: i.grant_demonstration_level(level, self.today(), document))
 
-    @_refusing
+    @refusing_field_errors
     def revoke_demonstration_level(self, institution_id: str, data: dict[str, Any]) -> None:
         v = Validator(data)
         reason = v.text("reason", max_length=2000)
@@ -339,7 +326,7 @@ class RegistrationApplication(ServiceApplication):
         third = v.integer("third_children", min_value=0, max_value=10000)
         return month, classes, second, third
 
-    @_refusing
+    @refusing_field_errors
     def report_enrolment(self, institution_id: str, data: dict[str, Any]) -> None:
         """月度在托报告: children by class and age band, second and third children."""
         v = Validator(data)
@@ -351,7 +338,7 @@ class RegistrationApplication(ServiceApplication):
         self._update(institution_id, lambda i: i.report_enrolment(
             month, classes, second, third, self.standards))
 
-    @_refusing
+    @refusing_field_errors
     def correct_enrolment(self, institution_id: str, data: dict[str, Any]) -> None:
         v = Validator(data)
         month, classes, second, third = self._read_enrolment(v)
@@ -360,7 +347,7 @@ class RegistrationApplication(ServiceApplication):
         self._update(institution_id, lambda i: i.correct_enrolment(
             month, classes, second, third, reason, self.standards))
 
-    @_refusing
+    @refusing_field_errors
     def request_hire(self, institution_id: str, data: dict[str, Any]) -> str:
         """Put a practitioner on the roster, pending the credit service's background check."""
         v = Validator(data)
@@ -378,7 +365,7 @@ class RegistrationApplication(ServiceApplication):
             hire_id, practitioner, role, certificates, self.today()))
         return hire_id
 
-    @_refusing
+    @refusing_field_errors
     def release_practitioner(self, institution_id: str, data: dict[str, Any]) -> None:
         v = Validator(data)
         hire_id = v.text("hire_id", max_length=50)
@@ -386,7 +373,7 @@ class RegistrationApplication(ServiceApplication):
         v.check()
         self._update(institution_id, lambda i: i.release(hire_id, self.today(), reason))
 
-    @_refusing
+    @refusing_field_errors
     def suspend_for_rectification(self, institution_id: str, data: dict[str, Any]) -> None:
         """停业整顿."""
         v = Validator(data)
@@ -395,14 +382,14 @@ class RegistrationApplication(ServiceApplication):
         v.check()
         self._update(institution_id, lambda i: i.suspend(order, reason, self.today()))
 
-    @_refusing
+    @refusing_field_errors
     def resume(self, institution_id: str, data: dict[str, Any]) -> None:
         v = Validator(data)
         notes = v.text("notes", max_length=2000, required=False) or ""
         v.check()
         self._update(institution_id, lambda i: i.resume(self.today(), notes))
 
-    @_refusing
+    @refusing_field_errors
     def deregister(self, institution_id: str, data: dict[str, Any]) -> None:
         """注销, with the reason and the placement of the children."""
         v = Validator(data)

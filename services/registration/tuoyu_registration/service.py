@@ -24,6 +24,7 @@ from tuoyu_registration.application import RegistrationApplication
 from tuoyu_shared.nameko_support import (
     ApplicationProvider,
     CommandContextProvider,
+    EventLogEntrypoints,
     http_json,
     read_json,
 )
@@ -63,7 +64,7 @@ def _filters(args: Any) -> dict[str, Any]:
     return filters
 
 
-class RegistrationService:
+class RegistrationService(EventLogEntrypoints):
     name = "registration"
 
     app: RegistrationApplication = ApplicationProvider(RegistrationApplication)
@@ -102,22 +103,7 @@ class RegistrationService:
     def open_staff_cases(self) -> list[dict[str, Any]]:
         return self.app.open_staff_cases()
 
-    @rpc
-    def notifications(self, start: int, limit: int = 500, stop: int | None = None) -> list:
-        """The notification log as envelopes: consumers pull missing ranges from here."""
-        limit = max(1, min(int(limit), 1000))
-        return [e.to_dict() for e in self.app.read_log(int(start), limit, stop)]
-
-    @rpc
-    def log_head(self) -> int:
-        return self.app.log_head()
-
     # ---- HTTP ------------------------------------------------------------------------------
-    @http("GET", "/health")
-    @http_json
-    def health(self, request: Any) -> dict[str, Any]:
-        return {"service": self.name, "status": "ok", "log_head": self.app.log_head()}
-
     @http("POST", "/api/institutions")
     @http_json
     def http_register(self, request: Any) -> tuple[int, dict[str, Any]]:
