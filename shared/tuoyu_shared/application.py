@@ -172,6 +172,24 @@ class ServiceApplication(Application[UUID]):
         self._log_recorded(pending, meta)
         return True
 
+    # The service's own query tables, projected from its own log.
+    #: (projection name, handler(envelope, cursor)) of the service's query tables, if any.
+    views_projection: ClassVar[tuple[str, Callable[..., None]] | None] = None
+
+    def views_projector(self) -> Any:
+        """A follower of this service's own log into its query tables. Each thread that
+        projects needs its own (it holds a database connection)."""
+        from tuoyu_shared.consumer import ApplicationLog, SqlTrackingStore, TrackedConsumer
+
+        assert self.views_projection is not None, f"{type(self).__name__} has no views"
+        name, handler = self.views_projection
+        return TrackedConsumer(
+            name=name, upstream=self.service_name, handler=handler,
+            store=SqlTrackingStore(self.settings.database_url, name),
+            log_reader=ApplicationLog(self), amqp_uri=self.settings.amqp_uri,
+            max_attempts=self.settings.consumer_max_attempts,
+            retry_delay=self.settings.consumer_retry_delay)
+
     # The notification log, as envelopes.
     def read_log(self, start: int, limit: int, stop: int | None = None) -> list[Envelope]:
         items = self.recorder.select_notifications(start=max(start, 1), limit=limit, stop=stop)

@@ -46,7 +46,6 @@ from tuoyu_credit.rules_config import CreditRules, load_rules
 from tuoyu_shared.application import ServiceApplication
 from tuoyu_shared.calendar_cn import WorkingCalendar, default_calendar, shanghai_date
 from tuoyu_shared.config import Settings, ensure_database, settings_for
-from tuoyu_shared.consumer import ApplicationLog, SqlTrackingStore, TrackedConsumer
 from tuoyu_shared.context import current_context
 from tuoyu_shared.logs import get_logger
 from tuoyu_shared.personal_data import PersonalDataVault
@@ -144,6 +143,7 @@ class CreditApplication(ServiceApplication):
     name = "Credit"
     service_name = "credit"
     is_snapshotting_enabled = True
+    views_projection = (projections.PROJECTION_NAME, projections.project)
     snapshotting_intervals = {InstitutionCredit: 100, Practitioner: 100}
 
     def __init__(self, settings: Settings | None = None, env: dict[str, str] | None = None,
@@ -504,17 +504,6 @@ class CreditApplication(ServiceApplication):
         return {"today": today.isoformat(), "expired": expired, "failed": failed}
 
     # ---- query tables (projected from this service's own log) ------------------------------
-    def views_projector(self) -> TrackedConsumer:
-        """A follower of this service's own log into its query tables. Each thread that
-        projects needs its own (it holds a database connection)."""
-        return TrackedConsumer(
-            name=projections.PROJECTION_NAME, upstream=self.service_name,
-            handler=projections.project,
-            store=SqlTrackingStore(self.settings.database_url, projections.PROJECTION_NAME),
-            log_reader=ApplicationLog(self), amqp_uri=self.settings.amqp_uri,
-            max_attempts=self.settings.consumer_max_attempts,
-            retry_delay=self.settings.consumer_retry_delay)
-
     def _catch_up_views(self) -> None:
         """Bring the query tables up to the log before a timer reads them."""
         projector = self.views_projector()

@@ -48,7 +48,6 @@ from tuoyu_registration.importer import (
 from tuoyu_shared.application import ServiceApplication
 from tuoyu_shared.calendar_cn import WorkingCalendar, default_calendar, shanghai_date
 from tuoyu_shared.config import Settings
-from tuoyu_shared.consumer import ApplicationLog, SqlTrackingStore, TrackedConsumer
 from tuoyu_shared.context import command_context, current_context
 from tuoyu_shared.personal_data import PersonalDataVault
 from tuoyu_shared.validation import (
@@ -74,6 +73,7 @@ class RegistrationApplication(ServiceApplication):
     name = "Registration"
     service_name = "registration"
     is_snapshotting_enabled = True
+    views_projection = (projections.PROJECTION_NAME, projections.project)
     snapshotting_intervals = {Institution: 100}
 
     def __init__(self, settings: Settings | None = None, env: dict[str, str] | None = None,
@@ -511,17 +511,6 @@ class RegistrationApplication(ServiceApplication):
                                                                  reference) else []
 
     # ---- query tables (projected from this service's own log) ------------------------------
-    def views_projector(self) -> TrackedConsumer:
-        """A follower of this service's own log into its query tables. Each thread that
-        projects needs its own (it holds a database connection)."""
-        return TrackedConsumer(
-            name=projections.PROJECTION_NAME, upstream=self.service_name,
-            handler=projections.project,
-            store=SqlTrackingStore(self.settings.database_url, projections.PROJECTION_NAME),
-            log_reader=ApplicationLog(self), amqp_uri=self.settings.amqp_uri,
-            max_attempts=self.settings.consumer_max_attempts,
-            retry_delay=self.settings.consumer_retry_delay)
-
     def _query(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         with psycopg.connect(self.settings.database_url, autocommit=True) as conn:
             return _public(fn(conn, *args, **kwargs))
