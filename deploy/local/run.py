@@ -19,6 +19,7 @@ from tuoyu_registration.samples import (
     sample_enrolment,
     sample_filing_submission,
     sample_registration,
+    sample_resident_id,
 )
 from tuoyu_shared.config import ensure_database
 from tuoyu_shared.devrun import SERVICES, ProcessGroup, http_json
@@ -62,6 +63,8 @@ def load_demo(registration: str) -> None:
         ("issue_filing_receipt", {"receipt_number": "徐托备 2025-0001"}),
         ("designate_affordable", {"guide_price_fen": 180000, "document": "徐卫健〔2025〕12号"}),
         ("report_enrolment", sample_enrolment(month_before_today())),
+        ("request_hire", {"practitioner": {"name": "赵敏", "id_number": sample_resident_id(7)},
+                          "role": "carer", "certificates": ["育婴员 3101-0042"]}),
     ):
         status, reply = http_json("POST", f"{base}/{command}", body, officer)
         print(f"demo: {command}: HTTP {status}")
@@ -129,7 +132,8 @@ Tuoyu is running.
                           {registration}/api/officer/staff-cases
   Registration API:       {registration}/api/institutions/<id>[/record]
                           POST {registration}/api/institutions, …/<id>/<command>
-  Health:                 {registration}/health  {dashboard}/health
+  Credit report:          {group.url("credit")}/api/institutions/<id>/credit
+  Health:                 {registration}/health  {dashboard}/health  {group.url("credit")}/health
   Logs:                   {RUN_DIR / 'logs'}
   PostgreSQL:             {base}/tuoyu_<service>
   RabbitMQ:               {rabbit.uri}
