@@ -142,8 +142,9 @@ def registration_settings(url: str, servers: Servers) -> Settings:
 
 
 @contextmanager
-def registration_app(url: str, servers: Servers) -> Iterator[RegistrationApplication]:
-    app = RegistrationApplication(registration_settings(url, servers))
+def registration_app(url: str, servers: Servers,
+                     clock: Any = None) -> Iterator[RegistrationApplication]:
+    app = RegistrationApplication(registration_settings(url, servers), clock=clock)
     try:
         yield app
     finally:
@@ -358,6 +359,7 @@ def bench_filings(servers: Servers, n: int, checks: Checks) -> tuple[Measurement
     with fresh_database(servers, "filings") as url, registration_app(url, servers) as app:
         ids = [str(app.register_institution(sample_registration(i))) for i in range(1, n + 1)]
         submission = sample_filing_submission()
+        this_month = app.today().strftime("%Y-%m")
         started = time.perf_counter()
         for institution_id in ids:
             app.submit_filing(institution_id, submission)
@@ -365,7 +367,7 @@ def bench_filings(servers: Servers, n: int, checks: Checks) -> tuple[Measurement
         filing_seconds = time.perf_counter() - started
         started = time.perf_counter()
         for institution_id in ids:
-            app.report_enrolment(institution_id, sample_enrolment("2025-01"))
+            app.report_enrolment(institution_id, sample_enrolment(this_month))
         enrolment_seconds = time.perf_counter() - started
         checks.equal("filings: events recorded", app.log_head(), n * 4)
     return (Measurement("command_filing_submit_and_receipt", n * 2, filing_seconds),
@@ -377,7 +379,10 @@ def bench_load_long_history(servers: Servers, events: int,
     """Loading an institution with ``events`` events, with snapshots (every 100) and without."""
     from tuoyu_registration.domain import Institution as Inst
 
-    with fresh_database(servers, "history") as url, registration_app(url, servers) as app:
+    # Filed in January 1900 (a clock set back), so that 1,000 distinct months can be reported.
+    long_ago = lambda: datetime(1900, 1, 15, tzinfo=UTC)  # noqa: E731
+    with fresh_database(servers, "history") as url, \
+            registration_app(url, servers, clock=long_ago) as app:
         institution_id = app.register_institution(sample_registration(1))
         app.submit_filing(str(institution_id), sample_filing_submission())
         app.issue_filing_receipt(str(institution_id), {"receipt_number": "BA"})

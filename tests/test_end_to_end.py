@@ -3,6 +3,9 @@ talking over real RabbitMQ and PostgreSQL. What an officer and a subscriber see.
 
 from __future__ import annotations
 
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
 import pytest
 from kombu import Connection
 
@@ -129,7 +132,8 @@ def test_registration_lifecycle_over_http(system):
     assert status == 400 and reply["errors"][0]["field"] == "receipt_number"
     status, _ = http_json("POST", f"{base}/issue_filing_receipt", {"receipt_number": "BA-20"})
     assert status == 200
-    status, reply = http_json("POST", f"{base}/report_enrolment", sample_enrolment("2025-01"))
+    this_month = datetime.now(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m")
+    status, reply = http_json("POST", f"{base}/report_enrolment", sample_enrolment(this_month))
     assert status == 200
     status, reply = http_json("POST", f"{base}/no_such_command", {})
     assert status == 404 and "submit_filing" in reply["commands"]

@@ -11,7 +11,7 @@ import os
 import signal
 import sys
 import time
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -62,7 +62,7 @@ def load_demo(registration: str) -> None:
         ("submit_filing", sample_filing_submission()),
         ("issue_filing_receipt", {"receipt_number": "徐托备 2025-0001"}),
         ("designate_affordable", {"guide_price_fen": 180000, "document": "徐卫健〔2025〕12号"}),
-        ("report_enrolment", sample_enrolment(month_before_today())),
+        ("report_enrolment", sample_enrolment(this_month())),
         ("request_hire", {"practitioner": {"name": "赵敏", "id_number": sample_resident_id(7)},
                           "role": "carer", "certificates": ["育婴员 3101-0042"]}),
     ):
@@ -73,9 +73,9 @@ def load_demo(registration: str) -> None:
     print(f"demo: register {second['name']}: HTTP {status}")
 
 
-def month_before_today() -> str:
-    today = datetime.now(ZoneInfo("Asia/Shanghai")).date().replace(day=1)
-    return (today - timedelta(days=1)).strftime("%Y-%m")
+def this_month() -> str:
+    """Enrolment is reported from the month of filing on (the demo files today)."""
+    return datetime.now(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m")
 
 
 def stop() -> None:

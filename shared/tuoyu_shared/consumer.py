@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import psycopg
+from eventsourcing.persistence import InterfaceError as LibraryInterfaceError
+from eventsourcing.persistence import OperationalError as LibraryOperationalError
 from kombu import Connection, Exchange, Queue, binding
 
 from tuoyu_shared.context import command_context
@@ -38,6 +40,10 @@ from tuoyu_shared.logs import get_logger
 log = get_logger("tuoyu.consumer")
 
 Handler = Callable[[Envelope, psycopg.Cursor], None]
+
+# The database is away (restarting, failing over): not the message's fault. The message is not
+# parked; it stays unacknowledged and comes again.
+DATABASE_AWAY = (psycopg.OperationalError, LibraryOperationalError, LibraryInterfaceError)
 
 
 class UpstreamLog(Protocol):
@@ -100,6 +106,14 @@ CREATE TABLE IF NOT EXISTS consumer_dead_letters (
     redriven_at timestamptz,
     UNIQUE (consumer, upstream, notification_id)
 );
+CREATE TABLE IF NOT EXISTS consumer_unreadable_messages (
+    id bigserial PRIMARY KEY,
+    consumer text NOT NULL,
+    upstream text NOT NULL,
+    body text NOT NULL,
+    error text NOT NULL,
+    received_at timestamptz NOT NULL DEFAULT now()
+);
 """
 
 
@@ -131,6 +145,22 @@ class DeadLetterTable:
             (self.consumer, envelope.source, envelope.notification_id, envelope.event_type,
              json.dumps(envelope.to_dict(), ensure_ascii=False), error, attempts))
 
+    def held_aggregates(self, cur: psycopg.Cursor, upstream: str) -> set[str]:
+        """Aggregates with a parked event not yet re-driven: their later events wait too, so
+        an aggregate's events are never applied out of order."""
+        cur.execute("SELECT DISTINCT envelope->>'aggregate_id' FROM consumer_dead_letters "
+                    "WHERE consumer=%s AND upstream=%s AND redriven_at IS NULL",
+                    (self.consumer, upstream))
+        return {row[0] for row in cur.fetchall()}
+
+    def hold(self, cur: psycopg.Cursor, envelope: Envelope) -> None:
+        self.park(cur, envelope, "held: an earlier event of this aggregate is parked", 0)
+
+    def record_unreadable(self, cur: psycopg.Cursor, upstream: str, body: str,
+                          error: str) -> None:
+        cur.execute("INSERT INTO consumer_unreadable_messages (consumer, upstream, body, error) "
+                    "VALUES (%s, %s, %s, %s)", (self.consumer, upstream, body, error))
+
     def list(self, conn: psycopg.Connection, include_redriven: bool) -> list[DeadLetter]:
         with conn.transaction():
             rows = conn.execute(
@@ -147,7 +177,16 @@ class DeadLetterTable:
         row = cur.fetchone()
         if row is None:
             raise KeyError(f"no parked message {dead_letter_id} for {self.consumer}")
-        return Envelope.from_dict(row[0])
+        envelope = Envelope.from_dict(row[0])
+        cur.execute(
+            "SELECT min(notification_id) FROM consumer_dead_letters WHERE consumer=%s "
+            "AND upstream=%s AND envelope->>'aggregate_id'=%s AND redriven_at IS NULL",
+            (self.consumer, envelope.source, envelope.aggregate_id))
+        earliest = cur.fetchone()[0]
+        if earliest < envelope.notification_id:
+            raise ValueError(f"re-drive notification {earliest} of aggregate "
+                             f"{envelope.aggregate_id} first: it is earlier")
+        return envelope
 
     def mark_redriven(self, cur: psycopg.Cursor, dead_letter_id: int) -> None:
         cur.execute("UPDATE consumer_dead_letters SET redriven_at=now() WHERE id=%s",
@@ -220,8 +259,12 @@ class SqlTrackingStore(_Connected):
         with conn.transaction(), conn.cursor() as cur:
             position = self._lock_position(cur, envelopes[0].source)
             fresh = [e for e in envelopes if e.notification_id > position]
+            held = self.dead.held_aggregates(cur, envelopes[0].source) if fresh else set()
             for envelope in fresh:
-                handler(envelope, cur)
+                if envelope.aggregate_id in held:
+                    self.dead.hold(cur, envelope)
+                else:
+                    handler(envelope, cur)
             if fresh:
                 self._move(cur, envelopes[0].source, fresh[-1].notification_id)
         return len(fresh)
@@ -270,6 +313,14 @@ class ApplicationTrackingStore(_Connected):
     def apply(self, envelope: Envelope, handler: Callable[[Envelope], Any]) -> bool:
         if self.position(envelope.source) >= envelope.notification_id:
             return False
+        conn = self.connection()
+        with conn.transaction(), conn.cursor() as cur:
+            held = envelope.aggregate_id in self.dead.held_aggregates(cur, envelope.source)
+            if held:  # idempotent if we crash before the tracking below
+                self.dead.hold(cur, envelope)
+        if held:
+            return self.app.record_processing(self._name(envelope.source),
+                                              envelope.notification_id)
         aggregates = handler(envelope) or ()
         return self.app.record_processing(self._name(envelope.source),
                                           envelope.notification_id, *aggregates)
@@ -349,8 +400,8 @@ class TrackedConsumer:
                     if self.store.apply(envelope, self.handler):
                         self.applied += 1
                 return
-            except psycopg.OperationalError:
-                raise  # the database is away: not the message's fault; redelivered later
+            except DATABASE_AWAY:
+                raise
             except Exception as e:
                 if attempt >= self.max_attempts:
                     error = "".join(traceback.format_exception_only(type(e), e)).strip()
@@ -377,7 +428,7 @@ class TrackedConsumer:
             try:
                 self.applied += apply_batch(page, self.handler)
                 return
-            except psycopg.OperationalError:
+            except DATABASE_AWAY:
                 raise
             except Exception:
                 pass  # find and park the failing one below
@@ -395,12 +446,20 @@ class TrackedConsumer:
                 return count
             start = page[-1].notification_id + 1
 
-    def handle(self, envelope: Envelope) -> None:
-        """Apply one delivered envelope, filling any gap before it from the upstream's log."""
+    def handle(self, envelope: Envelope, previous: int | None = None) -> None:
+        """Apply one delivered envelope, filling any gap before it from the upstream's log.
+
+        ``previous`` is the notification id before this one in the upstream's log (the relay
+        sends it): a gap is an event committed between our position and this one. Without
+        it, any id past position + 1 counts as a gap (holes from rolled-back inserts then
+        cost a read of the log, nothing worse).
+        """
         position = self.store.position(envelope.source)
         if envelope.notification_id <= position:
             return
-        if envelope.notification_id > position + 1:
+        gap = (previous > position) if previous is not None else (
+            envelope.notification_id > position + 1)
+        if gap:
             log.info("consumer.gap", consumer=self.name, upstream=self.upstream,
                      position=position, received=envelope.notification_id)
             self._fill_from_log(position + 1, envelope.notification_id)
@@ -410,7 +469,7 @@ class TrackedConsumer:
         """Catch up, but never let an absent upstream stop the fast path."""
         try:
             self.catch_up()
-        except psycopg.OperationalError:
+        except DATABASE_AWAY:
             raise
         except Exception as e:
             log.warning("consumer.catch_up_failed", consumer=self.name, upstream=self.upstream,
@@ -447,10 +506,27 @@ class TrackedConsumer:
         self.store.close()
 
     # The AMQP loop.
-    def _on_message(self, body: Any, message: Any) -> None:
-        envelope = Envelope.from_json(message.body)
-        self.handle(envelope)
+    def _on_message(self, message: Any) -> None:
+        # Raw messages (on_message, not callbacks): kombu would otherwise decode the body
+        # itself and raise before we could set an unreadable one aside.
+        try:
+            envelope = Envelope.from_json(message.body)
+        except Exception as e:  # not an envelope at all: set it aside, never block the queue
+            self._set_aside(message, e)
+            message.ack()
+            return
+        previous = (message.headers or {}).get("previous_notification_id")
+        self.handle(envelope, previous if isinstance(previous, int) else None)
         message.ack()
+
+    def _set_aside(self, message: Any, error: Exception) -> None:
+        raw = message.body
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+        conn = self.store.connection()
+        with conn.transaction(), conn.cursor() as cur:
+            self.store.dead.record_unreadable(cur, self.upstream, text, repr(error))
+        log.error("consumer.unreadable_message", consumer=self.name, upstream=self.upstream,
+                  error=repr(error))
 
     def run(self, stop: threading.Event, ready: threading.Event | None = None) -> None:
         backoff = 0.2
@@ -458,7 +534,7 @@ class TrackedConsumer:
             try:
                 with Connection(self.amqp_uri, heartbeat=0, connect_timeout=5) as conn:
                     conn.ensure_connection(max_retries=1)
-                    with conn.Consumer([self.queue()], callbacks=[self._on_message],
+                    with conn.Consumer([self.queue()], on_message=self._on_message,
                                        accept=["json"], prefetch_count=200):
                         self._try_catch_up()
                         if ready is not None:

@@ -49,7 +49,9 @@ class Envelope:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Envelope:
-        return cls(**data)
+        """Fields this version does not know (an upstream deployed with a newer envelope)
+        are ignored, so a consumer keeps working until it is upgraded."""
+        return cls(**{k: v for k, v in data.items() if k in _FIELD_SET})
 
     @classmethod
     def from_json(cls, body: bytes | str) -> Envelope:
@@ -57,6 +59,7 @@ class Envelope:
 
 
 _FIELDS = tuple(f.name for f in fields(Envelope))
+_FIELD_SET = frozenset(_FIELDS)
 
 
 def encode(message: dict[str, Any]) -> bytes:

@@ -116,6 +116,7 @@ HTTP_STATUS_BY_ERROR = {
     "ValidationFailed": 400,
     "InstitutionNotFound": 404,
     "PractitionerNotFound": 404,
+    "PermissionError": 410,  # the person's data was erased
     "DomainRuleViolated": 409,
     "RecordConflictError": 409,
 }

@@ -87,8 +87,11 @@ class ConfirmingPublisher:
         self._nacked = True
         self._on_ack(delivery_tag, multiple)
 
-    def publish_batch(self, envelopes: list[Envelope],
-                      bodies: list[bytes] | None = None) -> None:
+    def publish_batch(self, envelopes: list[Envelope], bodies: list[bytes] | None = None,
+                      previous: int = 0) -> None:
+        """``previous`` is the notification id before the first envelope in the log: each
+        message carries the id before it (``previous_notification_id``), so a consumer tells
+        a lost message from a hole in the log (an insert that rolled back)."""
         if self._conn is None:
             self.connect()
         channel = self._channel
@@ -102,10 +105,13 @@ class ConfirmingPublisher:
                 message_id=env.event_id,
                 correlation_id=env.correlation_id or None,
                 type=env.event_type,
-                headers={"source": env.source, "notification_id": env.notification_id,
-                         "schema_version": env.schema_version},
+                application_headers={"source": env.source,
+                                     "notification_id": env.notification_id,
+                                     "previous_notification_id": previous,
+                                     "schema_version": env.schema_version},
             )
             channel.basic_publish(message, exchange=self.exchange, routing_key=env.event_type)
+            previous = env.notification_id
             self._pending.add(self._next_tag)
             self._next_tag += 1
         deadline = time.monotonic() + self.confirm_timeout
@@ -178,7 +184,8 @@ class Relay:
         messages = [env.to_dict() for env in batch]
         for message in messages:
             validate_envelope(message)
-        self.publisher.publish_batch(batch, [encode(message) for message in messages])
+        self.publisher.publish_batch(batch, [encode(message) for message in messages],
+                                     previous=position)
         self._save_position(batch[-1].notification_id)
         self.published += len(batch)
         log.debug("relay.published", count=len(batch), position=batch[-1].notification_id,
@@ -210,8 +217,8 @@ class Relay:
                 # A bug, not an outage: nothing after this event leaves until it is fixed.
                 log.error("relay.schema_violation", error=str(e))
                 stop.wait(self.max_backoff)
-            except psycopg.OperationalError as e:
-                log.warning("relay.database_unavailable", error=str(e), retry_in=backoff)
+            except Exception as e:  # the database, or anything else: never die, back off
+                log.warning("relay.unavailable", error=repr(e), retry_in=backoff)
                 self._db = None
                 self.commits.close()
                 stop.wait(backoff)

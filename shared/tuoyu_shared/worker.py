@@ -26,7 +26,9 @@ from tuoyu_shared.logs import get_logger
 log = get_logger("tuoyu.worker")
 
 
-def run_parts(parts: dict[str, Callable[[threading.Event], None]]) -> None:
+def run_parts(parts: dict[str, Callable[[threading.Event], None]]) -> bool:
+    """Run each part in a thread until a signal, or until one part dies (then all stop).
+    Returns False if a part died, so the process can exit non-zero and be restarted."""
     stop = threading.Event()
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # ops: dump stacks with kill -USR1
 
@@ -41,15 +43,18 @@ def run_parts(parts: dict[str, Callable[[threading.Event], None]]) -> None:
     for thread in threads:
         thread.start()
     log.info("worker.started", parts=list(parts))
+    died = False
     while not stop.is_set():
-        stop.wait(1.0)
+        stop.wait(0.2)
         for thread in threads:
-            if not thread.is_alive():
+            if not thread.is_alive() and not stop.is_set():
                 log.error("worker.part_died", part=thread.name)
+                died = True
                 stop.set()
     deadline = time.monotonic() + 5  # a part blocked on a remote call must not hold us up
     for thread in threads:
         thread.join(timeout=max(deadline - time.monotonic(), 0.1))
+    return not died
 
 
 def worker_main(parts: Callable[[], dict[str, Callable[[threading.Event], None]]],
@@ -65,8 +70,7 @@ def worker_main(parts: Callable[[], dict[str, Callable[[threading.Event], None]]
     redrive.add_argument("ids", nargs="+", type=int)
     args = parser.parse_args(argv)
     if args.command in (None, "run"):
-        run_parts(parts())
-        return 0
+        return 0 if run_parts(parts()) else 1
     found = consumers() if consumers else {}
     if args.command == "dead-letters":
         for name, consumer in found.items():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -513,6 +514,40 @@ def test_credit_repair_rejected_then_approved_removes_the_entry_early(app, regis
     assert "serious_dishonesty list only" in str(e.value)
 
 
+def test_a_dishonesty_listing_takes_the_institution_off_the_trust_reward_list(
+        app, registration, clock):
+    institution_id = institution(registration)
+    listed(app, institution_id, TR)
+    clock.advance(30)
+    app.propose_listing(institution_id, SD, proposal())
+    with pytest.raises(DomainRuleViolated) as e:  # never on both lists, not even proposed
+        app.propose_listing(institution_id, TR, proposal())
+    assert e.value.state == "listed"  # the trust-reward entry itself is still in force
+    app.send_listing_notice(institution_id, SD, {"officer": "officer-1"})
+    app.receive_listing_response(institution_id, SD, {"statement": "无"})
+    app.decide_listing(institution_id, SD, decision())
+    report = app.institution_credit_report(institution_id)
+    assert report["lists"] == [SD]
+    assert {item["listing_id"]: item["state"] for item in report["listings"]} == {
+        "trust_reward-1": "ended_by_dishonesty", "serious_dishonesty-1": "listed"}
+    assert report["history"][-1]["event_type"] == "InstitutionCreditListingEndedByDishonesty"
+    assert report["history"][-1]["reason"] == (
+        "removed from the trust_reward list: listed as seriously dishonest "
+        "(serious_dishonesty-1)")
+    [ended] = events_of(app, "InstitutionCreditListingEndedByDishonesty")
+    assert ended.payload == {"institution_id": institution_id, "listing_id": "trust_reward-1",
+                             "list_name": TR, "on": "2025-04-02",
+                             "dishonesty_listing_id": "serious_dishonesty-1"}
+    validate_envelope(ended.to_dict())
+    app.views_projector().catch_up()
+    assert {r["institution_id"]: r["lists"] for r in app.credit_register()} == {
+        institution_id: [SD]}
+    assert [r["listing_id"] for r in app.listings_due()] == ["serious_dishonesty-1"]
+    with pytest.raises(DomainRuleViolated) as e:
+        app.propose_listing(institution_id, TR, proposal())
+    assert e.value.state == "listed" and "serious_dishonesty" in str(e.value)
+
+
 def test_steps_out_of_order_and_unknown_institutions(app, registration):
     institution_id = institution(registration)
     with pytest.raises(DomainRuleViolated) as e:
@@ -619,6 +654,17 @@ def test_a_hire_is_checked_at_once_and_an_unknown_person_kept_by_ref_and_masks(
     last = events_of(app, "PractitionerCheckCompleted")[-1].payload
     assert (last["check_id"], last["outcome"], last["reference"]) == (
         second.payload["hire_id"], "barred", ban_ref)
+
+
+def test_registering_an_erased_person_is_refused_and_writes_nothing(app):
+    ref = app.vault.person_ref(ID_3)
+    app.vault.erase(ref)  # erased (crypto-shredded) before any record of theirs
+    before = counts(app)
+    with pytest.raises(PermissionError, match=f"personal data of {ref} was erased"):
+        app.register_practitioner({"name": NAME, "id_number": ID_3})
+    assert counts(app) == before
+    assert app.check_practitioner({"person_ref": ref, "purpose": "audit"})["barred"] is False
+
 
 
 # ---- personal data and the audit of reads -----------------------------------------------------
@@ -838,9 +884,42 @@ def test_the_timer_part_runs_at_start_and_at_its_interval(app, registration, clo
     assert lifted.payload["person_ref"] == ref
     assert lifted.actor == "credit-timer"
     assert Timers.from_env(app, {"TUOYU_CREDIT_TIMER_INTERVAL": "3600"}).interval == 3600
-    assert Timers.from_env(app, {}).interval == 86400
+    assert Timers.from_env(app, {}).interval is None  # daily, just after midnight in China
+    assert Timers.from_env(app, {"TUOYU_CREDIT_TIMER_INTERVAL": ""}).interval is None
     with pytest.raises(ValueError):
         Timers(app, interval=0)
+
+
+def test_the_daily_timer_runs_at_start_and_just_after_midnight_in_china(app, registration):
+    """A term ending today is off the lists as the day starts, not up to a day later."""
+    institution_id = institution(registration)
+    listed(app, institution_id, TR, term_days=10)  # term [03-03, 03-13)
+    # The wall clock stands 1 s before midnight in Shanghai (03-12 → 03-13) until the run at
+    # start is over, then moves on.
+    before_midnight = datetime(2025, 3, 12, 15, 59, 59, tzinfo=UTC)
+    moving_since: list[float] = []
+    app.clock = lambda: before_midnight + timedelta(
+        seconds=time.monotonic() - moving_since[0] if moving_since else 0)
+    timers = Timers(app, retry=0.2, margin=timedelta(seconds=0.2))
+    assert timers.interval is None
+    assert timers.next_run(before_midnight) == datetime(2025, 3, 12, 16, 0, 0, 200000,
+                                                        tzinfo=UTC)
+    stop = threading.Event()
+    thread = threading.Thread(target=timers.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: timers.runs >= 1, what="the run at start")
+        assert events_of(app, "InstitutionCreditListingExpired") == []  # 03-12: in force
+        moving_since.append(time.monotonic())
+        wait_for(lambda: timers.runs >= 2, timeout=10, what="the run after midnight")
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert not thread.is_alive()
+    assert timers.runs == 2  # the next run is a day away
+    [expired] = events_of(app, "InstitutionCreditListingExpired")
+    assert (expired.payload["listing_id"], expired.payload["on"]) == ("trust_reward-1",
+                                                                      "2025-03-13")
 
 
 def test_an_upstream_not_deployed_yet_reads_as_an_empty_log_but_never_skips_a_gap():

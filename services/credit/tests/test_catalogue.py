@@ -43,6 +43,8 @@ def test_what_registration_reads_is_in_the_credit_schemas():
                                             "listing_id"},
         "InstitutionCreditListingExpired": {"institution_id", "list_name", "listing_id"},
         "InstitutionCreditListingRemovedEarly": {"institution_id", "list_name", "listing_id"},
+        "InstitutionCreditListingEndedByDishonesty": {"institution_id", "list_name",
+                                                      "listing_id"},
     }
     for event_type, needed in expected.items():
         schema = json.loads((CATALOGUE_DIR / "credit" / f"{event_type}.v1.json").read_text())

@@ -264,6 +264,19 @@ def credit_history() -> InstitutionCredit:
     credit.decide_listing("trust_reward", "listed", D + dt.timedelta(8), "officer-2", "clean",
                           "", ["report-1"])
     credit.expire_listings(D + dt.timedelta(100))
+    # On the trust-reward list again, then listed as seriously dishonest: off the first list.
+    credit.propose_listing("trust_reward", "《办法》第Z条", ["report-2"], "officer-1", 365,
+                           D + dt.timedelta(100))
+    credit.send_listing_notice("trust_reward", D + dt.timedelta(100), "officer-1",
+                               ListingRules())
+    credit.decide_listing("trust_reward", "listed", D + dt.timedelta(110), "officer-2", "clean",
+                          "", ["report-2"])
+    credit.propose_listing("serious_dishonesty", "《条例》第X条", ["decision-2"], "officer-1",
+                           365, D + dt.timedelta(120))
+    credit.send_listing_notice("serious_dishonesty", D + dt.timedelta(120), "officer-1",
+                               ListingRules())
+    credit.decide_listing("serious_dishonesty", "listed", D + dt.timedelta(130), "officer-2",
+                          "fraud confirmed", "《条例》第X条", ["decision-2"])
     return credit
 
 
@@ -288,7 +301,8 @@ def test_published_event_types_are_outer_and_inner_names():
         "InstitutionCreditListingNoticeSent", "InstitutionCreditListingResponseReceived",
         "InstitutionCreditListingDecided", "InstitutionCreditRepairApplied",
         "InstitutionCreditRepairReviewed", "InstitutionCreditListingRemovedEarly",
-        "InstitutionCreditListingExpired", "PractitionerRegistered",
+        "InstitutionCreditListingExpired", "InstitutionCreditListingEndedByDishonesty",
+        "PractitionerRegistered",
         "PractitionerBanImposed", "PractitionerCheckRequested", "PractitionerCheckCompleted",
         "PractitionerBanLifted", "PractitionerIdentitySealed",
     }

@@ -141,8 +141,109 @@ def test_both_lists_run_their_own_procedures():
     propose(c, SD)
     assert c.listing(SD)["state"] == "proposed" and c.listing(TR)["state"] == "listed"
     notice(c, SD)
-    decide(c, SD)
-    assert c.current_lists(AFTER_WINDOW) == [SD, TR]
+    respond(c, SD)
+    assert c.current_lists(AFTER_WINDOW) == [TR]  # a dishonesty procedure alone ends nothing
+
+
+# -- the two lists exclude each other --------------------------------------------------------
+
+def test_a_dishonesty_listing_ends_the_trust_reward_entry_in_force():
+    c = listed(TR)  # trust_reward-1 in force 2025-03-16 .. 2026-03-16
+    propose(c, SD, proposed_on=dt.date(2025, 5, 5))
+    c.send_listing_notice(SD, dt.date(2025, 5, 5), "officer-1", WINDOW)
+    c.collect_events()
+    decide(c, SD, on=dt.date(2025, 5, 20))
+    decided, ended = c.collect_events()
+    assert kinds([decided, ended]) == ["ListingDecided", "ListingEndedByDishonesty"]
+    assert (ended.institution_id, ended.listing_id, ended.list_name, ended.on,
+            ended.dishonesty_listing_id) == (str(uuid.UUID(int=7)), "trust_reward-1", TR,
+                                             dt.date(2025, 5, 20), "serious_dishonesty-1")
+    assert c.listing(TR)["state"] == "ended_by_dishonesty"
+    assert c.listing(TR)["ended_on"] == dt.date(2025, 5, 20)
+    assert c.current_lists(dt.date(2025, 5, 20)) == [SD]
+    assert c.expire_listings(dt.date(2027, 1, 1)) == ["serious_dishonesty-1"]  # only SD left
+
+
+def test_a_dishonesty_decision_to_drop_leaves_the_trust_reward_entry():
+    c = listed(TR)
+    propose(c, SD)
+    notice(c, SD)
+    decide(c, SD, decision="dropped")
+    assert kinds(c.collect_events()) == ["ListingProposed", "ListingNoticeSent",
+                                         "ListingDecided"]
+    assert c.current_lists(AFTER_WINDOW) == [TR]
+
+
+def test_a_trust_reward_term_already_over_expires_rather_than_ends_by_dishonesty():
+    c = listed(TR)  # term ends 2026-03-16; the timer has not run yet
+    propose(c, SD, proposed_on=dt.date(2026, 3, 1))
+    c.send_listing_notice(SD, dt.date(2026, 3, 1), "officer-1", WINDOW)
+    c.collect_events()
+    decide(c, SD, on=dt.date(2026, 3, 20))
+    decided, expired = c.collect_events()
+    assert kinds([decided, expired]) == ["ListingDecided", "ListingExpired"]
+    assert (expired.listing_id, expired.on) == ("trust_reward-1", dt.date(2026, 3, 16))
+    assert c.current_lists(dt.date(2026, 3, 20)) == [SD]
+
+
+@pytest.mark.parametrize("sd_state", ["proposed", "noticed", "responded", "listed",
+                                      "repair_applied"])
+def test_trust_reward_is_refused_while_a_dishonesty_entry_is_open_or_in_force(sd_state):
+    c = at_state(sd_state)
+    with pytest.raises(DomainRuleViolated) as e:
+        propose(c, TR, proposed_on=dt.date(2025, 6, 20))
+    assert e.value.state == sd_state
+    assert "serious_dishonesty" in str(e.value) and sd_state in str(e.value)
+    assert c.collect_events() == [] and c.listing(TR) is None
+
+
+@pytest.mark.parametrize("sd_state", ["proposed", "noticed", "responded", "listed",
+                                      "repair_applied"])
+def test_trust_reward_decision_to_list_is_refused_while_a_dishonesty_entry_is_open(sd_state):
+    c = credit()
+    propose(c, TR)
+    notice(c, TR)
+    respond(c, TR)
+    propose(c, SD)
+    if sd_state != "proposed":
+        notice(c, SD)
+    if sd_state == "responded":
+        respond(c, SD)
+    if sd_state in ("listed", "repair_applied"):
+        decide(c, SD)
+    if sd_state == "repair_applied":
+        apply_repair(c)
+    c.collect_events()
+    before = c.listing(TR)
+    with pytest.raises(DomainRuleViolated) as e:
+        decide(c, TR, on=dt.date(2025, 6, 20))
+    assert e.value.state == sd_state
+    assert "serious_dishonesty" in str(e.value) and sd_state in str(e.value)
+    assert c.collect_events() == [] and c.listing(TR) == before
+    # Dropping the trust-reward proposal puts nobody on a list: allowed.
+    decide(c, TR, decision="dropped", on=dt.date(2025, 6, 20))
+    assert c.listing(TR)["state"] == "dropped"
+
+
+@pytest.mark.parametrize("sd_state", ["dropped", "expired", "removed"])
+def test_trust_reward_may_follow_a_dishonesty_entry_that_has_ended(sd_state):
+    c = at_state(sd_state)
+    on = dt.date(2027, 2, 1)
+    assert propose(c, TR, proposed_on=on) == "trust_reward-1"
+    c.send_listing_notice(TR, on, "officer-1", WINDOW)
+    respond(c, TR, on=on)
+    decide(c, TR, on=on)
+    assert c.current_lists(on) == [TR]
+
+
+def test_a_dishonesty_entry_whose_term_is_over_does_not_block_trust_reward():
+    c = listed()  # term ends 2026-03-16, not yet expired by the timer
+    on = dt.date(2026, 3, 16)
+    assert propose(c, TR, proposed_on=on) == "trust_reward-1"
+    c.send_listing_notice(TR, on, "officer-1", WINDOW)
+    respond(c, TR, on=on)
+    decide(c, TR, on=on)
+    assert c.current_lists(on) == [TR]
 
 
 # -- the response window (陈述申辩) ---------------------------------------------------------

@@ -654,6 +654,9 @@ def _describe(kind: str, data: dict[str, Any]) -> tuple[str, str | None]:
         return f"credit repair {verdict} by {data['officer']}: {data['reason']}", listing
     if kind == "ListingRemovedEarly":
         return f"removed from the {name} list after credit repair", listing
+    if kind == "ListingEndedByDishonesty":
+        return (f"removed from the {name} list: listed as seriously dishonest "
+                f"({data['dishonesty_listing_id']})"), listing
     return kind, None
 
 

@@ -168,6 +168,7 @@ HANDLERS: dict[str, Callable[[Envelope, psycopg.Cursor], None]] = {
     "InstitutionCreditRepairReviewed": _reviewed,
     "InstitutionCreditListingExpired": _ended,
     "InstitutionCreditListingRemovedEarly": _ended,
+    "InstitutionCreditListingEndedByDishonesty": _ended,
     "PractitionerBanImposed": _ban_imposed,
     "PractitionerBanLifted": _ban_lifted,
 }

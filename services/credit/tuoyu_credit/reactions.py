@@ -158,11 +158,13 @@ def _consumer(app: CreditApplication, upstream: str, amqp_uri: str | None,
     if log_reader is None:
         remote = RpcLog if upstream == "registration" else NotYetDeployedLog
         log_reader = remote(RpcClient(amqp_uri), upstream)
+    # Bound to every event type: order and gaps are judged over the whole log, and the
+    # handler ignores the types it does not react to.
     return TrackedConsumer(
         name=CONSUMER_NAME, upstream=upstream, handler=credit_handler(app),
         store=ApplicationTrackingStore(app, CONSUMER_NAME),
         log_reader=log_reader,
-        amqp_uri=amqp_uri, exchange=exchange, routing_keys=UPSTREAM_EVENTS[upstream],
+        amqp_uri=amqp_uri, exchange=exchange, routing_keys=("#",),
         max_attempts=settings.consumer_max_attempts, retry_delay=settings.consumer_retry_delay,
         catchup_interval=settings.consumer_catchup_interval)
 

@@ -14,6 +14,7 @@ from tuoyu_registration.domain import (
     ProviderKind,
     check_classes,
     check_credit_code_matches_nature,
+    check_filing,
     institution_id_for,
 )
 from tuoyu_registration.samples import sample_credit_code, sample_enrolment
@@ -150,6 +151,26 @@ def test_receipt_only_for_a_submitted_filing():
     assert e.value.state == "registered"
 
 
+@pytest.mark.parametrize("overrides, field", [
+    ({"hygiene_evaluation_passed": False}, "hygiene_evaluation_passed"),
+    ({"fire_safety_passed": False}, "fire_safety_passed"),
+    ({"staff": {"carer": 9}}, "staff.carer"),
+    ({"classes": [{"class_type": "infant", "places": 11, "carers": 4}]}, "classes[0].places"),
+])
+def test_an_import_is_held_to_the_rules_of_a_filing(overrides, field):
+    with pytest.raises(FieldError) as e:
+        check_filing("childcare_institution", filing(**overrides))
+    assert e.value.field == field
+    with pytest.raises(FieldError) as e:
+        Institution.imported(
+            name="x", credit_code=sample_credit_code(1), nature=Nature.FOR_PROFIT,
+            kind=ProviderKind.CHILDCARE_INSTITUTION, person_in_charge=PERSON, district="d",
+            street="s", address="a", filing=filing(**overrides),
+            receipt={"receipt_number": "BA-1", "issued_on": D2}, source="csv")
+    assert e.value.field == field
+    assert check_filing("childcare_institution", filing()) == 45
+
+
 @pytest.mark.parametrize("field", ["hygiene_evaluation_passed", "fire_safety_passed"])
 def test_filing_needs_hygiene_and_fire_safety(field):
     with pytest.raises(FieldError) as e:
@@ -165,13 +186,30 @@ def test_staff_must_cover_the_carers_the_classes_need():
 
 def test_verification_compliant_or_non_compliant_within_the_deadline():
     institution = filed()
-    with pytest.raises(FieldError) as e:
-        institution.find_non_compliant(D3, ["no first-aid kit"], date(2025, 4, 1), "公示")
-    assert e.value.code == "deadline_passed"
+    institution.collect_events()
     institution.find_non_compliant(D3, ["no first-aid kit"], D3, "未配备急救箱，已责令整改")
     assert institution.verification["outcome"] == "non_compliant"
+    assert institution.verification["notified_late"] is False
+    [found] = institution.collect_events()
+    assert found.notified_late is False
     with pytest.raises(DomainRuleViolated):
         institution.verify_compliant(D3, "second look")
+
+
+def test_a_late_non_compliance_notice_is_recorded_as_late():
+    institution = filed()  # the notice was due by D3
+    institution.collect_events()
+    late = date(2025, 4, 1)
+    institution.find_non_compliant(late, ["no first-aid kit"], late, "未配备急救箱")
+    [found] = institution.collect_events()
+    assert found.notified_late is True and found.notified_on == late
+    assert institution.verification["notified_late"] is True
+
+
+def test_non_compliance_recorded_before_the_lateness_flag_reads_as_on_time():
+    state = {"verified_on": D3, "findings": ["x"], "notified_on": D3, "disclosure": "d"}
+    Institution.FilingFoundNonCompliant.upcast_v1_v2(state)
+    assert state["notified_late"] is False
 
 
 # ---- change filing --------------------------------------------------------------------------
@@ -232,6 +270,34 @@ def test_monthly_enrolment_report_and_correction():
     assert institution.enrolment["2025-03"]["second_children"] == 10
 
 
+def test_a_month_is_one_month_however_it_is_written():
+    institution = filed()
+    month, classes, second, third = enrolment()
+    institution.report_enrolment("2025-3", classes, second, third)
+    assert list(institution.enrolment) == ["2025-03"]
+    with pytest.raises(DomainRuleViolated) as e:
+        institution.report_enrolment("2025-03", classes, second, third)
+    assert "correction" in str(e.value)
+    institution.correct_enrolment("2025-3", classes, 10, third, "miscounted")
+    assert list(institution.enrolment) == ["2025-03"]
+    assert institution.enrolment["2025-03"]["second_children"] == 10
+    with pytest.raises(FieldError) as fe:
+        institution.report_enrolment("2025-13", classes, second, third)
+    assert fe.value.field == "month"
+
+
+def test_no_enrolment_for_a_month_before_the_filing_receipt():
+    institution = filed()  # receipt issued on 2025-03-10
+    month, classes, second, third = enrolment("2025-02")
+    with pytest.raises(DomainRuleViolated) as e:
+        institution.report_enrolment(month, classes, second, third)
+    assert e.value.state == "filed"
+    assert "2025-02" in str(e.value) and "2025-03" in str(e.value)
+    # months compare as (year, month): 2024-12 is before 2025-03 too
+    with pytest.raises(DomainRuleViolated):
+        institution.report_enrolment("2024-12", classes, second, third)
+
+
 def test_enrolment_beyond_places_or_ratio_is_refused():
     institution = filed()
     too_many = [{"class_type": "older", "children": 21, "carers": 3, "age_bands": {}}]
@@ -288,6 +354,25 @@ def test_a_later_ban_opens_a_removal_case_closed_by_release():
     assert institution.staff_cases["c1"]["closed_on"] == date(2025, 4, 1)
 
 
+def test_hire_and_change_guards_can_be_checked_before_anything_is_sealed():
+    institution = filed()
+    institution.check_can_hire("p1")
+    institution.check_can_file_change()
+    institution.request_hire("h1", PRACTITIONER, "carer", [], D3)
+    with pytest.raises(DomainRuleViolated):
+        institution.check_can_hire("p1")  # on the roster already
+    with pytest.raises(DomainRuleViolated) as e:
+        register().check_can_file_change()
+    assert e.value.state == "registered"
+    institution.deregister("closing", "placed", D3)
+    with pytest.raises(DomainRuleViolated) as e:
+        institution.check_can_hire("p2")
+    assert e.value.state == "deregistered"
+    with pytest.raises(DomainRuleViolated) as e:
+        institution.check_can_file_change()
+    assert e.value.state == "deregistered"
+
+
 # ---- suspension and deregistration ----------------------------------------------------------
 def test_suspension_and_resumption():
     institution = filed()
@@ -308,6 +393,54 @@ def test_deregistration_is_final():
     assert e.value.state == "deregistered"
     with pytest.raises(DomainRuleViolated):
         institution.resume(D3, "")
+
+
+def test_deregistration_ends_designations_employment_and_removal_cases():
+    institution = filed()
+    institution.designate_affordable(180000, D3, "doc")
+    institution.grant_demonstration_level("district", D3, "doc")
+    institution.request_hire("h1", PRACTITIONER, "carer", [], D3)
+    institution.complete_background_check("h1", "cleared", "CHK-1")
+    other = {"ref": "p2", "name": {"ref": "p2", "sealed": "x", "masked": "张*"}}
+    institution.request_hire("h2", other, "cook", [], D3)
+    institution.complete_background_check("h2", "cleared", "CHK-2")
+    institution.open_staff_removal_case("c1", "p1", "BAN-9", D3, date(2025, 4, 7))
+    institution.request_hire("h3", {**other, "ref": "p3"}, "cook", [], D3)  # still pending
+    institution.collect_events()
+    gone = date(2025, 4, 2)
+    institution.deregister("closing", "placed", gone)
+    events = institution.collect_events()
+    assert sorted(type(e).__qualname__ for e in events) == sorted([
+        "Institution.Deregistered", "Institution.AffordableDesignationWithdrawn",
+        "Institution.DemonstrationLevelRevoked", "Institution.PractitionerReleased",
+        "Institution.PractitionerReleased", "Institution.StaffRemovalCaseClosed"])
+    withdrawn = next(e for e in events if type(e).__name__ == "AffordableDesignationWithdrawn")
+    assert (withdrawn.reason, withdrawn.withdrawn_on) == ("deregistered", gone)
+    assert {e.hire_id for e in events if type(e).__name__ == "PractitionerReleased"} == {
+        "h1", "h2"}
+    assert institution.affordable is None and institution.demonstration is None
+    assert {h: r["status"] for h, r in institution.roster.items()} == {
+        "h1": "released", "h2": "released", "h3": "pending"}
+    assert institution.staff_cases["c1"]["closed_on"] == gone
+
+
+def test_a_deregistered_institution_refuses_designation_changes_and_late_hires():
+    institution = filed()
+    institution.designate_affordable(180000, D3, "doc")
+    institution.grant_demonstration_level("district", D3, "doc")
+    institution.request_hire("h1", PRACTITIONER, "carer", [], D3)
+    institution.deregister("closing", "placed", D3)
+    institution.collect_events()
+    with pytest.raises(DomainRuleViolated) as e:
+        institution.withdraw_affordable(D3, "again")
+    assert e.value.state == "deregistered" and "deregistered" in str(e.value)
+    with pytest.raises(DomainRuleViolated) as e:
+        institution.revoke_demonstration_level(D3, "again")
+    assert e.value.state == "deregistered" and "deregistered" in str(e.value)
+    # the background check answers after the deregistration: nothing is hired
+    assert institution.complete_background_check("h1", "cleared", "CHK-1") is False
+    assert institution.roster["h1"]["status"] == "pending"
+    assert institution.collect_events() == []
 
 
 def test_credit_listing_noted_once():

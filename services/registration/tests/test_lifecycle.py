@@ -63,6 +63,14 @@ def refused(app, command, *args) -> list[dict]:
     return e.value.to_dict()["errors"]
 
 
+def refused_by_rule(app, command, *args) -> DomainRuleViolated:
+    before = counts(app)
+    with pytest.raises(DomainRuleViolated) as e:
+        getattr(app, command)(*args)
+    assert counts(app) == before, "a refused command wrote something"
+    return e.value
+
+
 def filed(app, n: int = 1) -> str:
     institution_id = str(app.register_institution(sample_registration(n)))
     app.submit_filing(institution_id, sample_filing_submission())
@@ -178,9 +186,33 @@ def test_enrolment_over_places_is_refused_and_a_month_only_once(app):
     assert error["field"] == "month"
 
 
-def test_concurrent_commands_on_one_institution_are_all_kept(app):
-    institution_id = filed(app)
-    months = [f"2024-{m:02d}" for m in range(1, 13)]
+def test_a_month_reported_once_however_it_is_written(app, clock):
+    institution_id = filed(app)  # filed on 2025-01-24
+    app.report_enrolment(institution_id, sample_enrolment("2025-1"))
+    assert list(app.institution(institution_id)["enrolment"]) == ["2025-01"]
+    with pytest.raises(DomainRuleViolated):
+        app.report_enrolment(institution_id, sample_enrolment("2025-01"))
+    app.correct_enrolment(institution_id, {**sample_enrolment("2025-1", second_children=10),
+                                           "reason": "miscounted"})
+    enrolment = app.institution(institution_id)["enrolment"]
+    assert list(enrolment) == ["2025-01"] and enrolment["2025-01"]["second_children"] == 10
+    # not a month that has not begun (Shanghai time), reported or corrected
+    for command, extra in (("report_enrolment", {}), ("correct_enrolment", {"reason": "r"})):
+        [error] = refused(app, command, institution_id, {**sample_enrolment("2025-2"), **extra})
+        assert (error["field"], error["code"]) == ("month", "in_future")
+    # 2025-01-31 18:00 UTC is already February in Shanghai
+    clock.now = datetime(2025, 1, 31, 18, tzinfo=UTC)
+    app.report_enrolment(institution_id, sample_enrolment("2025-02"))
+    # nor a month before the filing receipt
+    error = refused_by_rule(app, "report_enrolment", institution_id,
+                            sample_enrolment("2024-12"))
+    assert error.state == "filed" and "2024-12" in str(error) and "2025-01" in str(error)
+
+
+def test_concurrent_commands_on_one_institution_are_all_kept(app, clock):
+    institution_id = filed(app)  # in 2025-01
+    clock.now = datetime(2026, 1, 5, 2, tzinfo=UTC)
+    months = [f"2025-{m:02d}" for m in range(1, 13)]
     barrier = threading.Barrier(len(months))
     errors: list[Exception] = []
 
@@ -240,6 +272,143 @@ def test_csv_import_reports_rejected_rows_and_imports_the_rest(app):
     assert len(app.public_disclosure()) == 3
 
 
+def csv_with(count: int, changes: dict[int, dict[str, str]]) -> str:
+    """sample_csv with some rows' values changed (row numbers as in the report)."""
+    from tuoyu_registration.importer import COLUMNS
+
+    lines = sample_csv(count).splitlines()
+    keys = list(COLUMNS)
+    for row, values in changes.items():
+        cells = lines[row - 1].split(",")
+        for key, value in values.items():
+            cells[keys.index(key)] = value
+        lines[row - 1] = ",".join(cells)
+    return "\n".join(lines) + "\n"
+
+
+def test_csv_import_refuses_what_a_filing_would_refuse(app):
+    report = app.import_filings_csv(csv_with(4, {
+        2: {"hygiene_evaluation_passed": "否"}, 3: {"fire_safety_passed": "否"},
+        4: {"staff_carer": "5"}}))
+    assert (report["rows"], report["imported"]) == (4, 1)
+    rejected = {r["row"]: (r["errors"][0]["field"], r["errors"][0]["code"])
+                for r in report["rejected"]}
+    assert rejected == {2: ("hygiene_evaluation_passed", "not_passed"),
+                        3: ("fire_safety_passed", "not_passed"),
+                        4: ("staff.carer", "inconsistent")}
+
+
+@pytest.mark.parametrize("chunk_size", [2000, 2])
+def test_csv_import_racing_a_registration_reports_the_collision(app, monkeypatch, chunk_size):
+    taken = str(app.register_institution(sample_registration(3)))  # row 4's credit code
+    monkeypatch.setattr(app, "_existing", lambda ids: set())  # registered after the check
+    report = app.import_filings_csv(sample_csv(5), chunk_size=chunk_size)
+    assert (report["rows"], report["imported"]) == (5, 4)
+    [row] = report["rejected"]
+    assert row["row"] == 4
+    assert (row["errors"][0]["field"], row["errors"][0]["code"]) == ("credit_code",
+                                                                     "duplicate")
+    assert app.institution(taken)["status"] == "registered"  # not overwritten
+    assert counts(app)[0] == 5  # one event each: the registration and four imports
+    views(app)
+    assert len(app.public_disclosure()) == 4
+
+
+def test_a_late_non_compliance_notice_is_recorded_and_shown_as_late(app, clock):
+    institution_id = filed(app)
+    due = app.institution(institution_id)["verification_due_on"]
+    clock.now = datetime(2025, 4, 1, 2, tzinfo=UTC)  # weeks after the due date
+    app.verify_filing(institution_id, {"outcome": "non_compliant", "findings": ["无急救箱"],
+                                       "disclosure": "未配备急救箱，责令整改"})
+    record = app.institution_record(institution_id)
+    verification = record["institution"]["verification"]
+    assert verification["notified_late"] is True and verification["notified_on"] > due
+    last = record["history"][-1]
+    assert last["event_type"] == "InstitutionFilingFoundNonCompliant"
+    assert last["data"]["notified_late"] is True
+    for envelope in app.read_log(1, 100):
+        validate_envelope(envelope.to_dict())
+    views(app)
+    [row] = app.public_disclosure()
+    assert row["non_compliance"] == "未配备急救箱，责令整改"
+
+
+def hire_cleared(app, institution_id: str, n: int) -> str:
+    hire_id = app.request_hire(institution_id, {
+        "practitioner": {"name": "李四", "id_number": sample_resident_id(n)}, "role": "carer",
+        "certificates": []})
+    app.save(*app.on_background_check_completed({
+        "institution_id": institution_id, "hire_id": hire_id, "outcome": "cleared",
+        "reference": f"CHK-{n}"}))
+    return hire_id
+
+
+def table_rows(app) -> dict[str, list]:
+    from tuoyu_registration import projections
+
+    with psycopg.connect(app.settings.database_url) as conn:
+        return {table: sorted(map(repr, conn.execute(f"SELECT * FROM {table}").fetchall()))
+                for table in projections.TABLES}
+
+
+def test_deregistration_ends_designations_staff_and_cases(app):
+    institution_id = filed(app)
+    app.designate_affordable(institution_id, {"guide_price_fen": 1, "document": "d"})
+    app.grant_demonstration_level(institution_id, {"level": "district", "document": "d"})
+    employed = hire_cleared(app, institution_id, 71)
+    barred = hire_cleared(app, institution_id, 72)
+    views(app)
+    barred_ref = app.vault.person_ref(sample_resident_id(72))
+    app.save(*app.on_practitioner_barred({"practitioner_ref": barred_ref,
+                                          "ban_reference": "BAN-1"}, [institution_id]))
+    pending = app.request_hire(institution_id, {
+        "practitioner": {"name": "张三", "id_number": sample_resident_id(73)},
+        "role": "cook", "certificates": []})
+    views(app)
+    assert len(app.open_staff_cases()) == 1
+    app.deregister(institution_id, {"reason": "closing", "placement_of_children": "placed"})
+    view = app.institution(institution_id)
+    assert view["affordable"] is None and view["demonstration"] is None
+    assert {h: r["status"] for h, r in view["roster"].items()} == {
+        employed: "released", barred: "released", pending: "pending"}
+    assert all(case["closed_on"] for case in view["staff_cases"].values())
+    # the background check of the pending hire answers late: nothing is hired
+    assert app.on_background_check_completed({
+        "institution_id": institution_id, "hire_id": pending, "outcome": "cleared",
+        "reference": "CHK-73"}) == []
+    for command in ("withdraw_affordable", "revoke_demonstration_level"):
+        error = refused_by_rule(app, command, institution_id, {"reason": "again"})
+        assert error.state == "deregistered"
+    views(app)
+    assert app.open_staff_cases() == []
+    assert app.employers_of(barred_ref) == []
+    with psycopg.connect(app.settings.database_url) as conn:
+        assert conn.execute(
+            "SELECT status, affordable, guide_price_fen, demonstration_level "
+            "FROM public_register WHERE institution_id = %s", (institution_id,)
+        ).fetchone() == ("deregistered", False, None, None)
+    live = table_rows(app)
+    from tuoyu_registration import projections
+
+    projections.rebuild(app.settings.database_url)
+    views(app)
+    assert table_rows(app) == live
+
+
+def test_a_refused_hire_or_change_seals_no_personal_data(app):
+    registered = str(app.register_institution(sample_registration(2)))
+    person = {"name": "赵六", "id_number": sample_resident_id(91), "phone": "13812345678"}
+    error = refused_by_rule(app, "file_change", registered,
+                            {"changes": {"person_in_charge": person}})
+    assert error.state == "registered"
+    institution_id = filed(app)
+    app.deregister(institution_id, {"reason": "closing", "placement_of_children": "placed"})
+    error = refused_by_rule(app, "request_hire", institution_id, {
+        "practitioner": {"name": "李四", "id_number": sample_resident_id(92)},
+        "role": "carer", "certificates": []})
+    assert error.state == "deregistered"
+
+
 def test_query_tables_rebuilt_from_the_log_equal_the_live_ones(app):
     from tuoyu_registration import projections
 
@@ -269,3 +438,11 @@ def test_parallel_csv_import_reports_like_the_single_process_one(app, settings_f
     assert (parallel["rows"], parallel["imported"]) == (42, 39)
     assert [r["row"] for r in parallel["rejected"]] == [6, 42, 43]
     assert app.log_head() == 39
+
+
+def test_csv_import_rejects_the_row_of_a_person_whose_data_was_erased(app):
+    app.vault.erase(app.vault.person_ref(sample_resident_id(2)))
+    report = app.import_filings_csv(sample_csv(3))
+    assert report["imported"] == 2
+    [rejected] = report["rejected"]
+    assert rejected["row"] == 3 and rejected["errors"][0]["code"] == "erased"

@@ -36,6 +36,8 @@ from tuoyu_registration.domain import (
     ProviderKind,
     check_credit_code_matches_nature,
     institution_id_for,
+    month_key,
+    normalise_month,
 )
 from tuoyu_registration.importer import (
     ImportReport,
@@ -264,6 +266,9 @@ class RegistrationApplication(ServiceApplication):
                             "invalid_choice")
         v.check()
         if "person_in_charge" in given:
+            # The state is checked before the person is sealed: a refused change stores no
+            # personal data (nor a key for it).
+            self._get(institution_id).check_can_file_change()
             changes["person_in_charge"] = self._seal_person(*person)
         today = self.today()
         self._update(institution_id, lambda i: i.file_change(changes, today, self.standards))
@@ -305,9 +310,10 @@ class RegistrationApplication(ServiceApplication):
         month = v.text("month", max_length=7)
         if month is not None:
             try:
-                datetime.strptime(month, "%Y-%m")
-            except ValueError:
-                v.add_error("month", "a month as YYYY-MM", "invalid_format")
+                # one key per month: "2025-1" is "2025-01"
+                month = normalise_month(month)
+            except FieldError as e:
+                v.add_error("month", e.reason, e.code)
         classes = []
         for item in v.items("classes", min_items=1, max_items=200) or []:
             bands_v = item.nested("age_bands", required=False)
@@ -326,15 +332,18 @@ class RegistrationApplication(ServiceApplication):
         third = v.integer("third_children", min_value=0, max_value=10000)
         return month, classes, second, third
 
+    def _refuse_future_month(self, month: str) -> None:
+        today = self.today()  # Asia/Shanghai
+        if month_key(month) > (today.year, today.month):
+            raise FieldError("month", f"{month} has not begun", "in_future")
+
     @refusing_field_errors
     def report_enrolment(self, institution_id: str, data: dict[str, Any]) -> None:
         """月度在托报告: children by class and age band, second and third children."""
         v = Validator(data)
         month, classes, second, third = self._read_enrolment(v)
         v.check()
-        if month > self.today().strftime("%Y-%m"):
-            raise FieldError("month", "cannot report a month that has not begun",
-                             "in_future")
+        self._refuse_future_month(month)
         self._update(institution_id, lambda i: i.report_enrolment(
             month, classes, second, third, self.standards))
 
@@ -344,6 +353,7 @@ class RegistrationApplication(ServiceApplication):
         month, classes, second, third = self._read_enrolment(v)
         reason = v.text("reason", max_length=2000)
         v.check()
+        self._refuse_future_month(month)
         self._update(institution_id, lambda i: i.correct_enrolment(
             month, classes, second, third, reason, self.standards))
 
@@ -358,9 +368,13 @@ class RegistrationApplication(ServiceApplication):
                 isinstance(c, str) and c.strip() for c in certificates)):
             v.add_error("certificates", "a list of certificate numbers", "invalid_format")
         v.check()
-        institution = self._get(institution_id)  # refuse an unknown id before sealing
+        # Refuse an unknown id, or a hire the institution does not allow, before sealing:
+        # a refused hire stores no personal data (nor a key for it).
+        institution = self._get(institution_id)
+        ref = self.vault.person_ref(person[1])  # computed, nothing written
+        institution.check_can_hire(ref)
         hire_id = str(uuid.uuid4())
-        practitioner = self._seal_person(*person)
+        practitioner = self._seal_person(*person, ref=ref)
         self._update(institution.id, lambda i: i.request_hire(
             hire_id, practitioner, role, certificates, self.today()))
         return hire_id
@@ -438,17 +452,38 @@ class RegistrationApplication(ServiceApplication):
             for count, parsed, rejected in parsed_batches(rows, chunk_size):
                 report.rows += count
                 report.rejected.extend(rejected)
-                institutions = self._prepare_import(parsed, source, report, seen)
+                prepared = self._prepare_import(parsed, source, report, seen)
                 if saving is not None:
-                    saving.result()
-                saving = saver.submit(self.bulk_save, *institutions) if institutions else None
-                report.imported += len(institutions)
+                    report.merge(saving.result())
+                saving = saver.submit(self._save_import_chunk, prepared) if prepared else None
             if saving is not None:
-                saving.result()
+                report.merge(saving.result())
+        return report
+
+    def _save_import_chunk(self, prepared: list[tuple[ParsedRow, Institution.Imported]]
+                           ) -> ImportReport:
+        """Record a chunk with one COPY. If a credit code was registered (or imported) by
+        someone else since :meth:`_existing` looked, the COPY fails as a whole: the chunk's
+        events are then recorded one by one and the colliding rows reported as duplicates."""
+        try:
+            self.bulk_save(*(event for _, event in prepared))
+            return ImportReport(imported=len(prepared))
+        except IntegrityError:
+            pass
+        report = ImportReport()
+        for parsed, event in prepared:
+            try:
+                self.bulk_save(event)
+                report.imported += 1
+            except IntegrityError:
+                code = parsed.facts["credit_code"]
+                report.rejected.append({"row": parsed.row, "errors": [{
+                    "field": "credit_code", "code": "duplicate",
+                    "reason": f"{code} is in the register already"}]})
         return report
 
     def _prepare_import(self, chunk: list[ParsedRow], source: str, report: ImportReport,
-                        seen: dict[str, int]) -> list[Institution.Imported]:
+                        seen: dict[str, int]) -> list[tuple[ParsedRow, Institution.Imported]]:
         ids = [institution_id_for(r.facts["credit_code"]) for r in chunk]
         existing = self._existing(ids)
         fresh = []
@@ -464,9 +499,16 @@ class RegistrationApplication(ServiceApplication):
             fresh.append(parsed)
         refs = [self.vault.person_ref(p.person[1]) for p in fresh]
         self.vault.ensure_keys(refs)
-        sealed = {p.row: self._seal_person(*p.person, ref=ref) for p, ref in zip(
-            fresh, refs, strict=True)}
-        return build_import_events(fresh, sealed, source)
+        sealed, sealable = {}, []
+        for parsed, ref in zip(fresh, refs, strict=True):
+            try:
+                sealed[parsed.row] = self._seal_person(*parsed.person, ref=ref)
+                sealable.append(parsed)
+            except PermissionError:  # the person's data was erased: never recreate it
+                report.rejected.append({"row": parsed.row, "errors": [{
+                    "field": "person_in_charge_id_number", "code": "erased",
+                    "reason": "this person's personal data was erased"}]})
+        return list(zip(sealable, build_import_events(sealable, sealed, source), strict=True))
 
     def _existing(self, ids: list[UUID]) -> set[UUID]:
         with self.recorder.datastore.get_connection() as conn:  # type: ignore[attr-defined]

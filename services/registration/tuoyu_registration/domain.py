@@ -9,6 +9,9 @@ Lifecycle (状态)::
                                                                    suspended
     any state but deregistered ──deregister (注销)──▶ deregistered
 
+Deregistration also ends, each with its own event, the affordable designation, the
+demonstration level, every employment and every open removal case.
+
 Dates (submitted on, due on, …) are given by the application layer, which owns the clock and
 the working-day calendar. Personal data arrives already sealed (see
 :mod:`tuoyu_shared.personal_data`); the domain only carries it.
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import date
@@ -195,6 +199,43 @@ def check_classes(kind: str, classes: list[dict[str, Any]],
     return total
 
 
+def check_filing(kind: str, filing: dict[str, Any],
+                 standards: CareStandards = DEFAULT_STANDARDS) -> int:
+    """Everything a filing (备案) must satisfy, wherever it comes from (submitted or imported
+    from a provincial export): classes within their limits and ratios, a passed hygiene
+    evaluation, passed fire-safety acceptance and enough carers on the staff. Returns the
+    total places."""
+    total = check_classes(kind, filing["classes"], standards)
+    if not filing["hygiene_evaluation_passed"]:
+        raise FieldError("hygiene_evaluation_passed", "a filing needs a passed hygiene "
+                         "evaluation (卫生评价)", "not_passed")
+    if not filing["fire_safety_passed"]:
+        raise FieldError("fire_safety_passed", "a filing needs passed fire-safety "
+                         "acceptance (消防安全)", "not_passed")
+    carers = sum(c["carers"] for c in filing["classes"])
+    if filing["staff"].get("carer", 0) < carers:
+        raise FieldError("staff.carer", f"the classes need {carers} carers but the staff "
+                         f"counts only {filing['staff'].get('carer', 0)}", "inconsistent")
+    return total
+
+
+_MONTH = re.compile(r"([0-9]{4})-([0-9]{1,2})")
+
+
+def month_key(month: str) -> tuple[int, int]:
+    """A month (``YYYY-MM``, ``YYYY-M`` accepted) as (year, month), to compare months."""
+    found = _MONTH.fullmatch(month) if isinstance(month, str) else None
+    if found is None or not 1 <= int(found[2]) <= 12 or int(found[1]) < 1:
+        raise FieldError("month", "a month as YYYY-MM", "invalid_format")
+    return int(found[1]), int(found[2])
+
+
+def normalise_month(month: str) -> str:
+    """One spelling per month, ``YYYY-MM``: "2025-1" and "2025-01" are the same month."""
+    year, number = month_key(month)
+    return f"{year:04d}-{number:02d}"
+
+
 def check_enrolment(kind: str, classes_filed: list[dict[str, Any]],
                     classes: list[dict[str, Any]], second_children: int, third_children: int,
                     standards: CareStandards = DEFAULT_STANDARDS) -> int:
@@ -330,7 +371,7 @@ class Institution(Aggregate):
         """The event alone (bulk imports record it without building the aggregate: the
         aggregate is what replaying it gives)."""
         authority = check_credit_code_matches_nature(credit_code, nature)
-        check_classes(kind.value, filing["classes"], standards)
+        filing = {**filing, "total_places": check_filing(kind.value, filing, standards)}
         return cls.Imported(
             originator_id=institution_id_for(credit_code), originator_version=1,
             timestamp=cls.Imported.create_timestamp(), originator_topic=_INSTITUTION_TOPIC,
@@ -344,6 +385,11 @@ class Institution(Aggregate):
         if self.status not in {s.value for s in allowed}:
             raise DomainRuleViolated(
                 f"cannot {action}: the institution is {self.status}", state=self.status)
+
+    def _refuse_if_deregistered(self, action: str) -> None:
+        if self.status == Status.DEREGISTERED.value:
+            raise DomainRuleViolated(
+                f"cannot {action}: the institution is deregistered", state=self.status)
 
     @property
     def places(self) -> int:
@@ -367,17 +413,7 @@ class Institution(Aggregate):
             raise DomainRuleViolated("this institution is filed already: changes go through "
                                      "a change filing (变更备案)", state=self.status)
         self._require(Status.REGISTERED, action="submit a filing")
-        total = check_classes(self.kind, filing["classes"], standards)
-        if not filing["hygiene_evaluation_passed"]:
-            raise FieldError("hygiene_evaluation_passed", "a filing needs a passed hygiene "
-                             "evaluation (卫生评价)", "not_passed")
-        if not filing["fire_safety_passed"]:
-            raise FieldError("fire_safety_passed", "a filing needs passed fire-safety "
-                             "acceptance (消防安全)", "not_passed")
-        carers = sum(c["carers"] for c in filing["classes"])
-        if filing["staff"].get("carer", 0) < carers:
-            raise FieldError("staff.carer", f"the classes need {carers} carers but the staff "
-                             f"counts only {filing['staff'].get('carer', 0)}", "inconsistent")
+        total = check_filing(self.kind, filing, standards)
         self._submit_filing(filing={**filing, "total_places": total},
                             submitted_on=submitted_on, receipt_due_on=receipt_due_on)
 
@@ -414,12 +450,21 @@ class Institution(Aggregate):
         notes: str
 
     class FilingFoundNonCompliant(Aggregate.Event):
-        """核查不符合: notified to the provider within 15 working days and disclosed."""
+        """核查不符合: notified to the provider and disclosed. The notice is due within 15
+        working days of the receipt; one sent later is still recorded, with notified_late."""
 
         verified_on: date
         findings: list[str]
         notified_on: date
         disclosure: str
+        notified_late: bool
+
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            # Version 1 refused late notices: every one recorded was on time.
+            state["notified_late"] = False
 
     def _require_verification_pending(self) -> None:
         self._require(Status.FILED, Status.SUSPENDED, action="verify a filing")
@@ -441,18 +486,18 @@ class Institution(Aggregate):
         self._require_verification_pending()
         if not findings:
             raise FieldError("findings", "at least one finding is required", "required")
-        if self.verification_due_on is not None and notified_on > self.verification_due_on:
-            raise FieldError("notified_on", f"the notice was due by "
-                             f"{self.verification_due_on.isoformat()} (15 working days)",
-                             "deadline_passed")
+        # A notice after the deadline is a fact to record (and see), not a reason to lose it.
+        late = self.verification_due_on is not None and notified_on > self.verification_due_on
         self._find_non_compliant(verified_on=verified_on, findings=findings,
-                                 notified_on=notified_on, disclosure=disclosure)
+                                 notified_on=notified_on, disclosure=disclosure,
+                                 notified_late=late)
 
     @event(FilingFoundNonCompliant)
     def _find_non_compliant(self, verified_on: date, findings: list[str], notified_on: date,
-                            disclosure: str) -> None:
+                            disclosure: str, notified_late: bool) -> None:
         self.verification = {"outcome": "non_compliant", "verified_on": verified_on,
-                             "findings": findings, "disclosure": disclosure}
+                             "findings": findings, "disclosure": disclosure,
+                             "notified_on": notified_on, "notified_late": notified_late}
 
     # ---- change filing (变更备案) -----------------------------------------------------------
     class ChangeFiled(Aggregate.Event):
@@ -464,9 +509,14 @@ class Institution(Aggregate):
 
     CHANGEABLE = ("name", "district", "street", "address", "classes", "person_in_charge")
 
+    def check_can_file_change(self) -> None:
+        """Refuse (DomainRuleViolated) a change filing the state does not allow: checked
+        before a new person in charge is sealed, so a refused change stores nothing."""
+        self._require(Status.FILED, Status.SUSPENDED, action="file a change")
+
     def file_change(self, changes: dict[str, Any], effective_on: date,
                     standards: CareStandards = DEFAULT_STANDARDS) -> None:
-        self._require(Status.FILED, Status.SUSPENDED, action="file a change")
+        self.check_can_file_change()
         unknown = set(changes) - set(self.CHANGEABLE)
         if unknown or not changes:
             raise FieldError("changes", f"changeable are {', '.join(self.CHANGEABLE)}",
@@ -521,6 +571,7 @@ class Institution(Aggregate):
         self.affordable = {"guide_price_fen": guide_price_fen, "designated_on": designated_on}
 
     def withdraw_affordable(self, withdrawn_on: date, reason: str) -> None:
+        self._refuse_if_deregistered("withdraw the affordable designation")
         if self.affordable is None:
             raise DomainRuleViolated("not designated affordable", state=self.status)
         self._withdraw_affordable(withdrawn_on=withdrawn_on, reason=reason)
@@ -555,6 +606,7 @@ class Institution(Aggregate):
         self.demonstration = {"level": level, "granted_on": granted_on}
 
     def revoke_demonstration_level(self, revoked_on: date, reason: str) -> None:
+        self._refuse_if_deregistered("revoke a demonstration level")
         if self.demonstration is None:
             raise DomainRuleViolated("holds no demonstration level", state=self.status)
         self._revoke_demonstration(level=self.demonstration["level"], revoked_on=revoked_on,
@@ -585,18 +637,26 @@ class Institution(Aggregate):
         previous: dict[str, Any]
         reason: str
 
-    def _check_enrolment(self, classes, second_children, third_children, standards) -> int:
+    def _check_enrolment(self, month, classes, second_children, third_children,
+                         standards) -> int:
         self._require(Status.FILED, Status.SUSPENDED, action="report enrolment")
+        filed_on = self.receipt["issued_on"]
+        if month_key(month) < (filed_on.year, filed_on.month):
+            raise DomainRuleViolated(
+                f"cannot report enrolment for {month}: the institution was filed in "
+                f"{filed_on.year:04d}-{filed_on.month:02d} (filing receipt)", state=self.status)
         return check_enrolment(self.kind, self.filing["classes"], classes, second_children,
                                third_children, standards)
 
     def report_enrolment(self, month: str, classes: list[dict[str, Any]], second_children: int,
                          third_children: int,
                          standards: CareStandards = DEFAULT_STANDARDS) -> None:
+        month = normalise_month(month)
         if month in self.enrolment:
             raise DomainRuleViolated(f"{month} is reported already: send a correction",
                                      state=self.status)
-        children = self._check_enrolment(classes, second_children, third_children, standards)
+        children = self._check_enrolment(month, classes, second_children, third_children,
+                                         standards)
         self._report_enrolment(month=month, classes=classes, children=children,
                                second_children=second_children, third_children=third_children)
 
@@ -610,10 +670,12 @@ class Institution(Aggregate):
     def correct_enrolment(self, month: str, classes: list[dict[str, Any]], second_children: int,
                           third_children: int, reason: str,
                           standards: CareStandards = DEFAULT_STANDARDS) -> None:
+        month = normalise_month(month)
         if month not in self.enrolment:
             raise DomainRuleViolated(f"{month} was never reported: report it first",
                                      state=self.status)
-        children = self._check_enrolment(classes, second_children, third_children, standards)
+        children = self._check_enrolment(month, classes, second_children, third_children,
+                                         standards)
         self._correct_enrolment(month=month, classes=classes, children=children,
                                 second_children=second_children, third_children=third_children,
                                 previous=self.enrolment[month], reason=reason)
@@ -658,15 +720,19 @@ class Institution(Aggregate):
         released_on: date
         reason: str
 
-    def request_hire(self, hire_id: str, practitioner: dict[str, Any], role: str,
-                     certificates: list[str], requested_on: date) -> None:
+    def check_can_hire(self, practitioner_ref: str) -> None:
+        """Refuse (DomainRuleViolated) a hire the state or the roster does not allow: checked
+        before the practitioner's data is sealed, so a refused hire stores nothing."""
         self._require(Status.REGISTERED, Status.FILING_SUBMITTED, Status.FILED,
                       Status.SUSPENDED, action="hire staff")
-        ref = practitioner["ref"]
-        if any(h["practitioner_ref"] == ref and h["status"] in ("pending", "employed")
-               for h in self.roster.values()):
+        if any(h["practitioner_ref"] == practitioner_ref
+               and h["status"] in ("pending", "employed") for h in self.roster.values()):
             raise DomainRuleViolated("this practitioner is on the roster already",
                                      state=self.status)
+
+    def request_hire(self, hire_id: str, practitioner: dict[str, Any], role: str,
+                     certificates: list[str], requested_on: date) -> None:
+        self.check_can_hire(practitioner["ref"])
         self._request_hire(hire_id=hire_id, practitioner=practitioner, role=role,
                            certificates=certificates, requested_on=requested_on)
 
@@ -682,9 +748,10 @@ class Institution(Aggregate):
         return hire if hire and hire["status"] == "pending" else None
 
     def complete_background_check(self, hire_id: str, outcome: str, reference: str) -> bool:
-        """Apply the credit service's answer; False if no such hire is pending (a replay)."""
+        """Apply the credit service's answer; False if no such hire is pending (a replay) or
+        the institution is deregistered (an answer arriving after 注销 hires nobody)."""
         hire = self._pending_hire(hire_id)
-        if hire is None:
+        if hire is None or self.status == Status.DEREGISTERED.value:
             return False
         if outcome == "cleared":
             self._hire(hire_id=hire_id, practitioner_ref=hire["practitioner_ref"],
@@ -821,11 +888,26 @@ class Institution(Aggregate):
         self.status = Status.FILED.value
 
     def deregister(self, reason: str, placement_of_children: str, deregistered_on: date) -> None:
+        """注销, and what ends with it, each as its own event: the affordable designation is
+        withdrawn, the demonstration level revoked, every employed practitioner released and
+        every open removal case closed."""
         if self.status == Status.DEREGISTERED.value:
             raise DomainRuleViolated("the institution is deregistered already",
                                      state=self.status)
         self._deregister(reason=reason, placement_of_children=placement_of_children,
                          deregistered_on=deregistered_on)
+        if self.affordable is not None:
+            self._withdraw_affordable(withdrawn_on=deregistered_on, reason="deregistered")
+        if self.demonstration is not None:
+            self._revoke_demonstration(level=self.demonstration["level"],
+                                       revoked_on=deregistered_on, reason="deregistered")
+        for hire_id, hire in list(self.roster.items()):
+            if hire["status"] == "employed":
+                self.release(hire_id, deregistered_on, "deregistered")
+        for case_id, case in list(self.staff_cases.items()):
+            if not case["closed_on"]:
+                self._close_case(case_id=case_id, closed_on=deregistered_on,
+                                 resolution="institution deregistered")
 
     @event(Deregistered)
     def _deregister(self, reason: str, placement_of_children: str,

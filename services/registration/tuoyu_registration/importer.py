@@ -25,8 +25,8 @@ from tuoyu_registration.domain import (
     Institution,
     Nature,
     ProviderKind,
-    check_classes,
     check_credit_code_matches_nature,
+    check_filing,
 )
 from tuoyu_shared.validation import (
     FieldError,
@@ -195,9 +195,14 @@ def parse_row(row_number: int, data: dict[str, str]) -> ParsedRow:
     receipt_number = r.text("receipt_number", 50)
     filed_on = r.check("filed_on", validate_date)
     if not r.errors:
+        # The rules a filing submitted here must meet (Institution.submit_filing): a row
+        # breaking one is reported, like any bad field, never filed.
         try:
             check_credit_code_matches_nature(credit_code, Nature(nature))
-            filing["total_places"] = check_classes(kind, classes)
+        except FieldError as e:
+            r.errors.append(e)
+        try:
+            filing["total_places"] = check_filing(kind, filing)
         except FieldError as e:
             r.errors.append(e)
     if r.errors:

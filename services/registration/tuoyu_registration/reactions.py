@@ -18,7 +18,8 @@ from tuoyu_shared.rpc import RpcClient
 CHECK_COMPLETED = "PractitionerCheckCompleted"
 BAN_IMPOSED = "PractitionerBanImposed"
 LISTING_DECIDED = "InstitutionCreditListingDecided"
-LISTING_ENDED = ("InstitutionCreditListingExpired", "InstitutionCreditListingRemovedEarly")
+LISTING_ENDED = ("InstitutionCreditListingExpired", "InstitutionCreditListingRemovedEarly",
+                 "InstitutionCreditListingEndedByDishonesty")
 CREDIT_EVENTS = (CHECK_COMPLETED, BAN_IMPOSED, LISTING_DECIDED, *LISTING_ENDED)
 
 
@@ -53,10 +54,12 @@ def credit_consumer(app: RegistrationApplication, amqp_uri: str | None = None,
                     exchange: str | None = None, log_reader: Any = None) -> TrackedConsumer:
     settings = app.settings
     amqp_uri = amqp_uri or settings.amqp_uri
+    # Bound to every event type: order and gaps are judged over the whole log, and the
+    # handler ignores the types it does not react to.
     return TrackedConsumer(
         name="registration", upstream="credit", handler=credit_handler(app),
         store=ApplicationTrackingStore(app, "registration"),
         log_reader=log_reader or RpcLog(RpcClient(amqp_uri), "credit"),
-        amqp_uri=amqp_uri, exchange=exchange, routing_keys=CREDIT_EVENTS,
+        amqp_uri=amqp_uri, exchange=exchange, routing_keys=("#",),
         max_attempts=settings.consumer_max_attempts, retry_delay=settings.consumer_retry_delay,
         catchup_interval=settings.consumer_catchup_interval)

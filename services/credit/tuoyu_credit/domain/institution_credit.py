@@ -15,6 +15,12 @@ event, with the officer, the legal basis and the evidence where a person decides
                             └───────decide─────────┴──▶ listed | dropped
     listed ──timer──▶ expired
     listed ──repair applied──▶ repair_applied ──review──▶ removed (approved) | listed (rejected)
+    listed (trust_reward) ──serious_dishonesty listed──▶ ended_by_dishonesty
+
+The two lists exclude each other: no trust-reward entry is proposed or decided "listed" while a
+serious-dishonesty entry is open (proposed, noticed, responded) or in force, and deciding a
+serious-dishonesty entry "listed" ends the trust-reward entry in force the same day
+(``ListingEndedByDishonesty``; or ``ListingExpired`` if its term was already over).
 
 Prior notice (告知) opens a window for the institution to state its case (陈述申辩): no
 decision before the window has passed unless the institution has already responded, and no
@@ -77,6 +83,7 @@ class ListingState(StrEnum):
     DROPPED = "dropped"  # decided against listing
     EXPIRED = "expired"  # term ended
     REMOVED = "removed"  # removed early after credit repair
+    ENDED_BY_DISHONESTY = "ended_by_dishonesty"  # trust reward ended: listed as dishonest
 
 
 class Decision(StrEnum):
@@ -93,6 +100,8 @@ OPEN_STATES = frozenset(s.value for s in (
     ListingState.PROPOSED, ListingState.NOTICED, ListingState.RESPONDED, ListingState.LISTED,
     ListingState.REPAIR_APPLIED))
 IN_FORCE_STATES = frozenset({ListingState.LISTED.value, ListingState.REPAIR_APPLIED.value})
+IN_PROCEDURE_STATES = frozenset(s.value for s in (
+    ListingState.PROPOSED, ListingState.NOTICED, ListingState.RESPONDED))
 
 
 class InstitutionCredit(Aggregate):
@@ -239,6 +248,19 @@ class InstitutionCredit(Aggregate):
 
         payload_schema: ClassVar[dict[str, Any]] = {"list_name": _LIST_NAME}
 
+    class ListingEndedByDishonesty(Aggregate.Event):
+        """A trust-reward entry ended before its term (``on``) because the institution was
+        listed as seriously dishonest (``dishonesty_listing_id``): the two lists exclude each
+        other."""
+
+        institution_id: str
+        listing_id: str
+        list_name: str
+        on: dt.date
+        dishonesty_listing_id: str
+
+        payload_schema: ClassVar[dict[str, Any]] = {"list_name": _LIST_NAME}
+
     # -- creation ---------------------------------------------------------------------------
 
     @staticmethod
@@ -321,6 +343,28 @@ class InstitutionCredit(Aggregate):
     def _latest_listings(self) -> list[dict[str, Any]]:
         return [self.listings[i] for i in self.latest_listing.values()]
 
+    def _latest(self, name: ListName) -> dict[str, Any] | None:
+        listing_id = self.latest_listing.get(name.value)
+        return self.listings[listing_id] if listing_id else None
+
+    @staticmethod
+    def _in_force_on(listing: dict[str, Any], day: dt.date) -> bool:
+        """In force by its state and within its term (a term over counts as ended, whether or
+        not the timer has run yet)."""
+        return listing["state"] in IN_FORCE_STATES and day < listing["term_end"]
+
+    def _refuse_trust_reward_beside_dishonesty(self, action: str, on: dt.date) -> None:
+        """The two lists exclude each other: no trust reward while a serious-dishonesty entry
+        is in procedure or in force on ``on``."""
+        dishonesty = self._latest(ListName.SERIOUS_DISHONESTY)
+        if dishonesty is None:
+            return
+        state = dishonesty["state"]
+        if state in IN_PROCEDURE_STATES or self._in_force_on(dishonesty, on):
+            raise DomainRuleViolated(
+                f"cannot {action}: the serious_dishonesty listing "
+                f"{dishonesty['listing_id']} is {state}", state=state)
+
     def _listing_in(self, list_name: ListName | str, action: str,
                     *allowed: ListingState) -> dict[str, Any]:
         """The current entry of the list, if its state allows ``action``."""
@@ -351,6 +395,9 @@ class InstitutionCredit(Aggregate):
             state = self.listings[current]["state"]
             raise DomainRuleViolated(
                 f"cannot propose a {name.value} listing: one is already {state}", state=state)
+        if name is ListName.TRUST_REWARD:
+            self._refuse_trust_reward_beside_dishonesty("propose a trust_reward listing",
+                                                        proposed_on)
         earlier = sum(1 for v in self.listings.values() if v["list_name"] == name.value)
         listing_id = f"{name.value}-{earlier + 1}"
         self._propose(institution_id=self.institution_id, listing_id=listing_id,
@@ -445,6 +492,9 @@ class InstitutionCredit(Aggregate):
                 f"cannot decide on {decided_on.isoformat()}: the institution may respond until "
                 f"{listing['respond_by'].isoformat()} and has not yet responded",
                 state=listing["state"])
+        if choice is Decision.LISTED and listing["list_name"] == ListName.TRUST_REWARD:
+            self._refuse_trust_reward_beside_dishonesty(
+                "decide to list on the trust_reward list", decided_on)
         term_start = term_end = None
         if choice is Decision.LISTED:
             days = listing["proposed_term_days"] if term_days is None else term_days
@@ -455,6 +505,28 @@ class InstitutionCredit(Aggregate):
                      decided_on=decided_on, officer=officer, reason=reason,
                      legal_basis=legal_basis, evidence=evidence,
                      term_start=term_start, term_end=term_end)
+        if choice is Decision.LISTED and listing["list_name"] == ListName.SERIOUS_DISHONESTY:
+            self._end_trust_reward(listing["listing_id"], decided_on)
+
+    def _end_trust_reward(self, dishonesty_listing_id: str, on: dt.date) -> None:
+        """Listed as seriously dishonest: the trust-reward entry in force ends today (or, if
+        its term was already over and the timer has not run yet, expires on its term's end)."""
+        trust = self._latest(ListName.TRUST_REWARD)
+        if trust is None or trust["state"] not in IN_FORCE_STATES:
+            return
+        if not self._in_force_on(trust, on):
+            self._expire(institution_id=self.institution_id, listing_id=trust["listing_id"],
+                         list_name=trust["list_name"], on=trust["term_end"])
+            return
+        self._end_by_dishonesty(institution_id=self.institution_id,
+                                listing_id=trust["listing_id"], list_name=trust["list_name"],
+                                on=on, dishonesty_listing_id=dishonesty_listing_id)
+
+    @event(ListingEndedByDishonesty)
+    def _end_by_dishonesty(self, institution_id: str, listing_id: str, list_name: str,
+                           on: dt.date, dishonesty_listing_id: str) -> None:
+        self.listings[listing_id].update(state=ListingState.ENDED_BY_DISHONESTY.value,
+                                         ended_on=on)
 
     @event(ListingDecided)
     def _decide(self, institution_id: str, listing_id: str, list_name: str, decision: str,
