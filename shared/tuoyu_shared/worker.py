@@ -38,7 +38,13 @@ def run_parts(parts: dict[str, Callable[[threading.Event], None]]) -> bool:
 
     signal.signal(signal.SIGTERM, shutdown)
     signal.signal(signal.SIGINT, shutdown)
-    threads = [threading.Thread(target=part, args=(stop,), name=name, daemon=True)
+    def guarded(name: str, part: Callable[[threading.Event], None]) -> None:
+        try:
+            part(stop)
+        except Exception:
+            log.exception("worker.part_failed", part=name)
+
+    threads = [threading.Thread(target=guarded, args=(name, part), name=name, daemon=True)
                for name, part in parts.items()]
     for thread in threads:
         thread.start()
