@@ -934,3 +934,124 @@ def test_an_upstream_not_deployed_yet_reads_as_an_empty_log_but_never_skips_a_ga
     assert upstream.head() == 0 and upstream.deployed is False
     with pytest.raises(UnknownService):
         upstream.read(1, 10, 3)
+
+
+# ---- rosters and the yearly re-check ----------------------------------------------------------
+def hired(app, registration, institution_id: str, id_number: str) -> dict[str, Any]:
+    """Registration asks about a hire (credit checks it), then confirms it."""
+    upstream, consumer = registration
+    request = upstream.publish("InstitutionPractitionerHireRequested",
+                               hire_payload(app, id_number), aggregate_id=institution_id)
+    consumer.handle(request)
+    p = request.payload
+    confirmed = upstream.publish("InstitutionPractitionerHired", {
+        "hire_id": p["hire_id"], "practitioner_ref": p["practitioner"]["ref"],
+        "check_reference": p["hire_id"]}, aggregate_id=institution_id)
+    consumer.handle(confirmed)
+    return {"hire_id": p["hire_id"], "ref": p["practitioner"]["ref"], "envelope": confirmed}
+
+
+def test_rosters_follow_hires_and_releases_and_the_timer_rechecks_them_yearly(
+        app, registration, clock):
+    upstream, consumer = registration
+    first, second = institution(registration), institution(registration, 2)
+    stays = hired(app, registration, first, ID_1)
+    banned = hired(app, registration, second, sample_resident_id(304))
+    released = hired(app, registration, first, ID_2)
+    # Only asked about, never confirmed: not on a roster.
+    consumer.handle(upstream.publish("InstitutionPractitionerHireRequested",
+                                     hire_payload(app, ID_3), aggregate_id=first))
+    head = app.log_head()
+    consumer.handle(stays["envelope"])  # a replay records nothing
+    assert app.log_head() == head
+    clock.advance(100)
+    leave = upstream.publish("InstitutionPractitionerReleased", {
+        "hire_id": released["hire_id"], "practitioner_ref": released["ref"],
+        "released_on": "2025-06-11", "reason": "contract ended"}, aggregate_id=first)
+    consumer.handle(leave)
+    consumer.handle(leave)
+    [joined, *_] = events_of(app, "PractitionerJoinedRoster")
+    assert joined.payload == {"person_ref": stays["ref"], "institution_id": first,
+                              "hire_id": stays["hire_id"], "on": "2025-03-03"}
+    [left] = events_of(app, "PractitionerLeftRoster")
+    assert left.payload == {"person_ref": released["ref"], "institution_id": first,
+                            "hire_id": released["hire_id"], "on": "2025-06-11"}
+    assert len(events_of(app, "PractitionerJoinedRoster")) == 3
+    app.views_projector().catch_up()
+    assert sorted((m["person_ref"], m["institution_id"], m["last_checked_on"])
+                  for m in app.roster_members()) == sorted([
+        (stays["ref"], first, "2025-03-03"), (banned["ref"], second, "2025-03-03")])
+
+    ban_ref = ban(app, banned["ref"], term="lifetime")
+    clock.advance(264)  # 364 days after the hire checks: not yet due
+    assert app.request_yearly_checks()["checked"] == []
+    clock.advance(1)  # 365 days
+    checks_before = len(events_of(app, "PractitionerCheckCompleted"))
+    result = app.request_yearly_checks()
+    assert result["today"] == "2026-03-03" and result["failed"] == []
+    assert sorted((c["person_ref"], c["outcome"]) for c in result["checked"]) == sorted([
+        (stays["ref"], "cleared"), (banned["ref"], "barred")])
+    yearly = events_of(app, "PractitionerCheckCompleted")[checks_before:]
+    assert len(yearly) == 2
+    by_person = {e.payload["person_ref"]: e.payload for e in yearly}
+    assert {ref: (c["check_id"], c["institution_id"], c["outcome"], c["reference"])
+            for ref, c in by_person.items()} == {
+        stays["ref"]: ("yearly-2026-03-03", None, "cleared", "yearly-2026-03-03"),
+        banned["ref"]: ("yearly-2026-03-03", None, "barred", ban_ref)}
+    requested = events_of(app, "PractitionerCheckRequested")[-2:]
+    assert {e.payload["reason"] for e in requested} == {"yearly"}
+    # Once a year: a second run the same day, or the next day, records nothing.
+    head = app.log_head()
+    assert app.request_yearly_checks()["checked"] == []
+    clock.advance(1)
+    assert app.request_yearly_checks()["checked"] == []
+    assert app.log_head() == head
+    app.views_projector().catch_up()
+    live = app.roster_members()
+    assert {m["last_checked_on"] for m in live} == {"2026-03-03"}
+    projections.rebuild(app.settings.database_url)  # the table is rebuilt from the log alone
+    app.views_projector().catch_up()
+    assert app.roster_members() == live
+
+
+def test_one_failing_person_does_not_stop_the_yearly_checks_of_the_others(
+        app, registration, clock, monkeypatch):
+    first = institution(registration)
+    broken = hired(app, registration, first, ID_1)
+    fine = hired(app, registration, first, ID_2)
+    clock.advance(365)
+    update = app._update_practitioner
+
+    def failing(ref, command):
+        if ref == broken["ref"]:
+            raise RuntimeError("the record cannot be loaded")
+        return update(ref, command)
+
+    monkeypatch.setattr(app, "_update_practitioner", failing)
+    result = app.request_yearly_checks()
+    assert [c["person_ref"] for c in result["checked"]] == [fine["ref"]]
+    assert [f["person_ref"] for f in result["failed"]] == [broken["ref"]]
+    monkeypatch.undo()
+    # The timer part runs the yearly checks too, and reports the one left over.
+    run = Timers(app, interval=60).run_once()
+    assert [c["person_ref"] for c in run["request_yearly_checks"]["checked"]] == [
+        broken["ref"]]
+
+
+def test_the_recheck_period_is_configurable(app, registration, clock):
+    from tuoyu_credit.rules_config import RECHECK_DAYS_VAR, recheck_days_from_env
+
+    assert recheck_days_from_env({}) == 365
+    assert recheck_days_from_env({RECHECK_DAYS_VAR: "30"}) == 30
+    for bad in ("0", "-3", "a year"):
+        with pytest.raises(RulesFileInvalid):
+            recheck_days_from_env({RECHECK_DAYS_VAR: bad})
+    assert app.recheck_days == 365
+    person = hired(app, registration, institution(registration), ID_1)
+    monthly = CreditApplication(app.settings, clock=clock, recheck_days=30)
+    try:
+        clock.advance(30)
+        assert [c["person_ref"] for c in monthly.request_yearly_checks()["checked"]] == [
+            person["ref"]]
+    finally:
+        monthly.close()

@@ -308,3 +308,51 @@ def test_sealing_refuses_clear_values_and_another_persons_data():
             person.seal_identity(NAME, id_number)
         assert e.value.field == "id_number"
     assert person.collect_events() == [] and not person.identity_sealed
+
+
+# -- rosters (who must be re-checked yearly) -------------------------------------------------
+
+def test_joining_and_leaving_a_roster_is_recorded_once_per_hire():
+    person = practitioner()
+    other = uuid.UUID(int=12)
+    assert person.rosters == [] and person.last_checked_on is None
+    assert person.join_roster(INSTITUTION, "hire-1", START) is True
+    assert person.join_roster(str(INSTITUTION), "hire-1", START) is False  # a replay
+    assert person.join_roster(other, "hire-2", START) is True
+    joined = person.collect_events()
+    assert [type(e).__qualname__ for e in joined] == ["Practitioner.JoinedRoster"] * 2
+    assert (joined[0].person_ref, joined[0].institution_id, joined[0].hire_id,
+            joined[0].on) == (REF, str(INSTITUTION), "hire-1", START)
+    assert person.rosters == sorted([str(INSTITUTION), str(other)])
+    later = START + dt.timedelta(days=30)
+    assert person.leave_roster(INSTITUTION, "hire-1", later) is True
+    assert person.leave_roster(INSTITUTION, "hire-1", later) is False  # a replay
+    assert person.leave_roster(INSTITUTION, "hire-9", later) is False  # never joined
+    [left] = person.collect_events()
+    assert type(left).__qualname__ == "Practitioner.LeftRoster"
+    assert (left.institution_id, left.hire_id, left.on) == (str(INSTITUTION), "hire-1", later)
+    assert person.rosters == [str(other)]
+    # A hire left is not joined again by a late replay of its hire.
+    assert person.join_roster(INSTITUTION, "hire-1", START) is False
+    assert person.collect_events() == [] and person.rosters == [str(other)]
+
+
+def test_two_hires_at_one_institution_keep_the_person_on_its_roster_until_both_end():
+    person = practitioner()
+    person.join_roster(INSTITUTION, "hire-1", START)
+    person.join_roster(INSTITUTION, "hire-2", START)
+    person.leave_roster(INSTITUTION, "hire-1", START)
+    assert person.rosters == [str(INSTITUTION)]
+    person.leave_roster(INSTITUTION, "hire-2", START)
+    assert person.rosters == []
+
+
+def test_the_record_keeps_the_date_of_its_last_completed_check():
+    person = practitioner()
+    person.request_check("check-1", "hire", INSTITUTION, START)
+    assert person.last_checked_on is None  # requested, not completed
+    person.complete_check("check-1", "officer-9", START)
+    assert person.last_checked_on == START
+    later = dt.date(2025, 5, 20)
+    checked(person, later, "check-2")
+    assert person.last_checked_on == later

@@ -19,7 +19,7 @@ import re
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -42,7 +42,7 @@ from tuoyu_credit.domain import (
     institution_credit_id_for,
     practitioner_id_for,
 )
-from tuoyu_credit.rules_config import CreditRules, load_rules
+from tuoyu_credit.rules_config import CreditRules, load_rules, recheck_days_from_env
 from tuoyu_shared.application import ServiceApplication
 from tuoyu_shared.calendar_cn import WorkingCalendar, default_calendar, shanghai_date
 from tuoyu_shared.config import Settings, ensure_database, settings_for
@@ -149,8 +149,10 @@ class CreditApplication(ServiceApplication):
     def __init__(self, settings: Settings | None = None, env: dict[str, str] | None = None,
                  clock: Callable[[], datetime] | None = None,
                  calendar: WorkingCalendar | None = None,
-                 rules: CreditRules | None = None):
+                 rules: CreditRules | None = None, recheck_days: int | None = None):
         self.rules = rules or load_rules()  # a bad rules file stops the start, first
+        #: Days after the last completed check when someone on a roster is re-checked.
+        self.recheck_days = recheck_days or recheck_days_from_env()
         settings = settings or settings_for(self.service_name)
         ensure_database(settings.database_url)
         # The service and its worker start together on a fresh database: their
@@ -303,6 +305,38 @@ class CreditApplication(ServiceApplication):
 
         return self._update_practitioner(ref, check)  # type: ignore[arg-type]
 
+    def request_yearly_checks(self, today: date | None = None) -> dict[str, Any]:
+        """The daily timer: a yearly check (年度复查), requested and answered at once, of
+        everyone on at least one roster whose last completed check is ``recheck_days`` days
+        old or older. Not made for an institution (``institution_id`` None: registration's
+        hires are not touched); a barred answer reaches the employers through the ban itself
+        (``PractitionerBanImposed``). Idempotent: the check id is the day's, and a person
+        checked since is skipped."""
+        today = today or self.today()
+        due_by = today - timedelta(days=self.recheck_days)
+        check_id = f"yearly-{today.isoformat()}"
+        self._catch_up_views()
+        checked, failed = [], []
+
+        def check(person: Practitioner) -> str | None:
+            last = person.last_checked_on
+            if not person.rosters or person.check(check_id) is not None or (
+                    last is not None and last > due_by):
+                return None  # left, or checked since the table was read
+            person.request_check(check_id, "yearly", None, today)
+            return person.complete_check(check_id, AUTOMATIC_OFFICER, today)
+
+        for ref in self._query(projections.people_due_a_yearly_check, due_by):
+            try:
+                outcome = self._update_practitioner(ref, check)
+            except Exception as e:  # one bad record must not hold up the others
+                log.error("timer.yearly_check_failed", person_ref=ref, error=repr(e))
+                failed.append({"person_ref": ref, "error": repr(e)})
+                continue
+            if outcome is not None:
+                checked.append({"person_ref": ref, "check_id": check_id, "outcome": outcome})
+        return {"today": today.isoformat(), "checked": checked, "failed": failed}
+
     # ---- reactions (called by the consumers; they return the aggregates to save) -----------
     def open_credit(self, institution_id: str) -> list[InstitutionCredit]:
         """A new institution in the register: open its credit record (once)."""
@@ -324,6 +358,23 @@ class CreditApplication(ServiceApplication):
         today = self.today()
         person.request_check(hire_id, "hire", institution_id, today)
         person.complete_check(hire_id, AUTOMATIC_OFFICER, today)
+        return [person]
+
+    def join_roster(self, institution_id: str, hire_id: str, person_ref: str,
+                    on: date) -> list[Practitioner]:
+        """Registration confirmed a hire: the person is on that roster (once per hire). The
+        person is known: the hire's check came first in registration's log."""
+        person = self._practitioner(person_ref)
+        if person is None:
+            raise PractitionerNotFound(f"no practitioner {person_ref} (hired without a check)")
+        return [person] if person.join_roster(institution_id, hire_id, on) else []
+
+    def leave_roster(self, institution_id: str, hire_id: str, person_ref: str,
+                     on: date) -> list[Practitioner]:
+        """Registration released a hire: the person is off that roster (once)."""
+        person = self._practitioner(person_ref)
+        if person is None or not person.leave_roster(institution_id, hire_id, on):
+            return []
         return [person]
 
     def apply_cause(self, institution_id: str, cause_type: CauseType | str, cause_ref: str,
@@ -525,6 +576,11 @@ class CreditApplication(ServiceApplication):
         v.check()
         return self._query(projections.credit_register, grade=grade, list_name=list_name,
                            limit=max(1, min(int(limit), 1000)), offset=max(0, int(offset)))
+
+    def roster_members(self) -> list[dict[str, Any]]:
+        """Who is on which roster (by person ref), with the day of their last completed
+        check."""
+        return self._query(projections.roster_members)
 
     def listings_due(self) -> list[dict[str, Any]]:
         """Open list entries: which may be decided now, and whose term has ended."""

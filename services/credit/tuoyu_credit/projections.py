@@ -6,6 +6,9 @@
   ``respond_by``) and their term's end: what an officer may decide now, and what the daily
   timer must expire.
 - ``bans_due``: term bans not yet lifted, with their end: what the daily timer must lift.
+- ``roster_members``: who is on which institution's roster (one row per hire not released)
+  and ``last_checks``: the day of each person's last completed check; together, whom the
+  daily timer must re-check yearly.
 
 A tracked consumer applies each event with its position in one transaction; the tables can be
 dropped and rebuilt from the log at any time (:func:`rebuild`). They hold no personal data but
@@ -54,8 +57,19 @@ CREATE TABLE IF NOT EXISTS bans_due (
     PRIMARY KEY (person_ref, ban_ref)
 );
 CREATE INDEX IF NOT EXISTS bans_due_ends_on ON bans_due (ends_on);
+CREATE TABLE IF NOT EXISTS roster_members (
+    person_ref text NOT NULL,
+    hire_id text NOT NULL,
+    institution_id uuid NOT NULL,
+    joined_on date NOT NULL,
+    PRIMARY KEY (person_ref, hire_id)
+);
+CREATE TABLE IF NOT EXISTS last_checks (
+    person_ref text PRIMARY KEY,
+    last_checked_on date NOT NULL
+);
 """
-TABLES = ("credit_register", "listings_due", "bans_due")
+TABLES = ("credit_register", "listings_due", "bans_due", "roster_members", "last_checks")
 
 
 def ensure_tables(database_url: str) -> None:
@@ -154,6 +168,25 @@ def _ban_lifted(env: Envelope, cur: psycopg.Cursor) -> None:
                 (p["person_ref"], p["ban_ref"]))
 
 
+def _joined(env: Envelope, cur: psycopg.Cursor) -> None:
+    p = env.payload
+    cur.execute("INSERT INTO roster_members VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                (p["person_ref"], p["hire_id"], p["institution_id"], p["on"]))
+
+
+def _left(env: Envelope, cur: psycopg.Cursor) -> None:
+    p = env.payload
+    cur.execute("DELETE FROM roster_members WHERE person_ref = %s AND hire_id = %s",
+                (p["person_ref"], p["hire_id"]))
+
+
+def _check_completed(env: Envelope, cur: psycopg.Cursor) -> None:
+    p = env.payload
+    cur.execute("INSERT INTO last_checks VALUES (%s, %s) ON CONFLICT (person_ref) DO UPDATE "
+                "SET last_checked_on = GREATEST(last_checks.last_checked_on, "
+                "EXCLUDED.last_checked_on)", (p["person_ref"], p["completed_on"]))
+
+
 HANDLERS: dict[str, Callable[[Envelope, psycopg.Cursor], None]] = {
     "InstitutionCreditOpened": _opened,
     "InstitutionCreditScoreChanged": _register("score", "new_score"),
@@ -171,6 +204,9 @@ HANDLERS: dict[str, Callable[[Envelope, psycopg.Cursor], None]] = {
     "InstitutionCreditListingEndedByDishonesty": _ended,
     "PractitionerBanImposed": _ban_imposed,
     "PractitionerBanLifted": _ban_lifted,
+    "PractitionerJoinedRoster": _joined,
+    "PractitionerLeftRoster": _left,
+    "PractitionerCheckCompleted": _check_completed,
 }
 
 
@@ -223,4 +259,24 @@ def people_with_bans_ended(conn: psycopg.Connection, today: dt.date) -> list[str
     with conn.cursor() as cur:
         cur.execute("SELECT DISTINCT person_ref FROM bans_due WHERE ends_on <= %s ORDER BY 1",
                     (today,))
+        return [row[0] for row in cur.fetchall()]
+
+
+def roster_members(conn: psycopg.Connection) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute("SELECT r.person_ref, r.institution_id::text, r.hire_id, r.joined_on, "
+                    "c.last_checked_on FROM roster_members r "
+                    "LEFT JOIN last_checks c USING (person_ref) "
+                    "ORDER BY r.institution_id, r.person_ref, r.hire_id")
+        return cur.fetchall()
+
+
+def people_due_a_yearly_check(conn: psycopg.Connection, due_by: dt.date) -> list[str]:
+    """People on at least one roster whose last completed check was on ``due_by`` or
+    before (or who have none)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT DISTINCT r.person_ref FROM roster_members r "
+                    "LEFT JOIN last_checks c USING (person_ref) "
+                    "WHERE c.last_checked_on IS NULL OR c.last_checked_on <= %s ORDER BY 1",
+                    (due_by,))
         return [row[0] for row in cur.fetchall()]

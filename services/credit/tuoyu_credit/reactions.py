@@ -1,8 +1,9 @@
 """How the credit service reacts to the other services' events.
 
 - registration (``registration.events``): a new institution opens its credit record; a hire
-  asks for a background check, answered at once (check id = hire id); a demonstration level
-  granted is a commendation.
+  asks for a background check, answered at once (check id = hire id); a hire confirmed puts
+  the person on the institution's roster and a release takes them off it (the roster is whom
+  the yearly check covers); a demonstration level granted is a commendation.
 - inspection (``inspection.events``) and subsidy (``subsidy.events``), services not built yet:
   the events they are to publish are documented in the catalogue
   (``shared/tuoyu_shared/catalogue/inspection/`` and ``.../subsidy/``); each moves the score
@@ -20,10 +21,12 @@ parked message.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date, datetime
 from typing import Any
 
 from tuoyu_credit.application import CreditApplication
 from tuoyu_credit.domain import CauseType
+from tuoyu_shared.calendar_cn import shanghai_date
 from tuoyu_shared.catalogue import validate_envelope
 from tuoyu_shared.consumer import ApplicationTrackingStore, RpcLog, TrackedConsumer
 from tuoyu_shared.envelope import Envelope
@@ -37,6 +40,7 @@ CONSUMER_NAME = "credit"
 # The upstream events this service reacts to, by source.
 REGISTRATION_EVENTS = ("InstitutionRegistered", "InstitutionImported",
                        "InstitutionPractitionerHireRequested",
+                       "InstitutionPractitionerHired", "InstitutionPractitionerReleased",
                        "InstitutionDemonstrationLevelGranted")
 INSPECTION_EVENTS = ("InspectionFindingRecorded", "RectificationOverdue", "InspectionRefused",
                      "CleanInspectionPeriodCompleted")
@@ -57,6 +61,18 @@ def _hire_requested(app: CreditApplication, env: Envelope) -> list[Any]:
     return app.check_hire(hire_id=p["hire_id"], institution_id=env.aggregate_id,
                           person_ref=person["ref"], name_masked=person["name"]["masked"],
                           id_number_masked=person["id_number"]["masked"])
+
+
+def _hired(app: CreditApplication, env: Envelope) -> list[Any]:
+    p = env.payload
+    on = shanghai_date(datetime.fromisoformat(env.occurred_at))
+    return app.join_roster(env.aggregate_id, p["hire_id"], p["practitioner_ref"], on)
+
+
+def _released(app: CreditApplication, env: Envelope) -> list[Any]:
+    p = env.payload
+    return app.leave_roster(env.aggregate_id, p["hire_id"], p["practitioner_ref"],
+                            date.fromisoformat(p["released_on"]))
 
 
 def _demonstration(app: CreditApplication, env: Envelope) -> list[Any]:
@@ -102,6 +118,8 @@ REACTIONS: dict[tuple[str, str], Reaction] = {
     ("registration", "InstitutionRegistered"): _registered,
     ("registration", "InstitutionImported"): _registered,
     ("registration", "InstitutionPractitionerHireRequested"): _hire_requested,
+    ("registration", "InstitutionPractitionerHired"): _hired,
+    ("registration", "InstitutionPractitionerReleased"): _released,
     ("registration", "InstitutionDemonstrationLevelGranted"): _demonstration,
     ("inspection", "InspectionFindingRecorded"): _finding,
     ("inspection", "RectificationOverdue"): _overdue,

@@ -18,8 +18,12 @@ window is then counted in working days (工作日, the State Council arrangement
 :mod:`tuoyu_shared.calendar_cn`) from the day of the notice, and turned into calendar days when
 the notice is sent, so the event records the last day to respond as a date.
 
-A bad file stops the service at start with every problem named (:class:`RulesFileInvalid`):
-rules that silently fell back to defaults would score institutions wrongly.
+The yearly re-check of everyone on a roster is due once the last completed check is
+``TUOYU_CREDIT_RECHECK_DAYS`` days old (default 365; :func:`recheck_days_from_env`).
+
+A bad file (or a bad period) stops the service at start with every problem named
+(:class:`RulesFileInvalid`): rules that silently fell back to defaults would score
+institutions wrongly.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ from tuoyu_shared.calendar_cn import WorkingCalendar
 from tuoyu_shared.validation import FieldError, ValidationFailed
 
 ENV_VAR = "TUOYU_CREDIT_RULES_FILE"
+RECHECK_DAYS_VAR = "TUOYU_CREDIT_RECHECK_DAYS"
+DEFAULT_RECHECK_DAYS = 365
 
 
 class RulesFileInvalid(ValueError):
@@ -119,3 +125,20 @@ def load_rules(path: str | Path | None = None,
         return CreditRules.from_dict(data)
     except ValidationFailed as failed:
         raise RulesFileInvalid(f"invalid credit rules in {path}: {failed}") from failed
+
+
+def recheck_days_from_env(env: Mapping[str, str] | None = None) -> int:
+    """Days after a person's last completed check when the yearly re-check is due:
+    ``$TUOYU_CREDIT_RECHECK_DAYS``, else 365. Anything but a positive whole number stops the
+    start (:class:`RulesFileInvalid`)."""
+    value = (env if env is not None else os.environ).get(RECHECK_DAYS_VAR) or None
+    if value is None:
+        return DEFAULT_RECHECK_DAYS
+    try:
+        days = int(value)
+    except ValueError:
+        days = 0
+    if days < 1:
+        raise RulesFileInvalid(f"{RECHECK_DAYS_VAR} must be a positive number of days, "
+                               f"got {value!r}")
+    return days

@@ -5,9 +5,11 @@
 - ``registration``, ``inspection``, ``subsidy``: react to those services' events;
 - ``timers``: at start and then each day just after 00:00 in China (Asia/Shanghai, 00:00:30;
   see :func:`next_run_at`), expire the list entries whose term is over and lift the term bans
-  that have ended, so a term that ends today is off the public disclosure as the day starts.
+  that have ended, so a term that ends today is off the public disclosure as the day starts;
+  and re-check everyone on a roster whose last completed check is a year old
+  (``TUOYU_CREDIT_RECHECK_DAYS``, default 365).
   ``TUOYU_CREDIT_TIMER_INTERVAL`` (seconds), when set, replaces the daily schedule with a
-  fixed interval (tests, ops). Both commands are idempotent (a second run the same day records
+  fixed interval (tests, ops). The commands are idempotent (a second run the same day records
   nothing), so a restart or two workers running them is harmless. A failed run is tried again
   after ``TUOYU_CREDIT_TIMER_RETRY`` seconds (default 60), not a day later.
 
@@ -93,18 +95,19 @@ class Timers:
         with command_context(actor="credit-timer", department="credit"):
             expired = self.app.expire_listings()
             lifted = self.app.lift_expired_bans()
+            yearly = self.app.request_yearly_checks()
         self.runs += 1
         log.info("timers.ran", today=expired["today"], expired=len(expired["expired"]),
-                 lifted=len(lifted["lifted"]),
-                 failed=len(expired["failed"]) + len(lifted["failed"]))
-        return {"expire_listings": expired, "lift_expired_bans": lifted}
+                 lifted=len(lifted["lifted"]), rechecked=len(yearly["checked"]),
+                 failed=len(expired["failed"]) + len(lifted["failed"]) + len(yearly["failed"]))
+        return {"expire_listings": expired, "lift_expired_bans": lifted,
+                "request_yearly_checks": yearly}
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
             try:
                 result = self.run_once()
-                failed = result["expire_listings"]["failed"] or result["lift_expired_bans"][
-                    "failed"]
+                failed = any(part["failed"] for part in result.values())
             except Exception as e:  # the database is away: try again soon
                 log.warning("timers.failed", error=repr(e), retry_in=self.retry)
                 failed = True

@@ -166,6 +166,24 @@ class Practitioner(Aggregate):
         payload_schema: ClassVar[dict[str, Any]] = {
             "outcome": {"enum": [o.value for o in CheckOutcome]}}
 
+    class JoinedRoster(Aggregate.Event):
+        """The person joined an institution's roster (registration confirmed hire
+        ``hire_id``): from now on they are re-checked yearly."""
+
+        person_ref: str
+        institution_id: str
+        hire_id: str
+        on: dt.date
+
+    class LeftRoster(Aggregate.Event):
+        """The person left an institution's roster (registration released hire
+        ``hire_id``); ``on`` is the day of the release."""
+
+        person_ref: str
+        institution_id: str
+        hire_id: str
+        on: dt.date
+
     class BanImposed(Aggregate.Event):
         """A ban (从业禁止): lifetime (``term_years`` and ``ends_on`` None) or for a term."""
 
@@ -207,6 +225,7 @@ class Practitioner(Aggregate):
         self.registered_from = registered_from
         self.checks: dict[str, dict[str, Any]] = {}
         self.bans: dict[str, dict[str, Any]] = {}
+        self.hires: dict[str, dict[str, Any]] = {}
 
     @classmethod
     def register(cls, person_ref: str, name: Mapping[str, str],
@@ -266,6 +285,23 @@ class Practitioner(Aggregate):
         if not bans:
             return None
         return max(bans, key=lambda b: b["ends_on"] or dt.date.max)["ban_ref"]
+
+    @property
+    def rosters(self) -> list[str]:
+        """The institutions whose roster the person is on now (by a hire not released)."""
+        return sorted({h["institution_id"] for h in self._hires.values()
+                       if h["left_on"] is None})
+
+    @property
+    def last_checked_on(self) -> dt.date | None:
+        """The day the last completed check was answered (None before any)."""
+        return max((c["completed_on"] for c in self.checks.values()
+                    if c["completed_on"] is not None), default=None)
+
+    @property
+    def _hires(self) -> dict[str, dict[str, Any]]:
+        # A snapshot taken before rosters were recorded has no ``hires``.
+        return self.__dict__.setdefault("hires", {})
 
     def check(self, check_id: str) -> dict[str, Any] | None:
         found = self.checks.get(check_id)
@@ -335,6 +371,49 @@ class Practitioner(Aggregate):
                         completed_on: dt.date) -> None:
         self.checks[check_id].update(state="completed", outcome=outcome, reference=reference,
                                      completed_on=completed_on, completed_by=officer)
+
+    # -- rosters ----------------------------------------------------------------------------
+
+    def join_roster(self, institution_id: uuid.UUID | str, hire_id: str, on: dt.date) -> bool:
+        """Registration confirmed a hire: the person is on that institution's roster.
+        Returns False, recording nothing, when this hire was recorded already (joined, or
+        joined and left)."""
+        institution = require_text(str(institution_id), "institution_id", 200)
+        hire_id = require_text(hire_id, "hire_id", 200)
+        on = require_date(on, "on")
+        if hire_id in self._hires:
+            return False
+        self._join_roster(person_ref=self.person_ref, institution_id=institution,
+                          hire_id=hire_id, on=on)
+        return True
+
+    @event(JoinedRoster)
+    def _join_roster(self, person_ref: str, institution_id: str, hire_id: str,
+                     on: dt.date) -> None:
+        self._hires[hire_id] = {"institution_id": institution_id, "joined_on": on,
+                                "left_on": None}
+
+    def leave_roster(self, institution_id: uuid.UUID | str, hire_id: str,
+                     on: dt.date) -> bool:
+        """Registration released a hire. Returns False, recording nothing, when the hire is
+        not on a roster (never joined, or left already)."""
+        institution = require_text(str(institution_id), "institution_id", 200)
+        hire_id = require_text(hire_id, "hire_id", 200)
+        on = require_date(on, "on")
+        hire = self._hires.get(hire_id)
+        if hire is None or hire["left_on"] is not None:
+            return False
+        if hire["institution_id"] != institution:
+            raise DomainRuleViolated(f"hire {hire_id} is at institution "
+                                     f"{hire['institution_id']}, not {institution}")
+        self._leave_roster(person_ref=self.person_ref, institution_id=institution,
+                           hire_id=hire_id, on=on)
+        return True
+
+    @event(LeftRoster)
+    def _leave_roster(self, person_ref: str, institution_id: str, hire_id: str,
+                      on: dt.date) -> None:
+        self._hires[hire_id]["left_on"] = on
 
     # -- bans (从业禁止) ----------------------------------------------------------------------
 
