@@ -401,8 +401,11 @@ def bench_load_long_history(servers: Servers, events: int,
         class WithoutSnapshots(RegistrationApplication):
             name = "Registration"  # the same tables
             is_snapshotting_enabled = False
+            snapshotting_intervals = {}  # (intervals alone switch snapshotting on)
 
         plain = WithoutSnapshots(registration_settings(url, servers))
+        checks.equal("history: the plain application reads no snapshots",
+                     int(plain.snapshots is None), 1)
         try:
             timings = {}
             for label, application in (("with_snapshots", app), ("without", plain)):

@@ -663,8 +663,9 @@ class Institution(Aggregate):
     @event(EnrolmentReported)
     def _report_enrolment(self, month: str, classes: list[dict[str, Any]], children: int,
                           second_children: int, third_children: int) -> None:
-        self.enrolment[month] = {"classes": classes, "children": children,
-                                 "second_children": second_children,
+        # The figures later rules need, not the whole report (that is in the event): the
+        # state stays small however many months are reported, which keeps snapshots cheap.
+        self.enrolment[month] = {"children": children, "second_children": second_children,
                                  "third_children": third_children}
 
     def correct_enrolment(self, month: str, classes: list[dict[str, Any]], second_children: int,
@@ -684,8 +685,9 @@ class Institution(Aggregate):
     def _correct_enrolment(self, month: str, classes: list[dict[str, Any]], children: int,
                            second_children: int, third_children: int, previous: dict[str, Any],
                            reason: str) -> None:
-        self.enrolment[month] = {"classes": classes, "children": children,
-                                 "second_children": second_children,
+        # The figures later rules need, not the whole report (that is in the event): the
+        # state stays small however many months are reported, which keeps snapshots cheap.
+        self.enrolment[month] = {"children": children, "second_children": second_children,
                                  "third_children": third_children}
 
     # ---- staff roster (从业人员) ------------------------------------------------------------
