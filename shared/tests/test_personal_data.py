@@ -170,3 +170,20 @@ def test_keyed_hash_is_stable_for_a_secret_and_differs_with_another(vaults, fres
     assert other.lookup_hash("phone", "13912345678") != one.lookup_hash("phone",
                                                                         "13912345678")
     assert one.lookup_hash("name", "13912345678") != one.lookup_hash("phone", "13912345678")
+
+
+def test_production_refuses_the_development_key(monkeypatch):
+    from tuoyu_shared.config import ConfigurationError, settings_for
+
+    monkeypatch.setenv("TUOYU_ENVIRONMENT", "production")
+    monkeypatch.delenv("TUOYU_PERSONAL_DATA_KEY", raising=False)
+    with pytest.raises(ConfigurationError, match="TUOYU_PERSONAL_DATA_KEY"):
+        settings_for("registration")
+    monkeypatch.setenv("TUOYU_PERSONAL_DATA_KEY", "short")
+    with pytest.raises(ConfigurationError, match="at least 32"):
+        settings_for("registration")
+    monkeypatch.setenv("TUOYU_PERSONAL_DATA_KEY", "k" * 40)
+    assert settings_for("registration").personal_data_key == "k" * 40
+    monkeypatch.setenv("TUOYU_ENVIRONMENT", "development")
+    monkeypatch.delenv("TUOYU_PERSONAL_DATA_KEY")
+    assert settings_for("registration").personal_data_key  # the development default

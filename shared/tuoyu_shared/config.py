@@ -7,7 +7,8 @@ Every service reads the same variables; a service-specific one wins over the sha
   ``make run``).
 - ``TUOYU_AMQP_URI``: the RabbitMQ broker (default ``amqp://guest:guest@127.0.0.1:55672//``).
 - ``TUOYU_LOG_LEVEL`` (default ``info``), ``TUOYU_PERSONAL_DATA_KEY`` (the secret of the keyed
-  hash that finds personal data; a development default is used when unset and logged as such).
+  hash that finds personal data; a development default is used when unset, except with
+  ``TUOYU_ENVIRONMENT=production``, where a secret of at least 32 characters is required).
 - ``TUOYU_CONSUMER_MAX_ATTEMPTS`` (default 5), ``TUOYU_CONSUMER_RETRY_DELAY`` (seconds, 0.2),
   ``TUOYU_CONSUMER_CATCHUP_INTERVAL`` (seconds, 5), ``TUOYU_RELAY_BATCH_SIZE`` (500).
 """
@@ -48,6 +49,21 @@ class Settings:
         return eventsourcing_env(self.database_url)
 
 
+class ConfigurationError(RuntimeError):
+    """The environment does not configure a service well enough to start."""
+
+
+def _personal_data_key() -> str:
+    key = _env("TUOYU_PERSONAL_DATA_KEY", DEV_PERSONAL_DATA_KEY)
+    if _env("TUOYU_ENVIRONMENT", "development") == "production":
+        if key == DEV_PERSONAL_DATA_KEY:
+            raise ConfigurationError("TUOYU_PERSONAL_DATA_KEY must be set in production: the "
+                                     "development key is in the source code")
+        if len(key) < 32:
+            raise ConfigurationError("TUOYU_PERSONAL_DATA_KEY must be at least 32 characters")
+    return key
+
+
 def settings_for(service: str) -> Settings:
     prefix = f"TUOYU_{service.upper()}_"
     base = _env("TUOYU_DATABASE_BASE_URL", DEFAULT_PG).rstrip("/")
@@ -56,7 +72,7 @@ def settings_for(service: str) -> Settings:
         database_url=_env(prefix + "DATABASE_URL", f"{base}/tuoyu_{service}"),
         amqp_uri=_env("TUOYU_AMQP_URI", DEFAULT_AMQP),
         log_level=_env("TUOYU_LOG_LEVEL", "info"),
-        personal_data_key=_env("TUOYU_PERSONAL_DATA_KEY", DEV_PERSONAL_DATA_KEY),
+        personal_data_key=_personal_data_key(),
         consumer_max_attempts=int(_env("TUOYU_CONSUMER_MAX_ATTEMPTS", "5")),
         consumer_retry_delay=float(_env("TUOYU_CONSUMER_RETRY_DELAY", "0.2")),
         consumer_catchup_interval=float(_env("TUOYU_CONSUMER_CATCHUP_INTERVAL", "5")),
