@@ -311,8 +311,8 @@ class ApplicationTrackingStore(_Connected):
         return self.app.tracking_position(self._name(upstream))
 
     def apply(self, envelope: Envelope, handler: Callable[[Envelope], Any]) -> bool:
-        if self.position(envelope.source) >= envelope.notification_id:
-            return False
+        # No position check here: the consumer has just compared it, and a concurrent
+        # duplicate is refused by the tracking record itself (record_processing → False).
         conn = self.connection()
         with conn.transaction(), conn.cursor() as cur:
             held = envelope.aggregate_id in self.dead.held_aggregates(cur, envelope.source)
