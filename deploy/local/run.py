@@ -23,7 +23,7 @@ from tuoyu_registration.samples import (
 )
 from tuoyu_shared.config import ensure_database
 from tuoyu_shared.devrun import SERVICES, ProcessGroup, http_json
-from tuoyu_shared.localservers import LocalPostgres, LocalRabbitMQ
+from tuoyu_shared.localservers import LocalPostgres, LocalRabbitMQ, port_open
 from tuoyu_shared.validation import credit_code_check_character, resident_id_check_character
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,21 +80,41 @@ def this_month() -> str:
 
 def stop() -> None:
     if PIDS.exists():
-        for name, pid in json.loads(PIDS.read_text()).items():
+        pids = json.loads(PIDS.read_text())
+        for name, pid in pids.items():
             try:
                 os.killpg(pid, signal.SIGTERM)
-                print(f"stopped {name}")
+                print(f"stopping {name}")
             except ProcessLookupError:
                 pass
-        PIDS.unlink()
-        time.sleep(1)
+        # The services must be gone before the broker is: a nameko service whose broker
+        # vanished while it was stopping can hang.
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and any(_alive(pid) for pid in pids.values()):
+            time.sleep(0.2)
+        for name, pid in pids.items():
+            if _alive(pid):
+                os.killpg(pid, signal.SIGKILL)
+                print(f"killed {name}")
+        PIDS.unlink(missing_ok=True)
     pg, rabbit = servers()
     rabbit.stop()
     pg.stop()
     print("stopped PostgreSQL and RabbitMQ")
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.killpg(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
 def start() -> None:
+    busy = [spec.http_port for spec in SERVICES if port_open(spec.http_port)]
+    if busy:
+        sys.exit(f"ports {busy} are in use: is an earlier `make run` still up? (`make stop`)")
     pg, rabbit = servers()
     print(f"starting private PostgreSQL (port {PG_PORT}) and RabbitMQ (port {AMQP_PORT}) "
           f"in {RUN_DIR}")

@@ -18,6 +18,7 @@ eventlet.monkey_patch()
 import argparse  # noqa: E402
 import importlib  # noqa: E402
 import signal  # noqa: E402
+import threading  # noqa: E402
 
 from nameko.runners import ServiceRunner  # noqa: E402
 
@@ -46,6 +47,8 @@ def main() -> None:
 
     def shutdown(signum, frame):
         eventlet.spawn_n(runner.stop)
+        # A graceful stop can hang when the broker is already gone: give it 10 s.
+        threading.Timer(10, lambda: os._exit(1)).start()
 
     signal.signal(signal.SIGTERM, shutdown)
     signal.signal(signal.SIGINT, shutdown)
