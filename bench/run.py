@@ -19,7 +19,7 @@ Measured in one run, so that the ratios between them mean something:
 
 Servers: ``TUOYU_BENCH_POSTGRES_URL`` (a superuser URL, any database) and
 ``TUOYU_BENCH_AMQP_URI`` when both are set; otherwise private servers under ``.local/bench``
-(ports 57432 and 57672, durable settings), started here and stopped at the end. Every
+(ports 27432 and 27672, durable settings), started here and stopped at the end. Every
 benchmark gets a database and exchange of its own, dropped and deleted afterwards.
 
 Results go to ``bench-results/latest.json`` and ``bench-results/bench-<UTC timestamp>.json``.
@@ -69,8 +69,8 @@ from tuoyu_shared.relay import Relay
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = PROJECT_ROOT / "bench-results"
-BENCH_PG_PORT = 57432
-BENCH_AMQP_PORT = 57672
+BENCH_PG_PORT = 27432
+BENCH_AMQP_PORT = 27672
 SAVE_CHUNK = 500
 RELAY_BATCH = 500
 RELAY_TARGET_PER_SECOND = 5000

@@ -28,7 +28,7 @@ from tuoyu_shared.validation import credit_code_check_character, resident_id_che
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_DIR = ROOT / ".local" / "run"
-PG_PORT, AMQP_PORT = 55432, 55672
+PG_PORT, AMQP_PORT = 25432, 25672
 PIDS = RUN_DIR / "pids.json"
 
 

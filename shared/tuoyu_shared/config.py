@@ -3,9 +3,9 @@
 Every service reads the same variables; a service-specific one wins over the shared one:
 
 - ``TUOYU_<SERVICE>_DATABASE_URL``: the service's own database
-  (default ``postgresql://tuoyu@127.0.0.1:55432/tuoyu_<service>``, the private server of
+  (default ``postgresql://tuoyu@127.0.0.1:25432/tuoyu_<service>``, the private server of
   ``make run``).
-- ``TUOYU_AMQP_URI``: the RabbitMQ broker (default ``amqp://guest:guest@127.0.0.1:55672//``).
+- ``TUOYU_AMQP_URI``: the RabbitMQ broker (default ``amqp://guest:guest@127.0.0.1:25672//``).
 - ``TUOYU_LOG_LEVEL`` (default ``info``), ``TUOYU_PERSONAL_DATA_KEY`` (the secret of the keyed
   hash that finds personal data; a development default is used when unset, except with
   ``TUOYU_ENVIRONMENT=production``, where a secret of at least 32 characters is required).
@@ -19,8 +19,8 @@ import os
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-DEFAULT_PG = "postgresql://tuoyu@127.0.0.1:55432"
-DEFAULT_AMQP = "amqp://guest:guest@127.0.0.1:55672//"
+DEFAULT_PG = "postgresql://tuoyu@127.0.0.1:25432"
+DEFAULT_AMQP = "amqp://guest:guest@127.0.0.1:25672//"
 DEV_PERSONAL_DATA_KEY = "tuoyu-development-key-not-for-production"
 
 

@@ -1,10 +1,13 @@
 """Private PostgreSQL and RabbitMQ servers under the project's own folder.
 
+Ports stay below Linux's ephemeral range (32768–60999): a port in it can be taken at any moment
+by an outgoing connection's local end, and the server then fails to bind.
+
 `make run` and `make test` use these on machines without a Docker engine: each server gets its
 own data directory, ports and node name, so nothing system-wide is touched and a development
 instance and a test instance can run side by side.
 
-    python -m tuoyu_shared.localservers start --root .local/run --pg-port 55432 --amqp-port 55672
+    python -m tuoyu_shared.localservers start --root .local/run --pg-port 25432 --amqp-port 25672
     python -m tuoyu_shared.localservers stop --root .local/run
 
 PostgreSQL refuses to run as root and RabbitMQ's wrapper drops to the ``rabbitmq`` user, so when
@@ -220,8 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=["start", "stop", "status"])
     parser.add_argument("--root", default=".local/run")
-    parser.add_argument("--pg-port", type=int, default=55432)
-    parser.add_argument("--amqp-port", type=int, default=55672)
+    parser.add_argument("--pg-port", type=int, default=25432)
+    parser.add_argument("--amqp-port", type=int, default=25672)
     parser.add_argument("--node-name", default="tuoyu-run")
     parser.add_argument("--fast", action="store_true", help="fsync off (test instances)")
     args = parser.parse_args(argv)

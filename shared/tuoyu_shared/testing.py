@@ -5,7 +5,7 @@ Servers come from, in this order:
 1. given URIs: ``TUOYU_TEST_POSTGRES_URL`` (a superuser URL, any database) and
    ``TUOYU_TEST_AMQP_URI``;
 2. testcontainers, when a Docker engine answers;
-3. private local servers under ``.local/test`` (ports 56432 and 56672), started for the session
+3. private local servers under ``.local/test`` (ports 26432 and 26672), started for the session
    and stopped after it.
 
 Each test that asks for ``settings_factory`` gets databases of its own, so tests never see each
@@ -69,8 +69,8 @@ def servers():
             yield ServersUnderTest(pg.get_connection_url(), amqp)
         return
     root = PROJECT_ROOT / ".local" / "test"
-    pg = LocalPostgres(root, int(os.environ.get("TUOYU_TEST_PG_PORT", 56432)), fast=True)
-    rabbit = LocalRabbitMQ(root, int(os.environ.get("TUOYU_TEST_AMQP_PORT", 56672)),
+    pg = LocalPostgres(root, int(os.environ.get("TUOYU_TEST_PG_PORT", 26432)), fast=True)
+    rabbit = LocalRabbitMQ(root, int(os.environ.get("TUOYU_TEST_AMQP_PORT", 26672)),
                            "tuoyu-test")
     # Servers already up (another test session) are shared and left running.
     started_pg, started_rabbit = not port_open(pg.port), not port_open(rabbit.port)
