@@ -155,3 +155,16 @@ def test_registration_lifecycle_over_http(system):
     assert status == 400 and reply["errors"][0]["field"] == "affordable"
     status, reply = http_json("GET", f"{registration}/api/officer/filings-awaiting")
     assert status == 200 and any(f["stage"] == "verification" for f in reply["filings"])
+
+
+def test_metrics_show_the_log_head_relay_lag_and_consumer_positions(system):
+    import urllib.request
+
+    wait_for(lambda: dashboard_count(system) >= 1, what="something relayed")
+    with urllib.request.urlopen(f"{system.url('registration')}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    head = int(next(line.split()[-1] for line in text.splitlines()
+                    if line.startswith("tuoyu_log_head")))
+    assert head >= 1
+    assert 'tuoyu_relay_lag{service="registration",exchange="registration.events"}' in text
+    assert 'consumer="registration",upstream="credit"' in text  # a reacting consumer
