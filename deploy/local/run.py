@@ -80,8 +80,20 @@ def this_month() -> str:
 
 
 def stop() -> None:
+    """Ask `make run` to stop (it stops its processes, then the servers); if it is gone or
+    does not finish, stop what it left behind here."""
     if PIDS.exists():
-        pids = json.loads(PIDS.read_text())
+        recorded = json.loads(PIDS.read_text())
+        supervisor = recorded.get("supervisor")
+        if supervisor and _is_make_run(supervisor) and _signal(supervisor, signal.SIGTERM):
+            print(f"asked make run (pid {supervisor}) to stop")
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and _signal(supervisor, 0):
+                time.sleep(0.2)
+        # Whatever is still recorded (make run gone, or stuck) is stopped here.
+        if PIDS.exists():
+            recorded = json.loads(PIDS.read_text())
+        pids = recorded.get("processes", {}) if "supervisor" in recorded else recorded
         for name, pid in pids.items():
             try:
                 os.killpg(pid, signal.SIGTERM)
@@ -102,6 +114,22 @@ def stop() -> None:
     rabbit.stop()
     pg.stop()
     print("stopped PostgreSQL and RabbitMQ")
+
+
+def _is_make_run(pid: int) -> bool:
+    """Not some other process that got the pid of a `make run` that was killed."""
+    try:
+        return b"run.py" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def _signal(pid: int, signum: int) -> bool:
+    try:
+        os.kill(pid, signum)
+        return True
+    except ProcessLookupError:
+        return False
 
 
 def _alive(pid: int) -> bool:
@@ -125,7 +153,8 @@ def start() -> None:
     for spec in SERVICES:
         ensure_database(f"{base}/tuoyu_{spec.name}")
     env = {"TUOYU_DATABASE_BASE_URL": base, "TUOYU_AMQP_URI": rabbit.uri}
-    group = ProcessGroup(env, RUN_DIR / "logs")
+    # A process that dies is restarted (with backoff, a line here); pids.json follows it.
+    group = ProcessGroup(env, RUN_DIR / "logs", pids_file=PIDS)
     stopping = False
 
     def on_signal(signum, frame):
@@ -136,7 +165,7 @@ def start() -> None:
     signal.signal(signal.SIGTERM, on_signal)
     try:
         group.start()
-        PIDS.write_text(json.dumps(group.pids()))
+        group.supervise_in_background()
         registration, dashboard = group.url("registration"), group.url("dashboard")
         load_demo(registration)
         deadline = time.monotonic() + 30
@@ -158,8 +187,9 @@ Tuoyu is running.
   Logs:                   {RUN_DIR / 'logs'}
   PostgreSQL:             {base}/tuoyu_<service>
   RabbitMQ:               {rabbit.uri}
+A process that dies is restarted.
 Ctrl-C (or `make stop` in another terminal) stops everything.""", flush=True)
-        while not stopping and all(p.poll() is None for p in group.procs.values()):
+        while not stopping:
             time.sleep(0.5)
     finally:
         group.stop()

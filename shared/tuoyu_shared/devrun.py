@@ -3,6 +3,10 @@
 Each service is two processes: its nameko adapter (RPC + HTTP, under eventlet) and its worker
 (relay and tracked consumers, plain threads). Ports and URIs come in through the environment,
 exactly as in a deployment.
+
+With ``supervise_in_background()`` the group restarts a process that dies (with exponential
+backoff, one line in the output each time) and keeps the others running; ``stop()`` stops
+everything, and a process being stopped is never restarted.
 """
 
 from __future__ import annotations
@@ -12,9 +16,11 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,12 +42,41 @@ SERVICES = (
 )
 
 
+@dataclass
+class _Restart:
+    """A dead process's pending restart."""
+    due: float  # time.monotonic() at which to start it again
+    attempt: int
+
+
 class ProcessGroup:
-    def __init__(self, env: dict[str, str], log_dir: Path, port_offset: int = 0):
+    """The services' processes, each in a session (process group) of its own.
+
+    ``pids_file``, when given, always holds ``{"supervisor": this pid, "processes": {name:
+    pid}}``: it is rewritten whenever a pid changes, so ``make stop`` finds every process.
+    """
+
+    def __init__(self, env: dict[str, str], log_dir: Path, port_offset: int = 0,
+                 pids_file: Path | None = None, report: Callable[[str], None] | None = None,
+                 backoff_initial: float = 0.5, backoff_max: float = 30.0,
+                 stable_after: float = 60.0):
         self.env = {**os.environ, **env}
         self.log_dir = log_dir
         self.port_offset = port_offset
+        self.pids_file = pids_file
+        self.report = report or (lambda line: print(line, flush=True))
+        self.backoff_initial, self.backoff_max = backoff_initial, backoff_max
+        self.stable_after = stable_after  # up this long, a process's next death is attempt 1
         self.procs: dict[str, subprocess.Popen] = {}
+        self.restarts: dict[str, int] = {}  # name: restarts so far (all, for tests and ops)
+        self._argv: dict[str, list[str]] = {}
+        self._started_at: dict[str, float] = {}
+        self._attempts: dict[str, int] = {}  # consecutive quick deaths
+        self._pending: dict[str, _Restart] = {}
+        self._lock = threading.RLock()  # procs, pending restarts and stopping change under it
+        self._stopping = False
+        self._supervisor: threading.Thread | None = None
+        self._wake = threading.Event()
         log_dir.mkdir(parents=True, exist_ok=True)
 
     def port(self, spec: ServiceSpec) -> int:
@@ -52,9 +87,16 @@ class ProcessGroup:
         return f"http://127.0.0.1:{self.port(spec)}"
 
     def _spawn(self, name: str, argv: list[str]) -> None:
-        log = open(self.log_dir / f"{name}.log", "ab")
-        self.procs[name] = subprocess.Popen(argv, env=self.env, stdout=log, stderr=log,
-                                            start_new_session=True)
+        with self._lock:
+            if self._stopping:
+                return
+            with open(self.log_dir / f"{name}.log", "ab") as log:  # the child keeps its copy
+                self.procs[name] = subprocess.Popen(argv, env=self.env, stdout=log, stderr=log,
+                                                    start_new_session=True)
+            self._argv[name] = argv
+            self._started_at[name] = time.monotonic()
+            self._pending.pop(name, None)
+            self._write_pids()
 
     def start(self, services: tuple[ServiceSpec, ...] = SERVICES, workers: bool = True) -> None:
         for spec in services:
@@ -69,10 +111,15 @@ class ProcessGroup:
         self._spawn(f"{spec.name}-worker", [sys.executable, "-m", spec.worker_module])
 
     def stop_process(self, name: str, signalled: bool = False) -> None:
-        proc = self.procs.pop(name, None)
+        """Stop one process for good: supervision does not restart it (start it again
+        with ``start_worker``)."""
+        with self._lock:
+            proc = self.procs.pop(name, None)
+            self._pending.pop(name, None)
+            self._write_pids()
         if proc is None:
             return
-        if not signalled:
+        if not signalled and proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=15)
@@ -84,8 +131,10 @@ class ProcessGroup:
         deadline = time.monotonic() + timeout
         url = f"http://127.0.0.1:{self.port(spec)}/health"
         while time.monotonic() < deadline:
-            for name, proc in self.procs.items():
-                if proc.poll() is not None:
+            with self._lock:
+                procs = dict(self.procs)
+            for name, proc in procs.items():
+                if proc.poll() is not None and self._supervisor is None:
                     tail = (self.log_dir / f"{name}.log").read_text(errors="replace")[-3000:]
                     raise RuntimeError(f"{name} exited with {proc.returncode}:\n{tail}")
             try:
@@ -97,15 +146,95 @@ class ProcessGroup:
             time.sleep(0.2)
         raise TimeoutError(f"{spec.name} not healthy at {url} after {timeout}s")
 
+    # Supervision
+
+    def supervise(self) -> None:
+        """One step: notice processes that exited, schedule their restart (with backoff,
+        one reported line each) and start those that are due. Nothing while stopping."""
+        with self._lock:
+            if self._stopping:
+                return
+            now = time.monotonic()
+            for name, proc in self.procs.items():
+                code = proc.poll()
+                if code is None or name in self._pending:
+                    continue
+                up_for = now - self._started_at.get(name, now)
+                attempt = 1 if up_for >= self.stable_after else self._attempts.get(name, 0) + 1
+                self._schedule(name, attempt, now, f"restarting {name} (exit {code})")
+            for name, restart in list(self._pending.items()):
+                if restart.due > now:
+                    continue
+                try:
+                    self._spawn(name, self._argv[name])
+                except OSError as e:
+                    self._schedule(name, restart.attempt + 1, now,
+                                   f"could not start {name} ({e})")
+                else:
+                    self.restarts[name] = self.restarts.get(name, 0) + 1
+
+    def _schedule(self, name: str, attempt: int, now: float, what: str) -> None:
+        self._attempts[name] = attempt
+        delay = min(self.backoff_initial * 2 ** (attempt - 1), self.backoff_max)
+        self._pending[name] = _Restart(now + delay, attempt)
+        line = f"{what}, attempt {attempt}, in {delay:g}s"
+        self._log_line(name, line)
+        self.report(line)
+
+    def supervise_in_background(self, interval: float = 0.2) -> threading.Thread:
+        """Run ``supervise()`` every ``interval`` seconds until ``stop()``."""
+
+        def loop() -> None:
+            while not self._stopping:
+                try:
+                    self.supervise()
+                except Exception as e:  # a failed restart is retried at the next step
+                    self.report(f"supervision step failed: {e!r}")
+                self._wake.wait(interval)
+
+        with self._lock:
+            if self._supervisor is None:
+                self._supervisor = threading.Thread(target=loop, name="supervisor",
+                                                    daemon=True)
+                self._supervisor.start()
+            return self._supervisor
+
+    def _log_line(self, name: str, line: str) -> None:
+        try:
+            with open(self.log_dir / f"{name}.log", "a") as log:
+                log.write(f"--- {line} ---\n")
+        except OSError:
+            pass
+
+    def _write_pids(self) -> None:
+        if self.pids_file is None:
+            return
+        tmp = self.pids_file.with_name(self.pids_file.name + ".tmp")
+        try:
+            tmp.write_text(json.dumps({"supervisor": os.getpid(), "processes": self.pids()}))
+            os.replace(tmp, self.pids_file)  # a reader sees the old file or the new, whole
+        except OSError as e:
+            self.report(f"could not write {self.pids_file}: {e}")
+
     def stop(self) -> None:
-        for proc in self.procs.values():  # signal all first, then wait: shutdowns overlap
+        with self._lock:  # from here on nothing is restarted, and no restart is under way
+            self._stopping = True
+            self._pending.clear()
+            procs = dict(self.procs)
+        self._wake.set()
+        for proc in procs.values():  # signal all first, then wait: shutdowns overlap
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        for name in list(self.procs):
+        for name in procs:
             self.stop_process(name, signalled=True)
+        if self._supervisor is not None and self._supervisor is not threading.current_thread():
+            self._supervisor.join(timeout=5)
+        if self.pids_file is not None:
+            self.pids_file.unlink(missing_ok=True)
 
     def pids(self) -> dict[str, int]:
-        return {name: proc.pid for name, proc in self.procs.items()}
+        with self._lock:
+            return {name: proc.pid for name, proc in self.procs.items()}
 
 
 def http_json(method: str, url: str, body: dict | None = None,
