@@ -1047,3 +1047,197 @@ def test_validator_invalid_field_path_is_a_programming_error(path):
 def test_validator_requires_a_mapping():
     with pytest.raises(TypeError):
         Validator([1, 2])  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------
+# Hostile input: control characters, lone surrogates, huge numbers, deep nesting
+# ---------------------------------------------------------------------------
+
+BIGINT_MAX = 2**63 - 1
+BIGINT_MIN = -(2**63)
+
+
+@pytest.mark.parametrize("char", ["\x00", "\x01", "\x1b", "\x7f", "\x80", "\x85", "\x9f"])
+def test_validator_text_refuses_control_characters(char):
+    v = Validator({"street": f"中山{char}路"})
+    assert v.text("street") is None
+    [error] = v.errors
+    assert (error.field, error.code) == ("street", "invalid_character")
+    assert f"U+{ord(char):04X}" in error.reason and "position 3" in error.reason
+
+
+def test_validator_text_refuses_lone_surrogates():
+    for value in ("\ud800", "a\udfffb", "\ud83d"):
+        v = Validator({"name": value})
+        assert v.text("name") is None
+        [error] = v.errors
+        assert (error.field, error.code) == ("name", "invalid_character")
+        assert "surrogate" in error.reason
+
+
+def test_validator_text_single_line_refuses_tab_and_newline_inside_but_trims_them():
+    v = Validator({"a": "one\ntwo", "b": "one\ttwo", "c": "\t one two \r\n"})
+    assert v.text("a") is None
+    assert v.text("b") is None
+    assert v.text("c") == "one two"
+    assert [(e.field, e.code) for e in v.errors] == [("a", "invalid_character"),
+                                                    ("b", "invalid_character")]
+
+
+def test_validator_text_multiline_allows_newline_and_tab_and_normalises_line_ends():
+    v = Validator({"notes": " line 1\r\n\tline 2\rline 3\n", "bad": "x\x00\ny"})
+    assert v.text("notes", multiline=True) == "line 1\n\tline 2\nline 3"
+    assert v.text("bad", multiline=True) is None
+    assert [(e.field, e.code) for e in v.errors] == [("bad", "invalid_character")]
+
+
+def test_validator_text_is_nfc_normalised_before_the_length_check():
+    decomposed = "Cafe\u0301"  # e + combining acute accent: 5 code points, 4 in NFC
+    v = Validator({"a": decomposed, "b": "e\u0301" * 3})
+    assert v.text("a") == "Caf\u00e9"
+    assert v.text("b", max_length=3) == "\u00e9" * 3
+    assert v.ok
+
+
+def test_validator_text_with_only_a_nul_is_present_and_refused():
+    v = Validator({"a": "\x00"})
+    assert v.text("a", required=False) is None
+    assert [(e.field, e.code) for e in v.errors] == [("a", "invalid_character")]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected", "code"),
+    [
+        (BIGINT_MAX, BIGINT_MAX, None),
+        (BIGINT_MIN, BIGINT_MIN, None),
+        (BIGINT_MAX + 1, None, "out_of_range"),
+        (BIGINT_MIN - 1, None, "out_of_range"),
+        (99999999999999999999, None, "out_of_range"),
+        (10**5000, None, "out_of_range"),  # str() of it would raise: never formatted
+    ],
+    ids=["max", "min", "max+1", "min-1", "20 digits", "5001 digits"],
+)
+def test_validator_integer_defaults_to_bigint_bounds(value, expected, code):
+    v = Validator({"n": value})
+    assert v.integer("n") == expected
+    assert [e.code for e in v.errors] == ([] if code is None else [code])
+    if code:
+        assert len(v.errors[0].reason) < 200
+
+
+def test_validator_integer_bigint_bound_applies_to_the_side_not_given():
+    v = Validator({"a": BIGINT_MAX + 1, "b": BIGINT_MIN - 1})
+    assert v.integer("a", min_value=0) is None
+    assert v.integer("b", max_value=10) is None
+    assert [(e.field, e.code) for e in v.errors] == [("a", "out_of_range"),
+                                                    ("b", "out_of_range")]
+
+
+def test_validator_items_have_a_default_maximum():
+    v = Validator({"ok": [{}] * 1000, "many": [{}] * 1001})
+    assert len(v.items("ok")) == 1000
+    assert v.items("many") == []
+    assert [(e.field, e.code) for e in v.errors] == [("many", "out_of_range")]
+    assert v.errors[0].reason == "must have at most 1000 item(s), got 1001"
+
+
+def test_validator_choice_does_not_echo_a_huge_value():
+    v = Validator({"kind": "x" * 100_000})
+    assert v.choice("kind", ["a", "b"]) is None
+    assert len(v.errors[0].reason) < 300
+
+
+def test_check_json_value_accepts_plain_json():
+    from tuoyu_shared.validation import check_json_value
+
+    value = {"a": [1, -2, BIGINT_MAX, 1.5, True, None, "text\twith\nbreaks\r"],
+             "b": {"c": "中文", "d": []}}
+    assert check_json_value(value) == []
+
+
+@pytest.mark.parametrize(
+    ("value", "field", "code"),
+    [
+        ({"a": {"b": ["ok", "bad\x00"]}}, "a.b[1]", "invalid_character"),
+        ({"a": "\x1f"}, "a", "invalid_character"),
+        ({"a": "\u0085"}, "a", "invalid_character"),
+        ({"a": ["\ud800"]}, "a[0]", "invalid_character"),
+        ({"k\x00ey": 1}, '["k\\u0000ey"]', "invalid_character"),
+        ({"a": {"\udc00": 1}}, 'a["\\udc00"]', "invalid_character"),
+        ({"a": [BIGINT_MAX + 1]}, "a[0]", "out_of_range"),
+        ({"a": BIGINT_MIN - 1}, "a", "out_of_range"),
+        ({"a": float("nan")}, "a", "invalid_format"),
+        ({"a": float("inf")}, "a", "invalid_format"),
+        ({"名称": "x\x00"}, '["名称"]', "invalid_character"),
+        ({"a": "x" * 100_001}, "a", "too_long"),
+        ({"a": [0] * 10_001}, "a", "too_long"),
+    ],
+)
+def test_check_json_value_reports_the_path_of_each_problem(value, field, code):
+    from tuoyu_shared.validation import check_json_value
+
+    [error] = check_json_value(value)
+    assert (error.field, error.code) == (field, code)
+    assert "\x00" not in error.reason and "\ud800" not in error.reason
+
+
+def test_check_json_value_refuses_deep_nesting_without_recursing_into_it():
+    from tuoyu_shared.validation import check_json_value
+
+    def lists(depth: int) -> object:
+        value: object = "x"
+        for _ in range(depth):
+            value = [value]
+        return value
+
+    assert check_json_value({"a": lists(63)}) == []  # 64 containers, the object included
+    [error] = check_json_value({"a": lists(64)})
+    assert (error.field, error.code) == ("a" + "[0]" * 63, "too_deep")
+    deep: object = "x"
+    for _ in range(100_000):  # far beyond Python's recursion limit
+        deep = {"d": deep}
+    [error] = check_json_value({"a": deep})
+    assert error.code == "too_deep" and error.field.startswith("a.d.d")
+    assert "nested more than" in error.reason
+
+
+def test_check_json_value_prefix_and_limits_are_parameters():
+    from tuoyu_shared.validation import check_json_value
+
+    errors = check_json_value([[1]], field="body", max_depth=1)
+    assert [(e.field, e.code) for e in errors] == [("body[0]", "too_deep")]
+
+
+def test_validator_checks_the_whole_payload_when_created():
+    v = Validator({"name": "ok", "findings": ["fine", "bad\x00"], "n": {"m": 2**64}})
+    assert [(e.field, e.code) for e in v.errors] == [("findings[1]", "invalid_character"),
+                                                    ("n.m", "out_of_range")]
+    with pytest.raises(ValidationFailed):
+        v.check()
+
+
+def test_validator_reports_a_field_once_when_the_deep_check_and_a_field_check_agree():
+    v = Validator({"street": "中山\x00路", "place": {"street": "\x00"}})
+    assert v.text("street") is None
+    assert v.nested("place").text("street") is None
+    assert [(e.field, e.code) for e in v.errors] == [("street", "invalid_character"),
+                                                    ("place.street", "invalid_character")]
+
+
+def test_validator_deep_check_runs_once_not_again_in_nested_validators():
+    v = Validator({"a": [{"b": "\x00"}, {"b": "\x00"}]})
+    for item in v.items("a"):
+        item.text("b")
+    assert [e.field for e in v.errors] == ["a[0].b", "a[1].b"]
+
+
+def test_clean_text_standalone():
+    from tuoyu_shared.validation import clean_text
+
+    assert clean_text(" Cafe\u0301 ", "name", max_length=10) == "Caf\u00e9"
+    with pytest.raises(FieldError) as info:
+        clean_text("a\x00", "name", max_length=10)
+    assert (info.value.field, info.value.code) == ("name", "invalid_character")
+    with pytest.raises(FieldError) as info:
+        clean_text("abc", "name", max_length=2)
+    assert info.value.code == "too_long"

@@ -20,8 +20,16 @@ Error codes (``FieldError.code``) are short machine strings:
 ``invalid_format``           the shape of the value is wrong
 ``not_a_date``               looks like a date but is not a real calendar date
 ``out_of_range``             a number, date or count outside the allowed range
-``too_long``                 text longer than allowed
+``too_long``                 text longer than allowed (or a list longer than allowed)
+``too_deep``                 lists and objects nested deeper than allowed
 ``invalid_choice``           not one of the allowed values
+
+Text is Unicode NFC-normalised and trimmed, and refused when it holds a control character
+(C0, DEL, C1; tab and line breaks only in multi-line text) or a lone surrogate, which JSON can
+carry but UTF-8 and PostgreSQL cannot. Integers must fit PostgreSQL's bigint unless tighter
+bounds are given. :class:`Validator` checks a whole payload (:func:`check_json_value`: depth,
+characters of every string and key, integer range) as soon as it is created, so RPC callers,
+which never pass the HTTP checks, are held to the same rules.
 
 Money is always handled as integer fen (分, 1 yuan 元 = 100 fen); floats are refused.
 """
@@ -30,7 +38,9 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import math
 import re
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -42,7 +52,13 @@ __all__ = [
     "FieldError",
     "ValidationFailed",
     "Validator",
+    "BIGINT_MAX",
+    "BIGINT_MIN",
+    "MAX_DEPTH",
     "birth_date_from_resident_id",
+    "check_json_value",
+    "check_text_characters",
+    "clean_text",
     "credit_code_check_character",
     "credit_code_nature",
     "fen_to_yuan_str",
@@ -139,6 +155,154 @@ def _require_str(value: object, field: str, what: str) -> str:
     if not stripped:
         raise FieldError(field, "is required", "required")
     return stripped
+
+
+# ---------------------------------------------------------------------------
+# Text, integers and whole JSON values
+# ---------------------------------------------------------------------------
+
+#: What PostgreSQL's bigint holds: the default bounds of every integer.
+BIGINT_MIN = -(2**63)
+BIGINT_MAX = 2**63 - 1
+#: Lists and objects nested at most this deep in a payload (the payload itself is level 1).
+MAX_DEPTH = 64
+#: Limits of :func:`check_json_value` for values no field check looks at.
+MAX_STRING_LENGTH = 100_000
+MAX_LIST_LENGTH = 10_000
+#: Default maximum of :meth:`Validator.items`.
+MAX_ITEMS = 1000
+
+# C0 controls, DEL and C1 controls; tab, LF and CR are allowed in multi-line text only.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_CONTROL_SINGLE_LINE = re.compile("[\x00-\x1f\x7f-\x9f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _escaped(text: str, limit: int = 40) -> str:
+    """``text`` quoted for an error report: control characters and surrogates as ``\\uXXXX``,
+    long text cut."""
+    shown = text if len(text) <= limit else text[:limit] + "…"
+    shown = _SURROGATE.sub(lambda m: f"\\u{ord(m.group(0)):04x}", shown)
+    shown = _CONTROL_SINGLE_LINE.sub(lambda m: f"\\u{ord(m.group(0)):04x}", shown)
+    return f'"{shown}"'
+
+
+def _bad_character(value: str, pattern: re.Pattern[str]) -> str | None:
+    """Why ``value`` is refused for its characters, or ``None``."""
+    match = _SURROGATE.search(value)
+    if match is not None:
+        return (f"must not contain a lone surrogate (U+{ord(match.group(0)):04X} at position "
+                f"{match.start() + 1}); it cannot be stored as UTF-8")
+    match = pattern.search(value)
+    if match is not None:
+        return (f"must not contain control characters (U+{ord(match.group(0)):04X} at "
+                f"position {match.start() + 1})")
+    return None
+
+
+def check_text_characters(value: str, field: str, multiline: bool = False) -> None:
+    """Raise ``invalid_character`` if ``value`` holds a control character (C0, DEL, C1; tab,
+    LF and CR are allowed when ``multiline``) or a lone surrogate."""
+    reason = _bad_character(value, _CONTROL if multiline else _CONTROL_SINGLE_LINE)
+    if reason is not None:
+        raise FieldError(field, reason, "invalid_character")
+
+
+def clean_text(value: str, field: str, max_length: int = 200, multiline: bool = False) -> str:
+    """``value`` NFC-normalised and trimmed (line ends as ``\\n`` when ``multiline``), checked
+    for its characters and its length. Raises :class:`FieldError`."""
+    if _SURROGATE.search(value) is None and not unicodedata.is_normalized("NFC", value):
+        value = unicodedata.normalize("NFC", value)
+    value = value.strip()
+    if multiline and "\r" in value:
+        value = value.replace("\r\n", "\n").replace("\r", "\n")
+    check_text_characters(value, field, multiline)
+    if len(value) > max_length:
+        raise FieldError(field, f"must be at most {max_length} characters, got {len(value)}",
+                         "too_long")
+    return value
+
+
+def _shown_int(value: int) -> str:
+    """An integer for an error report, even one too long for ``str()``."""
+    if value.bit_length() > 200:
+        return f"a number of about {int(value.bit_length() * 0.30103) + 1} digits"
+    return str(value)
+
+
+def _key_path(prefix: str, key: str) -> str:
+    if _IDENTIFIER.fullmatch(key):
+        return _join(prefix, key)
+    return f"{prefix}[{_escaped(key, limit=60)}]"
+
+
+def check_json_value(value: Any, field: str = "", *, max_depth: int = MAX_DEPTH,
+                     max_string_length: int = MAX_STRING_LENGTH,
+                     max_list_length: int = MAX_LIST_LENGTH) -> list[FieldError]:
+    """Every problem of a JSON-like value that no store can take, with its path.
+
+    Walks dicts, lists and tuples without recursion: nesting deeper than ``max_depth`` (the
+    value itself is level 1) is ``too_deep`` (and not walked further); a string or a string
+    key with a control character other than tab, LF and CR or with a lone surrogate is
+    ``invalid_character``; an ``int`` outside bigint ``out_of_range``; a float that is NaN or
+    infinite ``invalid_format``; a string or list longer than the limits ``too_long``. Other
+    values (dates, Decimals, ...) are left to the field checks.
+    """
+    errors: list[FieldError] = []
+    stack: list[tuple[str, Any, int]] = [(field, value, 1)]
+    while stack:
+        path, current, depth = stack.pop()
+        if isinstance(current, str):
+            if len(current) > max_string_length:
+                errors.append(FieldError(
+                    path or "value", f"must be at most {max_string_length} characters, got "
+                    f"{len(current)}", "too_long"))
+                continue
+            reason = _bad_character(current, _CONTROL)
+            if reason is not None:
+                errors.append(FieldError(path or "value", reason, "invalid_character"))
+        elif isinstance(current, bool) or current is None:
+            continue
+        elif isinstance(current, int):
+            if not BIGINT_MIN <= current <= BIGINT_MAX:
+                errors.append(FieldError(
+                    path or "value", f"must be from {BIGINT_MIN} to {BIGINT_MAX}, got "
+                    f"{_shown_int(current)}", "out_of_range"))
+        elif isinstance(current, float):
+            if not math.isfinite(current):
+                errors.append(FieldError(path or "value",
+                                         f"must be a finite number, got {current}",
+                                         "invalid_format"))
+        elif isinstance(current, (Mapping, list, tuple)):
+            if depth > max_depth:
+                errors.append(FieldError(
+                    path or "value", f"is nested more than {max_depth} levels deep",
+                    "too_deep"))
+                continue
+            children: list[tuple[str, Any, int]] = []
+            if isinstance(current, Mapping):
+                for key, child in current.items():
+                    if isinstance(key, str):
+                        key_path = _key_path(path, key)
+                        reason = _bad_character(key, _CONTROL_SINGLE_LINE)
+                        if reason is not None:
+                            errors.append(FieldError(key_path, f"(a key) {reason}",
+                                                     "invalid_character"))
+                            continue
+                    else:
+                        key_path = f"{path}[{key!r}]"
+                    children.append((key_path, child, depth + 1))
+            else:
+                if len(current) > max_list_length:
+                    errors.append(FieldError(
+                        path or "value", f"must have at most {max_list_length} items, got "
+                        f"{len(current)}", "too_long"))
+                    continue
+                children = [(f"{path}[{i}]", child, depth + 1)
+                            for i, child in enumerate(current)]
+            stack.extend(reversed(children))  # reported in document order
+    return errors
 
 
 # ---------------------------------------------------------------------------
@@ -667,6 +831,10 @@ class Validator:
         self.data = data
         self._prefix = _prefix
         self._errors: list[FieldError] = [] if _errors is None else _errors
+        if not _prefix:
+            # The whole payload, once: what no field check reads (raw values, unknown keys)
+            # must not carry what the store cannot hold either.
+            self._errors.extend(check_json_value(data))
 
     # -- bookkeeping ------------------------------------------------------
 
@@ -720,7 +888,12 @@ class Validator:
         return current
 
     def _record(self, field: str, reason: str, code: str) -> None:
-        self._errors.append(FieldError(self.path(field), reason, code))
+        self._append(FieldError(self.path(field), reason, code))
+
+    def _append(self, error: FieldError) -> None:
+        """Record ``error`` unless its field has one already (e.g. from the payload check)."""
+        if not any(e.field == error.field for e in self._errors):
+            self._errors.append(error)
 
     def _present(self, field: str, required: bool, *, blank_is_absent: bool = True) -> Any:
         """Value at ``field`` or ``_MISSING``; records ``required`` if needed."""
@@ -739,7 +912,7 @@ class Validator:
         try:
             return func(value, self.path(field), *args)
         except FieldError as error:
-            self._errors.append(error)
+            self._append(error)
             return None
 
     # -- field types ------------------------------------------------------
@@ -749,23 +922,22 @@ class Validator:
         value = self._present(field, True)
         return None if value is _MISSING else value
 
-    def text(self, field: str, max_length: int = 200, required: bool = True) -> str | None:
-        """A string, stripped of surrounding whitespace, at most ``max_length`` characters."""
+    def text(self, field: str, max_length: int = 200, required: bool = True,
+             multiline: bool = False) -> str | None:
+        """A string, NFC-normalised and stripped of surrounding whitespace, at most
+        ``max_length`` characters, without control characters or lone surrogates (see
+        :func:`clean_text`). ``multiline`` allows tab and line breaks (as ``\\n``)."""
         value = self._present(field, required)
         if value is _MISSING:
             return None
         if not isinstance(value, str):
             self._record(field, f"must be a string, got {_type_name(value)}", "invalid_type")
             return None
-        value = value.strip()
-        if len(value) > max_length:
-            self._record(
-                field,
-                f"must be at most {max_length} characters, got {len(value)}",
-                "too_long",
-            )
+        try:
+            return clean_text(value, self.path(field), max_length, multiline)
+        except FieldError as error:
+            self._append(error)
             return None
-        return value
 
     def choice(self, field: str, choices: Iterable[str], required: bool = True) -> str | None:
         """One of ``choices`` (compared exactly, no stripping or case folding)."""
@@ -778,7 +950,8 @@ class Validator:
             return None
         if value not in allowed:
             listed = ", ".join(repr(str(c)) for c in allowed)
-            self._record(field, f"must be one of {listed}, got {value!r}", "invalid_choice")
+            shown = repr(value) if len(value) <= 60 else repr(value[:60] + "…")
+            self._record(field, f"must be one of {listed}, got {shown}", "invalid_choice")
             return None
         return value
 
@@ -789,7 +962,8 @@ class Validator:
         max_value: int | None = None,
         required: bool = True,
     ) -> int | None:
-        """An ``int`` (not ``bool``, not a float, not a string of digits) within bounds."""
+        """An ``int`` (not ``bool``, not a float, not a string of digits) within bounds; a bound
+        not given is bigint's (:data:`BIGINT_MIN`, :data:`BIGINT_MAX`)."""
         value = self._present(field, required, blank_is_absent=False)
         if value is _MISSING:
             return None
@@ -799,11 +973,15 @@ class Validator:
                 kind = "a string"
             self._record(field, f"must be an integer, not {kind}", "invalid_type")
             return None
-        if min_value is not None and value < min_value:
-            self._record(field, f"must be at least {min_value}, got {value}", "out_of_range")
+        low = BIGINT_MIN if min_value is None else min_value
+        high = BIGINT_MAX if max_value is None else max_value
+        if value < low:
+            self._record(field, f"must be at least {low}, got {_shown_int(value)}",
+                         "out_of_range")
             return None
-        if max_value is not None and value > max_value:
-            self._record(field, f"must be at most {max_value}, got {value}", "out_of_range")
+        if value > high:
+            self._record(field, f"must be at most {high}, got {_shown_int(value)}",
+                         "out_of_range")
             return None
         return value
 
@@ -838,7 +1016,7 @@ class Validator:
         try:
             return validate_money_fen(value, self.path(field))
         except FieldError as error:
-            self._errors.append(error)
+            self._append(error)
             return None
 
     def date(self, field: str, required: bool = True) -> dt.date | None:
@@ -867,13 +1045,14 @@ class Validator:
         self,
         field: str,
         min_items: int = 0,
-        max_items: int | None = None,
+        max_items: int | None = MAX_ITEMS,
         required: bool = True,
     ) -> list[Validator]:
         """Validators for each object in the list at ``field`` (``field[0]``, ``field[1]``...).
 
         Records an error and returns ``[]`` if the list is absent (and required), not a
-        list, or has fewer than ``min_items`` / more than ``max_items`` entries.
+        list, or has fewer than ``min_items`` / more than ``max_items`` (by default
+        :data:`MAX_ITEMS`) entries.
         """
         value = self._present(field, required, blank_is_absent=False)
         if value is _MISSING:
