@@ -1,4 +1,5 @@
-"""The Institution aggregate and its rules. Plain Python: no I/O, no nameko, no clock.
+"""The Institution aggregate and its rules, and each practitioner's EmploymentRecord (where
+they work, 在岗). Plain Python: no I/O, no nameko, no clock.
 
 Lifecycle (状态)::
 
@@ -918,5 +919,155 @@ class Institution(Aggregate):
         self.status = Status.DEREGISTERED.value
 
 
+
+# ---- where a practitioner works (从业人员在岗记录) ------------------------------------------
+_EMPLOYMENT_NAMESPACE = uuid.UUID("5d0e8f36-2b1c-4a7e-8c39-71f4a6e2d0b5")
+HIRE_STATUSES = ("pending", "employed", "refused", "released")  # 待审查, 在岗, 拒绝, 离岗
+
+
+def employment_record_id_for(practitioner_ref: str) -> uuid.UUID:
+    """One employment record per practitioner: the id is derived from their person ref, so
+    two first hires of the same person at once collide in the event store (and one retries)."""
+    return uuid.uuid5(_EMPLOYMENT_NAMESPACE, practitioner_ref)
+
+
+class EmploymentRecord(Aggregate):
+    """从业人员在岗记录: every hire of one practitioner (从业人员), at any institution, with its
+    status; the institutions where they are employed now (在岗) follow from it.
+
+    It answers "who employs this person" from the event store, for decisions that must not
+    miss anyone (a ban, 从业禁止, opens a removal case at each employer), without reading the
+    query tables. It holds no rule of its own: each institution's roster decides, and the
+    application records the matching change here in the same transaction as the
+    institution's event (see ``RegistrationApplication.save``).
+    """
+
+    class Opened(Aggregate.Created):
+        """The practitioner's employment record opened, with their first hire seen."""
+
+        practitioner_ref: str
+
+    @staticmethod
+    def create_id(practitioner_ref: str) -> uuid.UUID:
+        return employment_record_id_for(practitioner_ref)
+
+    @event(Opened)
+    def __init__(self, practitioner_ref: str):
+        self.practitioner_ref = practitioner_ref
+        self.hires: dict[str, dict[str, str]] = {}  # hire id → {institution_id, status}
+
+    class HireRequested(Aggregate.Event):
+        """A hire of the practitioner waits for its background check (背景审查)."""
+
+        institution_id: str
+        hire_id: str
+
+    class Hired(Aggregate.Event):
+        """The practitioner is on the institution's roster (在岗)."""
+
+        institution_id: str
+        hire_id: str
+
+    class HireRefused(Aggregate.Event):
+        """The institution's hire of the practitioner was refused (a ban, 从业禁止)."""
+
+        institution_id: str
+        hire_id: str
+
+    class Released(Aggregate.Event):
+        """The practitioner left the institution's roster (离岗), deregistration included."""
+
+        institution_id: str
+        hire_id: str
+
+    class HiresCarriedOver(Aggregate.Event):
+        """Hires recorded before employment records existed, taken over from the
+        institutions' own events (each ``{institution_id, hire_id, status}``) up to
+        notification ``up_to`` of the log. A hire this record knows already is never
+        carried over: what it knows is newer."""
+
+        hires: list[dict[str, Any]]
+        up_to: int
+
+        payload_schema = {"hires": {"items": {
+            "type": "object", "additionalProperties": False,
+            "required": ["hire_id", "institution_id", "status"],
+            "properties": {"institution_id": {"type": "string"}, "hire_id": {"type": "string"},
+                           "status": {"enum": list(HIRE_STATUSES)}}}}}
+
+    def note_hire(self, institution_id: str, hire_id: str, status: str) -> bool:
+        """Record a hire's new status (from the institution's event); False if it has it."""
+        if status not in HIRE_STATUSES:
+            raise ValueError(f"no hire status {status!r}")
+        known = self.hires.get(hire_id)
+        if known is not None and known["status"] == status:
+            return False
+        {"pending": self._requested, "employed": self._hired, "refused": self._refused,
+         "released": self._released}[status](institution_id=str(institution_id),
+                                             hire_id=hire_id)
+        return True
+
+    def _set(self, institution_id: str, hire_id: str, status: str) -> None:
+        self.hires[hire_id] = {"institution_id": institution_id, "status": status}
+
+    @event(HireRequested)
+    def _requested(self, institution_id: str, hire_id: str) -> None:
+        self._set(institution_id, hire_id, "pending")
+
+    @event(Hired)
+    def _hired(self, institution_id: str, hire_id: str) -> None:
+        self._set(institution_id, hire_id, "employed")
+
+    @event(HireRefused)
+    def _refused(self, institution_id: str, hire_id: str) -> None:
+        self._set(institution_id, hire_id, "refused")
+
+    @event(Released)
+    def _released(self, institution_id: str, hire_id: str) -> None:
+        self._set(institution_id, hire_id, "released")
+
+    def carry_over(self, hires: list[dict[str, Any]], up_to: int) -> bool:
+        """Take over earlier hires (``{institution_id, hire_id, status}``) this record does
+        not know; False if there are none."""
+        unknown = [{"institution_id": str(h["institution_id"]), "hire_id": h["hire_id"],
+                    "status": h["status"]} for h in hires if h["hire_id"] not in self.hires]
+        if not unknown:
+            return False
+        self._carry_over(hires=unknown, up_to=up_to)
+        return True
+
+    @event(HiresCarriedOver)
+    def _carry_over(self, hires: list[dict[str, Any]], up_to: int) -> None:
+        for h in hires:
+            self._set(h["institution_id"], h["hire_id"], h["status"])
+
+    @property
+    def employers(self) -> list[str]:
+        """The institutions where the practitioner is employed now (在岗), sorted."""
+        return sorted({h["institution_id"] for h in self.hires.values()
+                       if h["status"] == "employed"})
+
+
+def roster_changes(institution_id: uuid.UUID | str,
+                   events: Any) -> list[tuple[str, str, str, str]]:
+    """The hire statuses an institution's events set, as ``(practitioner ref, institution
+    id, hire id, status)``, in order: what its practitioners' employment records must note."""
+    changes = []
+    for e in events:
+        if isinstance(e, Institution.PractitionerHireRequested):
+            changes.append((e.practitioner["ref"], str(institution_id), e.hire_id, "pending"))
+        elif isinstance(e, Institution.PractitionerHired):
+            changes.append((e.practitioner_ref, str(institution_id), e.hire_id, "employed"))
+        elif isinstance(e, Institution.PractitionerHireRefused):
+            changes.append((e.practitioner_ref, str(institution_id), e.hire_id, "refused"))
+        elif isinstance(e, Institution.PractitionerReleased):
+            changes.append((e.practitioner_ref, str(institution_id), e.hire_id, "released"))
+    return changes
+
+
+#: The topics of the institution's events that change a hire's status (to find them in the log).
+ROSTER_EVENT_TOPICS = tuple(get_topic(cls) for cls in (
+    Institution.PractitionerHireRequested, Institution.PractitionerHired,
+    Institution.PractitionerHireRefused, Institution.PractitionerReleased))
 
 _INSTITUTION_TOPIC = get_topic(Institution)
