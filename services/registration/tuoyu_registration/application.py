@@ -26,18 +26,22 @@ from tuoyu_registration import projections
 from tuoyu_registration.domain import (
     AGE_BANDS,
     DEMONSTRATION_LEVELS,
+    ROSTER_EVENT_TOPICS,
     SERVICE_TYPES,
     STAFF_ROLES,
     CareStandards,
     ClassType,
     DomainRuleViolated,
+    EmploymentRecord,
     Institution,
     Nature,
     ProviderKind,
     check_credit_code_matches_nature,
+    employment_record_id_for,
     institution_id_for,
     month_key,
     normalise_month,
+    roster_changes,
 )
 from tuoyu_registration.importer import (
     ImportReport,
@@ -65,6 +69,9 @@ from tuoyu_shared.validation import (
 RECEIPT_DUE_WORKING_DAYS = 5  # 备案回执: within 5 working days of submission
 VERIFICATION_DUE_WORKING_DAYS = 15  # 核查不符合: notified within 15 working days
 STAFF_REMOVAL_DUE_WORKING_DAYS = 5  # a barred practitioner must be removed within
+#: The tracking name under which the one-off carry-over of earlier hires into employment
+#: records notes how far into this service's own log it went.
+EMPLOYMENT_CARRY_OVER = "employment-records<-registration"
 
 
 class InstitutionNotFound(LookupError):
@@ -72,6 +79,21 @@ class InstitutionNotFound(LookupError):
 
 
 class RegistrationApplication(ServiceApplication):
+    """The register of childcare providers (托育机构登记备案).
+
+    Two aggregates: each :class:`Institution`, and each practitioner's
+    :class:`EmploymentRecord` (从业人员在岗记录), the write-side answer to "where does this
+    person work". Every save of an institution whose roster changed also saves the
+    employment records of the practitioners concerned, in the same transaction
+    (:meth:`save`, :meth:`record_processing`): the record can never lag the roster.
+
+    Records began with this version. Hires recorded before it are carried over once, when an
+    application first starts on a database whose log has events and no carry-over mark
+    (:meth:`carry_over_employment`). Instances of an earlier version still writing after that
+    would leave their hires out: stop them first, or run :meth:`carry_over_employment` again
+    once they are stopped (it resumes where the mark says and is idempotent).
+    """
+
     name = "Registration"
     service_name = "registration"
     is_snapshotting_enabled = True
@@ -89,6 +111,8 @@ class RegistrationApplication(ServiceApplication):
         self.calendar = calendar or default_calendar()
         self.standards = standards or CareStandards()
         projections.ensure_tables(self.settings.database_url)
+        if not self.recorder.max_tracking_id(EMPLOYMENT_CARRY_OVER):  # type: ignore[attr-defined]
+            self.carry_over_employment()
 
     def today(self) -> date:
         return shanghai_date(self.clock())
@@ -168,6 +192,96 @@ class RegistrationApplication(ServiceApplication):
 
     def _exists(self, institution_id: UUID) -> bool:
         return bool(self.recorder.select_events(institution_id, limit=1))
+
+    # Every institution's roster change is saved with its employment records.
+    def save(self, *objs: Any, **kwargs: Any):  # type: ignore[override]
+        return super().save(*objs, *self._employment_records_for(objs), **kwargs)
+
+    def record_processing(self, tracking_name: str, notification_id: int,
+                          *aggregates: Any, **kwargs: Any) -> bool:
+        return super().record_processing(tracking_name, notification_id, *aggregates,
+                                         *self._employment_records_for(aggregates), **kwargs)
+
+    def _employment_records_for(self, objs: tuple[Any, ...]) -> list[EmploymentRecord]:
+        """The employment records the institutions' pending roster events change, loaded
+        (or opened) and changed to match, except those in ``objs`` already (changed in
+        place). A record saved meanwhile by another command makes the save fail on its
+        version, and the caller's retry (:meth:`update`, the consumer's) runs again on fresh
+        state."""
+        given = {o.id: o for o in objs if isinstance(o, EmploymentRecord)}
+        loaded: dict[UUID, EmploymentRecord] = {}
+        for obj in objs:
+            if not isinstance(obj, Institution):
+                continue
+            for ref, institution_id, hire_id, status in roster_changes(obj.id,
+                                                                       obj.pending_events):
+                record_id = employment_record_id_for(ref)
+                record = given.get(record_id) or loaded.get(record_id)
+                if record is None:
+                    record = loaded[record_id] = self._employment_record(ref)
+                record.note_hire(institution_id, hire_id, status)
+        return list(loaded.values())
+
+    def _employment_record(self, practitioner_ref: str) -> EmploymentRecord:
+        try:
+            return self.repository.get(employment_record_id_for(practitioner_ref))
+        except AggregateNotFoundError:
+            return EmploymentRecord(practitioner_ref)
+
+    def current_employers(self, practitioner_ref: str) -> list[str]:
+        """The institutions employing the person now (在岗), from their employment record
+        (the event store, never the query tables); none if no hire of theirs is known."""
+        try:
+            record = self.repository.get(employment_record_id_for(practitioner_ref))
+        except AggregateNotFoundError:
+            return []
+        return record.employers
+
+    def carry_over_employment(self) -> dict[str, int]:
+        """Carry hires recorded before employment records existed into the records.
+
+        Reads this service's own log, the institutions' hire events only, from the carry-over
+        mark (none: the beginning) to its head, and gives each practitioner's record the hires
+        it does not know, with their last status. A hire the record knows is left alone: its
+        record has every change since (saved with the institution's), so it is newer. Each
+        record is saved on its own, retried on a version conflict; the mark (a tracking
+        record at the head read) is written last, so an interrupted run is run again whole
+        and changes nothing twice. Runs on the first start with this version (one pass over
+        the log, paged); with an empty log there is nothing to carry and no mark is left.
+        """
+        start = (self.recorder.max_tracking_id(EMPLOYMENT_CARRY_OVER)  # type: ignore[attr-defined]
+                 or 0) + 1
+        head = self.log_head()
+        hires: dict[str, dict[str, dict[str, Any]]] = {}  # ref → hire id → hire
+        while start <= head:
+            page = self.recorder.select_notifications(start=start, limit=1000, stop=head,
+                                                      topics=ROSTER_EVENT_TOPICS)
+            for notification in page:
+                event = self.mapper.to_domain_event(notification)
+                for ref, institution_id, hire_id, status in roster_changes(
+                        event.originator_id, [event]):
+                    hires.setdefault(ref, {})[hire_id] = {
+                        "institution_id": institution_id, "hire_id": hire_id,
+                        "status": status}
+            if len(page) < 1000:
+                break
+            start = page[-1].id + 1
+        carried = 0
+        for ref, by_hire in hires.items():
+            for attempt in range(31):
+                record = self._employment_record(ref)
+                if not record.carry_over(list(by_hire.values()), head):
+                    break
+                try:
+                    self.save(record)
+                    carried += 1
+                    break
+                except IntegrityError:
+                    if attempt == 30:
+                        raise
+        if head:
+            self.record_processing(EMPLOYMENT_CARRY_OVER, head)
+        return {"up_to": head, "practitioners": len(hires), "records_changed": carried}
 
     # ---- commands --------------------------------------------------------------------------
     @refusing_field_errors
@@ -530,8 +644,27 @@ class RegistrationApplication(ServiceApplication):
         return [institution] if changed else []
 
     def on_practitioner_barred(self, payload: dict[str, Any],
-                               employers: list[str]) -> list[Institution]:
-        """Open a removal case, with a deadline, at every institution employing the person."""
+                               employers: list[str] | None = None) -> list[Institution]:
+        """Open a removal case, with a deadline, at every institution employing the person.
+
+        The employers are read from the person's :class:`EmploymentRecord` (write-side state,
+        saved in the same transaction as each hire and release), never from the query tables,
+        which may lag or be stopped. ``employers``, if given, replaces that lookup (a caller
+        naming the institutions itself); either way each institution's own roster has the last
+        word (no case where the person is not employed).
+
+        A hire in flight when the ban arrives: the reaction follows the credit service's log in
+        order, and the credit service answers a hire's check and records a ban on the same
+        aggregate (the person's), so they are ordered there too. A check that cleared the hire
+        before the ban comes first: its ``PractitionerHired`` is committed, with the record,
+        before this reaction reads the record, which then names the institution. A check
+        answered after the ban finds the ban in force and refuses the hire. A hire still
+        pending here is therefore not one to remove (its check will refuse it) and gets no
+        case. (A ban recorded now but starting on a later day is not in force for such a
+        check, which clears it: that case is not covered here.)
+        """
+        if employers is None:
+            employers = self.current_employers(payload["practitioner_ref"])
         today = self.today()
         due = self.calendar.add_working_days(today, STAFF_REMOVAL_DUE_WORKING_DAYS)
         changed = []
@@ -569,6 +702,8 @@ class RegistrationApplication(ServiceApplication):
         return self._query(projections.open_staff_cases, self.today())
 
     def employers_of(self, practitioner_ref: str) -> list[str]:
+        """Employers from the query tables (as fresh as the views projector): for queries.
+        Decisions use :meth:`current_employers`."""
         return self._query(projections.employers_of, practitioner_ref)
 
     # ---- queries ---------------------------------------------------------------------------
