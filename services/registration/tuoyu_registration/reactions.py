@@ -3,6 +3,11 @@
 The consumer records each reaction's new events with its position in one transaction
 (:class:`tuoyu_shared.consumer.ApplicationTrackingStore`), so a redelivered message changes
 nothing.
+
+Decisions read write-side state only: a ban (``PractitionerBanImposed``) opens removal cases
+at the employers named by the person's employment record (从业人员在岗记录, saved with every
+hire and release), not by the query tables, so a stopped or broken views projector cannot
+make it miss one (:meth:`RegistrationApplication.on_practitioner_barred`).
 """
 
 from __future__ import annotations
@@ -24,8 +29,6 @@ CREDIT_EVENTS = (CHECK_COMPLETED, BAN_IMPOSED, LISTING_DECIDED, *LISTING_ENDED)
 
 
 def credit_handler(app: RegistrationApplication):
-    views = app.views_projector()  # this thread's own, to bring the roster up to date
-
     def handle(env: Envelope) -> list[Any]:
         p = env.payload
         if env.event_type == CHECK_COMPLETED:
@@ -33,10 +36,9 @@ def credit_handler(app: RegistrationApplication):
                 {"institution_id": p.get("institution_id"), "hire_id": p.get("check_id"),
                  "outcome": p["outcome"], "reference": p["reference"]})
         if env.event_type == BAN_IMPOSED:
-            views.catch_up()  # every hire recorded so far is in the roster table
+            # The employers come from the person's employment record (the event store).
             return app.on_practitioner_barred(
-                {"practitioner_ref": p["person_ref"], "ban_reference": p["ban_ref"]},
-                app.employers_of(p["person_ref"]))
+                {"practitioner_ref": p["person_ref"], "ban_reference": p["ban_ref"]})
         if env.event_type == LISTING_DECIDED:
             if p["decision"] != "listed":
                 return []
