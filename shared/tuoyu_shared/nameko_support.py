@@ -7,22 +7,35 @@ monkey patching.
 
 from __future__ import annotations
 
+import inspect
 import json
+import os
+import re
 from collections.abc import Callable
 from contextlib import ExitStack
 from datetime import date, datetime
 from functools import wraps
 from typing import Any
+from urllib.parse import unquote, unquote_to_bytes
 from uuid import UUID
 
 from nameko.extensions import DependencyProvider
 from nameko.rpc import rpc
 from nameko.web.handlers import http
+from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Response
 
 from tuoyu_shared.context import command_context
 from tuoyu_shared.logs import get_logger
-from tuoyu_shared.validation import FieldError, ValidationFailed
+from tuoyu_shared.validation import (
+    BIGINT_MAX,
+    BIGINT_MIN,
+    MAX_DEPTH,
+    FieldError,
+    ValidationFailed,
+    check_json_value,
+    check_text_characters,
+)
 
 log = get_logger("tuoyu.http")
 
@@ -159,8 +172,12 @@ def _default(value: Any) -> Any:
 
 
 def json_response(body: Any, status: int = 200) -> Response:
-    return Response(json.dumps(body, ensure_ascii=False, default=_default), status=status,
-                    mimetype="application/json")
+    text = json.dumps(body, ensure_ascii=False, default=_default)
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate echoed in a reason: escaped, never a 500
+        data = json.dumps(body, ensure_ascii=True, default=_default).encode("ascii")
+    return Response(data, status=status, mimetype="application/json")
 
 
 # Exception class name → HTTP status, for errors the application layer raises.
@@ -173,18 +190,177 @@ HTTP_STATUS_BY_ERROR = {
     "RecordConflictError": 409,
 }
 
+# ---- input at the edge --------------------------------------------------------------------
 
-def http_json(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Run an HTTP handler returning JSON-able data; map domain errors to statuses."""
+
+def _int_env(name: str, default: int) -> int:
+    value = os.environ.get(name, "")
+    return int(value) if value.isascii() and value.isdigit() else default
+
+
+#: Largest request body a JSON endpoint reads (``TUOYU_HTTP_MAX_BODY_BYTES``, default 1 MiB);
+#: a larger one is a 413. An endpoint may allow more (``http_json(max_body_bytes=...)``).
+MAX_BODY_BYTES = _int_env("TUOYU_HTTP_MAX_BODY_BYTES", 1 << 20)
+#: Lists and objects nested deeper in a JSON body are a 400 (checked before parsing).
+MAX_JSON_DEPTH = MAX_DEPTH
+MAX_QUERY_PARAMETERS = 50
+MAX_QUERY_VALUE_LENGTH = 1000
+MAX_PATH_VALUE_LENGTH = 200
+#: Headers that become the command context (and so event metadata).
+CONTEXT_HEADERS = ("X-Correlation-Id", "X-Actor", "X-Department")
+MAX_HEADER_LENGTH = 200
+
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_JSON_BRACKET = re.compile(r"[\[\]{}]")
+_QUERY_INT = re.compile(r"[+-]?[0-9]{1,40}")
+
+
+class BodyTooLarge(ValidationFailed):
+    """The request body is larger than the endpoint reads (HTTP 413)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "error": "payload_too_large"}
+
+
+def _refuse(field: str, reason: str, code: str) -> ValidationFailed:
+    return ValidationFailed([FieldError(field, reason, code)])
+
+
+def _too_large(limit: int, got: int | None = None) -> BodyTooLarge:
+    size = f", got {got}" if got is not None else ""
+    return BodyTooLarge([FieldError("body", f"must be at most {limit} bytes{size}",
+                                    "too_large")])
+
+
+def _wsgi_text(value: str) -> str:
+    """A WSGI string (bytes as latin-1, PEP 3333) as the UTF-8 text it carries; raises
+    ``UnicodeError`` if it is not UTF-8."""
+    return value.encode("latin-1").decode("utf-8")
+
+
+def _name(key: str) -> str:
+    """A parameter's name as it may appear in an error report."""
+    try:
+        check_text_characters(key, "name")
+    except FieldError:
+        return json.dumps(key)[:60]
+    return key if len(key) <= 60 else key[:60] + "…"
+
+
+def _text_errors(field: str, value: str, max_length: int) -> list[FieldError]:
+    try:
+        check_text_characters(value, field)
+    except FieldError as e:
+        return [e]
+    if len(value) > max_length:
+        return [FieldError(field, f"must be at most {max_length} characters, got {len(value)}",
+                           "too_long")]
+    return []
+
+
+def check_request(request: Any, path_values: dict[str, Any] | None = None,
+                  max_body_bytes: int | None = None) -> None:
+    """The checks every HTTP request passes before its handler runs: the declared body size
+    (:class:`BodyTooLarge`), then every query parameter, path parameter and context header:
+    valid UTF-8, no control characters, not too long, not too many
+    (:class:`ValidationFailed` naming each)."""
+    limit = MAX_BODY_BYTES if max_body_bytes is None else max_body_bytes
+    request.max_content_length = limit  # enforced by werkzeug on a chunked body too
+    length = request.content_length
+    if length is not None and length > limit:
+        raise _too_large(limit, length)
+    errors: list[FieldError] = []
+    environ = getattr(request, "environ", {})
+    raw_query = environ.get("QUERY_STRING", "")
+    if raw_query:
+        for part in raw_query.split("&"):
+            key, _, value = part.partition("=")
+            try:
+                unquote_to_bytes(value.replace("+", " ")).decode("utf-8")
+                unquote_to_bytes(key.replace("+", " ")).decode("utf-8")
+            except UnicodeError:
+                field = _name(unquote(key.replace("+", " "), errors="replace"))
+                errors.append(FieldError(field or "query", "is not valid UTF-8",
+                                         "invalid_encoding"))
+    if not errors:
+        pairs = list(request.args.items(multi=True))
+        if len(pairs) > MAX_QUERY_PARAMETERS:
+            errors.append(FieldError("query", f"must have at most {MAX_QUERY_PARAMETERS} "
+                                     f"parameters, got {len(pairs)}", "too_long"))
+            pairs = []
+        for key, value in pairs:
+            field = _name(key)
+            key_errors = _text_errors(field, key, 100)
+            errors += key_errors or _text_errors(field, value, MAX_QUERY_VALUE_LENGTH)
+    try:
+        _wsgi_text(environ.get("PATH_INFO", ""))
+    except UnicodeError:
+        errors.append(FieldError("path", "is not valid UTF-8", "invalid_encoding"))
+    else:
+        for name, value in (path_values or {}).items():
+            if isinstance(value, str):
+                errors += _text_errors(name, value, MAX_PATH_VALUE_LENGTH)
+    headers = getattr(request, "headers", None)
+    for header in CONTEXT_HEADERS if headers is not None else ():
+        value = headers.get(header)
+        if value is None:
+            continue
+        try:
+            value = _wsgi_text(value)
+        except UnicodeError:
+            errors.append(FieldError(header, "is not valid UTF-8", "invalid_encoding"))
+            continue
+        errors += _text_errors(header, value, MAX_HEADER_LENGTH)
+    if errors:
+        raise ValidationFailed(errors)
+
+
+def query_int(args: Any, name: str, default: int | None = None, *,
+              min_value: int = BIGINT_MIN, max_value: int = BIGINT_MAX) -> int | None:
+    """An integer query parameter (ASCII digits, an optional sign) within bounds, or
+    ``default`` when absent or blank; otherwise :class:`ValidationFailed` naming it."""
+    raw = args.get(name)
+    if raw is None or not raw.strip():
+        return default
+    text = raw.strip()
+    if not _QUERY_INT.fullmatch(text):
+        shown = json.dumps(text[:40] + ("…" if len(text) > 40 else ""))
+        raise _refuse(name, f"must be a whole number, got {shown}", "invalid_format")
+    value = int(text)
+    if not min_value <= value <= max_value:
+        raise _refuse(name, f"must be from {min_value} to {max_value}, got {value}",
+                      "out_of_range")
+    return value
+
+
+def http_json(func: Callable[..., Any] | None = None, *,
+              max_body_bytes: int | None = None) -> Any:
+    """Run an HTTP handler returning JSON-able data; map domain errors to statuses.
+
+    Every request is checked first (:func:`check_request`; the path parameters are the
+    handler's arguments after ``request``). Use as ``@http_json`` or, for an endpoint that
+    reads a larger body, ``@http_json(max_body_bytes=...)``.
+    """
+    if func is None:
+        return lambda f: http_json(f, max_body_bytes=max_body_bytes)
+    names = list(inspect.signature(func).parameters)[2:]  # after self and request
 
     @wraps(func)
     def wrapper(self: Any, request: Any, *args: Any, **kwargs: Any) -> Response:
         try:
+            check_request(request, {**dict(zip(names, args, strict=False)), **kwargs},
+                          max_body_bytes)
             result = func(self, request, *args, **kwargs)
+        except BodyTooLarge as e:
+            return json_response(e.to_dict(), 413)
+        except RequestEntityTooLarge:  # a chunked body found too large while read
+            limit = MAX_BODY_BYTES if max_body_bytes is None else max_body_bytes
+            return json_response(_too_large(limit).to_dict(), 413)
         except ValidationFailed as e:
             return json_response(e.to_dict(), 400)
         except json.JSONDecodeError as e:
-            return json_response({"error": "invalid_json", "reason": str(e)}, 400)
+            return json_response(_refuse("body", f"is not valid JSON: {e}",
+                                         "invalid_json").to_dict(), 400)
         except Exception as e:
             status = HTTP_STATUS_BY_ERROR.get(type(e).__name__)
             if status is None:
@@ -204,9 +380,68 @@ def http_json(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def read_body(request: Any) -> bytes:
+    """The raw request body, at most the endpoint's limit (set by :func:`http_json`)."""
+    limit = request.max_content_length
+    data = request.get_data(cache=True)
+    if limit is not None and len(data) > limit:
+        raise _too_large(limit, len(data))
+    return data
+
+
+def read_text(request: Any) -> str:
+    """The request body as UTF-8 text; 400 naming the line of the first invalid byte."""
+    data = read_body(request)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise _refuse("body", f"is not valid UTF-8 (byte 0x{data[e.start]:02x} at offset "
+                      f"{e.start}, line {line})", "invalid_encoding") from None
+
+
+def _too_deep(text: str, limit: int) -> bool:
+    """Whether JSON ``text`` nests lists and objects deeper than ``limit``: brackets outside
+    strings counted, without parsing (so the parser never recurses that deep)."""
+    if text.count("[") + text.count("{") <= limit:
+        return False
+    depth = 0
+    for match in _JSON_BRACKET.finditer(_JSON_STRING.sub("", text)):
+        if match.group() in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        else:
+            depth -= 1
+    return False
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
 def read_json(request: Any) -> dict[str, Any]:
-    data = json.loads(request.get_data(as_text=True) or "{}")
+    """The request body as a JSON object: valid UTF-8, nested at most
+    :data:`MAX_JSON_DEPTH` deep, no NaN or Infinity, every string and key free of control
+    characters and lone surrogates, every integer within bigint (:func:`check_json_value`).
+    An empty body is ``{}``. Anything else is a :class:`ValidationFailed` naming ``body`` or
+    the field."""
+    text = read_text(request)
+    if not text:
+        return {}
+    if _too_deep(text, MAX_JSON_DEPTH):
+        raise _refuse("body", f"is nested more than {MAX_JSON_DEPTH} levels deep", "too_deep")
+    try:
+        data = json.loads(text, parse_constant=_no_constant)
+    except json.JSONDecodeError as e:
+        raise _refuse("body", f"is not valid JSON: {e}", "invalid_json") from None
+    except (ValueError, RecursionError) as e:  # e.g. an integer of more than 4300 digits
+        raise _refuse("body", f"is not valid JSON: {str(e).split(';')[0]}",
+                      "invalid_json") from None
     if not isinstance(data, dict):
         raise ValidationFailed(
             [FieldError("body", "the request body must be a JSON object", "invalid_format")])
+    errors = check_json_value(data)
+    if errors:
+        raise ValidationFailed(errors)
     return data
