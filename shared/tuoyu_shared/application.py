@@ -19,6 +19,7 @@ from uuid import UUID
 
 from eventsourcing.application import Application, ProcessingEvent
 from eventsourcing.persistence import IntegrityError, Tracking, Transcoder, Transcoding
+from eventsourcing.postgres import PostgresProcessRecorder
 
 from tuoyu_shared.config import Settings, ensure_database, settings_for
 from tuoyu_shared.context import current_context
@@ -46,13 +47,29 @@ class DateAsISO(Transcoding):
         return self._dt.date.fromisoformat(data)
 
 
+class ServiceProcessRecorder(PostgresProcessRecorder):
+    """The library's process recorder, plus one hook: ``in_transaction(cursor)``, passed to
+    ``save`` or :meth:`ServiceApplication.record_processing`, runs in the transaction that
+    records the events and the tracking record. Consumers use it to write a parked message,
+    or mark one re-driven, atomically with the effect."""
+
+    def _insert_events(self, curs: Any, stored_events: Any, **kwargs: Any) -> None:
+        super()._insert_events(curs, stored_events, **kwargs)
+        in_transaction = kwargs.get("in_transaction")
+        if in_transaction is not None:
+            in_transaction(curs)
+
+
 class ServiceApplication(Application[UUID]):
     service_name: ClassVar[str] = ""
 
     def __init__(self, settings: Settings | None = None, env: dict[str, str] | None = None):
         self.settings = settings or settings_for(self.service_name)
         ensure_database(self.settings.database_url)
-        super().__init__(env={**self.settings.eventsourcing_env(), **(env or {})})
+        super().__init__(env={
+            **self.settings.eventsourcing_env(),
+            "PROCESS_RECORDER_TOPIC": "tuoyu_shared.application:ServiceProcessRecorder",
+            **(env or {})})
 
     def register_transcodings(self, transcoder: Transcoder) -> None:
         super().register_transcodings(transcoder)
@@ -152,15 +169,20 @@ class ServiceApplication(Application[UUID]):
         return self.recorder.max_tracking_id(tracking_name) or 0  # type: ignore[attr-defined]
 
     def record_processing(self, tracking_name: str, notification_id: int,
-                          *aggregates: Any) -> bool:
-        """Save the aggregates' new events and the tracking record in one transaction.
+                          *aggregates: Any,
+                          in_transaction: Callable[[Any], None] | None = None) -> bool:
+        """Save the aggregates' new events and the tracking record in one transaction
+        (with ``in_transaction(cursor)`` run in it too, if given).
 
         Returns False when the tracking position is already at or past this notification
         (a redelivery): nothing is written then.
         """
         pending, meta = self._stamp(aggregates)
         processing = ProcessingEvent(tracking=Tracking(tracking_name, notification_id))
-        processing.collect_events(*aggregates)
+        if in_transaction is not None:
+            processing.collect_events(*aggregates, in_transaction=in_transaction)
+        else:
+            processing.collect_events(*aggregates)
         try:
             recordings = self._record(processing)
         except IntegrityError:
@@ -179,16 +201,14 @@ class ServiceApplication(Application[UUID]):
     def views_projector(self) -> Any:
         """A follower of this service's own log into its query tables. Each thread that
         projects needs its own (it holds a database connection)."""
-        from tuoyu_shared.consumer import ApplicationLog, SqlTrackingStore, TrackedConsumer
+        from tuoyu_shared.consumer import ApplicationLog, SqlTrackingStore, tracked_consumer
 
         assert self.views_projection is not None, f"{type(self).__name__} has no views"
         name, handler = self.views_projection
-        return TrackedConsumer(
-            name=name, upstream=self.service_name, handler=handler,
+        return tracked_consumer(
+            self.settings, name=name, upstream=self.service_name, handler=handler,
             store=SqlTrackingStore(self.settings.database_url, name),
-            log_reader=ApplicationLog(self), amqp_uri=self.settings.amqp_uri,
-            max_attempts=self.settings.consumer_max_attempts,
-            retry_delay=self.settings.consumer_retry_delay)
+            log_reader=ApplicationLog(self))
 
     # The notification log, as envelopes.
     def read_log(self, start: int, limit: int, stop: int | None = None) -> list[Envelope]:

@@ -40,6 +40,9 @@ class Settings:
     consumer_retry_delay: float = 0.2
     consumer_catchup_interval: float = 5.0
     relay_batch_size: int = 500
+    #: Seconds between AMQP heartbeats (relay, consumers, RPC clients): a half-open connection
+    #: is noticed within about two of them, and a standby consumer takes over.
+    amqp_heartbeat: float = 30.0
 
     @property
     def events_exchange(self) -> str:
@@ -77,6 +80,7 @@ def settings_for(service: str) -> Settings:
         consumer_retry_delay=float(_env("TUOYU_CONSUMER_RETRY_DELAY", "0.2")),
         consumer_catchup_interval=float(_env("TUOYU_CONSUMER_CATCHUP_INTERVAL", "5")),
         relay_batch_size=int(_env("TUOYU_RELAY_BATCH_SIZE", "500")),
+        amqp_heartbeat=float(_env("TUOYU_AMQP_HEARTBEAT", "30")),
     )
 
 

@@ -21,6 +21,7 @@ purged queue or messages dropped while no queue was bound are found without a ne
 from __future__ import annotations
 
 import json
+import random
 import threading
 import time
 import traceback
@@ -28,22 +29,78 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import amqp
 import psycopg
+from eventsourcing.persistence import IntegrityError as LibraryIntegrityError
 from eventsourcing.persistence import InterfaceError as LibraryInterfaceError
 from eventsourcing.persistence import OperationalError as LibraryOperationalError
 from kombu import Connection, Exchange, Queue, binding
+from kombu.exceptions import OperationalError as KombuOperationalError
 
 from tuoyu_shared.context import command_context
-from tuoyu_shared.envelope import Envelope
+from tuoyu_shared.envelope import Envelope, UnreadableEnvelope
 from tuoyu_shared.logs import get_logger
 
 log = get_logger("tuoyu.consumer")
 
 Handler = Callable[[Envelope, psycopg.Cursor], None]
 
-# The database is away (restarting, failing over): not the message's fault. The message is not
-# parked; it stays unacknowledged and comes again.
-DATABASE_AWAY = (psycopg.OperationalError, LibraryOperationalError, LibraryInterfaceError)
+# What a failure says about the message (see failure_kind).
+OUTAGE = "outage"          # not the message's fault: wait and retry, never park
+CONTENTION = "contention"  # a concurrent writer: run again at once, not counted
+FAILURE = "failure"        # the message cannot be applied: a few tries, then parked
+
+#: Contention retries of one message before they count as one failure (a "conflict" that
+#: never resolves is a bug, and must not loop for ever either).
+CONTENTION_RETRIES = 50
+
+# SQLSTATE classes and codes (PostgreSQL appendix A).
+_OUTAGE_CLASSES = ("08", "53", "57", "58")  # connection, resources, operator intervention, system
+_CONTENTION_CODES = {"40001", "40P01", "55P03"}  # serialization, deadlock, lock not available
+_STATEMENT_TIMEOUT = "57014"
+
+
+def failure_kind(error: BaseException) -> str:
+    """Tell an outage from contention from a message that cannot be applied.
+
+    - **Outage**: the database, the broker or the upstream is away: a connection refused or
+      broken, an administrator's shutdown, the server out of resources, an RPC timeout. The
+      message stays where it is (unacknowledged, position unmoved) and comes again.
+    - **Contention**: an optimistic-concurrency conflict with a concurrent command on the
+      same aggregate (the event store's version key), a serialization failure, a deadlock.
+    - **Failure**: everything else: data and integrity errors, a type error, a schema
+      violation, a handler bug. Retried a few times, then parked.
+
+    A statement timeout (57014) counts as a failure: a message whose effect cannot finish
+    within the server's ``statement_timeout`` would time out again every time, so looping on
+    it would stall the consumer silently. It is retried with the usual backoff, parked after
+    ``max_attempts`` with the timeout as its error (visible in /metrics and the CLI), and
+    re-driven once the cause (a missing index, a lock held too long) is fixed.
+    """
+    if isinstance(error, LibraryIntegrityError):
+        return CONTENTION
+    pg = error if isinstance(error, psycopg.Error) else error.__cause__
+    if isinstance(pg, psycopg.Error):
+        sqlstate = pg.sqlstate or ""
+        if sqlstate in _CONTENTION_CODES:
+            return CONTENTION
+        if sqlstate == _STATEMENT_TIMEOUT:
+            return FAILURE
+        if sqlstate.startswith(_OUTAGE_CLASSES):
+            return OUTAGE
+        if not sqlstate and isinstance(pg, (psycopg.OperationalError, psycopg.InterfaceError)):
+            return OUTAGE  # no SQLSTATE: the connection itself failed
+        if isinstance(error, (LibraryOperationalError, LibraryInterfaceError)) and not sqlstate:
+            return OUTAGE
+        return FAILURE
+    if isinstance(error, (LibraryOperationalError, LibraryInterfaceError, OSError,
+                          amqp.exceptions.ConnectionError, KombuOperationalError)):
+        return OUTAGE  # OSError covers ConnectionError and TimeoutError (an RPC timeout)
+    return FAILURE
+
+
+class UpstreamUnavailable(ConnectionError):
+    """The upstream's log could not be read (its service or its database is away)."""
 
 
 class UpstreamLog(Protocol):
@@ -92,6 +149,9 @@ CREATE TABLE IF NOT EXISTS consumer_tracking (
 );
 """
 
+# The envelope is kept as ASCII-escaped JSON text, not jsonb: jsonb refuses "\u0000", and a
+# message that could not be applied may carry exactly that (a NUL once stalled every consumer
+# because it could not even be parked).
 DEAD_LETTERS_DDL = """
 CREATE TABLE IF NOT EXISTS consumer_dead_letters (
     id bigserial PRIMARY KEY,
@@ -99,13 +159,27 @@ CREATE TABLE IF NOT EXISTS consumer_dead_letters (
     upstream text NOT NULL,
     notification_id bigint NOT NULL,
     event_type text NOT NULL,
-    envelope jsonb NOT NULL,
+    aggregate_id text,
+    held boolean NOT NULL DEFAULT false,
+    envelope text NOT NULL,
     error text NOT NULL,
     attempts int NOT NULL,
     parked_at timestamptz NOT NULL DEFAULT now(),
     redriven_at timestamptz,
     UNIQUE (consumer, upstream, notification_id)
 );
+ALTER TABLE consumer_dead_letters ADD COLUMN IF NOT EXISTS aggregate_id text;
+ALTER TABLE consumer_dead_letters ADD COLUMN IF NOT EXISTS held boolean NOT NULL DEFAULT false;
+DO $$ BEGIN
+    IF (SELECT data_type FROM information_schema.columns WHERE table_schema = current_schema()
+        AND table_name = 'consumer_dead_letters' AND column_name = 'envelope') = 'jsonb' THEN
+        ALTER TABLE consumer_dead_letters ALTER COLUMN envelope TYPE text USING envelope::text;
+        UPDATE consumer_dead_letters SET aggregate_id = envelope::jsonb->>'aggregate_id',
+            held = (attempts = 0 AND error LIKE 'held:%%');
+    END IF;
+END $$;
+CREATE INDEX IF NOT EXISTS consumer_dead_letters_open
+    ON consumer_dead_letters (consumer, upstream, aggregate_id) WHERE redriven_at IS NULL;
 CREATE TABLE IF NOT EXISTS consumer_unreadable_messages (
     id bigserial PRIMARY KEY,
     consumer text NOT NULL,
@@ -117,6 +191,15 @@ CREATE TABLE IF NOT EXISTS consumer_unreadable_messages (
 """
 
 
+def storable(text: str) -> str:
+    """Text PostgreSQL can store whatever it holds: NUL and lone surrogates escaped."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+
+
+def describe(error: BaseException) -> str:
+    return storable("".join(traceback.format_exception_only(type(error), error)).strip())
+
+
 @dataclass(frozen=True)
 class DeadLetter:
     id: int
@@ -124,63 +207,106 @@ class DeadLetter:
     upstream: str
     notification_id: int
     event_type: str
+    aggregate_id: str
+    held: bool
     error: str
     attempts: int
     parked_at: str
     redriven_at: str | None
     envelope: Envelope
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"consumer": self.consumer, "id": self.id, "upstream": self.upstream,
+                "notification_id": self.notification_id, "event_type": self.event_type,
+                "aggregate_id": self.aggregate_id,
+                "state": "held" if self.held else "parked", "attempts": self.attempts,
+                "parked_at": self.parked_at, "redriven_at": self.redriven_at,
+                "error": self.error}
+
+
+_SELECT_LETTERS = (
+    "SELECT id, consumer, upstream, notification_id, event_type, aggregate_id, held, error, "
+    "attempts, parked_at::text, redriven_at::text, envelope FROM consumer_dead_letters ")
+
+
+def _letter(row: Sequence[Any]) -> DeadLetter:
+    return DeadLetter(*row[:11], envelope=Envelope.from_json(row[11]))
+
+
+class AlreadyRedriven(LookupError):
+    """The parked message was re-driven (by another process) in the meantime."""
+
 
 class DeadLetterTable:
-    """Parked messages of one consumer, in the consumer's own database."""
+    """Parked messages of one consumer, in the consumer's own database.
+
+    A *parked* letter is a message that failed ``max_attempts`` times; a *held* one is a later
+    event of the same aggregate, set aside unapplied so that the aggregate's events are never
+    applied out of order. Every other aggregate flows past both.
+    """
 
     def __init__(self, consumer: str):
         self.consumer = consumer
 
-    def park(self, cur: psycopg.Cursor, envelope: Envelope, error: str, attempts: int) -> None:
+    def park(self, cur: psycopg.Cursor, envelope: Envelope, error: str, attempts: int,
+             held: bool = False) -> None:
         cur.execute(
             "INSERT INTO consumer_dead_letters (consumer, upstream, notification_id, "
-            "event_type, envelope, error, attempts) VALUES (%s,%s,%s,%s,%s,%s,%s) "
+            "event_type, aggregate_id, held, envelope, error, attempts) "
+            "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s) "
             "ON CONFLICT (consumer, upstream, notification_id) DO NOTHING",
-            (self.consumer, envelope.source, envelope.notification_id, envelope.event_type,
-             json.dumps(envelope.to_dict(), ensure_ascii=False), error, attempts))
+            (self.consumer, envelope.source, envelope.notification_id,
+             storable(envelope.event_type), storable(envelope.aggregate_id), held,
+             json.dumps(envelope.to_dict(), ensure_ascii=True), storable(error), attempts))
 
-    def held_aggregates(self, cur: psycopg.Cursor, upstream: str) -> set[str]:
-        """Aggregates with a parked event not yet re-driven: their later events wait too, so
-        an aggregate's events are never applied out of order."""
-        cur.execute("SELECT DISTINCT envelope->>'aggregate_id' FROM consumer_dead_letters "
-                    "WHERE consumer=%s AND upstream=%s AND redriven_at IS NULL",
-                    (self.consumer, upstream))
-        return {row[0] for row in cur.fetchall()}
+    def held_aggregates(self, cur: psycopg.Cursor, upstream: str) -> dict[str, int]:
+        """Aggregates with a letter not yet re-driven, each with its earliest parked
+        notification id: their later events wait too."""
+        cur.execute("SELECT aggregate_id, min(notification_id) FROM consumer_dead_letters "
+                    "WHERE consumer=%s AND upstream=%s AND redriven_at IS NULL "
+                    "GROUP BY aggregate_id", (self.consumer, upstream))
+        return dict(cur.fetchall())
 
-    def hold(self, cur: psycopg.Cursor, envelope: Envelope) -> None:
-        self.park(cur, envelope, "held: an earlier event of this aggregate is parked", 0)
+    def hold(self, cur: psycopg.Cursor, envelope: Envelope, behind: int) -> None:
+        self.park(cur, envelope, f"held: notification {behind} of this aggregate is parked",
+                  0, held=True)
+        log.warning("consumer.held", consumer=self.consumer, upstream=envelope.source,
+                    notification_id=envelope.notification_id, event_type=envelope.event_type,
+                    aggregate_id=envelope.aggregate_id, behind=behind)
 
     def record_unreadable(self, cur: psycopg.Cursor, upstream: str, body: str,
                           error: str) -> None:
         cur.execute("INSERT INTO consumer_unreadable_messages (consumer, upstream, body, error) "
-                    "VALUES (%s, %s, %s, %s)", (self.consumer, upstream, body, error))
+                    "VALUES (%s, %s, %s, %s)",
+                    (self.consumer, upstream, storable(body), storable(error)))
 
     def list(self, conn: psycopg.Connection, include_redriven: bool) -> list[DeadLetter]:
         with conn.transaction():
             rows = conn.execute(
-                "SELECT id, consumer, upstream, notification_id, event_type, error, attempts, "
-                "parked_at::text, redriven_at::text, envelope FROM consumer_dead_letters "
-                "WHERE consumer=%s AND (%s OR redriven_at IS NULL) ORDER BY id",
+                _SELECT_LETTERS + "WHERE consumer=%s AND (%s OR redriven_at IS NULL) ORDER BY id",
                 (self.consumer, include_redriven)).fetchall()
-        return [DeadLetter(*row[:9], envelope=Envelope.from_dict(row[9])) for row in rows]
+        return [_letter(row) for row in rows]
+
+    def get(self, conn: psycopg.Connection, dead_letter_id: int) -> DeadLetter:
+        with conn.transaction():
+            row = conn.execute(_SELECT_LETTERS + "WHERE consumer=%s AND id=%s",
+                               (self.consumer, dead_letter_id)).fetchone()
+        if row is None:
+            raise KeyError(f"no parked message {dead_letter_id} for {self.consumer}")
+        return _letter(row)
 
     def take(self, cur: psycopg.Cursor, dead_letter_id: int) -> Envelope:
+        """The envelope of a letter not yet re-driven, if it is its aggregate's earliest."""
         cur.execute(
             "SELECT envelope FROM consumer_dead_letters WHERE id=%s AND consumer=%s "
-            "AND redriven_at IS NULL FOR UPDATE", (dead_letter_id, self.consumer))
+            "AND redriven_at IS NULL", (dead_letter_id, self.consumer))
         row = cur.fetchone()
         if row is None:
             raise KeyError(f"no parked message {dead_letter_id} for {self.consumer}")
-        envelope = Envelope.from_dict(row[0])
+        envelope = Envelope.from_json(row[0])
         cur.execute(
             "SELECT min(notification_id) FROM consumer_dead_letters WHERE consumer=%s "
-            "AND upstream=%s AND envelope->>'aggregate_id'=%s AND redriven_at IS NULL",
+            "AND upstream=%s AND aggregate_id=%s AND redriven_at IS NULL",
             (self.consumer, envelope.source, envelope.aggregate_id))
         earliest = cur.fetchone()[0]
         if earliest < envelope.notification_id:
@@ -189,8 +315,17 @@ class DeadLetterTable:
         return envelope
 
     def mark_redriven(self, cur: psycopg.Cursor, dead_letter_id: int) -> None:
-        cur.execute("UPDATE consumer_dead_letters SET redriven_at=now() WHERE id=%s",
-                    (dead_letter_id,))
+        """In the transaction of the re-driven effect; refuses a letter re-driven already
+        (two operators at once), so the effect is rolled back rather than applied twice."""
+        cur.execute("UPDATE consumer_dead_letters SET redriven_at=now() "
+                    "WHERE id=%s AND redriven_at IS NULL RETURNING id", (dead_letter_id,))
+        if cur.fetchone() is None:
+            raise AlreadyRedriven(f"parked message {dead_letter_id} was re-driven already")
+
+    def note_failure(self, conn: psycopg.Connection, dead_letter_id: int, error: str) -> None:
+        with conn.transaction():
+            conn.execute("UPDATE consumer_dead_letters SET error=%s, attempts=attempts+1, "
+                         "held=false WHERE id=%s", (storable(error), dead_letter_id))
 
 
 class _Connected:
@@ -203,6 +338,8 @@ class _Connected:
         if self._conn is None or self._conn.closed or self._conn.broken:
             self._conn = psycopg.connect(self.database_url)
             with self._conn.transaction():
+                # Processes starting together must not race on CREATE TABLE IF NOT EXISTS.
+                self._conn.execute("SELECT pg_advisory_xact_lock(hashtext('tuoyu-ddl'))")
                 self._conn.execute(self._ddl)
         return self._conn
 
@@ -259,10 +396,10 @@ class SqlTrackingStore(_Connected):
         with conn.transaction(), conn.cursor() as cur:
             position = self._lock_position(cur, envelopes[0].source)
             fresh = [e for e in envelopes if e.notification_id > position]
-            held = self.dead.held_aggregates(cur, envelopes[0].source) if fresh else set()
+            held = self.dead.held_aggregates(cur, envelopes[0].source) if fresh else {}
             for envelope in fresh:
                 if envelope.aggregate_id in held:
-                    self.dead.hold(cur, envelope)
+                    self.dead.hold(cur, envelope, held[envelope.aggregate_id])
                 else:
                     handler(envelope, cur)
             if fresh:
@@ -282,11 +419,19 @@ class SqlTrackingStore(_Connected):
         return self.dead.list(self.connection(), include_redriven)
 
     def redrive(self, dead_letter_id: int, handler: Handler) -> None:
-        """Apply a parked message again; it stays parked if it fails again."""
+        """Apply a parked message again and mark it, in one transaction; it stays parked
+        (with the new error) if it fails again."""
         conn = self.connection()
-        with conn.transaction(), conn.cursor() as cur:
-            handler(self.dead.take(cur, dead_letter_id), cur)
-            self.dead.mark_redriven(cur, dead_letter_id)
+        try:
+            with conn.transaction(), conn.cursor() as cur:
+                handler(self.dead.take(cur, dead_letter_id), cur)
+                self.dead.mark_redriven(cur, dead_letter_id)
+        except (KeyError, ValueError, AlreadyRedriven):
+            raise
+        except Exception as e:
+            if failure_kind(e) != OUTAGE:
+                self.dead.note_failure(conn, dead_letter_id, describe(e))
+            raise
 
 
 class ApplicationTrackingStore(_Connected):
@@ -294,8 +439,9 @@ class ApplicationTrackingStore(_Connected):
 
     The handler is ``handler(envelope) -> aggregates``: it loads and changes aggregates, and
     their new events are recorded with the tracking record in one transaction
-    (:meth:`ServiceApplication.record_processing`). An optimistic-concurrency conflict with a
-    concurrent command raises, and the consumer's retry runs the handler again on fresh state.
+    (:meth:`ServiceApplication.record_processing`), and so are a parked or held letter. An
+    optimistic-concurrency conflict with a concurrent command raises, and the consumer runs
+    the handler again on fresh state (contention, not a failure).
     """
 
     def __init__(self, app: Any, consumer: str):
@@ -315,33 +461,45 @@ class ApplicationTrackingStore(_Connected):
         # duplicate is refused by the tracking record itself (record_processing → False).
         conn = self.connection()
         with conn.transaction(), conn.cursor() as cur:
-            held = envelope.aggregate_id in self.dead.held_aggregates(cur, envelope.source)
-            if held:  # idempotent if we crash before the tracking below
-                self.dead.hold(cur, envelope)
-        if held:
-            return self.app.record_processing(self._name(envelope.source),
-                                              envelope.notification_id)
+            behind = self.dead.held_aggregates(cur, envelope.source).get(envelope.aggregate_id)
+        name = self._name(envelope.source)
+        if behind is not None:
+            return self.app.record_processing(
+                name, envelope.notification_id,
+                in_transaction=lambda cur: self.dead.hold(cur, envelope, behind))
         aggregates = handler(envelope) or ()
-        return self.app.record_processing(self._name(envelope.source),
-                                          envelope.notification_id, *aggregates)
+        return self.app.record_processing(name, envelope.notification_id, *aggregates)
 
     def park(self, envelope: Envelope, error: str, attempts: int) -> bool:
-        if self.position(envelope.source) >= envelope.notification_id:
-            return False
-        conn = self.connection()
-        with conn.transaction(), conn.cursor() as cur:  # idempotent if we crash after it
-            self.dead.park(cur, envelope, error, attempts)
-        return self.app.record_processing(self._name(envelope.source), envelope.notification_id)
+        return self.app.record_processing(
+            self._name(envelope.source), envelope.notification_id,
+            in_transaction=lambda cur: self.dead.park(cur, envelope, error, attempts))
 
     def dead_letters(self, include_redriven: bool = False) -> list[DeadLetter]:
         return self.dead.list(self.connection(), include_redriven)
 
     def redrive(self, dead_letter_id: int, handler: Callable[[Envelope], Any]) -> None:
+        """Run the handler again and record its events with the letter's mark in one
+        transaction; a concurrent command on the same aggregate makes it run again."""
         conn = self.connection()
-        with conn.transaction(), conn.cursor() as cur:
-            aggregates = handler(self.dead.take(cur, dead_letter_id)) or ()
-            self.app.save(*aggregates)
-            self.dead.mark_redriven(cur, dead_letter_id)
+        for attempt in range(CONTENTION_RETRIES + 1):
+            with conn.transaction(), conn.cursor() as cur:
+                envelope = self.dead.take(cur, dead_letter_id)
+            try:
+                aggregates = handler(envelope) or ()
+                self.app.save(*aggregates, in_transaction=lambda cur: self.dead.mark_redriven(
+                    cur, dead_letter_id))
+                return
+            except AlreadyRedriven:
+                raise
+            except Exception as e:
+                kind = failure_kind(e)
+                if kind == CONTENTION and attempt < CONTENTION_RETRIES:
+                    time.sleep(random.uniform(0, 0.01 * (attempt + 1)))
+                    continue
+                if kind != OUTAGE:
+                    self.dead.note_failure(conn, dead_letter_id, describe(e))
+                raise
 
 
 class TrackedConsumer:
@@ -360,6 +518,7 @@ class TrackedConsumer:
         retry_delay: float = 0.2,
         catchup_interval: float = 5.0,
         page_size: int = 500,
+        heartbeat: float = 30.0,
         sleep: Callable[[float], None] = time.sleep,
     ):
         self.name = name
@@ -374,6 +533,7 @@ class TrackedConsumer:
         self.retry_delay = retry_delay
         self.catchup_interval = catchup_interval
         self.page_size = page_size
+        self.heartbeat = heartbeat
         self.sleep = sleep
         self.applied = 0
         self.parked = 0
@@ -389,36 +549,55 @@ class TrackedConsumer:
             channel=channel,
         )
 
+    @staticmethod
+    def _context_of(envelope: Envelope) -> Any:
+        """What the effect of a message runs under: the message's correlation id, and its
+        event as the cause (stamped on every event the effect records)."""
+        return command_context(correlation_id=envelope.correlation_id or None,
+                               causation_id=envelope.event_id)
+
+    def _in_context(self, handler: Callable[..., Any]) -> Callable[..., Any]:
+        def run(envelope: Envelope, *args: Any) -> Any:
+            with self._context_of(envelope):
+                return handler(envelope, *args)
+        return run
+
     # Applying one envelope, with retries and parking.
     def _apply_with_retries(self, envelope: Envelope) -> None:
-        attempt = 0
+        failures = contention = 0
         while True:
-            attempt += 1
             try:
-                with command_context(correlation_id=envelope.correlation_id or None,
-                                     causation_id=envelope.event_id):
+                with self._context_of(envelope):
                     if self.store.apply(envelope, self.handler):
                         self.applied += 1
                 return
-            except DATABASE_AWAY:
-                raise
             except Exception as e:
-                if attempt >= self.max_attempts:
-                    error = "".join(traceback.format_exception_only(type(e), e)).strip()
-                    if self.store.park(envelope, error, attempt):
-                        self.parked += 1
-                        log.error("consumer.parked", consumer=self.name, upstream=self.upstream,
-                                  notification_id=envelope.notification_id,
-                                  event_type=envelope.event_type,
-                                  aggregate_id=envelope.aggregate_id, error=error,
-                                  attempts=attempt)
+                kind = failure_kind(e)
+                if kind == OUTAGE:
+                    raise
+                if kind == CONTENTION and contention < CONTENTION_RETRIES:
+                    contention += 1
+                    self.sleep(random.uniform(0, self.retry_delay * min(contention, 10) / 10))
+                    continue
+                failures += 1
+                if failures >= self.max_attempts:
+                    self._park(envelope, e, failures)
                     return
-                delay = self.retry_delay * (2 ** (attempt - 1))
-                log.warning("consumer.retry", consumer=self.name,
+                delay = self.retry_delay * (2 ** (failures - 1))
+                log.warning("consumer.retry", consumer=self.name, upstream=self.upstream,
                             notification_id=envelope.notification_id,
-                            event_type=envelope.event_type, attempt=attempt, retry_in=delay,
-                            error=str(e))
+                            event_type=envelope.event_type, aggregate_id=envelope.aggregate_id,
+                            attempt=failures, retry_in=delay, error=describe(e))
                 self.sleep(delay)
+
+    def _park(self, envelope: Envelope, error: BaseException, attempts: int) -> None:
+        text = describe(error)
+        if self.store.park(envelope, text, attempts):
+            self.parked += 1
+            log.error("consumer.parked", consumer=self.name, upstream=self.upstream,
+                      notification_id=envelope.notification_id,
+                      event_type=envelope.event_type, aggregate_id=envelope.aggregate_id,
+                      error=text, attempts=attempts)
 
     def _apply_page(self, page: list[Envelope]) -> None:
         """A page from the log: in one transaction where the store can, else one by one
@@ -426,20 +605,27 @@ class TrackedConsumer:
         apply_batch = getattr(self.store, "apply_batch", None)
         if apply_batch is not None and len(page) > 1:
             try:
-                self.applied += apply_batch(page, self.handler)
+                self.applied += apply_batch(page, self._in_context(self.handler))
                 return
-            except DATABASE_AWAY:
-                raise
-            except Exception:
-                pass  # find and park the failing one below
+            except Exception as e:
+                if failure_kind(e) == OUTAGE:
+                    raise
+                # find and park the failing one below
         for envelope in page:
             self._apply_with_retries(envelope)
+
+    def _read_log(self, start: int, stop: int | None) -> list[Envelope]:
+        try:
+            return self.log_reader.read(start=start, limit=self.page_size, stop=stop)
+        except Exception as e:
+            raise UpstreamUnavailable(f"cannot read the {self.upstream} log from {start}: "
+                                      f"{e!r}") from e
 
     def _fill_from_log(self, start: int, stop: int | None) -> int:
         """Apply the upstream's log from start up to stop (inclusive), page by page."""
         count = 0
         while True:
-            page = self.log_reader.read(start=start, limit=self.page_size, stop=stop)
+            page = self._read_log(start, stop)
             self._apply_page(page)
             count += len(page)
             if len(page) < self.page_size:
@@ -469,16 +655,18 @@ class TrackedConsumer:
         """Catch up, but never let an absent upstream stop the fast path."""
         try:
             self.catch_up()
-        except DATABASE_AWAY:
-            raise
-        except Exception as e:
+        except UpstreamUnavailable as e:
             log.warning("consumer.catch_up_failed", consumer=self.name, upstream=self.upstream,
-                        error=repr(e))
+                        error=str(e))
 
     def catch_up(self) -> int:
         """Apply whatever the upstream's log holds past this consumer's position."""
         position = self.store.position(self.upstream)
-        if self.log_reader.head() <= position:
+        try:
+            head = self.log_reader.head()
+        except Exception as e:
+            raise UpstreamUnavailable(f"no log head from {self.upstream}: {e!r}") from e
+        if head <= position:
             return 0
         count = self._fill_from_log(position + 1, None)
         if count:
@@ -487,7 +675,34 @@ class TrackedConsumer:
         return count
 
     def redrive(self, dead_letter_id: int) -> None:
-        self.store.redrive(dead_letter_id, self.handler)
+        """Apply a parked (or held) message again, under its original correlation id and
+        caused by its own event, and mark it re-driven in the same transaction."""
+        letter = self.store.dead.get(self.store.connection(), dead_letter_id)
+        with self._context_of(letter.envelope):
+            self.store.redrive(dead_letter_id, self.handler)
+        log.info("consumer.redriven", consumer=self.name, dead_letter_id=dead_letter_id)
+
+    def redrive_all(self) -> tuple[list[int], dict[int, str]]:
+        """Re-drive every open letter in notification order; after a failure, the later
+        letters of that aggregate stay where they are. Returns (re-driven, failed: error)."""
+        done: list[int] = []
+        failed: dict[int, str] = {}
+        blocked: set[tuple[str, str]] = set()
+        letters = sorted(self.store.dead_letters(), key=lambda d: (d.upstream,
+                                                                    d.notification_id))
+        for letter in letters:
+            key = (letter.upstream, letter.aggregate_id)
+            if key in blocked:
+                continue
+            try:
+                self.redrive(letter.id)
+                done.append(letter.id)
+            except Exception as e:
+                if failure_kind(e) == OUTAGE:
+                    raise
+                failed[letter.id] = describe(e)
+                blocked.add(key)
+        return done, failed
 
     def run_local(self, stop: threading.Event, wake: Callable[[float], None]) -> None:
         """Follow a log without RabbitMQ (a service projecting its own events): catch up,
@@ -511,12 +726,17 @@ class TrackedConsumer:
         # itself and raise before we could set an unreadable one aside.
         try:
             envelope = Envelope.from_json(message.body)
-        except Exception as e:  # not an envelope at all: set it aside, never block the queue
+            if envelope.source != self.upstream:
+                raise UnreadableEnvelope(f"source {envelope.source!r} on the exchange of "
+                                         f"{self.upstream!r}")
+        except UnreadableEnvelope as e:  # never let it block the queue
             self._set_aside(message, e)
             message.ack()
             return
         previous = (message.headers or {}).get("previous_notification_id")
-        self.handle(envelope, previous if isinstance(previous, int) else None)
+        if isinstance(previous, bool) or not isinstance(previous, int):
+            previous = None
+        self.handle(envelope, previous)
         message.ack()
 
     def _set_aside(self, message: Any, error: Exception) -> None:
@@ -526,13 +746,14 @@ class TrackedConsumer:
         with conn.transaction(), conn.cursor() as cur:
             self.store.dead.record_unreadable(cur, self.upstream, text, repr(error))
         log.error("consumer.unreadable_message", consumer=self.name, upstream=self.upstream,
-                  error=repr(error))
+                  error=storable(str(error)))
 
     def run(self, stop: threading.Event, ready: threading.Event | None = None) -> None:
         backoff = 0.2
         while not stop.is_set():
             try:
-                with Connection(self.amqp_uri, heartbeat=0, connect_timeout=5) as conn:
+                with Connection(self.amqp_uri, heartbeat=self.heartbeat,
+                                connect_timeout=5) as conn:
                     conn.ensure_connection(max_retries=1)
                     with conn.Consumer([self.queue()], on_message=self._on_message,
                                        accept=["json"], prefetch_count=200):
@@ -549,11 +770,35 @@ class TrackedConsumer:
                                 if time.monotonic() - last_activity >= self.catchup_interval:
                                     self._try_catch_up()
                                     last_activity = time.monotonic()
+                            # Send ours, and notice a broker that stopped sending its own
+                            # (a half-open connection): reconnect, and the queue's standby
+                            # consumer (single active consumer) takes over meanwhile.
+                            conn.heartbeat_check()
             except Exception as e:  # broker, database or upstream away: back off and resume
                 if stop.is_set():
                     break
-                log.warning("consumer.unavailable", consumer=self.name, error=repr(e),
-                            retry_in=backoff)
+                level = log.warning if failure_kind(e) == OUTAGE else log.error
+                level("consumer.unavailable", consumer=self.name, error=repr(e),
+                      retry_in=backoff)
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
         self.store.close()
+
+
+def tracked_consumer(settings: Any, *, name: str, upstream: str, handler: Any, store: Any,
+                     log_reader: UpstreamLog | None = None, amqp_uri: str | None = None,
+                     exchange: str | None = None, **options: Any) -> TrackedConsumer:
+    """A consumer configured from a service's settings (retries, catch-up, heartbeats), whose
+    gaps are filled from the upstream's log over RPC unless another reader is given."""
+    from tuoyu_shared.rpc import RpcClient
+
+    amqp_uri = amqp_uri or settings.amqp_uri
+    if log_reader is None:
+        log_reader = RpcLog(RpcClient(amqp_uri, heartbeat=settings.amqp_heartbeat), upstream)
+    return TrackedConsumer(
+        name=name, upstream=upstream, handler=handler, store=store, log_reader=log_reader,
+        amqp_uri=amqp_uri, exchange=exchange,
+        **{"max_attempts": settings.consumer_max_attempts,
+           "retry_delay": settings.consumer_retry_delay,
+           "catchup_interval": settings.consumer_catchup_interval,
+           "heartbeat": settings.amqp_heartbeat, **options})

@@ -48,14 +48,72 @@ class Envelope:
         return encode(self.to_dict())
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Envelope:
-        """Fields this version does not know (an upstream deployed with a newer envelope)
-        are ignored, so a consumer keeps working until it is upgraded."""
+    def from_dict(cls, data: Any) -> Envelope:
+        """Check every field's type before any code uses it (:class:`UnreadableEnvelope`
+        otherwise). Fields this version does not know (an upstream deployed with a newer
+        envelope) are ignored, so a consumer keeps working until it is upgraded."""
+        if not isinstance(data, dict):
+            raise UnreadableEnvelope(f"an envelope is a JSON object, got {type(data).__name__}")
+        problems = [f"{name}: {problem}" for name, check in _CHECKS.items()
+                    if (problem := check(data.get(name, _ABSENT)))]
+        if problems:
+            raise UnreadableEnvelope("; ".join(problems))
         return cls(**{k: v for k, v in data.items() if k in _FIELD_SET})
 
     @classmethod
     def from_json(cls, body: bytes | str) -> Envelope:
-        return cls.from_dict(json.loads(body))
+        try:
+            data = json.loads(body)
+        except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
+            raise UnreadableEnvelope(f"not JSON: {e}") from None
+        return cls.from_dict(data)
+
+
+class UnreadableEnvelope(ValueError):
+    """A message that is not an envelope of this version: a field missing or of the wrong
+    type. Consumers set it aside before any handler sees it."""
+
+
+_ABSENT = object()
+
+
+def _text(empty_ok: bool = False) -> Any:
+    def check(value: Any) -> str | None:
+        if value is _ABSENT:
+            return "missing"
+        if not isinstance(value, str):
+            return f"must be a string, got {type(value).__name__}"
+        if not value and not empty_ok:
+            return "must not be empty"
+        return None
+    return check
+
+
+def _whole(minimum: int, required: bool = True) -> Any:
+    def check(value: Any) -> str | None:
+        if value is _ABSENT:
+            return "missing" if required else None
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"must be an integer, got {type(value).__name__}"
+        if not minimum <= value < 2**63:
+            return f"must be from {minimum} to 2^63-1, got {value}"
+        return None
+    return check
+
+
+def _object(value: Any) -> str | None:
+    if value is _ABSENT:
+        return "missing"
+    return None if isinstance(value, dict) else f"must be an object, got {type(value).__name__}"
+
+
+_CHECKS = {
+    "event_id": _text(), "event_type": _text(), "schema_version": _whole(1),
+    "source": _text(), "aggregate_id": _text(), "aggregate_version": _whole(1),
+    "notification_id": _whole(1), "occurred_at": _text(), "actor": _text(True),
+    "department": _text(True), "correlation_id": _text(True),
+    "causation_id": _text(True), "payload": _object, "envelope_version": _whole(1, False),
+}
 
 
 _FIELDS = tuple(f.name for f in fields(Envelope))

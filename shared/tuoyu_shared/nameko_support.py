@@ -27,6 +27,7 @@ from werkzeug.wrappers import Response
 
 from tuoyu_shared.context import command_context
 from tuoyu_shared.logs import get_logger
+from tuoyu_shared.metrics import event_log_metrics
 from tuoyu_shared.validation import (
     BIGINT_MAX,
     BIGINT_MIN,
@@ -113,54 +114,9 @@ class EventLogEntrypoints:
     @http("GET", "/metrics")
     def metrics(self, request: Any) -> Response:
         """Prometheus text: the log head, the relay's position and lag, each consumer's
-        position per upstream, and parked messages not yet re-driven."""
+        position per upstream, parked and held messages (see :mod:`tuoyu_shared.metrics`)."""
         return Response(event_log_metrics(self.name, self.app),
                         mimetype="text/plain; version=0.0.4")
-
-
-def event_log_metrics(service: str, app: Any) -> str:
-    import psycopg
-
-    head = app.log_head()
-    lines = [
-        "# HELP tuoyu_log_head Newest notification id in the service's event log.",
-        "# TYPE tuoyu_log_head gauge",
-        f'tuoyu_log_head{{service="{service}"}} {head}',
-    ]
-
-    def rows(conn: Any, table: str, query: str) -> list:
-        if conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0] is None:
-            return []
-        return conn.execute(query).fetchall()
-
-    tracking_table = getattr(app.recorder, "tracking_table_name", None)
-    with psycopg.connect(app.settings.database_url, autocommit=True) as conn:
-        lines += ["# TYPE tuoyu_relay_position gauge", "# TYPE tuoyu_relay_lag gauge"]
-        for exchange, position in rows(conn, "relay_position",
-                                       "SELECT exchange, notification_id FROM relay_position"):
-            lines.append(f'tuoyu_relay_position{{service="{service}",exchange="{exchange}"}} '
-                         f"{position}")
-            lines.append(f'tuoyu_relay_lag{{service="{service}",exchange="{exchange}"}} '
-                         f"{max(head - position, 0)}")
-        lines.append("# TYPE tuoyu_consumer_position gauge")
-        positions = rows(conn, "consumer_tracking",
-                         "SELECT consumer, upstream, notification_id FROM consumer_tracking")
-        if tracking_table:
-            positions += [(*name.split("<-", 1), n) for name, n in rows(
-                conn, tracking_table,
-                f'SELECT application_name, notification_id FROM "{tracking_table}" '
-                "WHERE application_name LIKE '%<-%'")]
-        for consumer, upstream, position in positions:
-            lines.append(f'tuoyu_consumer_position{{service="{service}",consumer="{consumer}",'
-                         f'upstream="{upstream}"}} {position}')
-        lines.append("# TYPE tuoyu_parked_messages gauge")
-        for consumer, count in rows(
-                conn, "consumer_dead_letters",
-                "SELECT consumer, count(*) FROM consumer_dead_letters "
-                "WHERE redriven_at IS NULL GROUP BY consumer"):
-            lines.append(f'tuoyu_parked_messages{{service="{service}",consumer="{consumer}"}} '
-                         f"{count}")
-    return "\n".join(lines) + "\n"
 
 
 def _default(value: Any) -> Any:

@@ -11,7 +11,10 @@ separate, resumable step. The relay
 - and only then moves its position.
 
 A crash between publishing and moving the position republishes the batch on restart: consumers
-are effectively-once, so at-least-once here is enough. With RabbitMQ down the relay retries with
+are effectively-once, so at-least-once here is enough. One relay per exchange publishes at a
+time: it holds a PostgreSQL advisory lock on its own database session, and a second relay (a
+second worker, a rolling upgrade) waits as a standby until the lock is free. The position only
+ever moves forwards. With RabbitMQ down the relay retries with
 backoff and resumes where its position says. It waits on PostgreSQL's LISTEN/NOTIFY (the
 recorder notifies on every insert), so new events leave within milliseconds of their commit.
 """
@@ -49,8 +52,10 @@ class PublishFailed(ConnectionError):
 class ConfirmingPublisher:
     """Publishes batches to one topic exchange and waits for the broker's confirms."""
 
-    def __init__(self, amqp_uri: str, exchange: str, confirm_timeout: float = 30.0):
+    def __init__(self, amqp_uri: str, exchange: str, confirm_timeout: float = 30.0,
+                 heartbeat: float = 30.0):
         self.amqp_uri = amqp_uri
+        self.heartbeat = heartbeat
         self.exchange = exchange
         self.confirm_timeout = confirm_timeout
         self._conn: Connection | None = None
@@ -60,7 +65,7 @@ class ConfirmingPublisher:
 
     def connect(self) -> None:
         self.close()
-        conn = Connection(self.amqp_uri, heartbeat=0, connect_timeout=5)
+        conn = Connection(self.amqp_uri, heartbeat=self.heartbeat, connect_timeout=5)
         conn.connect()
         raw = conn.connection  # the py-amqp connection under kombu
         channel = raw.channel()
@@ -125,6 +130,17 @@ class ConfirmingPublisher:
         if self._nacked:
             raise PublishFailed("broker nacked a message")
 
+    def heartbeat_check(self) -> None:
+        """Between batches: read what the broker sent (its heartbeats), send ours when one is
+        due, and raise if the broker's stopped coming (a half-open connection)."""
+        if self._conn is None:
+            return
+        try:
+            self._raw.drain_events(timeout=0.001)
+        except TimeoutError:
+            pass
+        self._conn.heartbeat_check()
+
     def close(self) -> None:
         if self._conn is not None:
             try:
@@ -142,20 +158,35 @@ class Relay:
         settings = app.settings
         self.exchange = exchange or settings.events_exchange
         self.batch_size = batch_size or settings.relay_batch_size
-        self.publisher = ConfirmingPublisher(amqp_uri or settings.amqp_uri, self.exchange)
+        self.publisher = ConfirmingPublisher(amqp_uri or settings.amqp_uri, self.exchange,
+                                             heartbeat=settings.amqp_heartbeat)
         self.database_url = settings.database_url
         self.idle_wait = idle_wait
         self.max_backoff = max_backoff
         self.published = 0
         self._db: psycopg.Connection | None = None
+        self._owner = False  # holds the advisory lock on self._db's session
         self.commits = CommitSignal(self.database_url, app.events_channel)
 
     # Position, in the service's own database.
     def _connection(self) -> psycopg.Connection:
         if self._db is None or self._db.closed or self._db.broken:
+            self._owner = False  # a session lock goes with its session
             self._db = psycopg.connect(self.database_url, autocommit=True)
-            self._db.execute(POSITION_DDL)
+            with self._db.transaction():
+                self._db.execute("SELECT pg_advisory_xact_lock(hashtext('tuoyu-ddl'))")
+                self._db.execute(POSITION_DDL)
         return self._db
+
+    def owns_exchange(self) -> bool:
+        """Take the exchange's relay lock if it is free; True while this relay holds it."""
+        conn = self._connection()
+        if not self._owner:
+            self._owner = conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))",
+                                       (f"tuoyu-relay:{self.exchange}",)).fetchone()[0]
+            if self._owner:
+                log.info("relay.owner", exchange=self.exchange, position=self.position())
+        return self._owner
 
     def position(self) -> int:
         row = self._connection().execute(
@@ -164,10 +195,13 @@ class Relay:
         return row[0] if row else 0
 
     def _save_position(self, notification_id: int) -> None:
+        # Forwards only: a relay that lost its lock (its session dropped mid-batch) while
+        # another took over must not move the position back.
         self._connection().execute(
             "INSERT INTO relay_position (exchange, notification_id) VALUES (%s, %s) "
             "ON CONFLICT (exchange) DO UPDATE SET notification_id = EXCLUDED.notification_id, "
-            "updated_at = now()",
+            "updated_at = now() "
+            "WHERE relay_position.notification_id < EXCLUDED.notification_id",
             (self.exchange, notification_id),
         )
 
@@ -176,7 +210,10 @@ class Relay:
         return max(self.app.log_head() - self.position(), 0)
 
     def run_once(self) -> int:
-        """Publish one batch after the position; return how many were published."""
+        """Publish one batch after the position; return how many were published (0 also
+        while another relay holds the exchange's lock)."""
+        if not self.owns_exchange():
+            return 0
         position = self.position()
         batch = self.app.read_log(start=position + 1, limit=self.batch_size)
         if not batch:
@@ -202,11 +239,21 @@ class Relay:
     def run(self, stop: threading.Event) -> None:
         backoff = 0.1
         log.info("relay.started", exchange=self.exchange, position=self.position())
+        standby = False
         while not stop.is_set():
             try:
+                if not self.owns_exchange():
+                    if not standby:
+                        log.info("relay.standby", exchange=self.exchange,
+                                 reason="another relay holds the exchange's lock")
+                        standby = True
+                    stop.wait(self.idle_wait)
+                    continue
+                standby = False
                 self.commits.listen()
                 if self.run_once() < self.batch_size:
                     self.commits.wait(self.idle_wait)
+                self.publisher.heartbeat_check()
                 backoff = 0.1
             except (OSError, amqp.exceptions.AMQPError, PublishFailed) as e:
                 log.warning("relay.broker_unavailable", error=str(e), retry_in=backoff)
@@ -219,15 +266,22 @@ class Relay:
                 stop.wait(self.max_backoff)
             except Exception as e:  # the database, or anything else: never die, back off
                 log.warning("relay.unavailable", error=repr(e), retry_in=backoff)
-                self._db = None
+                self._close_db()
                 self.commits.close()
                 stop.wait(backoff)
                 backoff = min(backoff * 2, self.max_backoff)
         self.close()
 
+    def _close_db(self) -> None:
+        if self._db is not None:
+            try:
+                self._db.close()  # ends the session, and with it the lock
+            except Exception:
+                pass
+        self._db = None
+        self._owner = False
+
     def close(self) -> None:
         self.publisher.close()
         self.commits.close()
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        self._close_db()

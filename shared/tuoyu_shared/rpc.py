@@ -41,15 +41,17 @@ class UnknownService(LookupError):
 class RpcClient:
     """Not thread-safe: one client per thread."""
 
-    def __init__(self, amqp_uri: str, timeout: float = 30.0):
+    def __init__(self, amqp_uri: str, timeout: float = 30.0, heartbeat: float = 30.0):
         self.amqp_uri = amqp_uri
         self.timeout = timeout
+        self.heartbeat = heartbeat
         self._conn: Connection | None = None
+        self._last_used = 0.0
         self._replies: dict[str, dict[str, Any]] = {}
         self._returned: set[str] = set()
 
     def _connect(self) -> None:
-        self._conn = Connection(self.amqp_uri, heartbeat=0)
+        self._conn = Connection(self.amqp_uri, heartbeat=self.heartbeat)
         self._conn.ensure_connection(max_retries=3)
         self._channel = self._conn.channel()
         self._exchange = Exchange(RPC_EXCHANGE, "topic", durable=True)
@@ -71,8 +73,13 @@ class RpcClient:
         self._replies[message.properties.get("correlation_id")] = body
 
     def call(self, service: str, method: str, *args: Any, **kwargs: Any) -> Any:
+        # Heartbeats flow only while a call waits; a connection idle for longer than the
+        # interval may have been closed by the broker (or be half-open): open a new one.
+        if self._conn is not None and time.monotonic() - self._last_used > self.heartbeat:
+            self.close()
         if self._conn is None:
             self._connect()
+        self._last_used = time.monotonic()
         ctx = current_context()
         correlation_id = str(uuid.uuid4())
         headers = {f"nameko.{k}": v for k, v in ctx.as_dict().items() if v}

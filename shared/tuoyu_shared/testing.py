@@ -72,17 +72,37 @@ def servers():
     pg = LocalPostgres(root, int(os.environ.get("TUOYU_TEST_PG_PORT", 26432)), fast=True)
     rabbit = LocalRabbitMQ(root, int(os.environ.get("TUOYU_TEST_AMQP_PORT", 26672)),
                            "tuoyu-test")
-    # Servers already up (another test session) are shared and left running.
+    # Servers already up (another test session) are shared and left running; the session
+    # that started them stops them only if no other session still uses them.
+    sessions = root / "sessions"
+    sessions.mkdir(parents=True, exist_ok=True)
+    me = sessions / str(os.getpid())
+    me.touch()
     started_pg, started_rabbit = not port_open(pg.port), not port_open(rabbit.port)
     pg.start()
     rabbit.start()
     try:
         yield ServersUnderTest(pg.uri, rabbit.uri, rabbit)
     finally:
-        if started_rabbit:
-            rabbit.stop()
-        if started_pg:
-            pg.stop()
+        me.unlink(missing_ok=True)
+        if not _other_live_sessions(sessions):
+            if started_rabbit:
+                rabbit.stop()
+            if started_pg:
+                pg.stop()
+
+
+def _other_live_sessions(sessions: Path) -> bool:
+    live = False
+    for entry in sessions.iterdir():
+        try:
+            os.kill(int(entry.name), 0)
+            live = True
+        except (ValueError, ProcessLookupError):
+            entry.unlink(missing_ok=True)
+        except PermissionError:
+            live = True
+    return live
 
 
 @pytest.fixture

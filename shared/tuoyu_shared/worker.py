@@ -6,8 +6,9 @@ Each part runs in its own thread until SIGTERM or SIGINT.
 A worker's command line also lets ops look after its consumers' parked messages:
 
     python -m tuoyu_dashboard.worker                   # run
-    python -m tuoyu_dashboard.worker dead-letters      # list parked messages (JSON lines)
+    python -m tuoyu_dashboard.worker dead-letters      # parked and held messages (JSON lines)
     python -m tuoyu_dashboard.worker redrive ID [ID…]  # apply them again
+    python -m tuoyu_dashboard.worker redrive --all     # every open one, in notification order
 """
 
 from __future__ import annotations
@@ -70,10 +71,14 @@ def worker_main(parts: Callable[[], dict[str, Callable[[threading.Event], None]]
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("run")
-    listing = sub.add_parser("dead-letters", help="list parked messages")
+    listing = sub.add_parser("dead-letters",
+                             help="list parked messages and the later events held behind them")
     listing.add_argument("--all", action="store_true", help="include re-driven ones")
-    redrive = sub.add_parser("redrive", help="apply parked messages again")
-    redrive.add_argument("ids", nargs="+", type=int)
+    redrive = sub.add_parser("redrive", help="apply parked messages again, in order")
+    which = redrive.add_mutually_exclusive_group(required=True)
+    which.add_argument("ids", nargs="*", type=int, default=[])
+    which.add_argument("--all", action="store_true",
+                       help="every open letter of every consumer, in notification order")
     args = parser.parse_args(argv)
     if args.command in (None, "run"):
         return 0 if run_parts(parts()) else 1
@@ -81,14 +86,18 @@ def worker_main(parts: Callable[[], dict[str, Callable[[threading.Event], None]]
     if args.command == "dead-letters":
         for name, consumer in found.items():
             for letter in consumer.store.dead_letters(include_redriven=args.all):
-                print(json.dumps({"consumer": name, "id": letter.id,
-                                  "upstream": letter.upstream,
-                                  "notification_id": letter.notification_id,
-                                  "event_type": letter.event_type, "attempts": letter.attempts,
-                                  "parked_at": letter.parked_at,
-                                  "redriven_at": letter.redriven_at, "error": letter.error},
-                                 ensure_ascii=False))
+                print(json.dumps({**letter.to_dict(), "consumer": name}, ensure_ascii=False))
         return 0
+    if args.all:
+        status = 0
+        for name, consumer in found.items():
+            done, failed = consumer.redrive_all()
+            for letter_id in done:
+                print(f"re-driven {letter_id} ({name})")
+            for letter_id, error in failed.items():
+                print(f"failed {letter_id} ({name}): {error}")
+                status = 1
+        return status
     status = 0
     for letter_id in args.ids:
         for name, consumer in found.items():

@@ -28,7 +28,12 @@ from tuoyu_credit.application import CreditApplication
 from tuoyu_credit.domain import CauseType
 from tuoyu_shared.calendar_cn import shanghai_date
 from tuoyu_shared.catalogue import validate_envelope
-from tuoyu_shared.consumer import ApplicationTrackingStore, RpcLog, TrackedConsumer
+from tuoyu_shared.consumer import (
+    ApplicationTrackingStore,
+    RpcLog,
+    TrackedConsumer,
+    tracked_consumer,
+)
 from tuoyu_shared.envelope import Envelope
 from tuoyu_shared.logs import get_logger
 from tuoyu_shared.rpc import RpcClient, UnknownService
@@ -172,19 +177,16 @@ def credit_handler(app: CreditApplication) -> Callable[[Envelope], list[Any]]:
 def _consumer(app: CreditApplication, upstream: str, amqp_uri: str | None,
               exchange: str | None, log_reader: Any) -> TrackedConsumer:
     settings = app.settings
-    amqp_uri = amqp_uri or settings.amqp_uri
-    if log_reader is None:
-        remote = RpcLog if upstream == "registration" else NotYetDeployedLog
-        log_reader = remote(RpcClient(amqp_uri), upstream)
+    if log_reader is None and upstream != "registration":
+        log_reader = NotYetDeployedLog(
+            RpcClient(amqp_uri or settings.amqp_uri, heartbeat=settings.amqp_heartbeat),
+            upstream)
     # Bound to every event type: order and gaps are judged over the whole log, and the
     # handler ignores the types it does not react to.
-    return TrackedConsumer(
-        name=CONSUMER_NAME, upstream=upstream, handler=credit_handler(app),
-        store=ApplicationTrackingStore(app, CONSUMER_NAME),
-        log_reader=log_reader,
-        amqp_uri=amqp_uri, exchange=exchange, routing_keys=("#",),
-        max_attempts=settings.consumer_max_attempts, retry_delay=settings.consumer_retry_delay,
-        catchup_interval=settings.consumer_catchup_interval)
+    return tracked_consumer(
+        settings, name=CONSUMER_NAME, upstream=upstream, handler=credit_handler(app),
+        store=ApplicationTrackingStore(app, CONSUMER_NAME), log_reader=log_reader,
+        amqp_uri=amqp_uri, exchange=exchange, routing_keys=("#",))
 
 
 def registration_consumer(app: CreditApplication, amqp_uri: str | None = None,

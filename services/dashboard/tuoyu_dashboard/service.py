@@ -11,9 +11,11 @@ import psycopg
 from nameko.extensions import DependencyProvider
 from nameko.rpc import rpc
 from nameko.web.handlers import http
+from werkzeug.wrappers import Response
 
 from tuoyu_dashboard.projections import ensure_read_models, list_institutions
 from tuoyu_shared.config import ensure_database, settings_for
+from tuoyu_shared.metrics import read_model_metrics
 from tuoyu_shared.nameko_support import CommandContextProvider, http_json
 
 
@@ -49,6 +51,13 @@ class DashboardService:
     @http_json
     def health(self, request: Any) -> dict[str, Any]:
         return {"service": self.name, "status": "ok"}
+
+    @http("GET", "/metrics")
+    def metrics(self, request: Any) -> Response:
+        """Prometheus text: each projector's position per upstream, parked and held
+        messages (see :mod:`tuoyu_shared.metrics`)."""
+        return Response(read_model_metrics(self.name, settings_for(self.name).database_url),
+                        mimetype="text/plain; version=0.0.4")
 
     @http("GET", "/api/institutions")
     @http_json

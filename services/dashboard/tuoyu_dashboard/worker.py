@@ -11,25 +11,17 @@ import psycopg
 
 from tuoyu_dashboard.projections import ensure_read_models, project_registration
 from tuoyu_shared.config import ensure_database, settings_for
-from tuoyu_shared.consumer import RpcLog, SqlTrackingStore, TrackedConsumer
+from tuoyu_shared.consumer import SqlTrackingStore, TrackedConsumer, tracked_consumer
 from tuoyu_shared.logs import configure_logging
-from tuoyu_shared.rpc import RpcClient
 from tuoyu_shared.worker import worker_main
 
 
-def registration_consumer(settings, amqp_uri: str | None = None) -> TrackedConsumer:
-    amqp_uri = amqp_uri or settings.amqp_uri
-    return TrackedConsumer(
-        name="dashboard",
-        upstream="registration",
-        handler=project_registration,
-        store=SqlTrackingStore(settings.database_url, "dashboard"),
-        log_reader=RpcLog(RpcClient(amqp_uri), "registration"),
-        amqp_uri=amqp_uri,
-        max_attempts=settings.consumer_max_attempts,
-        retry_delay=settings.consumer_retry_delay,
-        catchup_interval=settings.consumer_catchup_interval,
-    )
+def registration_consumer(settings, amqp_uri: str | None = None,
+                          log_reader=None) -> TrackedConsumer:
+    return tracked_consumer(
+        settings, name="dashboard", upstream="registration", handler=project_registration,
+        store=SqlTrackingStore(settings.database_url, "dashboard"), amqp_uri=amqp_uri,
+        log_reader=log_reader)
 
 
 def consumers() -> dict[str, TrackedConsumer]:
