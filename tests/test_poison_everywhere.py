@@ -37,6 +37,7 @@ from tuoyu_registration.samples import (
 )
 from tuoyu_shared.consumer import ApplicationLog, TrackedConsumer
 from tuoyu_shared.envelope import Envelope
+from tuoyu_shared.metrics import read_model_metrics
 from tuoyu_shared.worker import worker_main
 
 NUL = "\x00"
@@ -424,7 +425,14 @@ def test_a_poison_message_is_parked_its_aggregate_waits_and_everything_else_flow
     assert consumer.store.position(consumer.upstream) == head  # nothing else stopped
     case.applied()
 
-    # Ops see it, fix the handler, and re-drive everything in order.
+    # Ops see it in /metrics and the CLI, fix the handler, and re-drive everything in order.
+    metrics = read_model_metrics("svc", consumer.store.database_url)
+    labels = f'consumer="{consumer.name}",upstream="{consumer.upstream}"'
+    assert f'tuoyu_parked_messages{{service="svc",{labels}}} 1' in metrics
+    assert f'tuoyu_held_messages{{service="svc",{labels}}} 1' in metrics
+    assert f'tuoyu_held_aggregates{{service="svc",{labels}}} 1' in metrics
+    [line] = [m for m in metrics.splitlines() if m.startswith("tuoyu_parked_message{")]
+    assert f'aggregate_id="{case.poisoned}"' in line and 'error="' in line
     capsys.readouterr()
     assert worker_main(dict, lambda: {"c": consumer}, ["dead-letters"]) == 0
     listed = capsys.readouterr().out
@@ -435,4 +443,5 @@ def test_a_poison_message_is_parked_its_aggregate_waits_and_everything_else_flow
     assert worker_main(dict, lambda: {"c": consumer}, ["redrive", "--all"]) == 0
     assert consumer.store.dead_letters() == []
     case.redriven()
+    assert "tuoyu_parked_message{" not in read_model_metrics("svc", consumer.store.database_url)
     consumer.store.close()
