@@ -1241,3 +1241,26 @@ def test_clean_text_standalone():
     with pytest.raises(FieldError) as info:
         clean_text("abc", "name", max_length=2)
     assert info.value.code == "too_long"
+
+
+def test_validator_texts_checks_a_list_of_strings_item_by_item():
+    v = Validator({"certs": [" a ", "b"], "bad": ["ok", "x\x00", 3, ""], "one": "x",
+                   "many": ["c"] * 11, "kinds": ["full_day", "nightly"], "empty": []})
+    assert v.texts("certs", max_length=10) == ["a", "b"]
+    assert v.texts("bad") is None
+    assert v.texts("one") is None
+    assert v.texts("many", max_items=10) is None
+    assert v.texts("kinds", choices=["full_day", "hourly"]) is None
+    assert v.texts("empty", min_items=1) is None
+    assert v.texts("absent", required=False) is None
+    assert [(e.field, e.code) for e in v.errors] == [
+        ("bad[1]", "invalid_character"), ("bad[2]", "invalid_type"), ("bad[3]", "required"),
+        ("one", "invalid_type"), ("many", "out_of_range"), ("kinds[1]", "invalid_choice"),
+        ("empty", "out_of_range")]
+
+
+def test_validator_texts_multiline_items_and_default_maximum():
+    v = Validator({"findings": ["line 1\nline 2"], "long": ["x"] * 1001})
+    assert v.texts("findings", multiline=True) == ["line 1\nline 2"]
+    assert v.texts("long") is None
+    assert [(e.field, e.code) for e in v.errors] == [("long", "out_of_range")]

@@ -939,6 +939,32 @@ class Validator:
             self._append(error)
             return None
 
+    def texts(self, field: str, min_items: int = 0, max_items: int = MAX_ITEMS,
+              max_length: int = 200, multiline: bool = False, required: bool = True,
+              choices: Iterable[str] | None = None) -> list[str] | None:
+        """A list of non-blank strings, each checked like :meth:`text` (or, given
+        ``choices``, like :meth:`choice`) under its own path (``field[0]``...); ``None`` if
+        the list or any item is refused."""
+        value = self._present(field, required, blank_is_absent=False)
+        if value is _MISSING:
+            return None
+        if not isinstance(value, (list, tuple)):
+            self._record(field, f"must be a list, got {_type_name(value)}", "invalid_type")
+            return None
+        if len(value) < min_items:
+            self._record(field, f"must have at least {min_items} item(s), got {len(value)}",
+                         "out_of_range")
+            return None
+        if len(value) > max_items:
+            self._record(field, f"must have at most {max_items} item(s), got {len(value)}",
+                         "out_of_range")
+            return None
+        allowed = None if choices is None else list(choices)
+        items = [self.text(f"{field}[{i}]", max_length, multiline=multiline)
+                 if allowed is None else self.choice(f"{field}[{i}]", allowed)
+                 for i in range(len(value))]
+        return None if any(item is None for item in items) else items  # type: ignore[misc]
+
     def choice(self, field: str, choices: Iterable[str], required: bool = True) -> str | None:
         """One of ``choices`` (compared exactly, no stripping or case folding)."""
         allowed = list(choices)
