@@ -176,3 +176,8 @@ def test_path_parameters_and_context_headers_are_checked(h):
     assert status == 400 and fields(body) == [("X-Actor", "invalid_character")]
     status, body = call(h.echo, request(b"{}", headers={"X-Department": "d" * 201}))
     assert status == 400 and fields(body) == [("X-Department", "too_long")]
+
+
+def test_a_query_parameter_without_a_name_is_reported_as_query(h):
+    status, body = call(h.page, request(query="=%1F", method="GET"))
+    assert status == 400 and fields(body) == [("query", "invalid_character")]

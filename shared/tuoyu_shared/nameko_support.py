@@ -245,7 +245,7 @@ def check_request(request: Any, path_values: dict[str, Any] | None = None,
                                      f"parameters, got {len(pairs)}", "too_long"))
             pairs = []
         for key, value in pairs:
-            field = _name(key)
+            field = _name(key) or "query"  # a parameter without a name: "=x"
             key_errors = _text_errors(field, key, 100)
             errors += key_errors or _text_errors(field, value, MAX_QUERY_VALUE_LENGTH)
     try:
