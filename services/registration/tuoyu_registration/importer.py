@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from tuoyu_registration.domain import (
 from tuoyu_shared.validation import (
     FieldError,
     ValidationFailed,
+    clean_text,
     validate_credit_code,
     validate_date,
     validate_phone,
@@ -71,6 +73,8 @@ KINDS = {"托育机构": "childcare_institution", "幼儿园托班": "kindergart
          "用人单位办托": "employer_run"}
 YES = {"true", "1", "yes", "y", "是"}
 NO = {"false", "0", "no", "n", "否"}
+_DIGITS = re.compile(r"[0-9]+")  # ASCII only: str.isdigit() also takes "²", which int() refuses
+MAX_CLASSES = 200
 
 
 @dataclass
@@ -114,12 +118,17 @@ class _Row:
             return None
 
     def text(self, name: str, max_length: int) -> str | None:
+        """Like :meth:`Validator.text`: NFC, trimmed, no control characters or lone
+        surrogates, at most ``max_length`` characters."""
         value = self.data.get(name, "")
         if not value:
             self._fail(name, "is required", "required")
-        elif len(value) > max_length:
-            self._fail(name, f"at most {max_length} characters", "too_long")
-        return value
+            return value
+        try:
+            return clean_text(value, name, max_length)
+        except FieldError as e:
+            self.errors.append(e)
+            return None
 
     def choice(self, name: str, choices: Any) -> str | None:
         value = self.data.get(name, "")
@@ -137,12 +146,19 @@ class _Row:
         self._fail(name, "must be 是/否 or true/false", "invalid_format")
         return None
 
-    def integer(self, name: str, minimum: int = 0) -> int | None:
+    def integer(self, name: str, minimum: int = 0, maximum: int = 1000) -> int | None:
         raw = self.data.get(name, "")
-        if not raw.isdigit() or int(raw) < minimum:
+        if not _DIGITS.fullmatch(raw):
             self._fail(name, f"must be a whole number of at least {minimum}", "invalid_format")
             return None
-        return int(raw)
+        digits = raw.lstrip("0") or "0"  # never int() of thousands of digits
+        if len(digits) > len(str(maximum)) or int(digits) > maximum:
+            self._fail(name, f"must be at most {maximum}", "out_of_range")
+            return None
+        if int(digits) < minimum:
+            self._fail(name, f"must be a whole number of at least {minimum}", "invalid_format")
+            return None
+        return int(digits)
 
 
 _NATURE_VALUES = frozenset(n.value for n in Nature)
@@ -171,12 +187,20 @@ def parse_row(row_number: int, data: dict[str, str]) -> ParsedRow:
         r._fail("service_types", f"';'-separated {', '.join(SERVICE_TYPES)}",
                 "invalid_choice")
     classes = []
-    for i, entry in enumerate(data.get("classes", "").split(";")):
+    entries = data.get("classes", "").split(";")
+    if len(entries) > MAX_CLASSES:
+        r._fail("classes", f"at most {MAX_CLASSES} classes, got {len(entries)}", "too_long")
+        entries = []
+    for i, entry in enumerate(entries):
         parts = entry.strip().split(":")
         if (len(parts) != 3 or parts[0] not in _CLASS_TYPES
-                or not parts[1].isdigit() or not parts[2].isdigit()):
+                or not _DIGITS.fullmatch(parts[1]) or not _DIGITS.fullmatch(parts[2])):
             r._fail(f"classes[{i}]", "expected type:places:carers, e.g. toddler:15:3",
                     "invalid_format")
+            continue
+        if len(parts[1]) > 3 or len(parts[2]) > 3 or int(parts[1]) > 100 \
+                or int(parts[2]) > 100:  # as a submitted filing's classes
+            r._fail(f"classes[{i}]", "at most 100 places and 100 carers", "out_of_range")
             continue
         classes.append({"class_type": parts[0], "places": int(parts[1]),
                         "carers": int(parts[2])})
@@ -185,8 +209,8 @@ def parse_row(row_number: int, data: dict[str, str]) -> ParsedRow:
     filing = {
         "service_types": service_types,
         "classes": classes,
-        "floor_area": {"indoor_m2": r.integer("indoor_m2", 1),
-                       "outdoor_m2": r.integer("outdoor_m2")},
+        "floor_area": {"indoor_m2": r.integer("indoor_m2", 1, 100000),
+                       "outdoor_m2": r.integer("outdoor_m2", 0, 100000)},
         "staff": staff,
         "meals_served": r.boolean("meals_served"),
         "hygiene_evaluation_passed": r.boolean("hygiene_evaluation_passed"),
@@ -249,7 +273,7 @@ def partition_rows(rows: list[tuple[int, dict[str, str]]], parts: int,
     split: list[list[tuple[int, dict[str, str]]]] = [[] for _ in range(parts)]
     for row in rows:
         code = row[1].get("credit_code", "").strip().upper()
-        point = (zlib.crc32(code.encode()) % 10000) / 10000
+        point = (zlib.crc32(code.encode("utf-8", "surrogatepass")) % 10000) / 10000
         if point < share or parts == 1:
             split[0].append(row)
         else:
@@ -259,10 +283,21 @@ def partition_rows(rows: list[tuple[int, dict[str, str]]], parts: int,
 
 
 def read_rows(text: str) -> Iterator[tuple[int, dict[str, str]]]:
+    """(row number, cells by English column) of each row. A file the csv module cannot read
+    (a cell longer than its field limit) is refused whole: :class:`ValidationFailed` naming
+    ``body`` and the line."""
     reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
-    reader.fieldnames = [_BY_CHINESE.get(h.strip(), h.strip()) for h in reader.fieldnames or []]
-    for number, row in enumerate(reader, start=2):  # row 1 is the header
-        yield number, {k: (v or "").strip() for k, v in row.items() if k}
+    try:
+        reader.fieldnames = [_BY_CHINESE.get(h.strip(), h.strip())
+                             for h in reader.fieldnames or []]
+        for number, row in enumerate(reader, start=2):  # row 1 is the header
+            yield number, {k: (v or "").strip() for k, v in row.items() if k}
+    except csv.Error as e:
+        too_long = "field larger than field limit" in str(e)
+        reason = (f"line {reader.line_num}: a cell is longer than {csv.field_size_limit()} "
+                  "characters" if too_long else f"line {reader.line_num}: {e}")
+        raise ValidationFailed([FieldError("body", reason, "too_long" if too_long
+                                           else "invalid_format")]) from None
 
 
 def build_import_events(rows: Iterable[ParsedRow], sealed: dict[int, dict[str, Any]],
