@@ -66,6 +66,7 @@ AUTOMATIC_OFFICER = "credit-service"
 MAX_TERM_YEARS = 100
 MAX_TERM_DAYS = 36500
 TEXT_MAX = 4000
+MULTILINE_FROM = 2000
 PERSON_REF = re.compile(r"[0-9a-f]{32}")
 _ID_NUMBER_LIKE = re.compile(r"(?<![0-9A-Za-z])[0-9]{17}[0-9Xx](?![0-9A-Za-z])")
 
@@ -102,8 +103,11 @@ def contains_resident_id(text: str) -> bool:
 # ---- input shapes shared by commands ---------------------------------------------------------
 def _text(v: Validator, field: str, max_length: int = TEXT_MAX,
           required: bool = True) -> str | None:
-    """Free text, never holding a resident ID number in clear."""
-    value = v.text(field, max_length=max_length, required=required)
+    """Free text, never holding a resident ID number in clear. Text that may be longer than
+    :data:`MULTILINE_FROM` characters (a legal basis, a reason, a statement) may span lines;
+    names, references and purposes may not."""
+    value = v.text(field, max_length=max_length, required=required,
+                   multiline=max_length >= MULTILINE_FROM)
     if value and contains_resident_id(value):
         v.add_error(field, "must not contain a resident ID number", "personal_data")
         return None
@@ -131,12 +135,16 @@ def _person_ref(v: Validator, person_ref: object, field: str = "person_ref") -> 
 
 
 def _institution_id(v: Validator, value: object, field: str = "institution_id") -> str | None:
-    try:
-        return str(UUID(str(value)))
-    except ValueError:
-        v.add_error(field, f"must be an institution id (a UUID), got {value!r}",
-                    "invalid_format")
-        return None
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, str) and len(value) <= 100:
+        try:
+            return str(UUID(value))
+        except ValueError:
+            pass
+    shown = repr(value)[:60] if isinstance(value, str) else type(value).__name__
+    v.add_error(field, f"must be an institution id (a UUID), got {shown}", "invalid_format")
+    return None
 
 
 class CreditApplication(ServiceApplication):
@@ -415,8 +423,8 @@ class CreditApplication(ServiceApplication):
     def _list_name(v: Validator, list_name: object) -> str | None:
         allowed = [n.value for n in ListName]
         if list_name not in allowed:
-            v.add_error("list_name", f"must be one of {', '.join(allowed)}, got {list_name!r}",
-                        "invalid_choice")
+            v.add_error("list_name", f"must be one of {', '.join(allowed)}, got "
+                        f"{repr(list_name)[:60]}", "invalid_choice")
             return None
         return list_name  # type: ignore[return-value]
 
@@ -570,12 +578,15 @@ class CreditApplication(ServiceApplication):
     def credit_register(self, grade: str | None = None, list_name: str | None = None,
                         limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
         """Institutions by score, with their grade and lists (optionally filtered)."""
-        v = Validator({"grade": grade, "list_name": list_name})
+        v = Validator({"grade": grade, "list_name": list_name, "limit": limit,
+                       "offset": offset})
         v.choice("grade", ["A", "B", "C", "D"], required=False)
         v.choice("list_name", [n.value for n in ListName], required=False)
+        limit = v.integer("limit", min_value=1, max_value=1000)  # type: ignore[assignment]
+        offset = v.integer("offset", min_value=0)  # type: ignore[assignment]
         v.check()
         return self._query(projections.credit_register, grade=grade, list_name=list_name,
-                           limit=max(1, min(int(limit), 1000)), offset=max(0, int(offset)))
+                           limit=limit, offset=offset)
 
     def roster_members(self) -> list[dict[str, Any]]:
         """Who is on which roster (by person ref), with the day of their last completed

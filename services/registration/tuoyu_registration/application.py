@@ -69,6 +69,7 @@ from tuoyu_shared.validation import (
 RECEIPT_DUE_WORKING_DAYS = 5  # 备案回执: within 5 working days of submission
 VERIFICATION_DUE_WORKING_DAYS = 15  # 核查不符合: notified within 15 working days
 STAFF_REMOVAL_DUE_WORKING_DAYS = 5  # a barred practitioner must be removed within
+IMPORT_MAX_CHARACTERS = 64 << 20  # a CSV import's text (HTTP bodies are limited before)
 #: The tracking name under which the one-off carry-over of earlier hires into employment
 #: records notes how far into this service's own log it went.
 EMPLOYMENT_CARRY_OVER = "employment-records<-registration"
@@ -146,12 +147,8 @@ class RegistrationApplication(ServiceApplication):
 
     @staticmethod
     def _read_filing(v: Validator) -> dict[str, Any]:
-        service_types = v.required("service_types")
-        if service_types is not None and (
-                not isinstance(service_types, list) or not service_types
-                or not set(service_types) <= set(SERVICE_TYPES)):
-            v.add_error("service_types", f"a non-empty list of {', '.join(SERVICE_TYPES)}",
-                        "invalid_choice")
+        service_types = v.texts("service_types", min_items=1, max_items=len(SERVICE_TYPES),
+                                choices=SERVICE_TYPES)
         staff = {}
         staff_v = v.nested("staff")
         for role in STAFF_ROLES:
@@ -341,14 +338,11 @@ class RegistrationApplication(ServiceApplication):
         """核查: compliant, or non-compliant with findings, a notice and a public disclosure."""
         v = Validator(data)
         outcome = v.choice("outcome", ["compliant", "non_compliant"])
-        notes = v.text("notes", max_length=2000, required=False) or ""
-        findings = v.required("findings") if outcome == "non_compliant" else []
-        if outcome == "non_compliant" and findings is not None and (
-                not isinstance(findings, list) or not findings
-                or not all(isinstance(f, str) and f.strip() for f in findings)):
-            v.add_error("findings", "a non-empty list of findings", "invalid_format")
-        disclosure = (v.text("disclosure", max_length=2000) if outcome == "non_compliant"
-                      else "")
+        notes = v.text("notes", max_length=2000, required=False, multiline=True) or ""
+        findings = (v.texts("findings", min_items=1, max_items=100, max_length=2000,
+                            multiline=True) if outcome == "non_compliant" else [])
+        disclosure = (v.text("disclosure", max_length=2000, multiline=True)
+                      if outcome == "non_compliant" else "")
         v.check()
         today = self.today()
         if outcome == "compliant":
@@ -367,9 +361,10 @@ class RegistrationApplication(ServiceApplication):
             v.add_error("changes", "an object of the values to change", "required")
         else:
             c = v.nested("changes")
-            for key in ("name", "district", "street", "address"):
+            for key, max_length in (("name", 100), ("district", 50), ("street", 50),
+                                    ("address", 200)):  # as at registration
                 if key in given:
-                    changes[key] = c.text(key, max_length=200)
+                    changes[key] = c.text(key, max_length=max_length)
             if "classes" in given:
                 changes["classes"] = self._read_classes(c)
             if "person_in_charge" in given:
@@ -399,7 +394,7 @@ class RegistrationApplication(ServiceApplication):
     @refusing_field_errors
     def withdraw_affordable(self, institution_id: str, data: dict[str, Any]) -> None:
         v = Validator(data)
-        reason = v.text("reason", max_length=2000)
+        reason = v.text("reason", max_length=2000, multiline=True)
         v.check()
         self._update(institution_id, lambda i: i.withdraw_affordable(self.today(), reason))
 
@@ -415,7 +410,7 @@ class RegistrationApplication(ServiceApplication):
     @refusing_field_errors
     def revoke_demonstration_level(self, institution_id: str, data: dict[str, Any]) -> None:
         v = Validator(data)
-        reason = v.text("reason", max_length=2000)
+        reason = v.text("reason", max_length=2000, multiline=True)
         v.check()
         self._update(institution_id,
                      lambda i: i.revoke_demonstration_level(self.today(), reason))
@@ -465,7 +460,7 @@ class RegistrationApplication(ServiceApplication):
     def correct_enrolment(self, institution_id: str, data: dict[str, Any]) -> None:
         v = Validator(data)
         month, classes, second, third = self._read_enrolment(v)
-        reason = v.text("reason", max_length=2000)
+        reason = v.text("reason", max_length=2000, multiline=True)
         v.check()
         self._refuse_future_month(month)
         self._update(institution_id, lambda i: i.correct_enrolment(
@@ -477,10 +472,7 @@ class RegistrationApplication(ServiceApplication):
         v = Validator(data)
         person = self._read_person(v, "practitioner", phone=False)
         role = v.choice("role", STAFF_ROLES)
-        certificates = v.required("certificates")
-        if certificates is not None and (not isinstance(certificates, list) or not all(
-                isinstance(c, str) and c.strip() for c in certificates)):
-            v.add_error("certificates", "a list of certificate numbers", "invalid_format")
+        certificates = v.texts("certificates", max_items=100, max_length=100)
         v.check()
         # Refuse an unknown id, or a hire the institution does not allow, before sealing:
         # a refused hire stores no personal data (nor a key for it).
@@ -497,7 +489,7 @@ class RegistrationApplication(ServiceApplication):
     def release_practitioner(self, institution_id: str, data: dict[str, Any]) -> None:
         v = Validator(data)
         hire_id = v.text("hire_id", max_length=50)
-        reason = v.text("reason", max_length=2000)
+        reason = v.text("reason", max_length=2000, multiline=True)
         v.check()
         self._update(institution_id, lambda i: i.release(hire_id, self.today(), reason))
 
@@ -506,14 +498,14 @@ class RegistrationApplication(ServiceApplication):
         """停业整顿."""
         v = Validator(data)
         order = v.text("order_reference", max_length=100)
-        reason = v.text("reason", max_length=2000)
+        reason = v.text("reason", max_length=2000, multiline=True)
         v.check()
         self._update(institution_id, lambda i: i.suspend(order, reason, self.today()))
 
     @refusing_field_errors
     def resume(self, institution_id: str, data: dict[str, Any]) -> None:
         v = Validator(data)
-        notes = v.text("notes", max_length=2000, required=False) or ""
+        notes = v.text("notes", max_length=2000, required=False, multiline=True) or ""
         v.check()
         self._update(institution_id, lambda i: i.resume(self.today(), notes))
 
@@ -521,8 +513,8 @@ class RegistrationApplication(ServiceApplication):
     def deregister(self, institution_id: str, data: dict[str, Any]) -> None:
         """注销, with the reason and the placement of the children."""
         v = Validator(data)
-        reason = v.text("reason", max_length=2000)
-        placement = v.text("placement_of_children", max_length=2000)
+        reason = v.text("reason", max_length=2000, multiline=True)
+        placement = v.text("placement_of_children", max_length=2000, multiline=True)
         v.check()
         self._update(institution_id, lambda i: i.deregister(reason, placement, self.today()))
 
@@ -535,7 +527,19 @@ class RegistrationApplication(ServiceApplication):
         never overwritten. A large file is split by credit code (so repeats meet in the same
         part) across ``processes`` worker processes; in each, chunks are saved in a second
         thread while the next one is validated.
+
+        The text must be a string of at most :data:`IMPORT_MAX_CHARACTERS`; ``source`` (kept
+        in each event) is checked like any text field. A control character or a lone
+        surrogate in a cell rejects its row, naming the field.
         """
+        v = Validator({"source": source})
+        source = v.text("source", max_length=100)  # type: ignore[assignment]
+        if not isinstance(text, str):
+            v.add_error("body", f"must be CSV text, got {type(text).__name__}", "invalid_type")
+        elif len(text) > IMPORT_MAX_CHARACTERS:
+            v.add_error("body", f"must be at most {IMPORT_MAX_CHARACTERS} characters, got "
+                        f"{len(text)}", "too_long")
+        v.check()
         processes = processes or import_processes(text.count("\n"))
         if processes <= 1:
             report = self._import_rows(list(read_rows(text)), source, chunk_size)
