@@ -42,9 +42,10 @@ from tuoyu_shared.nameko_support import (
     CommandContextProvider,
     EventLogEntrypoints,
     http_json,
+    query_int,
     read_json,
 )
-from tuoyu_shared.validation import FieldError, ValidationFailed
+from tuoyu_shared.validation import BIGINT_MAX, FieldError, ValidationFailed
 
 
 def _listing_command(name: str):
@@ -57,12 +58,17 @@ def _listing_command(name: str):
 
 
 def _paging(args: Any) -> dict[str, Any]:
-    try:
-        return {"limit": max(1, min(int(args.get("limit", 100)), 1000)),
-                "offset": max(0, int(args.get("offset", 0)))}
-    except ValueError:
-        raise ValidationFailed([FieldError("limit", "a whole number", "invalid_format")]) \
-            from None
+    """``limit`` (1 to 1000, default 100) and ``offset`` (0 or more); both named if bad."""
+    paging: dict[str, Any] = {}
+    errors: list[FieldError] = []
+    for key, default, low, high in (("limit", 100, 1, 1000), ("offset", 0, 0, BIGINT_MAX)):
+        try:
+            paging[key] = query_int(args, key, default, min_value=low, max_value=high)
+        except ValidationFailed as e:
+            errors += e.errors
+    if errors:
+        raise ValidationFailed(errors)
+    return paging
 
 
 class CreditService(EventLogEntrypoints):

@@ -16,7 +16,8 @@ from werkzeug.wrappers import Response
 from tuoyu_dashboard.projections import ensure_read_models, list_institutions
 from tuoyu_shared.config import ensure_database, settings_for
 from tuoyu_shared.metrics import read_model_metrics
-from tuoyu_shared.nameko_support import CommandContextProvider, http_json
+from tuoyu_shared.nameko_support import CommandContextProvider, http_json, query_int
+from tuoyu_shared.validation import Validator
 
 
 class ReadStore(DependencyProvider):
@@ -43,6 +44,10 @@ class DashboardService:
 
     @rpc
     def institutions(self, district: str | None = None, limit: int = 100) -> list:
+        v = Validator({"district": district, "limit": limit})
+        district = v.text("district", max_length=50, required=False)
+        limit = v.integer("limit", min_value=1, max_value=1000)  # type: ignore[assignment]
+        v.check()
         with self.store as conn:
             return [{**row, "registered_at": row["registered_at"].isoformat()}
                     for row in list_institutions(conn, district, limit)]
@@ -62,8 +67,10 @@ class DashboardService:
     @http("GET", "/api/institutions")
     @http_json
     def http_institutions(self, request: Any) -> dict[str, Any]:
-        district = request.args.get("district") or None
-        limit = max(1, min(int(request.args.get("limit", 100)), 1000))
+        v = Validator({"district": request.args.get("district")})
+        district = v.text("district", max_length=50, required=False)
+        v.check()
+        limit = query_int(request.args, "limit", 100, min_value=1, max_value=1000)
         with self.store as conn:
             rows = list_institutions(conn, district, limit)
         return {"institutions": rows, "count": len(rows)}

@@ -15,6 +15,7 @@ HTTP (JSON; errors name the field and the reason):
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from nameko.rpc import rpc
@@ -26,9 +27,14 @@ from tuoyu_shared.nameko_support import (
     CommandContextProvider,
     EventLogEntrypoints,
     http_json,
+    query_int,
     read_json,
+    read_text,
 )
-from tuoyu_shared.validation import FieldError, ValidationFailed
+from tuoyu_shared.validation import BIGINT_MAX, FieldError, ValidationFailed
+
+#: A CSV import may be larger than a JSON body (``TUOYU_HTTP_MAX_IMPORT_BYTES``, 32 MiB).
+MAX_IMPORT_BYTES = int(os.environ.get("TUOYU_HTTP_MAX_IMPORT_BYTES") or 32 << 20)
 
 # Commands on one institution: name → what it returns (for the HTTP status).
 INSTITUTION_COMMANDS = (
@@ -49,18 +55,26 @@ def _institution_command(name: str):
 
 
 def _filters(args: Any) -> dict[str, Any]:
-    filters: dict[str, Any] = {k: args.get(k) or None for k in ("district", "street", "kind",
-                                                                 "name")}
+    """The public register's filters from the query string; every bad one named at once."""
+    errors: list[FieldError] = []
+    filters: dict[str, Any] = {}
+    for key, max_length in (("district", 50), ("street", 50), ("kind", 50), ("name", 100)):
+        value = (args.get(key) or "").strip()
+        if len(value) > max_length:
+            errors.append(FieldError(key, f"must be at most {max_length} characters, got "
+                                     f"{len(value)}", "too_long"))
+        filters[key] = value or None
     if args.get("affordable") not in (None, ""):
         if args["affordable"] not in ("true", "false"):
-            raise ValidationFailed([FieldError("affordable", "true or false", "invalid_choice")])
+            errors.append(FieldError("affordable", "true or false", "invalid_choice"))
         filters["affordable"] = args["affordable"] == "true"
-    try:
-        filters["limit"] = max(1, min(int(args.get("limit", 100)), 1000))
-        filters["offset"] = max(0, int(args.get("offset", 0)))
-    except ValueError:
-        raise ValidationFailed([FieldError("limit", "a whole number", "invalid_format")]) \
-            from None
+    for key, default, low, high in (("limit", 100, 1, 1000), ("offset", 0, 0, BIGINT_MAX)):
+        try:
+            filters[key] = query_int(args, key, default, min_value=low, max_value=high)
+        except ValidationFailed as e:
+            errors += e.errors
+    if errors:
+        raise ValidationFailed(errors)
     return filters
 
 
@@ -125,11 +139,8 @@ class RegistrationService(EventLogEntrypoints):
     @http("GET", "/api/institutions/<string:institution_id>")
     @http_json
     def http_institution(self, request: Any, institution_id: str) -> dict[str, Any]:
-        version = request.args.get("version")
-        if version is not None and not version.isdigit():
-            raise ValidationFailed([FieldError("version", "a positive whole number",
-                                               "invalid_format")])
-        return _json(self.app.institution(institution_id, int(version) if version else None))
+        version = query_int(request.args, "version", None, min_value=1)
+        return _json(self.app.institution(institution_id, version))
 
     @http("GET", "/api/institutions/<string:institution_id>/record")
     @http_json
@@ -153,10 +164,10 @@ class RegistrationService(EventLogEntrypoints):
         return {"cases": self.app.open_staff_cases()}
 
     @http("POST", "/api/imports/filings")
-    @http_json
+    @http_json(max_body_bytes=MAX_IMPORT_BYTES)
     def http_import(self, request: Any) -> dict[str, Any]:
-        return self.app.import_filings_csv(request.get_data(as_text=True),
-                                           request.args.get("source", "provincial-csv"))
+        return self.app.import_filings_csv(read_text(request),
+                                           request.args.get("source") or "provincial-csv")
 
 
 def _json(value: Any) -> Any:
