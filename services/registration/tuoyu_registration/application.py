@@ -695,8 +695,24 @@ class RegistrationApplication(ServiceApplication):
             return _public(fn(conn, *args, **kwargs))
 
     def public_disclosure(self, **filters: Any) -> list[dict[str, Any]]:
-        """信息公示: filed institutions and their public facts, searchable."""
-        return self._query(projections.public_disclosure, **filters)
+        """信息公示: filed institutions and their public facts, searchable by ``district``,
+        ``street``, ``kind``, ``name`` (a part of it), ``affordable``; ``limit`` (1-1000,
+        default 100) and ``offset``. Every filter is checked (RPC callers pass them as
+        given)."""
+        v = Validator(filters)
+        clean = {key: v.text(key, max_length=max_length, required=False)
+                 for key, max_length in (("district", 50), ("street", 50), ("kind", 50),
+                                         ("name", 100))}
+        clean["affordable"] = v.boolean("affordable", required=False)
+        limit = v.integer("limit", min_value=1, max_value=1000, required=False)
+        offset = v.integer("offset", min_value=0, required=False)
+        clean.update(limit=100 if limit is None else limit, offset=offset or 0)
+        for key in sorted(set(filters) - set(clean), key=str):
+            named = isinstance(key, str) and key.isascii() and key.isidentifier()
+            v.add_error(key if named else "filters", f"is not a filter (one of "
+                        f"{', '.join(clean)})", "invalid_choice")
+        v.check()
+        return self._query(projections.public_disclosure, **clean)
 
     def filings_awaiting(self) -> list[dict[str, Any]]:
         """Filings awaiting a receipt or a verification, with due dates and overdue flags."""
@@ -729,6 +745,10 @@ class RegistrationApplication(ServiceApplication):
 
     def institution(self, institution_id: UUID | str, version: int | None = None) -> dict:
         """The institution's facts (optionally as of a version); personal data masked."""
+        if version is not None:
+            v = Validator({"version": version})
+            version = v.integer("version", min_value=1)
+            v.check()
         uid = self._id(institution_id)
         try:
             inst = self.repository.get(uid, version=version)
