@@ -181,3 +181,13 @@ def test_path_parameters_and_context_headers_are_checked(h):
 def test_a_query_parameter_without_a_name_is_reported_as_query(h):
     status, body = call(h.page, request(query="=%1F", method="GET"))
     assert status == 400 and fields(body) == [("query", "invalid_character")]
+
+
+def test_raw_bytes_in_the_query_string_must_be_utf8(h):
+    req = request(method="GET")
+    req.environ["QUERY_STRING"] = "district=\xe4\xb8\xad"  # WSGI: bytes as latin-1; "中"
+    assert call(h.page, req)[0] == 200
+    req = request(method="GET")
+    req.environ["QUERY_STRING"] = "district=\xff"
+    status, body = call(h.page, req)
+    assert status == 400 and fields(body) == [("district", "invalid_encoding")]

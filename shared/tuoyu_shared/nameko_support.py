@@ -166,7 +166,7 @@ MAX_PATH_VALUE_LENGTH = 200
 CONTEXT_HEADERS = ("X-Correlation-Id", "X-Actor", "X-Department")
 MAX_HEADER_LENGTH = 200
 
-_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)  # unrolled: fast
 _JSON_BRACKET = re.compile(r"[\[\]{}]")
 _QUERY_INT = re.compile(r"[+-]?[0-9]{1,40}")
 
@@ -231,9 +231,9 @@ def check_request(request: Any, path_values: dict[str, Any] | None = None,
     if raw_query:
         for part in raw_query.split("&"):
             key, _, value = part.partition("=")
-            try:
-                unquote_to_bytes(value.replace("+", " ")).decode("utf-8")
-                unquote_to_bytes(key.replace("+", " ")).decode("utf-8")
+            try:  # WSGI strings carry the raw bytes as latin-1
+                for raw in (key, value):
+                    unquote_to_bytes(raw.encode("latin-1", "replace")).decode("utf-8")
             except UnicodeError:
                 field = _name(unquote(key.replace("+", " "), errors="replace"))
                 errors.append(FieldError(field or "query", "is not valid UTF-8",
