@@ -47,6 +47,8 @@ from tuoyu_shared.testing import PROJECT_ROOT, wait_for
     (psycopg.errors.CannotConnectNow("the database system is starting up"), OUTAGE),
     (psycopg.OperationalError("connection refused"), OUTAGE),  # no SQLSTATE: the connection
     (psycopg.errors.DiskFull("no space left"), OUTAGE),
+    (psycopg.errors.ReadOnlySqlTransaction("read-only transaction"), OUTAGE),  # a failover
+    (psycopg.errors.IdleInTransactionSessionTimeout("idle session"), OUTAGE),
     (ConnectionRefusedError(111, "refused"), OUTAGE),
     (RpcTimeout("no reply"), OUTAGE),
     (LibraryOperationalError("connection lost"), OUTAGE),
@@ -66,14 +68,140 @@ def test_a_failure_is_an_outage_contention_or_the_messages_own(error, kind):
     assert failure_kind(error) == kind
 
 
-def test_a_library_error_is_judged_by_the_database_error_under_it():
+@pytest.mark.parametrize("library, cause, kind", [
+    (LibraryOperationalError, psycopg.errors.NumericValueOutOfRange("out of range"), FAILURE),
+    (LibraryOperationalError, psycopg.errors.AdminShutdown("shutdown"), OUTAGE),
+    (LibraryIntegrityError, psycopg.errors.UniqueViolation("version taken"), CONTENTION),
+    (LibraryIntegrityError, psycopg.errors.NotNullViolation("null value"), FAILURE),
+])
+def test_a_library_error_is_judged_by_the_database_error_under_it(library, cause, kind):
     try:
         try:
-            raise psycopg.errors.NumericValueOutOfRange("integer out of range")
+            raise cause
         except psycopg.Error as e:
-            raise LibraryOperationalError(str(e)) from e
-    except LibraryOperationalError as wrapped:
-        assert failure_kind(wrapped) == FAILURE
+            raise library(str(e)) from e
+    except library as wrapped:
+        assert failure_kind(wrapped) == kind
+
+
+def test_a_heartbeat_under_a_second_is_refused(monkeypatch):
+    from tuoyu_shared.config import ConfigurationError, settings_for
+
+    monkeypatch.setenv("TUOYU_AMQP_HEARTBEAT", "0.5")
+    with pytest.raises(ConfigurationError, match="HEARTBEAT"):
+        settings_for("registration")
+    monkeypatch.setenv("TUOYU_AMQP_HEARTBEAT", "0")
+    assert settings_for("registration").amqp_heartbeat == 0
+
+
+# ---- statement timeouts: patient, then parked ------------------------------------------------
+def timing_out(until: float):
+    def handler(env, cur):
+        if time.monotonic() < until:
+            raise psycopg.errors.QueryCanceled("canceling statement due to statement timeout")
+        project_registration(env, cur)
+    return handler
+
+
+def test_a_statement_timeout_is_retried_past_max_attempts_while_within_patience(
+        registration, make_projector):
+    registration.register_institution(sample_registration(1))
+    [envelope] = registration.read_log(1, 1)
+    projector = make_projector(timing_out(time.monotonic() + 0.3), max_attempts=2,
+                               statement_timeout_patience=5.0)
+    projector.handle(envelope)
+    assert projector.store.dead_letters() == []  # a busy server, not a bad message
+    assert projector.store.position("registration") == 1
+
+
+def test_a_statement_timeout_that_lasts_past_patience_is_parked(registration, make_projector):
+    registration.register_institution(sample_registration(1))
+    [envelope] = registration.read_log(1, 1)
+    projector = make_projector(timing_out(time.monotonic() + 3600), max_attempts=2,
+                               statement_timeout_patience=0.2)
+    started = time.monotonic()
+    projector.handle(envelope)
+    assert time.monotonic() - started >= 0.2
+    [parked] = projector.store.dead_letters()
+    assert "QueryCanceled" in parked.error and parked.attempts >= 2
+
+
+def test_a_redrive_that_fails_again_records_its_new_error(registration, make_projector):
+    registration.register_institution(sample_registration(1))
+    registration.register_institution(sample_registration(2))
+    first, _ = registration.read_log(1, 2)
+
+    def broken(env, cur):
+        raise KeyError("street")
+
+    projector = make_projector(broken, max_attempts=1)
+    projector.handle(first)
+    [letter] = projector.store.dead_letters()
+    projector.handler = lambda env, cur: (_ for _ in ()).throw(ValueError("still broken"))
+    with pytest.raises(ValueError):
+        projector.redrive(letter.id)
+    [again] = projector.store.dead_letters()
+    assert "still broken" in again.error and again.attempts == 2
+
+
+# ---- an unreadable entry in the upstream's log -----------------------------------------------
+class FakeRpc:
+    """An upstream's RPC answering with the entries given (as they travel: JSON dicts)."""
+
+    def __init__(self, entries: list[dict]):
+        self.entries = entries
+
+    def call(self, service: str, method: str, **kwargs):
+        if method == "log_head":
+            return len(self.entries)
+        start, limit, stop = kwargs["start"], kwargs["limit"], kwargs.get("stop")
+        return [e for e in self.entries if start <= e["notification_id"]
+                and (stop is None or e["notification_id"] <= stop)][:limit]
+
+
+def test_an_unreadable_entry_of_the_log_is_set_aside_and_the_position_moves_past_it(
+        registration, make_projector, dashboard_db):
+    from tuoyu_shared.consumer import RpcLog
+
+    for n in range(1, 4):
+        registration.register_institution(sample_registration(n))
+    entries = [e.to_dict() for e in registration.read_log(1, 10)]
+    entries[1] = {**entries[1], "correlation_id": None, "schema_version": 0}
+    projector = make_projector()
+    projector.log_reader = RpcLog(FakeRpc(entries), "registration")
+    projector.catch_up()  # once, no loop: before, this stalled the consumer for good
+    assert projector.store.position("registration") == 3
+    [error] = unreadable(dashboard_db)
+    assert "correlation_id" in error and "schema_version" in error
+    assert len(directory_rows(dashboard_db.database_url)) == 2
+    # a delivered message after it is no gap any more
+    projector.handle(Envelope.from_dict(entries[2]), 2)
+    assert projector.store.dead_letters() == []
+
+
+def test_an_unreadable_entry_is_set_aside_by_a_reacting_service_too(settings_factory):
+    from tuoyu_credit.reactions import inspection_consumer
+    from tuoyu_shared.consumer import RpcLog
+
+    credit = CreditApplication(settings_factory("credit"))
+    try:
+        good = {**GOOD, "source": "inspection", "event_type": "InspectionRefused"}
+        entries = [{**good, "notification_id": 1, "aggregate_id": ""},
+                   {**good, "notification_id": 2, "payload": {"visit_id": "v",
+                                                              "institution_id": "x"}}]
+        consumer = inspection_consumer(credit, log_reader=RpcLog(FakeRpc(entries),
+                                                                 "inspection"))
+        consumer.max_attempts, consumer.retry_delay = 1, 0.001
+        consumer.catch_up()
+        assert consumer.store.position("inspection") == 2
+        with psycopg.connect(credit.settings.database_url) as conn:
+            [(error,)] = conn.execute(
+                "SELECT error FROM consumer_unreadable_messages").fetchall()
+        assert "aggregate_id" in error
+        [parked] = consumer.store.dead_letters()  # the second: off its schema, parked
+        assert parked.notification_id == 2
+    finally:
+        credit.close()
 
 
 # ---- the door --------------------------------------------------------------------------------

@@ -67,6 +67,13 @@ def _personal_data_key() -> str:
     return key
 
 
+def _heartbeat() -> float:
+    value = float(_env("TUOYU_AMQP_HEARTBEAT", "30"))
+    if value != 0 and value < 1:  # the wire carries whole seconds: 0.5 would mean "none"
+        raise ConfigurationError("TUOYU_AMQP_HEARTBEAT is 0 (off) or at least 1 second")
+    return value
+
+
 def settings_for(service: str) -> Settings:
     prefix = f"TUOYU_{service.upper()}_"
     base = _env("TUOYU_DATABASE_BASE_URL", DEFAULT_PG).rstrip("/")
@@ -80,7 +87,7 @@ def settings_for(service: str) -> Settings:
         consumer_retry_delay=float(_env("TUOYU_CONSUMER_RETRY_DELAY", "0.2")),
         consumer_catchup_interval=float(_env("TUOYU_CONSUMER_CATCHUP_INTERVAL", "5")),
         relay_batch_size=int(_env("TUOYU_RELAY_BATCH_SIZE", "500")),
-        amqp_heartbeat=float(_env("TUOYU_AMQP_HEARTBEAT", "30")),
+        amqp_heartbeat=_heartbeat(),
     )
 
 

@@ -56,8 +56,13 @@ CONTENTION_RETRIES = 50
 
 # SQLSTATE classes and codes (PostgreSQL appendix A).
 _OUTAGE_CLASSES = ("08", "53", "57", "58")  # connection, resources, operator intervention, system
+# A server that is (still, or again) a read-only standby during a failover; an idle session
+# ended by the server; a commit whose outcome is unknown (the connection went during it).
+_OUTAGE_CODES = {"25006", "25P03", "40003"}
 _CONTENTION_CODES = {"40001", "40P01", "55P03"}  # serialization, deadlock, lock not available
 _STATEMENT_TIMEOUT = "57014"
+#: How long statement timeouts of one message are retried before it is parked (seconds).
+STATEMENT_TIMEOUT_PATIENCE = 300.0
 
 
 def failure_kind(error: BaseException) -> str:
@@ -71,13 +76,18 @@ def failure_kind(error: BaseException) -> str:
     - **Failure**: everything else: data and integrity errors, a type error, a schema
       violation, a handler bug. Retried a few times, then parked.
 
-    A statement timeout (57014) counts as a failure: a message whose effect cannot finish
-    within the server's ``statement_timeout`` would time out again every time, so looping on
-    it would stall the consumer silently. It is retried with the usual backoff, parked after
-    ``max_attempts`` with the timeout as its error (visible in /metrics and the CLI), and
-    re-driven once the cause (a missing index, a lock held too long) is fixed.
+    A statement timeout (57014) counts as a failure, but a patient one (see
+    :func:`is_statement_timeout`): a message whose effect cannot finish within the server's
+    ``statement_timeout`` would time out every time, so waiting on it for ever would stall its
+    consumer silently; yet a busy server (an import holding the events table, an I/O stall)
+    times statements out too. Such a message is retried with backoff for at least
+    :data:`STATEMENT_TIMEOUT_PATIENCE` seconds, then parked with the timeout as its error
+    (visible in /metrics and the CLI), and re-driven once the cause is fixed.
     """
     if isinstance(error, LibraryIntegrityError):
+        cause = error.__cause__
+        if isinstance(cause, psycopg.Error) and cause.sqlstate not in (None, "23505"):
+            return FAILURE  # a constraint the data breaks, not a version conflict
         return CONTENTION
     pg = error if isinstance(error, psycopg.Error) else error.__cause__
     if isinstance(pg, psycopg.Error):
@@ -86,7 +96,7 @@ def failure_kind(error: BaseException) -> str:
             return CONTENTION
         if sqlstate == _STATEMENT_TIMEOUT:
             return FAILURE
-        if sqlstate.startswith(_OUTAGE_CLASSES):
+        if sqlstate in _OUTAGE_CODES or sqlstate.startswith(_OUTAGE_CLASSES):
             return OUTAGE
         if not sqlstate and isinstance(pg, (psycopg.OperationalError, psycopg.InterfaceError)):
             return OUTAGE  # no SQLSTATE: the connection itself failed
@@ -97,6 +107,11 @@ def failure_kind(error: BaseException) -> str:
                           amqp.exceptions.ConnectionError, KombuOperationalError)):
         return OUTAGE  # OSError covers ConnectionError and TimeoutError (an RPC timeout)
     return FAILURE
+
+
+def is_statement_timeout(error: BaseException) -> bool:
+    pg = error if isinstance(error, psycopg.Error) else error.__cause__
+    return isinstance(pg, psycopg.Error) and pg.sqlstate == _STATEMENT_TIMEOUT
 
 
 class UpstreamUnavailable(ConnectionError):
@@ -131,12 +146,33 @@ class RpcLog:
         self.rpc = rpc
         self.service = service
 
-    def read(self, start: int, limit: int, stop: int | None = None) -> list[Envelope]:
+    def read(self, start: int, limit: int, stop: int | None = None) -> list[Any]:
         items = self.rpc.call(self.service, "notifications", start=start, limit=limit, stop=stop)
-        return [Envelope.from_dict(item) for item in items]
+        return [read_entry(item) for item in items]
 
     def head(self) -> int:
         return int(self.rpc.call(self.service, "log_head"))
+
+
+@dataclass(frozen=True)
+class UnreadableEntry:
+    """An entry of an upstream's log that is no envelope of this version. It has its place in
+    the log (a notification id), so it is set aside there and the position moves past it:
+    waiting for it would hold up every later event of the upstream for ever."""
+
+    notification_id: int
+    body: str
+    error: str
+
+
+def read_entry(item: Any) -> Envelope | UnreadableEntry:
+    try:
+        return Envelope.from_dict(item)
+    except UnreadableEnvelope as e:
+        nid = item.get("notification_id") if isinstance(item, dict) else None
+        if isinstance(nid, bool) or not isinstance(nid, int) or nid < 1:
+            raise  # no place in the log: nothing can be moved past it
+        return UnreadableEntry(nid, json.dumps(item, ensure_ascii=True, default=repr), str(e))
 
 
 TRACKING_DDL = """
@@ -230,7 +266,8 @@ _SELECT_LETTERS = (
 
 
 def _letter(row: Sequence[Any]) -> DeadLetter:
-    return DeadLetter(*row[:11], envelope=Envelope.from_json(row[11]))
+    # Leniently: a letter parked because its envelope was off its contract must still list.
+    return DeadLetter(*row[:11], envelope=Envelope.lenient(json.loads(row[11])))
 
 
 class AlreadyRedriven(LookupError):
@@ -303,7 +340,7 @@ class DeadLetterTable:
         row = cur.fetchone()
         if row is None:
             raise KeyError(f"no parked message {dead_letter_id} for {self.consumer}")
-        envelope = Envelope.from_json(row[0])
+        envelope = Envelope.lenient(json.loads(row[0]))
         cur.execute(
             "SELECT min(notification_id) FROM consumer_dead_letters WHERE consumer=%s "
             "AND upstream=%s AND aggregate_id=%s AND redriven_at IS NULL",
@@ -422,16 +459,31 @@ class SqlTrackingStore(_Connected):
         """Apply a parked message again and mark it, in one transaction; it stays parked
         (with the new error) if it fails again."""
         conn = self.connection()
+        failed: Exception | None = None
         try:
             with conn.transaction(), conn.cursor() as cur:
-                handler(self.dead.take(cur, dead_letter_id), cur)
-                self.dead.mark_redriven(cur, dead_letter_id)
-        except (KeyError, ValueError, AlreadyRedriven):
-            raise
-        except Exception as e:
-            if failure_kind(e) != OUTAGE:
-                self.dead.note_failure(conn, dead_letter_id, describe(e))
-            raise
+                envelope = self.dead.take(cur, dead_letter_id)  # refusals raise here
+                try:
+                    handler(envelope, cur)
+                    self.dead.mark_redriven(cur, dead_letter_id)
+                except AlreadyRedriven:
+                    raise
+                except Exception as e:
+                    failed = e
+                    raise
+        finally:
+            if failed is not None and failure_kind(failed) != OUTAGE:
+                self.dead.note_failure(conn, dead_letter_id, describe(failed))
+
+    def set_aside(self, upstream: str, entry: UnreadableEntry) -> bool:
+        """An unreadable log entry: recorded, and the position moved past it, together."""
+        conn = self.connection()
+        with conn.transaction(), conn.cursor() as cur:
+            if self._lock_position(cur, upstream) >= entry.notification_id:
+                return False
+            self.dead.record_unreadable(cur, upstream, entry.body, entry.error)
+            self._move(cur, upstream, entry.notification_id)
+        return True
 
 
 class ApplicationTrackingStore(_Connected):
@@ -474,6 +526,12 @@ class ApplicationTrackingStore(_Connected):
         return self.app.record_processing(
             self._name(envelope.source), envelope.notification_id,
             in_transaction=lambda cur: self.dead.park(cur, envelope, error, attempts))
+
+    def set_aside(self, upstream: str, entry: UnreadableEntry) -> bool:
+        return self.app.record_processing(
+            self._name(upstream), entry.notification_id,
+            in_transaction=lambda cur: self.dead.record_unreadable(cur, upstream, entry.body,
+                                                                   entry.error))
 
     def dead_letters(self, include_redriven: bool = False) -> list[DeadLetter]:
         return self.dead.list(self.connection(), include_redriven)
@@ -519,6 +577,7 @@ class TrackedConsumer:
         catchup_interval: float = 5.0,
         page_size: int = 500,
         heartbeat: float = 30.0,
+        statement_timeout_patience: float = STATEMENT_TIMEOUT_PATIENCE,
         sleep: Callable[[float], None] = time.sleep,
     ):
         self.name = name
@@ -534,7 +593,10 @@ class TrackedConsumer:
         self.catchup_interval = catchup_interval
         self.page_size = page_size
         self.heartbeat = heartbeat
+        self.statement_timeout_patience = statement_timeout_patience
         self.sleep = sleep
+        # While a long catch-up or gap fill runs, heartbeats must still go out (run() sets it).
+        self._keepalive: Callable[[], None] | None = None
         self.applied = 0
         self.parked = 0
 
@@ -565,6 +627,7 @@ class TrackedConsumer:
     # Applying one envelope, with retries and parking.
     def _apply_with_retries(self, envelope: Envelope) -> None:
         failures = contention = 0
+        timing_out_since: float | None = None
         while True:
             try:
                 with self._context_of(envelope):
@@ -580,10 +643,15 @@ class TrackedConsumer:
                     self.sleep(random.uniform(0, self.retry_delay * min(contention, 10) / 10))
                     continue
                 failures += 1
-                if failures >= self.max_attempts:
+                patient = False
+                if is_statement_timeout(e):
+                    timing_out_since = timing_out_since or time.monotonic()
+                    patient = (time.monotonic() - timing_out_since
+                               < self.statement_timeout_patience)
+                if failures >= self.max_attempts and not patient:
                     self._park(envelope, e, failures)
                     return
-                delay = self.retry_delay * (2 ** (failures - 1))
+                delay = min(self.retry_delay * (2 ** (min(failures, 20) - 1)), 30.0)
                 log.warning("consumer.retry", consumer=self.name, upstream=self.upstream,
                             notification_id=envelope.notification_id,
                             event_type=envelope.event_type, aggregate_id=envelope.aggregate_id,
@@ -602,6 +670,13 @@ class TrackedConsumer:
     def _apply_page(self, page: list[Envelope]) -> None:
         """A page from the log: in one transaction where the store can, else one by one
         (which is also the fallback when any message of the page fails)."""
+        if any(isinstance(entry, UnreadableEntry) for entry in page):
+            for entry in page:
+                if isinstance(entry, UnreadableEntry):
+                    self._set_aside_entry(entry)
+                else:
+                    self._apply_with_retries(entry)
+            return
         apply_batch = getattr(self.store, "apply_batch", None)
         if apply_batch is not None and len(page) > 1:
             try:
@@ -614,7 +689,12 @@ class TrackedConsumer:
         for envelope in page:
             self._apply_with_retries(envelope)
 
-    def _read_log(self, start: int, stop: int | None) -> list[Envelope]:
+    def _set_aside_entry(self, entry: UnreadableEntry) -> None:
+        if self.store.set_aside(self.upstream, entry):
+            log.error("consumer.unreadable_entry", consumer=self.name, upstream=self.upstream,
+                      notification_id=entry.notification_id, error=storable(entry.error))
+
+    def _read_log(self, start: int, stop: int | None) -> list[Any]:
         try:
             return self.log_reader.read(start=start, limit=self.page_size, stop=stop)
         except Exception as e:
@@ -628,6 +708,8 @@ class TrackedConsumer:
             page = self._read_log(start, stop)
             self._apply_page(page)
             count += len(page)
+            if self._keepalive is not None:
+                self._keepalive()
             if len(page) < self.page_size:
                 return count
             start = page[-1].notification_id + 1
@@ -757,12 +839,16 @@ class TrackedConsumer:
                     conn.ensure_connection(max_retries=1)
                     with conn.Consumer([self.queue()], on_message=self._on_message,
                                        accept=["json"], prefetch_count=200):
+                        # Between pages of a long catch-up: ours go out (the broker's are
+                        # read, and checked, once the loop drains again).
+                        self._keepalive = conn.connection.send_heartbeat
                         self._try_catch_up()
                         if ready is not None:
                             ready.set()
                         backoff = 0.2
                         last_activity = time.monotonic()
                         while not stop.is_set():
+                            caught_up = False
                             try:
                                 conn.drain_events(timeout=0.5)
                                 last_activity = time.monotonic()
@@ -770,16 +856,20 @@ class TrackedConsumer:
                                 if time.monotonic() - last_activity >= self.catchup_interval:
                                     self._try_catch_up()
                                     last_activity = time.monotonic()
-                            # Send ours, and notice a broker that stopped sending its own
-                            # (a half-open connection): reconnect, and the queue's standby
-                            # consumer (single active consumer) takes over meanwhile.
-                            conn.heartbeat_check()
+                                    caught_up = True  # nothing read meanwhile: drain first
+                            if not caught_up:
+                                # Send ours, and notice a broker that stopped sending its
+                                # own (a half-open connection): reconnect, and the queue's
+                                # standby consumer (single active consumer) takes over.
+                                conn.heartbeat_check()
             except Exception as e:  # broker, database or upstream away: back off and resume
                 if stop.is_set():
                     break
                 level = log.warning if failure_kind(e) == OUTAGE else log.error
                 level("consumer.unavailable", consumer=self.name, error=repr(e),
                       retry_in=backoff)
+            finally:
+                self._keepalive = None
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
         self.store.close()

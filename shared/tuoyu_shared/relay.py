@@ -247,6 +247,7 @@ class Relay:
                         log.info("relay.standby", exchange=self.exchange,
                                  reason="another relay holds the exchange's lock")
                         standby = True
+                        self.publisher.close()  # reconnect on taking over, not stale
                     stop.wait(self.idle_wait)
                     continue
                 standby = False

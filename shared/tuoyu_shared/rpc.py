@@ -52,6 +52,7 @@ class RpcClient:
 
     def _connect(self) -> None:
         self._conn = Connection(self.amqp_uri, heartbeat=self.heartbeat)
+        self._last_used = time.monotonic()
         self._conn.ensure_connection(max_retries=3)
         self._channel = self._conn.channel()
         self._exchange = Exchange(RPC_EXCHANGE, "topic", durable=True)
@@ -75,11 +76,11 @@ class RpcClient:
     def call(self, service: str, method: str, *args: Any, **kwargs: Any) -> Any:
         # Heartbeats flow only while a call waits; a connection idle for longer than the
         # interval may have been closed by the broker (or be half-open): open a new one.
-        if self._conn is not None and time.monotonic() - self._last_used > self.heartbeat:
+        if self._conn is not None and self.heartbeat and \
+                time.monotonic() - self._last_used > self.heartbeat / 2:
             self.close()
         if self._conn is None:
             self._connect()
-        self._last_used = time.monotonic()
         ctx = current_context()
         correlation_id = str(uuid.uuid4())
         headers = {f"nameko.{k}": v for k, v in ctx.as_dict().items() if v}
@@ -107,6 +108,7 @@ class RpcClient:
         except (OSError, *self._conn.connection_errors):
             self.close()
             raise
+        self._last_used = time.monotonic()
         reply = self._replies.pop(correlation_id)
         error = reply.get("error")
         if error:

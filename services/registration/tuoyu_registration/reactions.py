@@ -15,9 +15,8 @@ from __future__ import annotations
 from typing import Any
 
 from tuoyu_registration.application import RegistrationApplication
-from tuoyu_shared.consumer import ApplicationTrackingStore, RpcLog, TrackedConsumer
+from tuoyu_shared.consumer import ApplicationTrackingStore, TrackedConsumer, tracked_consumer
 from tuoyu_shared.envelope import Envelope
-from tuoyu_shared.rpc import RpcClient
 
 # The credit events this service reacts to (see shared/tuoyu_shared/catalogue/credit/).
 CHECK_COMPLETED = "PractitionerCheckCompleted"
@@ -54,14 +53,9 @@ def credit_handler(app: RegistrationApplication):
 
 def credit_consumer(app: RegistrationApplication, amqp_uri: str | None = None,
                     exchange: str | None = None, log_reader: Any = None) -> TrackedConsumer:
-    settings = app.settings
-    amqp_uri = amqp_uri or settings.amqp_uri
     # Bound to every event type: order and gaps are judged over the whole log, and the
     # handler ignores the types it does not react to.
-    return TrackedConsumer(
-        name="registration", upstream="credit", handler=credit_handler(app),
-        store=ApplicationTrackingStore(app, "registration"),
-        log_reader=log_reader or RpcLog(RpcClient(amqp_uri), "credit"),
-        amqp_uri=amqp_uri, exchange=exchange, routing_keys=("#",),
-        max_attempts=settings.consumer_max_attempts, retry_delay=settings.consumer_retry_delay,
-        catchup_interval=settings.consumer_catchup_interval)
+    return tracked_consumer(
+        app.settings, name="registration", upstream="credit", handler=credit_handler(app),
+        store=ApplicationTrackingStore(app, "registration"), log_reader=log_reader,
+        amqp_uri=amqp_uri, exchange=exchange, routing_keys=("#",))
