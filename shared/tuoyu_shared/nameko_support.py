@@ -34,6 +34,7 @@ from tuoyu_shared.validation import (
     MAX_DEPTH,
     FieldError,
     ValidationFailed,
+    Validator,
     check_json_value,
     check_text_characters,
 )
@@ -99,8 +100,12 @@ class EventLogEntrypoints:
     @rpc
     def notifications(self, start: int, limit: int = 500, stop: int | None = None) -> list:
         """The notification log as envelopes, ``start`` to ``stop`` (at most 1000)."""
-        limit = max(1, min(int(limit), 1000))
-        return [e.to_dict() for e in self.app.read_log(int(start), limit, stop)]
+        v = Validator({"start": start, "limit": limit, "stop": stop})
+        start = v.integer("start", min_value=1)
+        limit = v.integer("limit", min_value=1, max_value=1000)
+        stop = v.integer("stop", min_value=1, required=False)
+        v.check()
+        return [e.to_dict() for e in self.app.read_log(start, limit, stop)]
 
     @rpc
     def log_head(self) -> int:
