@@ -168,3 +168,73 @@ def test_metrics_show_the_log_head_relay_lag_and_consumer_positions(system):
     assert head >= 1
     assert 'tuoyu_relay_lag{service="registration",exchange="registration.events"}' in text
     assert 'consumer="registration",upstream="credit"' in text  # a reacting consumer
+
+
+def view_rows(database_url: str, tables: tuple[str, ...]) -> dict[str, list[tuple]]:
+    """Every row of each table, in a stable order, without the columns that say when a row
+    was projected (``updated_at``)."""
+    import psycopg
+    from psycopg import sql
+
+    rows: dict[str, list[tuple]] = {}
+    with psycopg.connect(database_url) as conn:
+        for table in tables:
+            columns = [c for (c,) in conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name=%s "
+                "AND column_name <> 'updated_at' ORDER BY ordinal_position", (table,))]
+            query = sql.SQL("SELECT {} FROM {} ORDER BY 1, 2").format(
+                sql.SQL(", ").join(map(sql.Identifier, columns)), sql.Identifier(table))
+            rows[table] = conn.execute(query).fetchall()
+    return rows
+
+
+def test_each_view_rebuilt_from_the_command_line_equals_the_live_one(system):
+    import subprocess
+    import sys
+
+    from tuoyu_credit.projections import VIEW as CREDIT_VIEW
+    from tuoyu_dashboard.projections import REGISTRATION_VIEW
+    from tuoyu_registration.projections import VIEW as REGISTRATION_VIEWS
+    from tuoyu_registration.samples import sample_filing_submission
+
+    registration = system.url("registration")
+    officer = {"X-Actor": "officer-9", "X-Department": "health"}
+    for n in (901, 902, 903):
+        status, reply = http_json("POST", f"{registration}/api/institutions",
+                                  sample_registration(n), officer)
+        assert status == 201, reply
+    status, _ = http_json("POST", f"{registration}/api/institutions/{reply['institution_id']}"
+                          "/submit_filing", sample_filing_submission(), officer)
+    assert status == 200
+
+    def head(service: str) -> int:
+        _, health = http_json("GET", f"{system.url(service)}/health")
+        return health["log_head"]
+
+    def settled() -> bool:  # every view has applied everything its upstream has
+        import psycopg
+
+        with psycopg.connect(system.env["TUOYU_DASHBOARD_DATABASE_URL"]) as conn:
+            dash = conn.execute("SELECT notification_id FROM consumer_tracking").fetchone()
+        with psycopg.connect(system.env["TUOYU_REGISTRATION_DATABASE_URL"]) as conn:
+            own = conn.execute("SELECT notification_id FROM consumer_tracking "
+                               "WHERE consumer='registration-views'").fetchone()
+        with psycopg.connect(system.env["TUOYU_CREDIT_DATABASE_URL"]) as conn:
+            credit = conn.execute("SELECT notification_id FROM consumer_tracking "
+                                  "WHERE consumer='credit-views'").fetchone()
+        return bool(dash and own and credit) and dash[0] == own[0] == head("registration") \
+            and credit[0] == head("credit")
+
+    wait_for(settled, timeout=60, what="every view up to date")
+    for worker, view, database in (
+            ("tuoyu_dashboard.worker", REGISTRATION_VIEW, "TUOYU_DASHBOARD_DATABASE_URL"),
+            ("tuoyu_registration.worker", REGISTRATION_VIEWS,
+             "TUOYU_REGISTRATION_DATABASE_URL"),
+            ("tuoyu_credit.worker", CREDIT_VIEW, "TUOYU_CREDIT_DATABASE_URL")):
+        live = view_rows(system.env[database], view.tables)
+        assert any(live.values()), view.name
+        done = subprocess.run([sys.executable, "-m", worker, "rebuild", view.name],
+                              env=system.env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert f"rebuilt {view.name} from" in done.stdout
+        assert view_rows(system.env[database], view.tables) == live, view.name

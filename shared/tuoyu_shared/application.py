@@ -195,20 +195,16 @@ class ServiceApplication(Application[UUID]):
         return True
 
     # The service's own query tables, projected from its own log.
-    #: (projection name, handler(envelope, cursor)) of the service's query tables, if any.
-    views_projection: ClassVar[tuple[str, Callable[..., None]] | None] = None
+    #: The view (:class:`tuoyu_shared.views.View`) of the service's query tables, if any.
+    views: ClassVar[Any] = None
 
     def views_projector(self) -> Any:
         """A follower of this service's own log into its query tables. Each thread that
         projects needs its own (it holds a database connection)."""
-        from tuoyu_shared.consumer import ApplicationLog, SqlTrackingStore, tracked_consumer
+        from tuoyu_shared.consumer import ApplicationLog
 
-        assert self.views_projection is not None, f"{type(self).__name__} has no views"
-        name, handler = self.views_projection
-        return tracked_consumer(
-            self.settings, name=name, upstream=self.service_name, handler=handler,
-            store=SqlTrackingStore(self.settings.database_url, name),
-            log_reader=ApplicationLog(self))
+        assert self.views is not None, f"{type(self).__name__} has no views"
+        return self.views.consumer(self.settings, ApplicationLog(self))
 
     # The notification log, as envelopes.
     def read_log(self, start: int, limit: int, stop: int | None = None) -> list[Envelope]:

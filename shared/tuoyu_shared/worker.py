@@ -1,14 +1,16 @@
-"""Run a service's background work (relay, tracked consumers) in a plain process.
+"""Run a service's background work (relay, view projectors, reactions, timers) in a plain
+process, from a declaration (:class:`Worker`).
 
 No eventlet here: eventsourcing's threads and psycopg's C implementation run as designed.
 Each part runs in its own thread until SIGTERM or SIGINT.
 
-A worker's command line also lets ops look after its consumers' parked messages:
+A worker's command line also lets ops look after its consumers and views:
 
     python -m tuoyu_dashboard.worker                   # run
     python -m tuoyu_dashboard.worker dead-letters      # parked and held messages (JSON lines)
     python -m tuoyu_dashboard.worker redrive ID [ID…]  # apply them again
     python -m tuoyu_dashboard.worker redrive --all     # every open one, in notification order
+    python -m tuoyu_dashboard.worker rebuild VIEW      # drop a view and replay it from the log
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ import argparse
 import faulthandler
 import json
 import signal
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from tuoyu_shared.logs import get_logger
@@ -66,8 +70,10 @@ def run_parts(parts: dict[str, Callable[[threading.Event], None]]) -> bool:
 
 def worker_main(parts: Callable[[], dict[str, Callable[[threading.Event], None]]],
                 consumers: Callable[[], dict[str, Any]] | None = None,
-                argv: list[str] | None = None) -> int:
-    """The command line of a worker: run its parts, or manage its consumers' dead letters."""
+                argv: list[str] | None = None,
+                views: Callable[[], dict[str, Callable[[], int]]] | None = None) -> int:
+    """The command line of a worker: run its parts, manage its consumers' dead letters, or
+    rebuild a view (``views``: name → a function that rebuilds it, returning events read)."""
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("run")
@@ -79,9 +85,22 @@ def worker_main(parts: Callable[[], dict[str, Callable[[threading.Event], None]]
     which.add_argument("ids", nargs="*", type=int, default=[])
     which.add_argument("--all", action="store_true",
                        help="every open letter of every consumer, in notification order")
+    rebuild = sub.add_parser("rebuild", help="drop a view and replay it from the log")
+    rebuild.add_argument("view", nargs="?", help="the view's name (none: list them)")
     args = parser.parse_args(argv)
     if args.command in (None, "run"):
         return 0 if run_parts(parts()) else 1
+    if args.command == "rebuild":
+        found_views = views() if views else {}
+        if args.view is None:
+            print("\n".join(found_views) or "no views")
+            return 0
+        if args.view not in found_views:
+            print(f"no view {args.view!r}; views: {', '.join(found_views) or 'none'}")
+            return 2
+        count = found_views[args.view]()
+        print(f"rebuilt {args.view} from {count} events")
+        return 0
     found = consumers() if consumers else {}
     if args.command == "dead-letters":
         for name, consumer in found.items():
@@ -113,3 +132,85 @@ def worker_main(parts: Callable[[], dict[str, Callable[[threading.Event], None]]
             print(f"no parked message {letter_id}")
             status = 1
     return status
+
+
+def _parts_of(consumers: dict[str, Any]) -> dict[str, Any]:
+    """One consumer per store (several consumers of one service may share a store name,
+    and so their dead letters): the first lists and re-drives them all."""
+    seen: dict[tuple[str, str], str] = {}
+    for name, consumer in consumers.items():
+        key = (consumer.store.database_url, consumer.store.consumer)
+        seen.setdefault(key, name)
+    return {name: consumers[name] for name in seen.values()}
+
+
+@dataclass
+class Worker:
+    """A service's background work, declared.
+
+    - ``application``: builds the service's eventsourcing application (event-sourced
+      services): its relay publishes the log, and its own view (``app.views``) is projected
+      from the log, woken by each commit;
+    - ``reactions(app)``: consumers of other services' events that change this service's
+      aggregates (name → :class:`~tuoyu_shared.consumer.TrackedConsumer`);
+    - ``read_models``: views fed from other services' events (a read-model service);
+    - ``timers(app)``: scheduled parts (name → ``part(stop)``).
+    """
+
+    service: str
+    application: Callable[[], Any] | None = None
+    reactions: Callable[[Any], dict[str, Any]] = field(default=lambda app: {})
+    read_models: Sequence[Any] = ()
+    timers: Callable[[Any], dict[str, Callable[[threading.Event], None]]] = field(
+        default=lambda app: {})
+
+    def main(self, argv: list[str] | None = None) -> int:
+        from tuoyu_shared.config import ensure_database, settings_for
+        from tuoyu_shared.consumer import ApplicationLog
+        from tuoyu_shared.logs import configure_logging
+        from tuoyu_shared.relay import Relay
+        from tuoyu_shared.tail import CommitSignal
+
+        app = self.application() if self.application else None
+        settings = app.settings if app is not None else settings_for(self.service)
+        configure_logging(self.service, settings.log_level)
+        if app is None:
+            ensure_database(settings.database_url)
+        for view in self.read_models:
+            view.ensure(settings.database_url)
+        reactions = self.reactions(app)
+        remote = {view.name: view.consumer(settings) for view in self.read_models}
+        own = app.views if app is not None else None
+
+        def parts() -> dict[str, Callable[[threading.Event], None]]:
+            found: dict[str, Callable[[threading.Event], None]] = {}
+            if app is not None:
+                found["relay"] = Relay(app).run
+                if own is not None:
+                    projector = app.views_projector()
+                    commits = CommitSignal(settings.database_url, app.events_channel)
+                    found["views"] = lambda stop: projector.run_local(stop, commits.wait)
+            found.update({name: consumer.run for name, consumer in reactions.items()})
+            found.update({name: consumer.run for name, consumer in remote.items()})
+            found.update(self.timers(app))
+            return found
+
+        def consumers() -> dict[str, Any]:
+            found = dict(reactions)
+            found.update(remote)
+            if own is not None:
+                found[own.name] = app.views_projector()
+            return _parts_of(found)
+
+        def views() -> dict[str, Callable[[], int]]:
+            found: dict[str, Callable[[], int]] = {
+                view.name: (lambda view=view: view.rebuild(settings)) for view in self.read_models}
+            if own is not None:
+                found[own.name] = lambda: own.rebuild(settings, ApplicationLog(app))
+            return found
+
+        return worker_main(parts, consumers, argv, views)
+
+    def run(self) -> None:
+        """``python -m tuoyu_<service>.worker`` entry point."""
+        sys.exit(self.main())

@@ -151,7 +151,7 @@ class CreditApplication(ServiceApplication):
     name = "Credit"
     service_name = "credit"
     is_snapshotting_enabled = True
-    views_projection = (projections.PROJECTION_NAME, projections.project)
+    views = projections.VIEW
     snapshotting_intervals = {InstitutionCredit: 100, Practitioner: 100}
 
     def __init__(self, settings: Settings | None = None, env: dict[str, str] | None = None,

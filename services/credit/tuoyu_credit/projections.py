@@ -24,8 +24,8 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from tuoyu_shared.consumer import DEAD_LETTERS_DDL, TRACKING_DDL
 from tuoyu_shared.envelope import Envelope
+from tuoyu_shared.views import View
 
 PROJECTION_NAME = "credit-views"
 
@@ -73,24 +73,14 @@ TABLES = ("credit_register", "listings_due", "bans_due", "roster_members", "last
 
 
 def ensure_tables(database_url: str) -> None:
-    """The query tables, and the consumers' tracking and dead-letter tables: created here,
-    once, before the worker's threads start (each would otherwise race to create them)."""
-    with psycopg.connect(database_url) as conn, conn.transaction():
-        conn.execute(DDL)
-        conn.execute(TRACKING_DDL + DEAD_LETTERS_DDL)
+    VIEW.ensure(database_url)
 
 
 def rebuild(database_url: str) -> None:
     """Drop the query tables and the projection's position: the next run replays the log."""
-    with psycopg.connect(database_url) as conn, conn.transaction():
-        for table in TABLES:
-            conn.execute(f"DROP TABLE IF EXISTS {table}")
-        conn.execute(TRACKING_DDL)
-        conn.execute("DELETE FROM consumer_tracking WHERE consumer = %s", (PROJECTION_NAME,))
-        conn.execute(DDL)
+    VIEW.reset(database_url)
 
 
-# ---- handlers -------------------------------------------------------------------------------
 def _opened(env: Envelope, cur: psycopg.Cursor) -> None:
     p = env.payload
     cur.execute("INSERT INTO credit_register (institution_id, score, grade, updated_at) "
@@ -214,6 +204,11 @@ def project(env: Envelope, cur: psycopg.Cursor) -> None:
     handler = HANDLERS.get(env.event_type)
     if handler is not None:
         handler(env, cur)
+
+
+#: The service's query tables, projected from its own log (``python -m tuoyu_credit.worker
+#: rebuild credit-views`` drops and replays them).
+VIEW = View(PROJECTION_NAME, "credit", TABLES, DDL, project)
 
 
 # ---- queries --------------------------------------------------------------------------------

@@ -13,13 +13,14 @@
   nothing), so a restart or two workers running them is harmless. A failed run is tried again
   after ``TUOYU_CREDIT_TIMER_RETRY`` seconds (default 60), not a day later.
 
-Run: ``python -m tuoyu_credit.worker`` (``dead-letters`` / ``redrive ID`` for ops).
+Run: ``python -m tuoyu_credit.worker`` (``dead-letters``, ``redrive``, ``rebuild VIEW`` for ops;
+see :mod:`tuoyu_shared.worker`). The three consumers share a name and a handler, so any of them
+lists and re-drives every parked message.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime, time, timedelta
@@ -29,10 +30,8 @@ from tuoyu_credit.application import CreditApplication
 from tuoyu_credit.reactions import inspection_consumer, registration_consumer, subsidy_consumer
 from tuoyu_shared.calendar_cn import SHANGHAI
 from tuoyu_shared.context import command_context
-from tuoyu_shared.logs import configure_logging, get_logger
-from tuoyu_shared.relay import Relay
-from tuoyu_shared.tail import CommitSignal
-from tuoyu_shared.worker import worker_main
+from tuoyu_shared.logs import get_logger
+from tuoyu_shared.worker import Worker
 
 log = get_logger("tuoyu.credit.timers")
 
@@ -130,26 +129,16 @@ class Timers:
             stop.wait(min(remaining, MAX_SLEEP))
 
 
-def main() -> int:
-    app = CreditApplication()
-    configure_logging("credit", app.settings.log_level)
-    consumers = {"registration": registration_consumer(app),
-                 "inspection": inspection_consumer(app),
-                 "subsidy": subsidy_consumer(app)}
-    timers = Timers.from_env(app)
+WORKER = Worker(
+    service="credit",
+    application=CreditApplication,
+    reactions=lambda app: {"registration": registration_consumer(app),
+                           "inspection": inspection_consumer(app),
+                           "subsidy": subsidy_consumer(app)},
+    timers=lambda app: {"timers": Timers.from_env(app).run},
+)
 
-    def parts():
-        views = app.views_projector()
-        commits = CommitSignal(app.settings.database_url, app.events_channel)
-        return {"relay": Relay(app).run,
-                "views": lambda stop: views.run_local(stop, commits.wait),
-                **{name: consumer.run for name, consumer in consumers.items()},
-                "timers": timers.run}
-
-    # The three consumers share a name and a handler: one of them lists and re-drives every
-    # parked message.
-    return worker_main(parts, lambda: {"credit": consumers["registration"]})
-
+main = WORKER.main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    WORKER.run()

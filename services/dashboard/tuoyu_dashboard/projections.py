@@ -11,6 +11,7 @@ from collections.abc import Callable
 import psycopg
 
 from tuoyu_shared.envelope import Envelope
+from tuoyu_shared.views import View
 
 READ_MODEL_DDL = """
 CREATE TABLE IF NOT EXISTS institution_directory (
@@ -89,6 +90,11 @@ def project_registration(env: Envelope, cur: psycopg.Cursor) -> None:
     handler = REGISTRATION_HANDLERS.get(env.event_type)
     if handler is not None:
         handler(env, cur)
+
+
+#: The directory of institutions, projected from registration's log.
+REGISTRATION_VIEW = View("dashboard", "registration", ("institution_directory",),
+                         READ_MODEL_DDL, project_registration)
 
 
 def list_institutions(conn: psycopg.Connection, district: str | None = None,

@@ -1,41 +1,26 @@
-"""Background work of the dashboard: tracked consumers that project other services' events.
+"""Background work of the dashboard: tracked consumers that project other services' events
+into its read models (``dashboard``: the directory of institutions, from registration).
 
-Run: ``python -m tuoyu_dashboard.worker``.
+Run: ``python -m tuoyu_dashboard.worker`` (``dead-letters``, ``redrive``, ``rebuild VIEW`` for
+ops; see :mod:`tuoyu_shared.worker`).
 """
 
 from __future__ import annotations
 
-import sys
+from tuoyu_dashboard.projections import REGISTRATION_VIEW
+from tuoyu_shared.consumer import TrackedConsumer
+from tuoyu_shared.worker import Worker
 
-import psycopg
-
-from tuoyu_dashboard.projections import ensure_read_models, project_registration
-from tuoyu_shared.config import ensure_database, settings_for
-from tuoyu_shared.consumer import SqlTrackingStore, TrackedConsumer, tracked_consumer
-from tuoyu_shared.logs import configure_logging
-from tuoyu_shared.worker import worker_main
+WORKER = Worker(service="dashboard", read_models=(REGISTRATION_VIEW,))
 
 
 def registration_consumer(settings, amqp_uri: str | None = None,
                           log_reader=None) -> TrackedConsumer:
-    return tracked_consumer(
-        settings, name="dashboard", upstream="registration", handler=project_registration,
-        store=SqlTrackingStore(settings.database_url, "dashboard"), amqp_uri=amqp_uri,
-        log_reader=log_reader)
+    """The directory's projector (tests build it with their own settings and log)."""
+    return REGISTRATION_VIEW.consumer(settings, log_reader, amqp_uri=amqp_uri)
 
 
-def consumers() -> dict[str, TrackedConsumer]:
-    settings = settings_for("dashboard")
-    ensure_database(settings.database_url)
-    with psycopg.connect(settings.database_url) as conn:
-        ensure_read_models(conn)
-    return {"registration-projector": registration_consumer(settings)}
-
-
-def main() -> int:
-    configure_logging("dashboard", settings_for("dashboard").log_level)
-    return worker_main(lambda: {name: c.run for name, c in consumers().items()}, consumers)
-
+main = WORKER.main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    WORKER.run()

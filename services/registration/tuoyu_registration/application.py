@@ -98,7 +98,7 @@ class RegistrationApplication(ServiceApplication):
     name = "Registration"
     service_name = "registration"
     is_snapshotting_enabled = True
-    views_projection = (projections.PROJECTION_NAME, projections.project)
+    views = projections.VIEW
     snapshotting_intervals = {Institution: 100}
 
     def __init__(self, settings: Settings | None = None, env: dict[str, str] | None = None,

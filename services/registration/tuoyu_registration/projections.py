@@ -20,6 +20,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from tuoyu_shared.envelope import Envelope
+from tuoyu_shared.views import View
 
 PROJECTION_NAME = "registration-views"
 
@@ -77,17 +78,12 @@ TABLES = ("public_register", "filing_deadlines", "staff_roster", "staff_cases")
 
 
 def ensure_tables(database_url: str) -> None:
-    with psycopg.connect(database_url) as conn, conn.transaction():
-        conn.execute(DDL)
+    VIEW.ensure(database_url)
 
 
 def rebuild(database_url: str) -> None:
     """Drop the query tables and the projection's position: the next run replays the log."""
-    with psycopg.connect(database_url) as conn, conn.transaction():
-        for table in TABLES:
-            conn.execute(f"DROP TABLE IF EXISTS {table}")
-        conn.execute("DELETE FROM consumer_tracking WHERE consumer = %s", (PROJECTION_NAME,))
-        conn.execute(DDL)
+    VIEW.reset(database_url)
 
 
 def _set(cur: psycopg.Cursor, env: Envelope, **columns: Any) -> None:
@@ -224,6 +220,11 @@ def project(env: Envelope, cur: psycopg.Cursor) -> None:
     handler = HANDLERS.get(env.event_type)
     if handler is not None:
         handler(env, cur)
+
+
+#: The service's query tables, projected from its own log (``python -m tuoyu_registration.worker
+#: rebuild registration-views`` drops and replays them).
+VIEW = View(PROJECTION_NAME, "registration", TABLES, DDL, project)
 
 
 # ---- queries --------------------------------------------------------------------------------
