@@ -118,7 +118,12 @@ def test_a_worker_whose_part_died_exits_non_zero():
     def waits(stop: threading.Event) -> None:
         stop.wait(10)
 
+    import signal
+
+    before = (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT))
     assert run_parts({"dies": dies, "waits": waits}) is False
+    # parts run in a test leave the test process's signals alone
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
 
 
 def test_later_events_of_an_aggregate_wait_behind_its_parked_one(

@@ -31,18 +31,23 @@ from tuoyu_shared.logs import get_logger
 log = get_logger("tuoyu.worker")
 
 
-def run_parts(parts: dict[str, Callable[[threading.Event], None]]) -> bool:
-    """Run each part in a thread until a signal, or until one part dies (then all stop).
-    Returns False if a part died, so the process can exit non-zero and be restarted."""
-    stop = threading.Event()
-    faulthandler.register(signal.SIGUSR1, all_threads=True)  # ops: dump stacks with kill -USR1
+def run_parts(parts: dict[str, Callable[[threading.Event], None]],
+              stop: threading.Event | None = None, handle_signals: bool = False) -> bool:
+    """Run each part in a thread until ``stop`` (or, with ``handle_signals``, SIGTERM or
+    SIGINT), or until one part dies (then all stop). Returns False if a part died, so the
+    process can exit non-zero and be restarted. Only a worker's main installs the signal
+    handlers: a test running parts leaves its own process's signals alone."""
+    stop = stop or threading.Event()
+    if handle_signals:
+        faulthandler.register(signal.SIGUSR1, all_threads=True)  # ops: kill -USR1 for stacks
 
-    def shutdown(signum, frame):
-        log.info("worker.stopping", signal=signum)
-        stop.set()
+        def shutdown(signum, frame):
+            log.info("worker.stopping", signal=signum)
+            stop.set()
 
-    signal.signal(signal.SIGTERM, shutdown)
-    signal.signal(signal.SIGINT, shutdown)
+        signal.signal(signal.SIGTERM, shutdown)
+        signal.signal(signal.SIGINT, shutdown)
+
     def guarded(name: str, part: Callable[[threading.Event], None]) -> None:
         try:
             part(stop)
@@ -89,7 +94,7 @@ def worker_main(parts: Callable[[], dict[str, Callable[[threading.Event], None]]
     rebuild.add_argument("view", nargs="?", help="the view's name (none: list them)")
     args = parser.parse_args(argv)
     if args.command in (None, "run"):
-        return 0 if run_parts(parts()) else 1
+        return 0 if run_parts(parts(), handle_signals=True) else 1
     if args.command == "rebuild":
         found_views = views() if views else {}
         if args.view is None:
