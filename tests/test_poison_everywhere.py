@@ -38,6 +38,7 @@ from tuoyu_registration.samples import (
 from tuoyu_shared.consumer import ApplicationLog, TrackedConsumer
 from tuoyu_shared.envelope import Envelope
 from tuoyu_shared.metrics import read_model_metrics
+from tuoyu_shared.testing import metric_samples
 from tuoyu_shared.worker import worker_main
 
 NUL = "\x00"
@@ -426,13 +427,13 @@ def test_a_poison_message_is_parked_its_aggregate_waits_and_everything_else_flow
     case.applied()
 
     # Ops see it in /metrics and the CLI, fix the handler, and re-drive everything in order.
-    metrics = read_model_metrics("svc", consumer.store.database_url)
-    labels = f'consumer="{consumer.name}",upstream="{consumer.upstream}"'
-    assert f'tuoyu_parked_messages{{service="svc",{labels}}} 1' in metrics
-    assert f'tuoyu_held_messages{{service="svc",{labels}}} 1' in metrics
-    assert f'tuoyu_held_aggregates{{service="svc",{labels}}} 1' in metrics
-    [line] = [m for m in metrics.splitlines() if m.startswith("tuoyu_parked_message{")]
-    assert f'aggregate_id="{case.poisoned}"' in line and 'error="' in line
+    metrics = metric_samples(read_model_metrics("svc", consumer.store.database_url))
+    labels = {"service": "svc", "consumer": consumer.name, "upstream": consumer.upstream}
+    for name in ("tuoyu_parked_messages", "tuoyu_held_messages", "tuoyu_held_aggregates"):
+        assert [(s.labels, s.value) for s in metrics[name]] == [(labels, 1)], name
+    [letter] = metrics["tuoyu_parked_message"]
+    assert letter.labels["aggregate_id"] == case.poisoned and letter.labels["error"]
+    assert letter.labels["dead_letter_id"] == str(parked.id)
     capsys.readouterr()
     assert worker_main(dict, lambda: {"c": consumer}, ["dead-letters"]) == 0
     listed = capsys.readouterr().out
@@ -443,5 +444,6 @@ def test_a_poison_message_is_parked_its_aggregate_waits_and_everything_else_flow
     assert worker_main(dict, lambda: {"c": consumer}, ["redrive", "--all"]) == 0
     assert consumer.store.dead_letters() == []
     case.redriven()
-    assert "tuoyu_parked_message{" not in read_model_metrics("svc", consumer.store.database_url)
+    after = metric_samples(read_model_metrics("svc", consumer.store.database_url))
+    assert after["tuoyu_parked_message"] == [] and after["tuoyu_parked_messages"] == []
     consumer.store.close()

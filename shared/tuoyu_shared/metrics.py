@@ -1,28 +1,62 @@
-"""Prometheus text for what ops watch on every service: its event log head, the relay's
-position and lag, each consumer's position per upstream, and the messages its consumers parked
-or hold behind a parked one (with the aggregate held and the error), read from the service's
-own database.
+"""Prometheus metrics of every Tuoyu process, through ``prometheus_client``.
+
+What ops watch on every service, read from the service's own database when scraped (a
+collector, so the numbers are never stale): its event log head, the relay's position and lag,
+each consumer's position per upstream, and the messages its consumers parked or hold behind a
+parked one (with the aggregate held and the error). Beside them, the process's own metrics in
+``prometheus_client``'s default registry: memory, CPU, open file descriptors (the process
+collector), garbage collection, the requests the adapter handled (:data:`REQUESTS`,
+:data:`REQUEST_SECONDS`) and the events the relay published (:data:`RELAY_PUBLISHED`).
+
+A service's ``/metrics`` (nameko adapter) and a worker's (``tuoyu_shared.worker``) both answer
+with :func:`render`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import psycopg
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder, generate_latest
+
+from tuoyu_shared.logs import get_logger
+
+log = get_logger("tuoyu.metrics")
 
 #: Parked letters listed one by one (with their error) per consumer; the count covers all.
 LISTED_LETTERS = 20
 
+# ---- process-level metrics (the default registry) -----------------------------------------
 
-def label(value: Any) -> str:
-    """A label value in the text exposition format: backslash, quote and newline escaped."""
-    return (str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n"))
+#: Every HTTP and RPC entrypoint call the nameko adapter handled (commands and queries), by
+#: outcome: ``ok``, ``refused`` (a 4xx, or an RPC refused with a validation or domain error)
+#: or ``error`` (a 5xx, or an RPC that failed otherwise).
+REQUESTS = Counter("tuoyu_requests", "Entrypoint calls handled, by outcome.",
+                   ["service", "entrypoint", "transport", "outcome"])
+REQUEST_SECONDS = Histogram("tuoyu_request_duration_seconds",
+                            "Time to handle an entrypoint call.",
+                            ["service", "entrypoint", "transport"])
+#: Events the relay published (confirmed by the broker), since the process started.
+RELAY_PUBLISHED = Counter("tuoyu_relay_published", "Events published and confirmed.",
+                          ["exchange"])
 
 
-def sample(name: str, labels: dict[str, Any], value: Any) -> str:
-    inner = ",".join(f'{key}="{label(v)}"' for key, v in labels.items())
-    return f"{name}{{{inner}}} {value}"
+# ---- the database's metrics, read at scrape time -------------------------------------------
+
+def _text(value: Any) -> str:
+    """A label value: any text, a lone surrogate replaced (the exposition is UTF-8)."""
+    return str(value).encode("utf-8", "replace").decode("utf-8")
+
+
+def _gauge(name: str, documentation: str, labels: list[str]) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, documentation, labels=labels)
+
+
+def _add(family: GaugeMetricFamily, values: Iterable[Any], value: Any) -> None:
+    family.add_metric([_text(v) for v in values], value)
 
 
 def _rows(conn: psycopg.Connection, table: str, query: str) -> list[tuple]:
@@ -31,86 +65,152 @@ def _rows(conn: psycopg.Connection, table: str, query: str) -> list[tuple]:
     return conn.execute(query).fetchall()
 
 
-def consumer_metrics(service: str, conn: psycopg.Connection,
-                     tracking_table: str | None = None) -> list[str]:
+def consumer_families(service: str, conn: psycopg.Connection,
+                      tracking_table: str | None = None) -> list[Metric]:
     """Consumer positions and dead letters in one service's database."""
-    lines = ["# HELP tuoyu_consumer_position Last upstream notification id applied.",
-             "# TYPE tuoyu_consumer_position gauge"]
-    positions: list[tuple] = _rows(
+    consumer_labels = ["service", "consumer", "upstream"]
+    positions = _gauge("tuoyu_consumer_position", "Last upstream notification id applied.",
+                       consumer_labels)
+    rows: list[tuple] = _rows(
         conn, "consumer_tracking",
         "SELECT consumer, upstream, notification_id FROM consumer_tracking")
     if tracking_table:
-        positions += [(*name.split("<-", 1), n) for name, n in _rows(
+        rows += [(*name.split("<-", 1), n) for name, n in _rows(
             conn, tracking_table,
             f'SELECT application_name, max(notification_id) FROM "{tracking_table}" '
             "WHERE application_name LIKE '%<-%' GROUP BY application_name")]
-    for consumer, upstream, position in positions:
-        lines.append(sample("tuoyu_consumer_position", {
-            "service": service, "consumer": consumer, "upstream": upstream}, position))
+    for consumer, upstream, position in rows:
+        _add(positions, (service, consumer, upstream), position)
     letters = _rows(
         conn, "consumer_dead_letters",
         "SELECT consumer, upstream, held, count(*), count(DISTINCT aggregate_id) "
         "FROM consumer_dead_letters WHERE redriven_at IS NULL "
         "GROUP BY consumer, upstream, held")
-    lines += ["# HELP tuoyu_parked_messages Messages that failed every try, not re-driven.",
-              "# TYPE tuoyu_parked_messages gauge"]
-    lines += [sample("tuoyu_parked_messages", {"service": service, "consumer": c,
-                                               "upstream": u}, n)
-              for c, u, held, n, _ in letters if not held]
-    lines += ["# HELP tuoyu_held_messages Later events of an aggregate waiting behind its "
-              "parked one.", "# TYPE tuoyu_held_messages gauge"]
-    lines += [sample("tuoyu_held_messages", {"service": service, "consumer": c,
-                                             "upstream": u}, n)
-              for c, u, held, n, _ in letters if held]
-    lines += ["# HELP tuoyu_held_aggregates Aggregates whose events wait on a parked one.",
-              "# TYPE tuoyu_held_aggregates gauge"]
-    held_aggregates: dict[tuple[str, str], int] = {}
-    for c, u, held, _, aggregates in letters:
-        if not held:
-            held_aggregates[(c, u)] = aggregates
-    lines += [sample("tuoyu_held_aggregates", {"service": service, "consumer": c,
-                                               "upstream": u}, n)
-              for (c, u), n in held_aggregates.items()]
-    lines += ["# HELP tuoyu_parked_message A parked message: which, of which aggregate, why.",
-              "# TYPE tuoyu_parked_message gauge"]
-    lines += [sample("tuoyu_parked_message", {
-        "service": service, "consumer": c, "upstream": u, "dead_letter_id": i,
-        "notification_id": n, "event_type": t, "aggregate_id": a,
-        "error": (e.splitlines() or [""])[-1][:200]}, 1)
-        for c, u, i, n, t, a, e in _rows(
+    parked = _gauge("tuoyu_parked_messages", "Messages that failed every try, not re-driven.",
+                    consumer_labels)
+    held = _gauge("tuoyu_held_messages",
+                  "Later events of an aggregate waiting behind its parked one.", consumer_labels)
+    held_aggregates = _gauge("tuoyu_held_aggregates",
+                             "Aggregates whose events wait on a parked one.", consumer_labels)
+    for consumer, upstream, is_held, count, aggregates in letters:
+        labels = (service, consumer, upstream)
+        if is_held:
+            _add(held, labels, count)
+        else:
+            _add(parked, labels, count)
+            _add(held_aggregates, labels, aggregates)
+    listed = _gauge("tuoyu_parked_message", "A parked message: which, of which aggregate, why.",
+                    ["service", "consumer", "upstream", "dead_letter_id", "notification_id",
+                     "event_type", "aggregate_id", "error"])
+    for consumer, upstream, i, n, event_type, aggregate, error in _rows(
             conn, "consumer_dead_letters",
             "SELECT consumer, upstream, id, notification_id, event_type, aggregate_id, error "
             "FROM (SELECT *, row_number() OVER (PARTITION BY consumer ORDER BY id) AS k "
             "FROM consumer_dead_letters WHERE redriven_at IS NULL AND NOT held) AS open "
-            f"WHERE k <= {LISTED_LETTERS} ORDER BY id")]
-    return lines
+            f"WHERE k <= {LISTED_LETTERS} ORDER BY id"):
+        _add(listed, (service, consumer, upstream, i, n, event_type, aggregate,
+                      ((error or "").splitlines() or [""])[-1][:200]), 1)
+    return [positions, parked, held, held_aggregates, listed]
+
+
+class _DatabaseCollector:
+    """Reads its families from the database at each collect; with the database away it
+    yields ``tuoyu_database_up 0`` alone (the process's metrics are still served)."""
+
+    service: str
+
+    def families(self) -> list[Metric]:
+        raise NotImplementedError
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            families = self.families()
+            up = 1
+        except Exception as e:  # psycopg's or eventsourcing's: the database is away
+            log.warning("metrics.database_unavailable", service=self.service, error=repr(e))
+            families, up = [], 0
+        reachable = _gauge("tuoyu_database_up",
+                           "Whether the service's database answered this scrape.", ["service"])
+        _add(reachable, (self.service,), up)
+        yield reachable
+        yield from families
+
+
+class EventLogCollector(_DatabaseCollector):
+    """An event-sourced service's (an eventsourcing application's): log head, relay position
+    and lag per exchange, consumers and dead letters."""
+
+    def __init__(self, service: str, app: Any):
+        self.service = service
+        self.app = app
+
+    def families(self) -> list[Metric]:
+        head = self.app.log_head()
+        log_head = _gauge("tuoyu_log_head", "Newest notification id in the service's event log.",
+                          ["service"])
+        _add(log_head, (self.service,), head)
+        position = _gauge("tuoyu_relay_position", "Last notification id the relay published.",
+                          ["service", "exchange"])
+        lag = _gauge("tuoyu_relay_lag", "Events recorded but not yet published.",
+                     ["service", "exchange"])
+        with psycopg.connect(self.app.settings.database_url, autocommit=True) as conn:
+            for exchange, published in _rows(
+                    conn, "relay_position", "SELECT exchange, notification_id FROM relay_position"):
+                _add(position, (self.service, exchange), published)
+                _add(lag, (self.service, exchange), max(head - published, 0))
+            consumers = consumer_families(self.service, conn,
+                                          getattr(self.app.recorder, "tracking_table_name", None))
+        return [log_head, position, lag, *consumers]
+
+
+class ReadModelCollector(_DatabaseCollector):
+    """A service with read models only (the dashboard): consumers and dead letters."""
+
+    def __init__(self, service: str, database_url: str):
+        self.service = service
+        self.database_url = database_url
+
+    def families(self) -> list[Metric]:
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            return consumer_families(self.service, conn)
+
+
+# ---- exposition ----------------------------------------------------------------------------
+
+class _Forward:
+    """Another registry's metrics, collected into a per-request one."""
+
+    def __init__(self, registry: CollectorRegistry):
+        self.registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self.registry.collect()
+
+
+def registry_of(*collectors: Any, process: bool = True) -> CollectorRegistry:
+    """A registry for one scrape: the given collectors and, with ``process``, everything in
+    the default registry (process, platform and GC collectors, requests, relay)."""
+    registry = CollectorRegistry(auto_describe=False)
+    for collector in collectors:
+        registry.register(collector)
+    if process:
+        registry.register(_Forward(REGISTRY))
+    return registry
+
+
+def render(*collectors: Any, accept: str | None = None) -> tuple[bytes, str]:
+    """The body and content type of a ``/metrics`` answer, in the format the scraper's
+    ``Accept`` header asks for (the Prometheus text format by default, OpenMetrics if asked)."""
+    encoder, content_type = choose_encoder(accept or "")
+    return encoder(registry_of(*collectors)), content_type
 
 
 def event_log_metrics(service: str, app: Any) -> str:
-    """Everything above for an event-sourced service (an eventsourcing application)."""
-    head = app.log_head()
-    lines = [
-        "# HELP tuoyu_log_head Newest notification id in the service's event log.",
-        "# TYPE tuoyu_log_head gauge",
-        sample("tuoyu_log_head", {"service": service}, head),
-    ]
-    with psycopg.connect(app.settings.database_url, autocommit=True) as conn:
-        lines += ["# TYPE tuoyu_relay_position gauge", "# TYPE tuoyu_relay_lag gauge"]
-        for exchange, position in _rows(conn, "relay_position",
-                                        "SELECT exchange, notification_id FROM relay_position"):
-            labels = {"service": service, "exchange": exchange}
-            lines.append(sample("tuoyu_relay_position", labels, position))
-            lines.append(sample("tuoyu_relay_lag", labels, max(head - position, 0)))
-        lines += consumer_metrics(service, conn,
-                                  getattr(app.recorder, "tracking_table_name", None))
-    return exposition(lines)
+    """The database's metrics of an event-sourced service, as Prometheus text."""
+    return generate_latest(registry_of(EventLogCollector(service, app), process=False)).decode()
 
 
 def read_model_metrics(service: str, database_url: str) -> str:
-    """For a service with read models only (the dashboard)."""
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        return exposition(consumer_metrics(service, conn))
-
-
-def exposition(lines: Iterable[str]) -> str:
-    return "\n".join(lines) + "\n"
+    """The database's metrics of a read-model service (the dashboard), as Prometheus text."""
+    return generate_latest(registry_of(ReadModelCollector(service, database_url),
+                                       process=False)).decode()

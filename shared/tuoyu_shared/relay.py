@@ -33,6 +33,7 @@ from tuoyu_shared.application import ServiceApplication
 from tuoyu_shared.catalogue import SchemaViolation, validate_envelope
 from tuoyu_shared.envelope import Envelope, encode
 from tuoyu_shared.logs import get_logger
+from tuoyu_shared.metrics import RELAY_PUBLISHED
 from tuoyu_shared.tail import CommitSignal
 
 log = get_logger("tuoyu.relay")
@@ -225,6 +226,7 @@ class Relay:
                                      previous=position)
         self._save_position(batch[-1].notification_id)
         self.published += len(batch)
+        RELAY_PUBLISHED.labels(self.exchange).inc(len(batch))
         log.debug("relay.published", count=len(batch), position=batch[-1].notification_id,
                   exchange=self.exchange)
         return len(batch)

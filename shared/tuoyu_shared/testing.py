@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg
@@ -174,6 +175,15 @@ def running():
     r = Running()
     yield r
     r.close()
+
+
+def metric_samples(text: str) -> dict[str, list[Any]]:
+    """A Prometheus text exposition parsed (prometheus_client's parser): each family's name
+    (a counter's without ``_total``) to its samples (``.name``, ``.labels``, ``.value``)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {family.name: list(family.samples)
+            for family in text_string_to_metric_families(text)}
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:

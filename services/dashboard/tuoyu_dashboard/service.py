@@ -15,7 +15,8 @@ from werkzeug.wrappers import Response
 
 from tuoyu_dashboard.projections import ensure_read_models, list_institutions
 from tuoyu_shared.config import ensure_database, settings_for
-from tuoyu_shared.metrics import read_model_metrics
+from tuoyu_shared.metrics import ReadModelCollector, render
+from tuoyu_shared.nameko_metrics import RequestMetrics
 from tuoyu_shared.nameko_support import CommandContextProvider, http_json, query_int
 from tuoyu_shared.validation import Validator
 
@@ -41,6 +42,7 @@ class DashboardService:
 
     store = ReadStore()
     context = CommandContextProvider()
+    request_metrics = RequestMetrics()
 
     @rpc
     def institutions(self, district: str | None = None, limit: int = 100) -> list:
@@ -60,9 +62,10 @@ class DashboardService:
     @http("GET", "/metrics")
     def metrics(self, request: Any) -> Response:
         """Prometheus text: each projector's position per upstream, parked and held
-        messages (see :mod:`tuoyu_shared.metrics`)."""
-        return Response(read_model_metrics(self.name, settings_for(self.name).database_url),
-                        mimetype="text/plain; version=0.0.4")
+        messages, and the process's own metrics (see :mod:`tuoyu_shared.metrics`)."""
+        collector = ReadModelCollector(self.name, settings_for(self.name).database_url)
+        body, content_type = render(collector, accept=request.headers.get("Accept"))
+        return Response(body, content_type=content_type)
 
     @http("GET", "/api/institutions")
     @http_json
