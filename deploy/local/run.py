@@ -141,7 +141,9 @@ def _alive(pid: int) -> bool:
 
 
 def start() -> None:
-    busy = [spec.http_port for spec in SERVICES if port_open(spec.http_port)]
+    ports = [spec.http_port for spec in SERVICES] + [
+        spec.worker_http_port for spec in SERVICES if spec.worker_http_port is not None]
+    busy = [port for port in ports if port_open(port)]
     if busy:
         sys.exit(f"ports {busy} are in use: is an earlier `make run` still up? (`make stop`)")
     pg, rabbit = servers()
@@ -184,6 +186,8 @@ Tuoyu is running.
                           POST {registration}/api/institutions, …/<id>/<command>
   Credit report:          {group.url("credit")}/api/institutions/<id>/credit
   Health:                 {registration}/health  {dashboard}/health  {group.url("credit")}/health
+  Workers' health:        {"  ".join(group.worker_url(s.name) + "/health" for s in SERVICES)}
+  Metrics (Prometheus):   /metrics on each of the ports above, services' and workers'
   Logs:                   {RUN_DIR / 'logs'}
   PostgreSQL:             {base}/tuoyu_<service>
   RabbitMQ:               {rabbit.uri}

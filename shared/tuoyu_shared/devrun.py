@@ -2,7 +2,9 @@
 
 Each service is two processes: its nameko adapter (RPC + HTTP, under eventlet) and its worker
 (relay and tracked consumers, plain threads). Ports and URIs come in through the environment,
-exactly as in a deployment.
+exactly as in a deployment. Each worker serves ``/health`` and ``/metrics`` on a port of its
+own (``worker_http_port``: 9101-9103, plus the group's port offset like the services' ports),
+so the workers of one machine never collide on the default 9100.
 
 With ``supervise_in_background()`` the group restarts a process that dies (with exponential
 backoff, one line in the output each time) and keeps the others running; ``stop()`` stops
@@ -31,14 +33,16 @@ class ServiceSpec:
     nameko_class: str
     http_port: int
     worker_module: str | None
+    worker_http_port: int | None = None  # the worker's /health and /metrics
 
 
 SERVICES = (
     ServiceSpec("registration", "tuoyu_registration.service:RegistrationService", 8001,
-                "tuoyu_registration.worker"),
+                "tuoyu_registration.worker", 9101),
     ServiceSpec("dashboard", "tuoyu_dashboard.service:DashboardService", 8002,
-                "tuoyu_dashboard.worker"),
-    ServiceSpec("credit", "tuoyu_credit.service:CreditService", 8003, "tuoyu_credit.worker"),
+                "tuoyu_dashboard.worker", 9102),
+    ServiceSpec("credit", "tuoyu_credit.service:CreditService", 8003, "tuoyu_credit.worker",
+                9103),
 )
 
 
@@ -86,6 +90,16 @@ class ProcessGroup:
         spec = next(s for s in SERVICES if s.name == service)
         return f"http://127.0.0.1:{self.port(spec)}"
 
+    def worker_port(self, spec: ServiceSpec) -> int | None:
+        if spec.worker_http_port is None:
+            return None
+        return spec.worker_http_port + self.port_offset
+
+    def worker_url(self, service: str) -> str:
+        """Where a service's worker serves ``/health`` and ``/metrics``."""
+        spec = next(s for s in SERVICES if s.name == service)
+        return f"http://127.0.0.1:{self.worker_port(spec)}"
+
     def _spawn(self, name: str, argv: list[str]) -> None:
         with self._lock:
             if self._stopping:
@@ -106,9 +120,16 @@ class ProcessGroup:
                 self.start_worker(spec)
         for spec in services:
             self.wait_healthy(spec)
+        for spec in services:
+            if workers and spec.worker_module and self.worker_port(spec) is not None:
+                self.wait_healthy(spec, url=f"{self.worker_url(spec.name)}/health")
 
     def start_worker(self, spec: ServiceSpec) -> None:
-        self._spawn(f"{spec.name}-worker", [sys.executable, "-m", spec.worker_module])
+        argv = [sys.executable, "-m", spec.worker_module]
+        port = self.worker_port(spec)
+        if port is not None:
+            argv += ["--http-port", str(port)]
+        self._spawn(f"{spec.name}-worker", argv)
 
     def stop_process(self, name: str, signalled: bool = False) -> None:
         """Stop one process for good: supervision does not restart it (start it again
@@ -127,9 +148,10 @@ class ProcessGroup:
             proc.kill()
             proc.wait()
 
-    def wait_healthy(self, spec: ServiceSpec, timeout: float = 60) -> None:
+    def wait_healthy(self, spec: ServiceSpec, timeout: float = 60, url: str | None = None) -> None:
+        """Until the service's ``/health`` (or ``url``) answers 200."""
         deadline = time.monotonic() + timeout
-        url = f"http://127.0.0.1:{self.port(spec)}/health"
+        url = url or f"http://127.0.0.1:{self.port(spec)}/health"
         while time.monotonic() < deadline:
             with self._lock:
                 procs = dict(self.procs)

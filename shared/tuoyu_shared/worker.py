@@ -2,7 +2,9 @@
 process, from a declaration (:class:`Worker`).
 
 No eventlet here: eventsourcing's threads and psycopg's C implementation run as designed.
-Each part runs in its own thread until SIGTERM or SIGINT.
+Each part runs in its own thread until SIGTERM or SIGINT. A running worker serves ``/health``
+(200 while every part's thread is alive, 503 otherwise) and ``/metrics`` on
+``TUOYU_WORKER_HTTP_PORT`` (default 9100) or ``--http-port`` (:mod:`tuoyu_shared.worker_http`).
 
 A worker's command line also lets ops look after its consumers and views:
 
@@ -32,11 +34,14 @@ log = get_logger("tuoyu.worker")
 
 
 def run_parts(parts: dict[str, Callable[[threading.Event], None]],
-              stop: threading.Event | None = None, handle_signals: bool = False) -> bool:
+              stop: threading.Event | None = None, handle_signals: bool = False,
+              http: Any = None) -> bool:
     """Run each part in a thread until ``stop`` (or, with ``handle_signals``, SIGTERM or
     SIGINT), or until one part dies (then all stop). Returns False if a part died, so the
     process can exit non-zero and be restarted. Only a worker's main installs the signal
-    handlers: a test running parts leaves its own process's signals alone."""
+    handlers: a test running parts leaves its own process's signals alone. ``http`` (a
+    :class:`~tuoyu_shared.worker_http.WorkerHttp`) is told the parts' threads, for
+    ``/health``."""
     stop = stop or threading.Event()
     if handle_signals:
         faulthandler.register(signal.SIGUSR1, all_threads=True)  # ops: kill -USR1 for stacks
@@ -58,6 +63,8 @@ def run_parts(parts: dict[str, Callable[[threading.Event], None]],
                for name, part in parts.items()]
     for thread in threads:
         thread.start()
+    if http is not None:
+        http.watch(threads, stop)
     log.info("worker.started", parts=list(parts))
     died = False
     while not stop.is_set():
@@ -76,10 +83,18 @@ def run_parts(parts: dict[str, Callable[[threading.Event], None]],
 def worker_main(parts: Callable[[], dict[str, Callable[[threading.Event], None]]],
                 consumers: Callable[[], dict[str, Any]] | None = None,
                 argv: list[str] | None = None,
-                views: Callable[[], dict[str, Callable[[], int]]] | None = None) -> int:
+                views: Callable[[], dict[str, Callable[[], int]]] | None = None, *,
+                service: str | None = None, metrics: Any = None) -> int:
     """The command line of a worker: run its parts, manage its consumers' dead letters, or
-    rebuild a view (``views``: name → a function that rebuilds it, returning events read)."""
+    rebuild a view (``views``: name → a function that rebuilds it, returning events read).
+
+    Running, it serves ``/health`` and ``/metrics`` (``metrics``: the service's database
+    collector, :mod:`tuoyu_shared.metrics`) on ``--http-port`` or ``TUOYU_WORKER_HTTP_PORT``
+    (:mod:`tuoyu_shared.worker_http`); a port it cannot bind is an error (exit 2)."""
     parser = argparse.ArgumentParser()
+    parser.add_argument("--http-port", type=int, default=None,
+                        help="port of /health and /metrics (default: TUOYU_WORKER_HTTP_PORT "
+                             "or 9100)")
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("run")
     listing = sub.add_parser("dead-letters",
@@ -94,7 +109,7 @@ def worker_main(parts: Callable[[], dict[str, Callable[[threading.Event], None]]
     rebuild.add_argument("view", nargs="?", help="the view's name (none: list them)")
     args = parser.parse_args(argv)
     if args.command in (None, "run"):
-        return 0 if run_parts(parts(), handle_signals=True) else 1
+        return _run(parts, service, metrics, args.http_port)
     if args.command == "rebuild":
         found_views = views() if views else {}
         if args.view is None:
@@ -139,6 +154,24 @@ def worker_main(parts: Callable[[], dict[str, Callable[[threading.Event], None]]
     return status
 
 
+def _run(parts: Callable[[], dict[str, Callable[[threading.Event], None]]],
+         service: str | None, metrics: Any, port: int | None) -> int:
+    from tuoyu_shared.worker_http import PORT_VAR, WorkerHttp, address_from_env
+
+    try:
+        host, port = address_from_env(port=port)
+        http = WorkerHttp(service or "worker", host, port, metrics)
+        http.start()
+    except (OSError, ValueError) as e:
+        log.error("worker.http_unavailable", error=str(e),
+                  hint=f"another process serves the port? set {PORT_VAR} or --http-port")
+        return 2
+    try:
+        return 0 if run_parts(parts(), handle_signals=True, http=http) else 1
+    finally:
+        http.close()
+
+
 def _parts_of(consumers: dict[str, Any]) -> dict[str, Any]:
     """One consumer per store (several consumers of one service may share a store name,
     and so their dead letters): the first lists and re-drives them all."""
@@ -173,6 +206,7 @@ class Worker:
         from tuoyu_shared.config import ensure_database, settings_for
         from tuoyu_shared.consumer import ApplicationLog
         from tuoyu_shared.logs import configure_logging
+        from tuoyu_shared.metrics import EventLogCollector, ReadModelCollector
         from tuoyu_shared.relay import Relay
         from tuoyu_shared.tail import CommitSignal
 
@@ -214,7 +248,9 @@ class Worker:
                 found[own.name] = lambda: own.rebuild(settings, ApplicationLog(app))
             return found
 
-        return worker_main(parts, consumers, argv, views)
+        metrics = (EventLogCollector(self.service, app) if app is not None
+                   else ReadModelCollector(self.service, settings.database_url))
+        return worker_main(parts, consumers, argv, views, service=self.service, metrics=metrics)
 
     def run(self) -> None:
         """``python -m tuoyu_<service>.worker`` entry point."""

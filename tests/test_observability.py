@@ -1,0 +1,167 @@
+"""What ops scrape, on the processes as `make run` runs them: every service's and every
+worker's /health and /metrics, parsed with prometheus_client's parser; requests counted by
+outcome; the relay's published events and each worker part's liveness."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+
+from tuoyu_registration.samples import sample_registration
+from tuoyu_shared.devrun import SERVICES, ProcessGroup, http_json
+from tuoyu_shared.rpc import RpcClient
+from tuoyu_shared.testing import metric_samples, wait_for
+
+# Services on 8401-8403, workers on 9501-9503: test_end_to_end uses offset 100, test_hostile_input
+# 200, test_supervision 300.
+PORT_OFFSET = 400
+VHOST = "tuoyu-observability"
+EVENT_SOURCED = ("registration", "credit")
+PARTS = {"registration": {"relay", "views", "credit"},
+         "dashboard": {"dashboard"},
+         "credit": {"relay", "views", "registration", "inspection", "subsidy", "timers"}}
+
+
+@pytest.fixture(scope="module")
+def group(servers, tmp_path_factory):
+    import psycopg
+    from psycopg import sql
+
+    names = {s.name: f"obs_{s.name}" for s in SERVICES}
+    with psycopg.connect(servers.database_url("postgres"), autocommit=True) as conn:
+        for name in names.values():
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(name)))
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    amqp_uri = servers.amqp_uri
+    if servers.rabbit is not None:  # a vhost of its own: queue names are fixed
+        servers.rabbit.ctl("delete_vhost", VHOST, check=False)
+        servers.rabbit.ctl("add_vhost", VHOST)
+        servers.rabbit.ctl("set_permissions", "-p", VHOST, "guest", ".*", ".*", ".*")
+        amqp_uri = servers.amqp_uri.rstrip("/") + "/" + VHOST
+    env = {f"TUOYU_{s.upper()}_DATABASE_URL": servers.database_url(db)
+           for s, db in names.items()}
+    env.update(TUOYU_AMQP_URI=amqp_uri, TUOYU_CONSUMER_CATCHUP_INTERVAL="1")
+    g = ProcessGroup(env, tmp_path_factory.mktemp("observability-logs"),
+                     port_offset=PORT_OFFSET)
+    try:
+        g.start()  # waits for every service's and every worker's /health
+        yield g
+    finally:
+        g.stop()
+        if servers.rabbit is not None:
+            servers.rabbit.ctl("delete_vhost", VHOST, check=False)
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def scrape(url: str) -> dict[str, list]:
+    status, text = get(f"{url}/metrics")
+    assert status == 200, text
+    return metric_samples(text)
+
+
+def value(samples: list, **labels: str) -> float | None:
+    found = [s.value for s in samples if all(s.labels.get(k) == v for k, v in labels.items())]
+    return sum(found) if found else None
+
+
+@pytest.fixture(scope="module")
+def relayed(group) -> str:
+    """An institution registered and on the dashboard: the relay and a consumer have work."""
+    status, reply = http_json("POST", f"{group.url('registration')}/api/institutions",
+                              sample_registration(1))
+    assert status == 201, reply
+
+    def on_dashboard() -> bool:
+        _, listing = http_json("GET", f"{group.url('dashboard')}/api/institutions")
+        return listing.get("count", 0) >= 1
+
+    wait_for(on_dashboard, timeout=60, what="the institution on the dashboard")
+    return reply["institution_id"]
+
+
+@pytest.mark.parametrize("service", [s.name for s in SERVICES])
+def test_each_service_serves_health_and_metrics(group, relayed, service):
+    status, body = get(f"{group.url(service)}/health")
+    assert status == 200 and json.loads(body)["status"] == "ok"
+    metrics = scrape(group.url(service))
+    assert value(metrics["tuoyu_database_up"], service=service) == 1
+    assert metrics["process_resident_memory_bytes"][0].value > 0
+    assert metrics["process_open_fds"][0].value > 0
+    if service in EVENT_SOURCED:
+        assert value(metrics["tuoyu_log_head"], service=service) >= (
+            1 if service == "registration" else 0)
+        assert "tuoyu_relay_lag" in metrics
+    if service == "dashboard":
+        assert value(metrics["tuoyu_consumer_position"], consumer="dashboard",
+                     upstream="registration") >= 1
+    # Every entrypoint call is counted, /health's too.
+    wait_for(lambda: (value(scrape(group.url(service))["tuoyu_requests"], service=service,
+                            entrypoint="health", transport="http", outcome="ok") or 0) >= 1,
+             timeout=10, what=f"{service}'s /health counted")
+
+
+@pytest.mark.parametrize("service", [s.name for s in SERVICES])
+def test_each_worker_serves_health_and_metrics(group, relayed, service):
+    base = group.worker_url(service)
+    status, body = get(f"{base}/health")
+    health = json.loads(body)
+    assert status == 200 and health["status"] == "ok", health
+    assert health["parts"] == dict.fromkeys(PARTS[service], True)
+
+    metrics = scrape(base)
+    up = {s.labels["part"]: s.value for s in metrics["tuoyu_worker_part_up"]
+          if s.labels["service"] == service}
+    assert up == dict.fromkeys(PARTS[service], 1)
+    assert value(metrics["tuoyu_database_up"], service=service) == 1
+    assert metrics["process_resident_memory_bytes"][0].value > 0
+    if service == "registration":
+        wait_for(lambda: (value(scrape(base)["tuoyu_relay_published"],
+                                exchange="registration.events") or 0) >= 1,
+                 what="the registration relay's published events")
+        assert value(metrics["tuoyu_log_head"], service=service) >= 1
+    if service == "dashboard":
+        assert value(metrics["tuoyu_consumer_position"], consumer="dashboard",
+                     upstream="registration") >= 1
+
+
+def test_requests_are_counted_by_outcome_and_timed(group, relayed):
+    registration = group.url("registration")
+    before = scrape(registration)
+    status, _ = http_json("POST", f"{registration}/api/institutions", {"name": "x"})
+    assert status == 400
+    status, _ = http_json("GET", f"{registration}/api/institutions/"
+                          "6f1d3c2e-5b7a-4d21-9a43-0c8e2f7b9d10")
+    assert status == 404
+    rpc = RpcClient(group.env["TUOYU_AMQP_URI"])
+    try:
+        assert rpc.call("registration", "log_head") >= 1
+    finally:
+        rpc.close()
+    after = scrape(registration)
+
+    def grew(entrypoint: str, transport: str, outcome: str) -> float:
+        labels = dict(service="registration", entrypoint=entrypoint, transport=transport,
+                      outcome=outcome)
+        return (value(after["tuoyu_requests"], **labels) or 0) - (
+            value(before["tuoyu_requests"], **labels) or 0)
+
+    assert value(after["tuoyu_requests"], entrypoint="http_register", transport="http",
+                 outcome="ok") >= 1  # the registration of the fixture
+    assert grew("http_register", "http", "refused") == 1
+    assert grew("http_institution", "http", "refused") == 1
+    assert grew("log_head", "rpc", "ok") == 1
+    counts = {s.labels["entrypoint"]: s.value for s in after["tuoyu_request_duration_seconds"]
+              if s.name == "tuoyu_request_duration_seconds_count"
+              and s.labels["service"] == "registration"}
+    assert counts["http_register"] >= 2 and counts["log_head"] >= 1
