@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup run stop test lint bench clean
+.PHONY: setup run stop test lint lint-docker bench clean
 
 setup:
 	@bash deploy/local/setup.sh
@@ -22,6 +22,10 @@ test: setup lint
 
 lint: setup
 	$(VENV)/bin/ruff check .
+
+## hadolint on the services' Dockerfiles.
+lint-docker: setup
+	$(VENV)/bin/hadolint services/*/Dockerfile
 
 ## Benchmarks; results written as JSON to bench-results/.
 bench: setup
