@@ -104,6 +104,10 @@ def test_openmetrics_when_the_scraper_asks_for_it(fresh_database):
                                 accept="application/openmetrics-text; version=1.0.0")
     assert content_type.startswith("application/openmetrics-text")
     assert body.rstrip().endswith(b"# EOF")
+    for accept in ("application/openmetrics-text; version=abc", "text/plain; version=x.y",
+                   "application/openmetrics-text; version=0.0.1", ";;,;=", "\x00\xff"):
+        body, content_type = render(accept=accept)  # never a failed scrape
+        assert content_type == "text/plain; version=0.0.4; charset=utf-8", accept
 
 
 # ---- a worker's /health and /metrics ----------------------------------------------------

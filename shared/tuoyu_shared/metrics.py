@@ -20,7 +20,8 @@ from typing import Any
 import psycopg
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.exposition import choose_encoder, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+from prometheus_client.openmetrics import exposition as openmetrics
 
 from tuoyu_shared.logs import get_logger
 
@@ -198,11 +199,26 @@ def registry_of(*collectors: Any, process: bool = True) -> CollectorRegistry:
     return registry
 
 
+def wants_openmetrics(accept: str | None) -> bool:
+    """Whether an ``Accept`` header asks for OpenMetrics 1.0.0 (any header at all is read
+    without failing: prometheus_client's own negotiation raises on a malformed version)."""
+    for part in (accept or "").split(","):
+        media, *params = (p.strip() for p in part.split(";"))
+        if media.lower() == "application/openmetrics-text":
+            version = next((p.split("=", 1)[1].strip() for p in params
+                            if p.lower().startswith("version=")), "1.0.0")
+            if version == "1.0.0":
+                return True
+    return False
+
+
 def render(*collectors: Any, accept: str | None = None) -> tuple[bytes, str]:
-    """The body and content type of a ``/metrics`` answer, in the format the scraper's
-    ``Accept`` header asks for (the Prometheus text format by default, OpenMetrics if asked)."""
-    encoder, content_type = choose_encoder(accept or "")
-    return encoder(registry_of(*collectors)), content_type
+    """The body and content type of a ``/metrics`` answer: the Prometheus text format
+    (0.0.4), or OpenMetrics 1.0.0 when the scraper's ``Accept`` header asks for it."""
+    registry = registry_of(*collectors)
+    if wants_openmetrics(accept):
+        return openmetrics.generate_latest(registry), openmetrics.CONTENT_TYPE_LATEST
+    return generate_latest(registry), CONTENT_TYPE_PLAIN_0_0_4
 
 
 def event_log_metrics(service: str, app: Any) -> str:
