@@ -113,16 +113,23 @@ class ProcessGroup:
             self._write_pids()
 
     def start(self, services: tuple[ServiceSpec, ...] = SERVICES, workers: bool = True) -> None:
-        for spec in services:
-            self._spawn(f"{spec.name}-service", [sys.executable, "-m", "tuoyu_shared.serve",
-                                                 spec.nameko_class, "--port", str(self.port(spec))])
-            if workers and spec.worker_module:
-                self.start_worker(spec)
-        for spec in services:
-            self.wait_healthy(spec)
-        for spec in services:
-            if workers and spec.worker_module and self.worker_port(spec) is not None:
-                self.wait_healthy(spec, url=f"{self.worker_url(spec.name)}/health")
+        """Start the services (and their workers) and wait until each answers ``/health``;
+        if one does not, stop everything started and raise (no process is left behind)."""
+        try:
+            for spec in services:
+                self._spawn(f"{spec.name}-service",
+                            [sys.executable, "-m", "tuoyu_shared.serve", spec.nameko_class,
+                             "--port", str(self.port(spec))])
+                if workers and spec.worker_module:
+                    self.start_worker(spec)
+            for spec in services:
+                self.wait_healthy(spec)
+            for spec in services:
+                if workers and spec.worker_module and self.worker_port(spec) is not None:
+                    self.wait_healthy(spec, url=f"{self.worker_url(spec.name)}/health")
+        except BaseException:
+            self.stop()
+            raise
 
     def start_worker(self, spec: ServiceSpec) -> None:
         argv = [sys.executable, "-m", spec.worker_module]

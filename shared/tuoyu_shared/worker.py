@@ -90,7 +90,8 @@ def worker_main(parts: Callable[[], dict[str, Callable[[threading.Event], None]]
 
     Running, it serves ``/health`` and ``/metrics`` (``metrics``: the service's database
     collector, :mod:`tuoyu_shared.metrics`) on ``--http-port`` or ``TUOYU_WORKER_HTTP_PORT``
-    (:mod:`tuoyu_shared.worker_http`); a port it cannot bind is an error (exit 2)."""
+    (:mod:`tuoyu_shared.worker_http`). A port it cannot bind is logged as an error and the
+    parts run all the same: relaying and consuming matter more than being watched."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--http-port", type=int, default=None,
                         help="port of /health and /metrics (default: TUOYU_WORKER_HTTP_PORT "
@@ -158,18 +159,21 @@ def _run(parts: Callable[[], dict[str, Callable[[threading.Event], None]]],
          service: str | None, metrics: Any, port: int | None) -> int:
     from tuoyu_shared.worker_http import PORT_VAR, WorkerHttp, address_from_env
 
+    http: WorkerHttp | None = None
     try:
         host, port = address_from_env(port=port)
         http = WorkerHttp(service or "worker", host, port, metrics)
         http.start()
     except (OSError, ValueError) as e:
-        log.error("worker.http_unavailable", error=str(e),
-                  hint=f"another process serves the port? set {PORT_VAR} or --http-port")
-        return 2
+        log.error("worker.http_unavailable", error=str(e), port=port,
+                  hint=f"no /health nor /metrics: another process serves the port? set "
+                       f"{PORT_VAR} or --http-port")
+        http = None
     try:
         return 0 if run_parts(parts(), handle_signals=True, http=http) else 1
     finally:
-        http.close()
+        if http is not None:
+            http.close()
 
 
 def _parts_of(consumers: dict[str, Any]) -> dict[str, Any]:
