@@ -24,6 +24,7 @@ from eventsourcing.postgres import PostgresProcessRecorder
 from tuoyu_shared.config import Settings, ensure_database, settings_for
 from tuoyu_shared.context import current_context
 from tuoyu_shared.envelope import Envelope, envelope_from_event, event_type_of
+from tuoyu_shared.errors import Conflict
 from tuoyu_shared.logs import get_logger
 
 log = get_logger("tuoyu.application")
@@ -45,6 +46,13 @@ class DateAsISO(Transcoding):
 
     def decode(self, data: str) -> Any:
         return self._dt.date.fromisoformat(data)
+
+
+def _is_version_conflict(error: IntegrityError) -> bool:
+    """Whether the library's IntegrityError is a key taken (an aggregate's version saved by
+    another command), not some other constraint the data breaks."""
+    sqlstate = getattr(error.__cause__, "sqlstate", None)
+    return sqlstate in (None, "23505")
 
 
 class ServiceProcessRecorder(PostgresProcessRecorder):
@@ -149,7 +157,8 @@ class ServiceApplication(Application[UUID]):
         Optimistic concurrency: when another command saved the same aggregate in between, the
         save fails on the (id, version) key; the command is then run again on the fresh state,
         so concurrent commands are serialised, never lost. A command that the fresh state no
-        longer allows raises its own domain error on the retry.
+        longer allows raises its own domain error on the retry. When every try conflicts, the
+        caller gets a :class:`~tuoyu_shared.errors.Conflict` (HTTP 409: try again).
         """
         for attempt in range(retries + 1):
             aggregate = self.repository.get(aggregate_id)
@@ -157,9 +166,13 @@ class ServiceApplication(Application[UUID]):
             try:
                 self.save(aggregate)
                 return result
-            except IntegrityError:
+            except IntegrityError as e:
                 if attempt == retries:
-                    raise
+                    if not _is_version_conflict(e):
+                        raise  # a constraint the data breaks: a bug, not contention
+                    raise Conflict(
+                        f"the record was changed by other commands each of the {retries + 1} "
+                        "times this command tried to save it; try again") from e
                 # jittered backoff, so contenders do not collide again in lockstep
                 time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
         raise AssertionError("unreachable")

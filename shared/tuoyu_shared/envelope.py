@@ -144,8 +144,19 @@ def event_type_of(event: Any) -> str:
     return getattr(cls, "event_type", None) or cls.__qualname__.replace(".", "")
 
 
+def event_payload(event: Any) -> dict[str, Any]:
+    """A stored event's own attributes, as they are (the envelope's payload before
+    :func:`to_json_value`): without its id, version, timestamp, topic and ``meta``."""
+    return {k: v for k, v in vars(event).items() if k not in _NOT_PAYLOAD}
+
+
 def to_json_value(value: Any) -> Any:
-    """Plain JSON for a payload value. Sealed personal data leaves only its mask and ref."""
+    """Plain JSON for a payload value: the one public encoding of every service, for
+    envelopes, HTTP answers (:func:`tuoyu_shared.nameko_support.json_response`) and RPC
+    replies. Dates and times as ISO 8601 (times in UTC; a naive one is taken as UTC), UUIDs
+    and decimals as strings, enums as their values, tuples and sets as lists, keys as strings.
+    Sealed personal data leaves only its mask and ref: a ``sealed`` key is dropped at any
+    depth."""
     if isinstance(value, dict):
         return {str(k): to_json_value(v) for k, v in value.items() if k != "sealed"}
     if isinstance(value, (list, tuple, set, frozenset)):

@@ -12,8 +12,9 @@ domain sees it; the event stores a :class:`Sealed` value:
   key (crypto-shredding): their events stay in the log and replay, but the sealed values no
   longer open (:meth:`PersonalDataVault.open` returns None); the masks remain for read models.
   Nothing more can be sealed for an erased person: ``seal`` and ``seal_person`` raise
-  ``PermissionError("personal data of <ref> was erased")``, which callers let propagate (a
-  command or an import sealing for that person fails as a whole, recording nothing).
+  :class:`PersonalDataErased` ("personal data of <ref> was erased"; HTTP 410, code ``erased``;
+  a PermissionError too), which callers let propagate (a command or an import sealing for that
+  person fails as a whole, recording nothing).
 - Key cache time-to-live: each vault keeps the keys it has read in memory for ``key_ttl``
   seconds (:data:`DEFAULT_KEY_TTL`, 60 s; a constructor argument), then reads them again. An
   erasure in this process takes effect at once; an erasure in another process (another
@@ -35,6 +36,8 @@ from typing import Any
 import psycopg
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from tuoyu_shared.errors import Erased
+
 KEYS_DDL = """
 CREATE TABLE IF NOT EXISTS personal_data_keys (
     person_ref text PRIMARY KEY,
@@ -48,6 +51,11 @@ Sealed = dict[str, str]
 #: Seconds a vault trusts the keys it has read before reading them again (see the module's
 #: docstring): how long an erasure in another process may take to be seen here.
 DEFAULT_KEY_TTL = 60.0
+
+
+class PersonalDataErased(Erased, PermissionError):
+    """Nothing can be sealed for this person any more: their key was erased (410). Still a
+    PermissionError, as it was before it had a type of its own."""
 
 
 class PersonalDataVault:
@@ -108,12 +116,12 @@ class PersonalDataVault:
             if row is not None:  # a person without a row is not remembered: may come later
                 self._remember(person_ref, key)
         if key is None and create:
-            raise PermissionError(f"personal data of {person_ref} was erased")
+            raise PersonalDataErased(f"personal data of {person_ref} was erased")
         return key
 
     def ensure_keys(self, person_refs: list[str]) -> None:
         """Create the keys of many people in two statements (bulk imports). An erased person
-        gets no key: sealing for them afterwards raises PermissionError."""
+        gets no key: sealing for them afterwards raises PersonalDataErased."""
         missing = sorted({r for r in person_refs if not self._cached(r)[0]})
         if not missing:
             return
@@ -129,7 +137,7 @@ class PersonalDataVault:
             self._remember(ref, bytes(key) if key is not None else None)
 
     def seal(self, person_ref: str, value: str, masked: str) -> Sealed:
-        """Seal one value under the person's key (created if new); PermissionError if the
+        """Seal one value under the person's key (created if new); PersonalDataErased if the
         person was erased."""
         key = self._key(person_ref, create=True)
         nonce = os.urandom(12)
@@ -139,7 +147,7 @@ class PersonalDataVault:
 
     def seal_person(self, person_ref: str, values: dict[str, tuple[str, str]]) -> dict[str, Any]:
         """Seal several values of one person, ``{field: (value, masked)}``, with one key
-        schedule; returns ``{"ref": ref, field: sealed, …}``. PermissionError if the person
+        schedule; returns ``{"ref": ref, field: sealed, …}``. PersonalDataErased if the person
         was erased."""
         aead = AESGCM(self._key(person_ref, create=True))
         aad = person_ref.encode()

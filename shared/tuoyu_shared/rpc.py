@@ -16,18 +16,28 @@ from typing import Any
 from kombu import Connection, Exchange, Producer, Queue
 
 from tuoyu_shared.context import current_context
+from tuoyu_shared.errors import wire_error
 
 RPC_EXCHANGE = "nameko-rpc"
 
 
 class RemoteError(Exception):
-    """An exception raised by the remote method; ``exc_type`` names it."""
+    """An exception raised by the remote method; ``exc_type`` names it.
+
+    When it was a :class:`~tuoyu_shared.errors.TuoyuError` (an error the application answers
+    with), ``code``, ``http_status`` and ``body`` are what an HTTP adapter would have answered
+    (a gateway maps by them, never by ``exc_type``); otherwise they are None, None and ``{}``.
+    """
 
     def __init__(self, exc_type: str, value: str, exc_args: list | None = None):
         super().__init__(f"{exc_type}: {value}")
         self.exc_type = exc_type
         self.value = value
         self.exc_args = exc_args or []
+        wire = wire_error(self.exc_args)
+        self.code: str | None = wire["code"] if wire else None
+        self.http_status: int | None = wire["http_status"] if wire else None
+        self.body: dict[str, Any] = wire["body"] if wire else {}
 
 
 class RpcTimeout(TimeoutError):

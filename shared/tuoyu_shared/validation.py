@@ -1,6 +1,6 @@
 """Input validation for Chinese identifiers, phone numbers, money and command payloads.
 
-Pure Python, standard library only, no I/O.
+Pure Python, standard library only (and :mod:`tuoyu_shared.errors`, which is too), no I/O.
 
 Two styles are offered:
 
@@ -44,6 +44,8 @@ import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
+
+from tuoyu_shared.errors import TuoyuError
 
 __all__ = [
     "CREDIT_CODE_CHARSET",
@@ -104,19 +106,25 @@ class FieldError(Exception):
         return {"field": self.field, "code": self.code, "reason": self.reason}
 
 
-class ValidationFailed(Exception):
-    """One or more :class:`FieldError` found while validating a payload."""
+class ValidationFailed(TuoyuError):
+    """One or more :class:`FieldError` found while validating a payload (HTTP 400, code
+    ``validation_failed``; see :mod:`tuoyu_shared.errors`)."""
+
+    code = "validation_failed"
+    http_status = 400
 
     def __init__(self, errors: Iterable[FieldError]) -> None:
-        errors = list(errors)
-        super().__init__(errors)
-        self.errors: list[FieldError] = errors
+        self.errors: list[FieldError] = list(errors)
+        super().__init__(str(self))
 
     def __str__(self) -> str:
         if not self.errors:
             return "validation failed"
         listed = "; ".join(str(e) for e in self.errors)
         return f"validation failed ({len(self.errors)} error(s)): {listed}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.errors!r})"
 
     def to_dict(self) -> dict[str, Any]:
         return {

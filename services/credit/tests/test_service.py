@@ -127,3 +127,29 @@ def test_rpc_methods_answer_plain_json(service, app):
         "listing_id": "trust_reward-1"}
     app.views_projector().catch_up()
     assert [r["grade"] for r in service.credit_register()] == ["B"]
+
+
+def test_credit_errors_reach_http_with_their_status_code_and_body(service, app):
+    """Each error answers with the shared vocabulary's status and body (tuoyu_shared.errors),
+    whatever its class is called."""
+    status, body = call(service.http_impose_ban, "POST", BAN, None, "0" * 32)
+    assert (status, body) == (404, {"error": "PractitionerNotFound", "code": "not_found",
+                                    "reason": f"no practitioner {'0' * 32}"})
+    missing = str(uuid.uuid4())
+    status, body = call(service.http_credit_report, "GET", None, None, missing)
+    assert (status, body) == (404, {"error": "InstitutionNotFound", "code": "not_found",
+                                    "reason": f"no credit record of institution {missing}"})
+    institution_id = str(uuid.uuid4())
+    app.save(*app.open_credit(institution_id))
+    status, body = call(service.http_listing_step, "POST", {"statement": "s"}, None,
+                        institution_id, "serious_dishonesty", "respond")
+    assert status == 409
+    assert (body["error"], body["code"], body["state"]) == (
+        "DomainRuleViolated", "rule_violated", "none")
+    ref = app.vault.person_ref(ID_NUMBER)
+    app.vault.erase(ref)
+    status, body = call(service.http_register_practitioner, "POST",
+                        {"name": "李四", "id_number": ID_NUMBER})
+    assert (status, body) == (410, {"error": "PersonalDataErased", "code": "erased",
+                                    "reason": f"personal data of {ref} was erased"})
+    assert ID_NUMBER not in json.dumps(body)

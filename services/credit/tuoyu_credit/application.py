@@ -47,6 +47,9 @@ from tuoyu_shared.application import ServiceApplication
 from tuoyu_shared.calendar_cn import WorkingCalendar, default_calendar, shanghai_date
 from tuoyu_shared.config import Settings, ensure_database, settings_for
 from tuoyu_shared.context import current_context
+from tuoyu_shared.envelope import to_json_value
+from tuoyu_shared.errors import NotFound
+from tuoyu_shared.history import history_entries
 from tuoyu_shared.logs import get_logger
 from tuoyu_shared.personal_data import PersonalDataVault
 from tuoyu_shared.validation import (
@@ -81,11 +84,11 @@ LISTING_STEPS = {
 }
 
 
-class InstitutionNotFound(LookupError):
+class InstitutionNotFound(NotFound):
     """No credit record for this institution (the registration event has not arrived)."""
 
 
-class PractitionerNotFound(LookupError):
+class PractitionerNotFound(NotFound):
     """No record of this person: never registered and never in a hire."""
 
 
@@ -573,7 +576,7 @@ class CreditApplication(ServiceApplication):
 
     def _query(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         with psycopg.connect(self.settings.database_url, autocommit=True) as conn:
-            return public_view(fn(conn, *args, **kwargs))
+            return to_json_value(fn(conn, *args, **kwargs))
 
     def credit_register(self, grade: str | None = None, list_name: str | None = None,
                         limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
@@ -602,31 +605,15 @@ class CreditApplication(ServiceApplication):
         """Grade, score, the lists in force today, every entry, and the history of every change
         with its reason and cause (the upstream event, or the listing and its officer)."""
         credit = self._get_credit(institution_id)
-        history = []
-        for stored in self.repository.event_store.get(credit.id):
-            meta = getattr(stored, "meta", {}) or {}
-            data = {k: v for k, v in vars(stored).items()
-                    if k not in ("meta", "originator_id", "originator_version", "timestamp",
-                                 "originator_topic")}
-            reason, cause_ref = _describe(type(stored).__qualname__.split(".")[-1], data)
-            history.append({
-                "version": stored.originator_version,
-                "event_type": type(stored).__qualname__.replace(".", ""),
-                "occurred_at": stored.timestamp.isoformat(),
-                "reason": reason, "cause_ref": cause_ref,
-                "actor": meta.get("actor"), "department": meta.get("department"),
-                "correlation_id": meta.get("correlation_id"),
-                "causation_id": meta.get("causation_id"),
-                "data": public_view(data),
-            })
+        history = history_entries(self.repository.event_store.get(credit.id), _reason_and_cause)
         today = self.today()
         return {
             "institution_id": credit.institution_id,
             "score": credit.score,
             "grade": credit.grade,
             "lists": credit.current_lists(today),
-            "listings": public_view(sorted(credit.listings.values(),
-                                       key=lambda item: item["proposed_on"])),
+            "listings": to_json_value(sorted(credit.listings.values(),
+                                         key=lambda item: item["proposed_on"])),
             "history": history,
             "version": credit.version,
         }
@@ -689,6 +676,12 @@ def _iso(value: Any) -> Any:
     return value.isoformat() if isinstance(value, date) else value
 
 
+def _reason_and_cause(event: Any, data: dict[str, Any]) -> dict[str, Any]:
+    """The credit report's words for an event in its history: ``reason`` and ``cause_ref``."""
+    reason, cause_ref = _describe(type(event).__qualname__.split(".")[-1], data)
+    return {"reason": reason, "cause_ref": cause_ref}
+
+
 def _describe(kind: str, data: dict[str, Any]) -> tuple[str, str | None]:
     """The reason of a change in words, and what caused it."""
     listing = data.get("listing_id")
@@ -725,19 +718,6 @@ def _describe(kind: str, data: dict[str, Any]) -> tuple[str, str | None]:
         return (f"removed from the {name} list: listed as seriously dishonest "
                 f"({data['dishonesty_listing_id']})"), listing
     return kind, None
-
-
-def public_view(value: Any) -> Any:
-    """Plain JSON values; sealed ciphertext is never shown (masks stay)."""
-    if isinstance(value, dict):
-        return {k: public_view(v) for k, v in value.items() if k != "sealed"}
-    if isinstance(value, (list, tuple)):
-        return [public_view(v) for v in value]
-    if isinstance(value, (date, datetime)):
-        return value.isoformat()
-    if isinstance(value, UUID):
-        return str(value)
-    return value
 
 
 __all__ = [

@@ -32,11 +32,8 @@ from typing import Any
 from nameko.rpc import rpc
 from nameko.web.handlers import http
 
-from tuoyu_credit.application import (
-    LISTING_STEPS,
-    CreditApplication,
-    public_view,
-)
+from tuoyu_credit.application import LISTING_STEPS, CreditApplication
+from tuoyu_shared.envelope import to_json_value
 from tuoyu_shared.nameko_support import (
     ApplicationProvider,
     CommandContextProvider,
@@ -117,7 +114,7 @@ class CreditService(EventLogEntrypoints):
 
     @rpc
     def institution_credit_report(self, institution_id: str) -> dict[str, Any]:
-        return public_view(self.app.institution_credit_report(institution_id))
+        return to_json_value(self.app.institution_credit_report(institution_id))
 
     @rpc
     def credit_register(self, grade: str | None = None, list_name: str | None = None,
@@ -160,7 +157,7 @@ class CreditService(EventLogEntrypoints):
     @http("GET", "/api/institutions/<string:institution_id>/credit")
     @http_json
     def http_credit_report(self, request: Any, institution_id: str) -> dict[str, Any]:
-        return public_view(self.app.institution_credit_report(institution_id))
+        return to_json_value(self.app.institution_credit_report(institution_id))
 
     @http("POST", "/api/institutions/<string:institution_id>/credit/causes")
     @http_json

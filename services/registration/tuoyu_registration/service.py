@@ -22,6 +22,7 @@ from nameko.rpc import rpc
 from nameko.web.handlers import http
 
 from tuoyu_registration.application import RegistrationApplication
+from tuoyu_shared.envelope import to_json_value
 from tuoyu_shared.nameko_support import (
     ApplicationProvider,
     CommandContextProvider,
@@ -99,11 +100,11 @@ class RegistrationService(EventLogEntrypoints):
 
     @rpc
     def get_institution(self, institution_id: str, version: int | None = None) -> dict:
-        return _json(self.app.institution(institution_id, version))
+        return to_json_value(self.app.institution(institution_id, version))
 
     @rpc
     def institution_record(self, institution_id: str) -> dict[str, Any]:
-        return _json(self.app.institution_record(institution_id))
+        return to_json_value(self.app.institution_record(institution_id))
 
     @rpc
     def public_disclosure(self, **filters: Any) -> list[dict[str, Any]]:
@@ -140,12 +141,12 @@ class RegistrationService(EventLogEntrypoints):
     @http_json
     def http_institution(self, request: Any, institution_id: str) -> dict[str, Any]:
         version = query_int(request.args, "version", None, min_value=1)
-        return _json(self.app.institution(institution_id, version))
+        return to_json_value(self.app.institution(institution_id, version))
 
     @http("GET", "/api/institutions/<string:institution_id>/record")
     @http_json
     def http_record(self, request: Any, institution_id: str) -> dict[str, Any]:
-        return _json(self.app.institution_record(institution_id))
+        return to_json_value(self.app.institution_record(institution_id))
 
     @http("GET", "/api/public/institutions")
     @http_json
@@ -168,10 +169,3 @@ class RegistrationService(EventLogEntrypoints):
     def http_import(self, request: Any) -> dict[str, Any]:
         return self.app.import_filings_csv(read_text(request),
                                            request.args.get("source") or "provincial-csv")
-
-
-def _json(value: Any) -> Any:
-    """Dates and other values as JSON (RPC replies are JSON-serialised)."""
-    from tuoyu_registration.application import _public
-
-    return _public(value)

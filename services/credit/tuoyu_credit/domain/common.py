@@ -2,8 +2,8 @@
 
 Bad input raises :class:`~tuoyu_shared.validation.FieldError` (a field, a reason, a code, as in
 :mod:`tuoyu_shared.validation`); a command that the state or a rule does not allow raises
-:class:`DomainRuleViolated` naming the state it was refused in. Either way nothing is recorded:
-every command checks everything before it triggers its first event.
+:class:`~tuoyu_shared.errors.DomainRuleViolated` naming the state it was refused in. Either
+way nothing is recorded: every command checks everything before it triggers its first event.
 """
 
 from __future__ import annotations
@@ -13,23 +13,13 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any, TypeVar
 
+# The shared rule error (HTTP 409, code rule_violated), which credit's aggregates raise.
+from tuoyu_shared.errors import DomainRuleViolated as DomainRuleViolated
 from tuoyu_shared.validation import FieldError
 
 E = TypeVar("E", bound=StrEnum)
 
 TEXT_MAX_LENGTH = 4000
-
-
-class DomainRuleViolated(Exception):
-    """A command that the current state or a rule of the regulations does not allow.
-
-    ``state`` names the state the command was refused in (e.g. the state of a listing), so a
-    caller can tell an officer why, and what would be allowed instead.
-    """
-
-    def __init__(self, message: str, state: str | None = None):
-        super().__init__(message)
-        self.state = state
 
 
 def require_text(value: object, field: str, max_length: int = TEXT_MAX_LENGTH) -> str:
