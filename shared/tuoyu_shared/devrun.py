@@ -116,6 +116,7 @@ class ProcessGroup:
         """Start the services (and their workers) and wait until each answers ``/health``;
         if one does not, stop everything started and raise (no process is left behind)."""
         try:
+            self.migrate(services)
             for spec in services:
                 self._spawn(f"{spec.name}-service",
                             [sys.executable, "-m", "tuoyu_shared.serve", spec.nameko_class,
@@ -130,6 +131,15 @@ class ProcessGroup:
         except BaseException:
             self.stop()
             raise
+
+    def migrate(self, services: tuple[ServiceSpec, ...] = SERVICES) -> None:
+        """Bring each service's schema up to date first, the way a deployment's migration
+        job does (``python -m tuoyu_<service> migrate``)."""
+        for spec in services:
+            done = subprocess.run([sys.executable, "-m", f"tuoyu_{spec.name}", "migrate"],
+                                  env=self.env, capture_output=True, text=True, timeout=120)
+            if done.returncode != 0:
+                raise RuntimeError(f"migrating {spec.name} failed:\n{done.stderr[-3000:]}")
 
     def start_worker(self, spec: ServiceSpec) -> None:
         argv = [sys.executable, "-m", spec.worker_module]

@@ -1,0 +1,101 @@
+"""Schema migrations (yoyo-migrations): the kit's tables and each service's own.
+
+Every service database gets, in order, the kit's migrations (``tuoyu_shared/migrations/``:
+consumer tracking and dead letters, the relay's position, the personal-data vault) and then
+its service's (``tuoyu_<service>/migrations/``: the event store, query tables, audit tables).
+A migration is plain SQL that brings a database from the previous release to this one, and
+also works on a database the previous release made itself (``IF NOT EXISTS``, guarded
+``ALTER``s), so an upgrade is ``migrate`` and nothing else.
+
+Run by ``python -m tuoyu_<service> migrate`` (and by ``make run``, the tests and the images'
+migration job) before the service starts. The services themselves run no DDL, and need no
+right to create databases or tables: ``migrate --create-database`` is for development.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.resources
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from tuoyu_shared.logs import get_logger
+
+log = get_logger("tuoyu.migrate")
+
+KIT_MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+def service_migrations(service: str) -> Path:
+    """The migrations folder of a service's package (``tuoyu_<service>/migrations``)."""
+    return Path(str(importlib.resources.files(f"tuoyu_{service}") / "migrations"))
+
+
+def _yoyo_url(database_url: str) -> str:
+    """yoyo names psycopg 3 by its URL scheme."""
+    parts = urlsplit(database_url)
+    return parts._replace(scheme="postgresql+psycopg").geturl()
+
+
+def pending(service: str, database_url: str) -> list[str]:
+    """Ids of the migrations not yet applied (empty: the schema is current)."""
+    from yoyo import get_backend, read_migrations
+
+    backend = get_backend(_yoyo_url(database_url))
+    try:
+        migrations = read_migrations(str(KIT_MIGRATIONS), str(service_migrations(service)))
+        return [m.id for m in backend.to_apply(migrations)]
+    finally:
+        backend.connection.close()
+
+
+def migrate(service: str, database_url: str, create_database: bool = False) -> list[str]:
+    """Apply what is pending, under yoyo's lock (two processes migrating at once wait for
+    each other); returns the ids applied."""
+    from yoyo import get_backend, read_migrations
+
+    if create_database:
+        from tuoyu_shared.config import ensure_database
+
+        ensure_database(database_url)
+    backend = get_backend(_yoyo_url(database_url))
+    try:
+        migrations = read_migrations(str(KIT_MIGRATIONS), str(service_migrations(service)))
+        with backend.lock():
+            todo = backend.to_apply(migrations)
+            backend.apply_migrations(todo)
+        applied = [m.id for m in todo]
+    finally:
+        backend.connection.close()
+    log.info("schema.migrated", service=service, applied=applied)
+    return applied
+
+
+def service_main(service: str, argv: list[str] | None = None) -> int:
+    """``python -m tuoyu_<service> migrate [--create-database] [--check]``."""
+    from tuoyu_shared.config import settings_for
+    from tuoyu_shared.logs import configure_logging
+
+    parser = argparse.ArgumentParser(prog=f"python -m tuoyu_{service}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("migrate", help="bring the service's database schema up to date")
+    run.add_argument("--create-database", action="store_true",
+                     help="create the database first if it is absent (development)")
+    run.add_argument("--check", action="store_true",
+                     help="apply nothing: exit 1 if migrations are pending")
+    args = parser.parse_args(argv)
+    settings = settings_for(service)
+    configure_logging(service, settings.log_level)
+    if args.check:
+        todo = pending(service, settings.database_url)
+        print("\n".join(todo) if todo else "schema is current")
+        return 1 if todo else 0
+    applied = migrate(service, settings.database_url, args.create_database)
+    print(f"{service}: applied {len(applied)} migration(s)" +
+          (f": {', '.join(applied)}" if applied else ""))
+    return 0
+
+
+if __name__ == "__main__":  # python -m tuoyu_shared.migrate SERVICE migrate …
+    sys.exit(service_main(sys.argv[1], sys.argv[2:]))
