@@ -13,11 +13,14 @@ import psycopg
 from tuoyu_shared.envelope import Envelope
 from tuoyu_shared.views import View
 
+# One row per institution, i.e. per registration case: a credit code registered again after
+# 注销 has a row for each case (its earlier ones deregistered), so credit_code is not unique.
+# A directory created when it was has that constraint dropped here.
 READ_MODEL_DDL = """
 CREATE TABLE IF NOT EXISTS institution_directory (
     institution_id uuid PRIMARY KEY,
     name text NOT NULL,
-    credit_code text NOT NULL UNIQUE,
+    credit_code text NOT NULL,
     nature text NOT NULL,
     kind text NOT NULL,
     district text NOT NULL,
@@ -31,6 +34,13 @@ CREATE TABLE IF NOT EXISTS institution_directory (
     updated_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS institution_directory_area ON institution_directory (district, street);
+CREATE INDEX IF NOT EXISTS institution_directory_code ON institution_directory (credit_code);
+DO $$ BEGIN
+    IF EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'institution_directory_credit_code_key'
+               AND conrelid = 'institution_directory'::regclass) THEN
+        ALTER TABLE institution_directory DROP CONSTRAINT institution_directory_credit_code_key;
+    END IF;
+END $$;
 """
 
 

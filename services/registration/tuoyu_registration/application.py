@@ -31,16 +31,17 @@ from tuoyu_registration.domain import (
     STAFF_ROLES,
     CareStandards,
     ClassType,
-    DomainRuleViolated,
     EmploymentRecord,
     Institution,
     Nature,
     ProviderKind,
+    RegistrationCases,
     check_credit_code_matches_nature,
     employment_record_id_for,
     institution_id_for,
     month_key,
     normalise_month,
+    registration_cases_id_for,
     roster_changes,
 )
 from tuoyu_registration.importer import (
@@ -55,7 +56,10 @@ from tuoyu_shared.application import ServiceApplication
 from tuoyu_shared.calendar_cn import WorkingCalendar, default_calendar, shanghai_date
 from tuoyu_shared.config import Settings
 from tuoyu_shared.context import command_context, current_context
-from tuoyu_shared.personal_data import PersonalDataVault
+from tuoyu_shared.envelope import to_json_value
+from tuoyu_shared.errors import Conflict, NotFound
+from tuoyu_shared.history import history_entries
+from tuoyu_shared.personal_data import PersonalDataErased, PersonalDataVault
 from tuoyu_shared.validation import (
     FieldError,
     ValidationFailed,
@@ -75,8 +79,8 @@ IMPORT_MAX_CHARACTERS = 64 << 20  # a CSV import's text (HTTP bodies are limited
 EMPLOYMENT_CARRY_OVER = "employment-records<-registration"
 
 
-class InstitutionNotFound(LookupError):
-    pass
+class InstitutionNotFound(NotFound):
+    """No institution of this id in the register."""
 
 
 class RegistrationApplication(ServiceApplication):
@@ -190,6 +194,16 @@ class RegistrationApplication(ServiceApplication):
     def _exists(self, institution_id: UUID) -> bool:
         return bool(self.recorder.select_events(institution_id, limit=1))
 
+    def _cases(self, credit_code: str) -> tuple[RegistrationCases | None, list[UUID]]:
+        """The code's registration cases (institution ids, in order) from the event store,
+        with their index if the code has one (only a code with a second case has)."""
+        try:
+            index = self.repository.get(registration_cases_id_for(credit_code))
+        except AggregateNotFoundError:
+            first = institution_id_for(credit_code)
+            return None, [first] if self._exists(first) else []
+        return index, [UUID(case) for case in index.cases]
+
     # Every institution's roster change is saved with its employment records.
     def save(self, *objs: Any, **kwargs: Any):  # type: ignore[override]
         return super().save(*objs, *self._employment_records_for(objs), **kwargs)
@@ -295,21 +309,31 @@ class RegistrationApplication(ServiceApplication):
         person = self._read_person(v, "person_in_charge")
         v.check()
         check_credit_code_matches_nature(credit_code, Nature(nature))
-        if self._exists(institution_id_for(credit_code)):
-            raise DomainRuleViolated(
-                f"an institution with credit code {credit_code} is registered already",
-                state="registered")
-        institution = Institution.register(
-            name=name, credit_code=credit_code, nature=Nature(nature), kind=ProviderKind(kind),
-            district=district, street=street, address=address,
-            person_in_charge=self._seal_person(*person))
-        try:
-            self.save(institution)
-        except IntegrityError:
-            raise DomainRuleViolated(
-                f"an institution with credit code {credit_code} is registered already",
-                state="registered") from None
-        return institution.id
+        sealed = None
+        for _attempt in range(3):
+            # A code's first case needs no index; a later one opens in the code's index,
+            # saved with the new institution. Refused while the latest case is open.
+            index, cases = self._cases(credit_code)
+            institution_id = None
+            if cases:
+                latest = self._get(cases[-1])
+                if index is None:
+                    index = RegistrationCases(credit_code=credit_code,
+                                              first_case=str(cases[0]))
+                institution_id = index.open_case(latest.status)
+            # sealed once the registration is allowed: a refused one stores no personal data
+            sealed = sealed or self._seal_person(*person)
+            institution = Institution.register(
+                name=name, credit_code=credit_code, nature=Nature(nature),
+                kind=ProviderKind(kind), district=district, street=street, address=address,
+                person_in_charge=sealed, institution_id=institution_id)
+            try:
+                self.save(*([index] if index is not None else []), institution)
+            except IntegrityError:
+                continue  # a registration of the code was recorded meanwhile: decide again
+            return institution.id
+        raise Conflict(f"credit code {credit_code} was being registered by other commands "
+                       "each time: try again")
 
     @refusing_field_errors
     def submit_filing(self, institution_id: str, data: dict[str, Any]) -> str:
@@ -524,9 +548,11 @@ class RegistrationApplication(ServiceApplication):
         """Import existing filings; bad rows are reported with their number, field and reason.
 
         Rows whose credit code is registered already (or repeated in the file) are rejected,
-        never overwritten. A large file is split by credit code (so repeats meet in the same
-        part) across ``processes`` worker processes; in each, chunks are saved in a second
-        thread while the next one is validated.
+        never overwritten: an import takes over first registration cases only, and a code
+        the register has had, deregistered (注销) or not, opens a new case by registration.
+        A large file is split by credit code (so repeats meet in the same part) across
+        ``processes`` worker processes; in each, chunks are saved in a second thread while
+        the next one is validated.
 
         The text must be a string of at most :data:`IMPORT_MAX_CHARACTERS`; ``source`` (kept
         in each event) is checked like any text field. A control character or a lone
@@ -622,7 +648,7 @@ class RegistrationApplication(ServiceApplication):
             try:
                 sealed[parsed.row] = self._seal_person(*parsed.person, ref=ref)
                 sealable.append(parsed)
-            except PermissionError:  # the person's data was erased: never recreate it
+            except PersonalDataErased:  # never recreate an erased person's data
                 report.rejected.append({"row": parsed.row, "errors": [{
                     "field": "person_in_charge_id_number", "code": "erased",
                     "reason": "this person's personal data was erased"}]})
@@ -692,7 +718,7 @@ class RegistrationApplication(ServiceApplication):
     # ---- query tables (projected from this service's own log) ------------------------------
     def _query(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         with psycopg.connect(self.settings.database_url, autocommit=True) as conn:
-            return _public(fn(conn, *args, **kwargs))
+            return to_json_value(fn(conn, *args, **kwargs))
 
     def public_disclosure(self, **filters: Any) -> list[dict[str, Any]]:
         """信息公示: filed institutions and their public facts, searchable by ``district``,
@@ -728,19 +754,13 @@ class RegistrationApplication(ServiceApplication):
 
     # ---- queries ---------------------------------------------------------------------------
     def institution_record(self, institution_id: str) -> dict[str, Any]:
-        """An officer's view: the current state and every event with who, when and why."""
+        """An officer's view: the current state and every event with who, when and why
+        (:func:`~tuoyu_shared.history.history_entries`)."""
         institution = self._get(institution_id)
-        history = []
-        for event in self.repository.event_store.get(institution.id):
-            meta = getattr(event, "meta", {}) or {}
-            history.append({
-                "version": event.originator_version,
-                "event_type": type(event).__qualname__.replace(".", ""),
-                "occurred_at": event.timestamp.isoformat(),
-                "actor": meta.get("actor"), "department": meta.get("department"),
-                "correlation_id": meta.get("correlation_id"),
-                "data": _public(vars(event)),
-            })
+        history = history_entries(self.repository.event_store.get(institution.id))
+        for entry in history:  # this record's data has always shown these two as well
+            entry["data"] = {"originator_version": entry["version"],
+                             "timestamp": entry["occurred_at"], **entry["data"]}
         return {"institution": self.institution(institution.id), "history": history}
 
     def institution(self, institution_id: UUID | str, version: int | None = None) -> dict:
@@ -767,7 +787,7 @@ class RegistrationApplication(ServiceApplication):
             "status": inst.status,
             "person_in_charge": inst.person_in_charge["name"]["masked"],
             "places": inst.places,
-            "filing": _public(inst.filing),
+            "filing": to_json_value(inst.filing),
             "receipt_due_on": inst.receipt_due_on,
             "receipt": inst.receipt,
             "verification_due_on": inst.verification_due_on,
@@ -784,8 +804,17 @@ class RegistrationApplication(ServiceApplication):
             "registered_at": inst.created_on.isoformat(),
         }
 
+    def registration_cases(self, credit_code: str) -> list[str]:
+        """The institution ids of the code's registration cases, the first first (one per
+        registration; each after the first followed a deregistration, 注销)."""
+        return [str(case) for case in self._cases(credit_code.strip().upper())[1]]
+
     def institution_by_credit_code(self, credit_code: str) -> dict[str, Any]:
-        return self.institution(institution_id_for(credit_code.strip().upper()))
+        """The institution of the code's latest registration case."""
+        cases = self.registration_cases(credit_code)
+        if not cases:
+            raise InstitutionNotFound(f"no institution with credit code {credit_code}")
+        return self.institution(cases[-1])
 
 
 def import_processes(rows: int) -> int:
@@ -821,17 +850,3 @@ def _import_part(rows: list, source: str, chunk_size: int) -> ImportReport:
     """One part of a large import (its rows share no credit code with other parts)."""
     with command_context(**_worker_context.as_dict()):
         return _worker_app._import_rows(rows, source, chunk_size)
-
-
-def _public(value: Any) -> Any:
-    """Drop sealed ciphertext from event data shown to officers (masks stay)."""
-    if isinstance(value, dict):
-        return {k: _public(v) for k, v in value.items()
-                if k not in ("sealed", "meta", "originator_id", "originator_topic")}
-    if isinstance(value, list):
-        return [_public(v) for v in value]
-    if isinstance(value, (date, datetime)):
-        return value.isoformat()
-    if isinstance(value, UUID):
-        return str(value)
-    return value

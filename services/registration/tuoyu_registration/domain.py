@@ -32,17 +32,12 @@ from typing import Any
 from eventsourcing.domain import Aggregate, event
 from eventsourcing.utils import get_topic
 
+# The shared rule error (HTTP 409, code rule_violated), which the aggregates here raise.
+from tuoyu_shared.errors import DomainRuleViolated as DomainRuleViolated
 from tuoyu_shared.validation import FieldError
 
 _INSTITUTION_NAMESPACE = uuid.UUID("0b3c9a52-7f0e-4e7e-9d65-2a8f1c3e4b71")
-
-
-class DomainRuleViolated(Exception):
-    """A command that the current state or a rule of the regulations does not allow."""
-
-    def __init__(self, message: str, state: str | None = None):
-        super().__init__(message)
-        self.state = state
+_CASES_NAMESPACE = uuid.UUID("8f2d6c1e-4a37-4b9e-a5d0-3c7e91b62f48")
 
 
 class ProviderKind(StrEnum):
@@ -141,10 +136,21 @@ DEFAULT_STANDARDS = CareStandards()
 _FAMILY_POINT = ProviderKind.FAMILY_POINT.value
 
 
-def institution_id_for(credit_code: str) -> uuid.UUID:
-    """One institution per unified social credit code: the id is derived from it, so a second
-    registration of the same code collides with the first in the event store."""
-    return uuid.uuid5(_INSTITUTION_NAMESPACE, credit_code)
+def institution_id_for(credit_code: str, case_number: int = 1) -> uuid.UUID:
+    """The id of the institution of a credit code's ``case_number``-th registration case
+    (登记): derived from the code, so two registrations of the same case collide in the event
+    store. The first case's id is the code's alone, as every institution's was before a code
+    could register again after 注销: those ids, and the records other services key by them,
+    stay valid. A later case (see :class:`RegistrationCases`) is ``code#n``'s."""
+    if case_number < 1:
+        raise ValueError(f"no registration case {case_number}: cases count from 1")
+    name = credit_code if case_number == 1 else f"{credit_code}#{case_number}"
+    return uuid.uuid5(_INSTITUTION_NAMESPACE, name)
+
+
+def registration_cases_id_for(credit_code: str) -> uuid.UUID:
+    """The id of the credit code's :class:`RegistrationCases` (derived from the code)."""
+    return uuid.uuid5(_CASES_NAMESPACE, credit_code)
 
 
 def check_credit_code_matches_nature(credit_code: str, nature: Nature) -> str:
@@ -328,11 +334,15 @@ class Institution(Aggregate):
     @classmethod
     def register(cls, *, name: str, credit_code: str, nature: Nature, kind: ProviderKind,
                  person_in_charge: dict[str, Any], district: str, street: str,
-                 address: str) -> Institution:
+                 address: str, institution_id: uuid.UUID | None = None) -> Institution:
+        """登记. ``institution_id`` is the id of the code's registration case (see
+        :meth:`RegistrationCases.open_case`); without it, the code's first case."""
         authority = check_credit_code_matches_nature(credit_code, nature)
-        return cls(name=name, credit_code=credit_code, nature=nature.value, kind=kind.value,
-                   registering_authority=authority, person_in_charge=person_in_charge,
-                   district=district, street=street, address=address)
+        return cls._create(
+            cls.Registered, id=institution_id or institution_id_for(credit_code), name=name,
+            credit_code=credit_code, nature=nature.value, kind=kind.value,
+            registering_authority=authority, person_in_charge=person_in_charge,
+            district=district, street=street, address=address)
 
     class Imported(Aggregate.Created):
         """An existing filing taken over from the provincial filing system, whole."""
@@ -918,6 +928,73 @@ class Institution(Aggregate):
         self.deregistration = {"reason": reason, "on": deregistered_on}
         self.status = Status.DEREGISTERED.value
 
+
+
+# ---- a credit code's registration cases (登记案卷) -----------------------------------------
+def check_new_case_allowed(credit_code: str, latest_case: str, latest_status: str) -> None:
+    """A credit code has one open registration case at a time: it may register again only
+    once its latest case is deregistered (注销). Refused naming the open case."""
+    if latest_status != Status.DEREGISTERED.value:
+        raise DomainRuleViolated(
+            f"credit code {credit_code} has an open registration case: institution "
+            f"{latest_case} is {latest_status}; the code can register again only after that "
+            "case is deregistered (注销)", state=latest_status,
+            details={"credit_code": credit_code, "open_case": latest_case})
+
+
+class RegistrationCases(Aggregate):
+    """The registration cases (登记案卷) of one unified social credit code, in order.
+
+    A provider deregistered (注销) may register again under its code: that opens a new case,
+    a new :class:`Institution` with an id of its own (:func:`institution_id_for` of the code
+    and the case number) and its own history; the earlier cases stay as they were.
+
+    A code with one case needs no index: its case is ``institution_id_for(code)`` (every
+    institution registered or imported before cases existed is such a first case). The index
+    opens when a second case does, with the first case carried in, and every later case is
+    added in the same transaction as the new institution's registration. Two registrations
+    racing for the code's next case write the same index version (and the same new id): one
+    is recorded, the other fails on the version and, run again, finds the winner's case open.
+    """
+
+    class Opened(Aggregate.Created):
+        """The code's cases are indexed from now on, starting with its first case
+        (registered when a code had one case only)."""
+
+        credit_code: str
+        first_case: str
+
+        payload_schema = {"first_case": {"format": "uuid"}}
+
+    class CaseOpened(Aggregate.Event):
+        """A new registration case of the code, after 注销 of the previous one."""
+
+        case_number: int
+        institution_id: str
+
+        payload_schema = {"case_number": {"minimum": 2}, "institution_id": {"format": "uuid"}}
+
+    @staticmethod
+    def create_id(credit_code: str, **_: Any) -> uuid.UUID:
+        return registration_cases_id_for(credit_code)
+
+    @event(Opened)
+    def __init__(self, credit_code: str, first_case: str):
+        self.credit_code = credit_code
+        self.cases: list[str] = [first_case]  # institution ids, case 1 first
+
+    def open_case(self, latest_status: str) -> uuid.UUID:
+        """Open the next case, given the status of the latest one (which must be
+        deregistered); return the new case's institution id."""
+        check_new_case_allowed(self.credit_code, self.cases[-1], latest_status)
+        number = len(self.cases) + 1
+        institution_id = institution_id_for(self.credit_code, number)
+        self._open_case(case_number=number, institution_id=str(institution_id))
+        return institution_id
+
+    @event(CaseOpened)
+    def _open_case(self, case_number: int, institution_id: str) -> None:
+        self.cases = [*self.cases, institution_id]
 
 
 # ---- where a practitioner works (从业人员在岗记录) ------------------------------------------
