@@ -382,6 +382,8 @@ SAMPLE_BODIES = [
     sample_registration(920), sample_filing_submission(), sample_enrolment("2025-01"),
     {"receipt_number": "BA-1"},
     {"outcome": "non_compliant", "findings": ["f"], "disclosure": "d", "notes": "n"},
+    {"outcome": "compliant", "finding_decisions": [
+        {"field": "staff.health", "decision": "dismissed", "reason": "r"}]},
     {"changes": {"name": "n", "street": "s"}}, {"guide_price_fen": 100, "document": "d"},
     {"practitioner": {"name": "张三", "id_number": sample_resident_id(921)},
      "role": "carer", "certificates": ["c-1"]},

@@ -15,6 +15,7 @@ from tuoyu_registration.domain import (
     check_classes,
     check_credit_code_matches_nature,
     check_filing,
+    filing_findings,
     institution_id_for,
 )
 from tuoyu_registration.samples import sample_credit_code, sample_enrolment
@@ -38,7 +39,7 @@ def filing(**overrides) -> dict:
                         {"class_type": "toddler", "places": 15, "carers": 3},
                         {"class_type": "older", "places": 20, "carers": 3}],
             "floor_area": {"indoor_m2": 480, "outdoor_m2": 200},
-            "staff": {"carer": 10}, "meals_served": True,
+            "staff": {"carer": 10, "health": 1, "security": 1}, "meals_served": True,
             "hygiene_evaluation_passed": True, "fire_safety_passed": True}
     data.update(overrides)
     return data
@@ -154,10 +155,12 @@ def test_receipt_only_for_a_submitted_filing():
 @pytest.mark.parametrize("overrides, field", [
     ({"hygiene_evaluation_passed": False}, "hygiene_evaluation_passed"),
     ({"fire_safety_passed": False}, "fire_safety_passed"),
-    ({"staff": {"carer": 9}}, "staff.carer"),
+    ({"staff": {"carer": 9, "health": 1, "security": 1}}, "staff.carer"),
     ({"classes": [{"class_type": "infant", "places": 11, "carers": 4}]}, "classes[0].places"),
+    ({"staff": {"carer": 10, "security": 1}}, "staff.health"),
 ])
-def test_an_import_is_held_to_the_rules_of_a_filing(overrides, field):
+def test_an_import_is_refused_what_a_filing_is_refused_or_found(overrides, field):
+    """An import has no verification of its own: a row with a finding is not taken over."""
     with pytest.raises(FieldError) as e:
         check_filing("childcare_institution", filing(**overrides))
     assert e.value.field == field
@@ -180,8 +183,155 @@ def test_filing_needs_hygiene_and_fire_safety(field):
 
 def test_staff_must_cover_the_carers_the_classes_need():
     with pytest.raises(FieldError) as e:
-        register().submit_filing(filing(staff={"carer": 9}), D1, D2)
+        register().submit_filing(filing(staff={"carer": 9, "health": 1, "security": 1}), D1, D2)
     assert e.value.field == "staff.carer"
+
+
+BREACHING = filing(
+    classes=[{"class_type": "infant", "places": 11, "carers": 4},   # over the limit of 10
+             {"class_type": "toddler", "places": 15, "carers": 2},  # 15 need 3 carers
+             {"class_type": "older", "places": 20, "carers": 3}],
+    staff={"carer": 9, "health": 0, "security": 1})                  # no health-care staff
+
+
+def test_a_filing_breaching_the_standards_is_accepted_with_its_findings():
+    institution = register()
+    institution.collect_events()
+    institution.submit_filing(BREACHING, D1, D2)
+    assert (institution.status, institution.receipt_due_on, institution.places) == (
+        "filing_submitted", D2, 46)
+    expected = [("classes[0].places", "out_of_range"), ("classes[1].carers", "ratio_not_met"),
+                ("staff.health", "not_staffed")]
+    assert [(f["field"], f["code"]) for f in institution.filing_findings] == expected
+    [submitted] = institution.collect_events()
+    assert [(f["field"], f["code"]) for f in submitted.findings] == expected
+    assert all(f["reason"] for f in submitted.findings)
+    clean = register()
+    clean.submit_filing(filing(), D1, D2)
+    assert clean.filing_findings == []
+
+
+def test_findings_of_a_filing():
+    assert filing_findings("childcare_institution", filing()) == []
+    family = filing(classes=[{"class_type": "mixed", "places": 3, "carers": 1},
+                             {"class_type": "mixed", "places": 3, "carers": 1}],
+                    staff={"carer": 2})  # a family point needs no health or security staff
+    assert [(f.field, f.code) for f in filing_findings("family_childcare_point", family)] == [
+        ("classes", "out_of_range")]
+    no_security = filing(staff={"carer": 10, "health": 1})
+    assert [f.field for f in filing_findings("kindergarten_childcare_class", no_security)] == [
+        "staff.security"]
+
+
+def test_a_floor_area_rule_only_when_configured():
+    small = filing(floor_area={"indoor_m2": 40, "outdoor_m2": 0},
+                   classes=[{"class_type": "mixed", "places": 5, "carers": 2}],
+                   staff={"carer": 2})
+    assert filing_findings("family_childcare_point", small) == []  # no default: none sourced
+    configured = CareStandards(indoor_m2_per_place=(("family_childcare_point", 9),))
+    [finding] = filing_findings("family_childcare_point", small, configured)
+    assert (finding.field, finding.code) == ("floor_area.indoor_m2", "below_minimum")
+    assert "45" in finding.reason
+    assert CareStandards.from_dict({"indoor_m2_per_place": {"family_childcare_point": 9}}
+                                   ).indoor_m2_per_place == configured.indoor_m2_per_place
+
+
+def submitted_with_findings() -> Institution:
+    institution = register()
+    institution.submit_filing(BREACHING, D1, D2)
+    institution.issue_filing_receipt("BA-1", D2, D3)
+    institution.collect_events()
+    return institution
+
+
+def decide(*decisions: str) -> list[dict]:
+    fields = ["classes[0].places", "classes[1].carers", "staff.health"]
+    return [{"field": field, "decision": decision, "reason": f"on site: {decision}"}
+            for field, decision in zip(fields, decisions, strict=False)]
+
+
+def test_verification_turns_confirmed_findings_into_the_notice():
+    institution = submitted_with_findings()
+    institution.find_non_compliant(D3, ["no first-aid kit"], D3, "超额收托，责令整改",
+                                   decide("confirmed", "dismissed", "confirmed"))
+    [found] = institution.collect_events()
+    assert len(found.findings) == 3 and found.findings[-1] == "no first-aid kit"
+    assert found.findings[0].startswith("classes[0].places: an infant class takes at most 10")
+    assert found.findings[1].startswith("staff.health: ")
+    assert [(d["field"], d["decision"]) for d in found.finding_decisions] == [
+        ("classes[0].places", "confirmed"), ("classes[1].carers", "dismissed"),
+        ("staff.health", "confirmed")]
+    assert found.finding_decisions[0]["finding"].startswith("an infant class takes at most")
+    assert institution.verification["outcome"] == "non_compliant"
+    assert institution.verification["disclosure"] == "超额收托，责令整改"
+
+
+def test_confirmed_findings_alone_make_a_notice():
+    institution = submitted_with_findings()
+    institution.find_non_compliant(D3, [], D3, "d", decide("confirmed", "confirmed",
+                                                           "dismissed"))
+    [found] = institution.collect_events()
+    assert len(found.findings) == 2
+    institution = submitted_with_findings()
+    with pytest.raises(FieldError) as e:  # all dismissed and none of its own: no notice
+        institution.find_non_compliant(D3, [], D3, "d", decide(*["dismissed"] * 3))
+    assert e.value.field == "findings"
+
+
+def test_a_filing_with_findings_is_compliant_only_if_every_finding_is_dismissed():
+    institution = submitted_with_findings()
+    with pytest.raises(FieldError) as e:
+        institution.verify_compliant(D3, "fine", decide("dismissed", "confirmed", "dismissed"))
+    assert (e.value.field, e.value.code) == ("finding_decisions[1].decision", "inconsistent")
+    with pytest.raises(FieldError) as e:
+        institution.verify_compliant(D3, "fine")
+    assert (e.value.field, e.value.code) == ("finding_decisions", "required")
+    assert "classes[0].places" in e.value.reason and "staff.health" in e.value.reason
+    assert institution.collect_events() == []
+    institution.verify_compliant(D3, "counted again on site", decide(*["dismissed"] * 3))
+    [verified] = institution.collect_events()
+    assert [d["decision"] for d in verified.finding_decisions] == ["dismissed"] * 3
+    assert institution.verification["outcome"] == "compliant"
+
+
+@pytest.mark.parametrize("decisions, field, code", [
+    (decide("confirmed", "confirmed"), "finding_decisions", "required"),
+    (decide("confirmed", "confirmed", "confirmed")
+     + [{"field": "staff.cook", "decision": "confirmed", "reason": "r"}],
+     "finding_decisions[3].field", "invalid_choice"),
+    (decide("confirmed", "confirmed", "confirmed")
+     + [{"field": "staff.health", "decision": "dismissed", "reason": "r"}],
+     "finding_decisions[3].field", "duplicate"),
+])
+def test_each_finding_is_decided_once(decisions, field, code):
+    institution = submitted_with_findings()
+    with pytest.raises(FieldError) as e:
+        institution.find_non_compliant(D3, ["x"], D3, "d", decisions)
+    assert (e.value.field, e.value.code) == (field, code)
+    assert institution.collect_events() == []
+
+
+def test_no_decisions_for_a_filing_without_findings():
+    institution = filed()
+    with pytest.raises(FieldError) as e:
+        institution.verify_compliant(D3, "n", decide("dismissed"))
+    assert (e.value.field, e.value.code) == ("finding_decisions[0].field", "invalid_choice")
+
+
+def test_events_and_snapshots_recorded_before_findings_read_as_without_any():
+    state = {"filing": {}, "submitted_on": D1, "receipt_due_on": D2}
+    Institution.FilingSubmitted.upcast_v1_v2(state)
+    assert state["findings"] == []
+    state = {"verified_on": D3, "notes": ""}
+    Institution.FilingVerified.upcast_v1_v2(state)
+    assert state["finding_decisions"] == []
+    state = {"verified_on": D3, "findings": ["x"], "notified_on": D3, "disclosure": "d",
+             "notified_late": False}
+    Institution.FilingFoundNonCompliant.upcast_v2_v3(state)
+    assert state["finding_decisions"] == []
+    state = {"status": "filed"}
+    Institution.upcast_v1_v2(state)
+    assert state["filing_findings"] == []
 
 
 def test_verification_compliant_or_non_compliant_within_the_deadline():

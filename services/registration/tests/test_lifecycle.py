@@ -100,17 +100,90 @@ def test_receipt_due_in_five_working_days_and_visible_when_overdue(app, clock):
     assert waiting["due_on"] == "2025-03-03"
 
 
-def test_filing_with_bad_classes_is_refused_naming_the_class(app):
+def test_malformed_or_incomplete_filing_materials_are_refused_naming_each_field(app):
     institution_id = str(app.register_institution(sample_registration(1)))
-    submission = sample_filing_submission()
-    submission["classes"][1] = {"class_type": "toddler", "places": 16, "carers": 4}
-    [error] = refused(app, "submit_filing", institution_id, submission)
-    assert error["field"] == "classes[1].places" and "at most 15" in error["reason"]
     submission = sample_filing_submission()
     del submission["fire_safety_passed"]
     submission["classes"][0]["class_type"] = "baby"
     errors = refused(app, "submit_filing", institution_id, submission)
     assert {e["field"] for e in errors} == {"fire_safety_passed", "classes[0].class_type"}
+    for overrides, field, code in (
+            ({"hygiene_evaluation_passed": False}, "hygiene_evaluation_passed", "not_passed"),
+            ({"fire_safety_passed": False}, "fire_safety_passed", "not_passed"),
+            ({"staff": {"carer": 9, "health": 1, "security": 1}}, "staff.carer",
+             "inconsistent")):
+        [error] = refused(app, "submit_filing", institution_id,
+                          sample_filing_submission(**overrides))
+        assert (error["field"], error["code"]) == (field, code)
+
+
+def breaching_submission() -> dict:
+    """Materials complete, two standards breached: a toddler class of 16 (at most 15) and
+    no security staff."""
+    submission = sample_filing_submission(
+        staff={"carer": 11, "health": 1, "cook": 2, "security": 0, "manager": 2})
+    submission["classes"][1] = {"class_type": "toddler", "places": 16, "carers": 4}
+    return submission
+
+
+def test_a_filing_breaching_the_standards_is_accepted_with_findings_for_verification(app):
+    """备案 follows the procedure: the submission is accepted with its findings, the receipt
+    falls due as for any filing, and verification (核实) decides each finding."""
+    institution_id = str(app.register_institution(sample_registration(1)))
+    assert app.submit_filing(institution_id, breaching_submission()) == "2025-02-07"
+    view = app.institution(institution_id)
+    assert view["status"] == "filing_submitted" and view["places"] == 46
+    assert [(f["field"], f["code"]) for f in view["filing_findings"]] == [
+        ("classes[1].places", "out_of_range"), ("staff.security", "not_staffed")]
+    assert "at most 15" in view["filing_findings"][0]["reason"]
+    [submitted] = [h for h in app.institution_record(institution_id)["history"]
+                   if h["event_type"] == "InstitutionFilingSubmitted"]
+    assert submitted["data"]["findings"] == view["filing_findings"]
+    app.issue_filing_receipt(institution_id, {"receipt_number": "BA-1"})
+    # Compliant needs every finding dismissed; non-compliant needs each decided too.
+    errors = refused(app, "verify_filing", institution_id, {"outcome": "compliant"})
+    assert [(e["field"], e["code"]) for e in errors] == [("finding_decisions", "required")]
+    confirmed = [{"field": "classes[1].places", "decision": "confirmed",
+                  "reason": "现场核实：托小班实有16名"},
+                 {"field": "staff.security", "decision": "dismissed",
+                  "reason": "保安公司派驻合同已补交"}]
+    errors = refused(app, "verify_filing", institution_id,
+                     {"outcome": "compliant", "finding_decisions": confirmed})
+    assert [(e["field"], e["code"]) for e in errors] == [
+        ("finding_decisions[0].decision", "inconsistent")]
+    errors = refused(app, "verify_filing", institution_id, {
+        "outcome": "non_compliant", "disclosure": "d", "findings": ["无急救箱"],
+        "finding_decisions": [{"field": "classes[1].places", "decision": "maybe"}]})
+    assert {(e["field"], e["code"]) for e in errors} == {
+        ("finding_decisions[0].decision", "invalid_choice"),
+        ("finding_decisions[0].reason", "required")}
+    app.verify_filing(institution_id, {"outcome": "non_compliant",
+                                       "finding_decisions": confirmed,
+                                       "disclosure": "托小班超额收托，责令整改"})
+    verification = app.institution(institution_id)["verification"]
+    assert verification["outcome"] == "non_compliant"
+    [notice] = verification["findings"]  # the confirmed finding, the dismissed one not
+    assert notice.startswith("classes[1].places: a toddler class takes at most 15")
+    assert [d["decision"] for d in verification["finding_decisions"]] == [
+        "confirmed", "dismissed"]
+    views(app)
+    [row] = app.public_disclosure()
+    assert row["non_compliance"] == "托小班超额收托，责令整改"
+    for envelope in app.read_log(1, 100):
+        validate_envelope(envelope.to_dict())
+
+
+def test_findings_all_dismissed_verify_compliant(app):
+    institution_id = str(app.register_institution(sample_registration(1)))
+    app.submit_filing(institution_id, breaching_submission())
+    app.issue_filing_receipt(institution_id, {"receipt_number": "BA-1"})
+    app.verify_filing(institution_id, {"outcome": "compliant", "finding_decisions": [
+        {"field": "staff.security", "decision": "dismissed", "reason": "派驻合同已补交"},
+        {"field": "classes[1].places", "decision": "dismissed", "reason": "实设15个托位"}]})
+    verification = app.institution(institution_id)["verification"]
+    assert verification["outcome"] == "compliant"
+    assert [d["field"] for d in verification["finding_decisions"]] == [
+        "classes[1].places", "staff.security"]
 
 
 def test_illegal_transitions_name_the_state(app):

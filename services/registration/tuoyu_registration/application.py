@@ -359,21 +359,36 @@ class RegistrationApplication(ServiceApplication):
 
     @refusing_field_errors
     def verify_filing(self, institution_id: str, data: dict[str, Any]) -> None:
-        """核查: compliant, or non-compliant with findings, a notice and a public disclosure."""
+        """核查 (核实): compliant, or non-compliant with findings, a notice and a public
+        disclosure. Each finding of the submission gets a decision in ``finding_decisions``
+        (``{field, decision: confirmed | dismissed, reason}``): compliant only with all
+        dismissed; a non-compliance notice lists the confirmed ones, then ``findings``, the
+        officer's own (which may be left out when one is confirmed)."""
         v = Validator(data)
         outcome = v.choice("outcome", ["compliant", "non_compliant"])
         notes = v.text("notes", max_length=2000, required=False, multiline=True) or ""
-        findings = (v.texts("findings", min_items=1, max_items=100, max_length=2000,
-                            multiline=True) if outcome == "non_compliant" else [])
-        disclosure = (v.text("disclosure", max_length=2000, multiline=True)
-                      if outcome == "non_compliant" else "")
+        decisions = [{"field": item.text("field", max_length=100),
+                      "decision": item.choice("decision", ["confirmed", "dismissed"]),
+                      "reason": item.text("reason", max_length=2000, multiline=True)}
+                     for item in v.items("finding_decisions", max_items=100, required=False)]
+        findings: list[str] = []
+        disclosure = ""
+        if outcome == "non_compliant":
+            findings = v.texts("findings", max_items=100, max_length=2000, multiline=True,
+                               required=False) or []
+            given = data.get("findings") if isinstance(data, dict) else None
+            if given in (None, []) and not any(d["decision"] == "confirmed"
+                                               for d in decisions):
+                v.add_error("findings", "at least one finding is required: the officer's "
+                            "own or a confirmed finding of the submission", "required")
+            disclosure = v.text("disclosure", max_length=2000, multiline=True) or ""
         v.check()
         today = self.today()
         if outcome == "compliant":
-            self._update(institution_id, lambda i: i.verify_compliant(today, notes))
+            self._update(institution_id, lambda i: i.verify_compliant(today, notes, decisions))
         else:
             self._update(institution_id, lambda i: i.find_non_compliant(
-                today, findings, today, disclosure))
+                today, findings, today, disclosure, decisions))
 
     @refusing_field_errors
     def file_change(self, institution_id: str, data: dict[str, Any]) -> None:
@@ -788,6 +803,7 @@ class RegistrationApplication(ServiceApplication):
             "person_in_charge": inst.person_in_charge["name"]["masked"],
             "places": inst.places,
             "filing": to_json_value(inst.filing),
+            "filing_findings": inst.filing_findings,
             "receipt_due_on": inst.receipt_due_on,
             "receipt": inst.receipt,
             "verification_due_on": inst.verification_due_on,

@@ -93,11 +93,34 @@ REGISTERING_AUTHORITY_BY_ORIGIN = {
 
 @dataclass(frozen=True)
 class CareStandards:
-    """Class sizes and carer ratios (托育机构设置标准（试行）), as configuration.
+    """The standards a filing (备案) is held to, as configuration: class sizes, carer ratios,
+    required staff and (if a local rule sets one) floor area.
 
     ``max_children[t]`` is the largest class of type t; ``children_per_carer[t]`` the most
     children one carer may look after in it. A family childcare point takes at most
     ``family_point_max_children`` children, ``family_point_children_per_carer`` per carer.
+    ``required_staff`` is the least staff of each role a provider has, except the kinds in
+    ``required_staff_exempt_kinds``; ``indoor_m2_per_place[kind]`` the least indoor floor area
+    per place of a kind.
+
+    The defaults and their sources:
+
+    - class sizes, 《托育机构设置标准（试行）》 (国家卫生健康委, with 《托育机构管理规范（试行）》
+      国卫人口发〔2019〕58号): 乳儿班 (6–12 months) at most 10 children, 托小班 (12–24
+      months) 15, 托大班 (24–36 months) 20; children of 18 months and over may be in a mixed
+      class (混合编班) of at most 18.
+    - carer ratios (保育人员与婴幼儿的比例), the same standard: 乳儿班 1:3, 托小班 1:5,
+      托大班 1:7. It sets none for a mixed class: the default 1:5 is a reading (a mixed class
+      of 18 months and over holds 托小班 ages, 18–24 months, whose ratio is 1:5), not a number
+      of the standard; local rules differ (深圳's is 1:6): configure yours.
+    - family childcare points (家庭托育点), 《家庭托育点管理办法（试行）》 (国家卫生健康委 and
+      others, 2023): at most 5 children, each carer (照护人员) looking after at most 3.
+    - required staff: the 设置标准 has a 托育机构 staffed for health care (卫生保健) and
+      security (安全保卫), with no number: one of each is the least that meets it. Family
+      points, under their own 办法, are exempt.
+    - floor area: no default. The national texts above give no number we could source (the
+      2023 draft of the 家庭托育点 rules had 9 m² per child; we could not confirm it in the
+      final text): a province's rule is configured here, by provider kind.
     """
 
     max_children: tuple[tuple[str, int], ...] = (
@@ -106,6 +129,9 @@ class CareStandards:
         ("infant", 3), ("toddler", 5), ("older", 7), ("mixed", 5))
     family_point_max_children: int = 5
     family_point_children_per_carer: int = 3
+    required_staff: tuple[tuple[str, int], ...] = (("health", 1), ("security", 1))
+    required_staff_exempt_kinds: tuple[str, ...] = ("family_childcare_point",)
+    indoor_m2_per_place: tuple[tuple[str, int], ...] = ()
 
     @functools.cached_property
     def _max(self) -> dict[str, int]:
@@ -129,6 +155,11 @@ class CareStandards:
                 data.get("children_per_carer", dict(cls.children_per_carer)).items())),
             family_point_max_children=data.get("family_point_max_children", 5),
             family_point_children_per_carer=data.get("family_point_children_per_carer", 3),
+            required_staff=tuple(sorted(
+                data.get("required_staff", dict(cls.required_staff)).items())),
+            required_staff_exempt_kinds=tuple(data.get(
+                "required_staff_exempt_kinds", cls.required_staff_exempt_kinds)),
+            indoor_m2_per_place=tuple(sorted(data.get("indoor_m2_per_place", {}).items())),
         )
 
 
@@ -174,45 +205,63 @@ def check_credit_code_matches_nature(credit_code: str, nature: Nature) -> str:
     return REGISTERING_AUTHORITY_BY_ORIGIN[origin]
 
 
-def check_classes(kind: str, classes: list[dict[str, Any]],
-                  standards: CareStandards = DEFAULT_STANDARDS, field: str = "classes") -> int:
-    """Check each class against its size limit and carer ratio; return the total places.
+_ARTICLE = {"infant": "an", "older": "an"}
 
-    Each class is ``{"class_type", "places", "carers"}``.
+
+def class_findings(kind: str, classes: list[dict[str, Any]],
+                   standards: CareStandards = DEFAULT_STANDARDS,
+                   field: str = "classes") -> list[FieldError]:
+    """Each class's breaches of its size limit and carer ratio (and a family point's of its
+    total), in order, as field errors. Each class is ``{"class_type", "places", "carers"}``.
     """
-    if not classes:
-        raise FieldError(field, "at least one class is required", "required")
+    findings = []
     total = 0
     family_point = kind == _FAMILY_POINT
     for i, c in enumerate(classes):
         where = f"{field}[{i}]"
+        a = _ARTICLE.get(c["class_type"], "a")
         if family_point:
             needed = math.ceil(c["places"] / standards.family_point_children_per_carer)
         else:
             limit = standards.max_for(c["class_type"])
             if c["places"] > limit:
-                raise FieldError(f"{where}.places", f"a {c['class_type']} class takes at most "
-                                 f"{limit} children, not {c['places']}", "out_of_range")
+                findings.append(FieldError(
+                    f"{where}.places", f"{a} {c['class_type']} class takes at most {limit} "
+                    f"children, not {c['places']}", "out_of_range"))
             needed = math.ceil(c["places"] / standards.ratio_for(c["class_type"]))
         if c["carers"] < needed:
-            raise FieldError(f"{where}.carers", f"{c['places']} places in a {c['class_type']} "
-                             f"class need at least {needed} carers, not {c['carers']}",
-                             "ratio_not_met")
+            findings.append(FieldError(
+                f"{where}.carers", f"{c['places']} places in {a} {c['class_type']} class "
+                f"need at least {needed} carers, not {c['carers']}", "ratio_not_met"))
         total += c["places"]
     if family_point and total > standards.family_point_max_children:
-        raise FieldError(field, f"a family childcare point takes at most "
-                         f"{standards.family_point_max_children} children, not {total}",
-                         "out_of_range")
-    return total
+        findings.append(FieldError(field, f"a family childcare point takes at most "
+                                   f"{standards.family_point_max_children} children, not "
+                                   f"{total}", "out_of_range"))
+    return findings
 
 
-def check_filing(kind: str, filing: dict[str, Any],
-                 standards: CareStandards = DEFAULT_STANDARDS) -> int:
-    """Everything a filing (备案) must satisfy, wherever it comes from (submitted or imported
-    from a provincial export): classes within their limits and ratios, a passed hygiene
-    evaluation, passed fire-safety acceptance and enough carers on the staff. Returns the
-    total places."""
-    total = check_classes(kind, filing["classes"], standards)
+def check_classes(kind: str, classes: list[dict[str, Any]],
+                  standards: CareStandards = DEFAULT_STANDARDS, field: str = "classes") -> int:
+    """Refuse classes breaching a size limit or carer ratio (the first breach found); return
+    the total places. Where breaches refuse: a change filing (变更备案) and an import."""
+    if not classes:
+        raise FieldError(field, "at least one class is required", "required")
+    findings = class_findings(kind, classes, standards, field)
+    if findings:
+        raise findings[0]
+    return sum(c["places"] for c in classes)
+
+
+def check_filing_materials(kind: str, filing: dict[str, Any]) -> int:
+    """What a filing (备案) must have to be accepted at all: classes, a passed hygiene
+    evaluation (its report is one of the filing's materials), passed fire-safety acceptance,
+    and a staff that counts the carers its classes declare. Returns the total places.
+
+    Incomplete or self-contradicting materials are refused; whether the facts they declare
+    meet the standards is :func:`filing_findings`' question, which verification answers."""
+    if not filing["classes"]:
+        raise FieldError("classes", "at least one class is required", "required")
     if not filing["hygiene_evaluation_passed"]:
         raise FieldError("hygiene_evaluation_passed", "a filing needs a passed hygiene "
                          "evaluation (卫生评价)", "not_passed")
@@ -223,6 +272,41 @@ def check_filing(kind: str, filing: dict[str, Any],
     if filing["staff"].get("carer", 0) < carers:
         raise FieldError("staff.carer", f"the classes need {carers} carers but the staff "
                          f"counts only {filing['staff'].get('carer', 0)}", "inconsistent")
+    return sum(c["places"] for c in filing["classes"])
+
+
+def filing_findings(kind: str, filing: dict[str, Any],
+                    standards: CareStandards = DEFAULT_STANDARDS) -> list[FieldError]:
+    """The substantive breaches of the standards a filing's declared facts show, as field
+    errors in order: classes over their size limit or short of carers, required staff
+    missing, too little floor area (where a rule is configured). On a submitted filing these
+    are findings (presumptions), for verification (核实) to confirm or dismiss."""
+    findings = class_findings(kind, filing["classes"], standards)
+    if kind not in standards.required_staff_exempt_kinds:
+        for role, least in standards.required_staff:
+            if filing["staff"].get(role, 0) < least:
+                findings.append(FieldError(
+                    f"staff.{role}", f"a {kind.replace('_', ' ')} needs at least {least} "
+                    f"{role} staff, not {filing['staff'].get(role, 0)}", "not_staffed"))
+    per_place = dict(standards.indoor_m2_per_place).get(kind)
+    places = sum(c["places"] for c in filing["classes"])
+    if per_place is not None and filing["floor_area"]["indoor_m2"] < per_place * places:
+        findings.append(FieldError(
+            "floor_area.indoor_m2", f"{places} places need at least {per_place * places} m² "
+            f"indoors ({per_place} m² each), not {filing['floor_area']['indoor_m2']}",
+            "below_minimum"))
+    return findings
+
+
+def check_filing(kind: str, filing: dict[str, Any],
+                 standards: CareStandards = DEFAULT_STANDARDS) -> int:
+    """A filing that must be clean, a filing imported from a provincial export (which has
+    no verification here): its materials (:func:`check_filing_materials`) and no finding
+    (:func:`filing_findings`), else the first is raised. Returns the total places."""
+    total = check_filing_materials(kind, filing)
+    findings = filing_findings(kind, filing, standards)
+    if findings:
+        raise findings[0]
     return total
 
 
@@ -282,8 +366,26 @@ def check_enrolment(kind: str, classes_filed: list[dict[str, Any]],
     return total
 
 
+#: An officer's decision on one finding of a filing's submission, in the verification events.
+_FINDING_DECISION_SCHEMA = {
+    "type": "object", "additionalProperties": False,
+    "required": ["code", "decision", "field", "finding", "reason"],
+    "properties": {"field": {"type": "string"}, "code": {"type": "string"},
+                   "finding": {"type": "string"},
+                   "decision": {"enum": ["confirmed", "dismissed"]},
+                   "reason": {"type": "string"}}}
+
+
 class Institution(Aggregate):
     """A childcare provider (托育服务机构) as the register knows it."""
+
+    # Version 2 of the state has the submitted filing's findings (filing_findings).
+    class_version = 2
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        # Snapshots taken before findings existed: a filing then was refused or had none.
+        state.setdefault("filing_findings", [])
 
     # ---- creation ---------------------------------------------------------------------------
     class Registered(Aggregate.Created):
@@ -318,6 +420,7 @@ class Institution(Aggregate):
         self.address = address
         self.status = Status.REGISTERED.value
         self.filing: dict[str, Any] | None = None
+        self.filing_findings: list[dict[str, str]] = []  # {field, code, reason}, presumptions
         self.receipt_due_on: date | None = None
         self.receipt: dict[str, Any] | None = None
         self.verification_due_on: date | None = None
@@ -412,26 +515,46 @@ class Institution(Aggregate):
 
     # ---- filing (备案) ----------------------------------------------------------------------
     class FilingSubmitted(Aggregate.Event):
-        """备案申请: the facts the provider declares; a receipt is due within 5 working days."""
+        """备案申请: the facts the provider declares; a receipt is due within 5 working days.
+        ``findings`` are the standards the declared facts breach (``{field, code, reason}``):
+        presumptions that the filing's verification (核实) confirms or dismisses."""
 
         filing: dict[str, Any]
         submitted_on: date
         receipt_due_on: date
+        findings: list[dict[str, Any]]
+
+        class_version = 2
+        payload_schema = {"findings": {"items": {
+            "type": "object", "additionalProperties": False,
+            "required": ["code", "field", "reason"],
+            "properties": {"field": {"type": "string"}, "code": {"type": "string"},
+                           "reason": {"type": "string"}}}}}
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            # Version 1 refused a filing that breached a standard: none had findings.
+            state["findings"] = []
 
     def submit_filing(self, filing: dict[str, Any], submitted_on: date, receipt_due_on: date,
                       standards: CareStandards = DEFAULT_STANDARDS) -> None:
+        """备案: incomplete or malformed materials are refused (a field error); breaches of
+        the standards are accepted and recorded as the submission's findings."""
         if self.status in (Status.FILED.value, Status.SUSPENDED.value):
             raise DomainRuleViolated("this institution is filed already: changes go through "
                                      "a change filing (变更备案)", state=self.status)
         self._require(Status.REGISTERED, action="submit a filing")
-        total = check_filing(self.kind, filing, standards)
+        total = check_filing_materials(self.kind, filing)
+        findings = [f.to_dict() for f in filing_findings(self.kind, filing, standards)]
         self._submit_filing(filing={**filing, "total_places": total},
-                            submitted_on=submitted_on, receipt_due_on=receipt_due_on)
+                            submitted_on=submitted_on, receipt_due_on=receipt_due_on,
+                            findings=findings)
 
     @event(FilingSubmitted)
     def _submit_filing(self, filing: dict[str, Any], submitted_on: date,
-                       receipt_due_on: date) -> None:
+                       receipt_due_on: date, findings: list[dict[str, Any]]) -> None:
         self.filing = filing
+        self.filing_findings = findings
         self.receipt_due_on = receipt_due_on
         self.status = Status.FILING_SUBMITTED.value
 
@@ -455,27 +578,47 @@ class Institution(Aggregate):
         self.status = Status.FILED.value
 
     class FilingVerified(Aggregate.Event):
-        """备案核查: the filed facts were checked on site and found compliant."""
+        """备案核查: the filed facts were checked on site and found compliant; every finding of
+        the submission dismissed, each with the officer's reason (``finding_decisions``)."""
 
         verified_on: date
         notes: str
+        finding_decisions: list[dict[str, Any]]
+
+        class_version = 2
+        payload_schema = {"finding_decisions": {"items": _FINDING_DECISION_SCHEMA}}
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            # Version 1 came before findings: there was nothing to decide.
+            state["finding_decisions"] = []
 
     class FilingFoundNonCompliant(Aggregate.Event):
         """核查不符合: notified to the provider and disclosed. The notice is due within 15
-        working days of the receipt; one sent later is still recorded, with notified_late."""
+        working days of the receipt; one sent later is still recorded, with notified_late.
+        ``findings`` is the notice's list: the submission's findings the officer confirmed,
+        then the officer's own; ``finding_decisions`` the officer's decision on each finding
+        of the submission, with the reason."""
 
         verified_on: date
         findings: list[str]
         notified_on: date
         disclosure: str
         notified_late: bool
+        finding_decisions: list[dict[str, Any]]
 
-        class_version = 2
+        class_version = 3
+        payload_schema = {"finding_decisions": {"items": _FINDING_DECISION_SCHEMA}}
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
             # Version 1 refused late notices: every one recorded was on time.
             state["notified_late"] = False
+
+        @staticmethod
+        def upcast_v2_v3(state: dict[str, Any]) -> None:
+            # Version 2 came before findings: there was nothing to decide.
+            state["finding_decisions"] = []
 
     def _require_verification_pending(self) -> None:
         self._require(Status.FILED, Status.SUSPENDED, action="verify a filing")
@@ -484,31 +627,79 @@ class Institution(Aggregate):
                 f"the filing was verified already ({self.verification['outcome']})",
                 state=self.status)
 
-    def verify_compliant(self, verified_on: date, notes: str) -> None:
+    def _decide_findings(self, decisions: list[dict[str, str]]) -> list[dict[str, str]]:
+        """The officer's decisions (``{field, decision, reason}``, decision ``confirmed`` or
+        ``dismissed``) on the submission's findings: exactly one for each finding. Returned
+        with each finding's own code and reason (``finding``), in the findings' order."""
+        by_field = {f["field"]: f for f in self.filing_findings}
+        decided: dict[str, dict[str, str]] = {}
+        for i, d in enumerate(decisions):
+            if d["field"] in decided:
+                raise FieldError(f"finding_decisions[{i}].field", f"{d['field']} is decided "
+                                 "already", "duplicate")
+            if d["field"] not in by_field:
+                known = ", ".join(by_field) or "none"
+                raise FieldError(f"finding_decisions[{i}].field", f"the submission has no "
+                                 f"finding on {d['field']} (its findings: {known})",
+                                 "invalid_choice")
+            decided[d["field"]] = d
+        missing = [f for f in by_field if f not in decided]
+        if missing:
+            raise FieldError("finding_decisions", "each finding of the submission needs a "
+                             "decision, confirmed or dismissed, with a reason: "
+                             f"{', '.join(missing)} undecided", "required")
+        return [{"field": field, "code": finding["code"], "finding": finding["reason"],
+                 "decision": decided[field]["decision"], "reason": decided[field]["reason"]}
+                for field, finding in by_field.items()]
+
+    def verify_compliant(self, verified_on: date, notes: str,
+                         finding_decisions: list[dict[str, str]] | None = None) -> None:
+        """核实: compliant. The submission's findings, if any, must each be dismissed."""
         self._require_verification_pending()
-        self._verify_compliant(verified_on=verified_on, notes=notes)
+        finding_decisions = finding_decisions or []
+        decided = self._decide_findings(finding_decisions)
+        for d in decided:
+            if d["decision"] != "dismissed":
+                i = next(i for i, given in enumerate(finding_decisions)
+                         if given["field"] == d["field"])
+                raise FieldError(f"finding_decisions[{i}].decision", f"the finding on "
+                                 f"{d['field']} is confirmed: the filing is non-compliant",
+                                 "inconsistent")
+        self._verify_compliant(verified_on=verified_on, notes=notes,
+                               finding_decisions=decided)
 
     @event(FilingVerified)
-    def _verify_compliant(self, verified_on: date, notes: str) -> None:
-        self.verification = {"outcome": "compliant", "verified_on": verified_on}
+    def _verify_compliant(self, verified_on: date, notes: str,
+                          finding_decisions: list[dict[str, Any]]) -> None:
+        self.verification = {"outcome": "compliant", "verified_on": verified_on,
+                             "finding_decisions": finding_decisions}
 
     def find_non_compliant(self, verified_on: date, findings: list[str], notified_on: date,
-                           disclosure: str) -> None:
+                           disclosure: str,
+                           finding_decisions: list[dict[str, str]] | None = None) -> None:
+        """核实: non-compliant. The notice lists the submission's findings the officer
+        confirmed (each decided, confirmed or dismissed) and the officer's own ``findings``."""
         self._require_verification_pending()
-        if not findings:
-            raise FieldError("findings", "at least one finding is required", "required")
+        decided = self._decide_findings(finding_decisions or [])
+        notice = [f"{d['field']}: {d['finding']} (confirmed: {d['reason']})"
+                  for d in decided if d["decision"] == "confirmed"] + list(findings)
+        if not notice:
+            raise FieldError("findings", "at least one finding is required: the officer's "
+                             "own or a confirmed finding of the submission", "required")
         # A notice after the deadline is a fact to record (and see), not a reason to lose it.
         late = self.verification_due_on is not None and notified_on > self.verification_due_on
-        self._find_non_compliant(verified_on=verified_on, findings=findings,
+        self._find_non_compliant(verified_on=verified_on, findings=notice,
                                  notified_on=notified_on, disclosure=disclosure,
-                                 notified_late=late)
+                                 notified_late=late, finding_decisions=decided)
 
     @event(FilingFoundNonCompliant)
     def _find_non_compliant(self, verified_on: date, findings: list[str], notified_on: date,
-                            disclosure: str, notified_late: bool) -> None:
+                            disclosure: str, notified_late: bool,
+                            finding_decisions: list[dict[str, Any]]) -> None:
         self.verification = {"outcome": "non_compliant", "verified_on": verified_on,
                              "findings": findings, "disclosure": disclosure,
-                             "notified_on": notified_on, "notified_late": notified_late}
+                             "notified_on": notified_on, "notified_late": notified_late,
+                             "finding_decisions": finding_decisions}
 
     # ---- change filing (变更备案) -----------------------------------------------------------
     class ChangeFiled(Aggregate.Event):

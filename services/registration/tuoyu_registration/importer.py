@@ -219,8 +219,9 @@ def parse_row(row_number: int, data: dict[str, str]) -> ParsedRow:
     receipt_number = r.text("receipt_number", 50)
     filed_on = r.check("filed_on", validate_date)
     if not r.errors:
-        # The rules a filing submitted here must meet (Institution.submit_filing): a row
-        # breaking one is reported, like any bad field, never filed.
+        # What a filing submitted here is refused for, or would carry as a finding for its
+        # verification (Institution.submit_filing): an import has no verification, so a row
+        # with either is reported, like any bad field, never filed.
         try:
             check_credit_code_matches_nature(credit_code, Nature(nature))
         except FieldError as e:
