@@ -12,7 +12,7 @@ from kombu import Connection
 from tuoyu_registration.samples import sample_registration
 from tuoyu_shared.devrun import SERVICES, ProcessGroup, http_json
 from tuoyu_shared.rpc import RemoteError, RpcClient
-from tuoyu_shared.testing import wait_for
+from tuoyu_shared.testing import metric_samples, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -91,6 +91,14 @@ def test_rpc_carries_the_correlation_id_into_the_envelope(system):
     with pytest.raises(RemoteError) as e:
         rpc.call("registration", "register_institution", {"name": "x"})
     assert e.value.exc_type == "ValidationFailed" and "credit_code" in e.value.value
+    # what a gateway answers, by code and status, not by class name
+    assert (e.value.code, e.value.http_status) == ("validation_failed", 400)
+    assert "credit_code" in [f["field"] for f in e.value.body["errors"]]
+    with pytest.raises(RemoteError) as e:
+        rpc.call("registration", "get_institution", "6f1d3c2e-5b7a-4d21-9a43-0c8e2f7b9d10")
+    assert (e.value.exc_type, e.value.code, e.value.http_status) == (
+        "InstitutionNotFound", "not_found", 404)
+    assert e.value.body["error"] == "InstitutionNotFound"
     rpc.close()
 
 
@@ -162,12 +170,13 @@ def test_metrics_show_the_log_head_relay_lag_and_consumer_positions(system):
 
     wait_for(lambda: dashboard_count(system) >= 1, what="something relayed")
     with urllib.request.urlopen(f"{system.url('registration')}/metrics", timeout=10) as resp:
-        text = resp.read().decode()
-    head = int(next(line.split()[-1] for line in text.splitlines()
-                    if line.startswith("tuoyu_log_head")))
-    assert head >= 1
-    assert 'tuoyu_relay_lag{service="registration",exchange="registration.events"}' in text
-    assert 'consumer="registration",upstream="credit"' in text  # a reacting consumer
+        metrics = metric_samples(resp.read().decode())
+    [head] = metrics["tuoyu_log_head"]
+    assert head.labels == {"service": "registration"} and head.value >= 1
+    assert {"service": "registration", "exchange": "registration.events"} in [
+        s.labels for s in metrics["tuoyu_relay_lag"]]
+    assert {"service": "registration", "consumer": "registration", "upstream": "credit"} in [
+        s.labels for s in metrics["tuoyu_consumer_position"]]  # a reacting consumer
 
 
 def view_rows(database_url: str, tables: tuple[str, ...]) -> dict[str, list[tuple]]:

@@ -287,11 +287,6 @@ def query_int(args: Any, name: str, default: int | None = None, *,
     return value
 
 
-# Transitional, until registration's errors subclass tuoyu_shared.errors (a commit of their
-# own): their statuses by class name, as before.
-_NOT_YET_ON_THE_VOCABULARY = {"InstitutionNotFound": 404, "DomainRuleViolated": 409}
-
-
 def http_json(func: Callable[..., Any] | None = None, *,
               max_body_bytes: int | None = None) -> Any:
     """Run an HTTP handler returning JSON-able data; answer a
@@ -321,12 +316,7 @@ def http_json(func: Callable[..., Any] | None = None, *,
         except json.JSONDecodeError as e:
             error = _refuse("body", f"is not valid JSON: {e}", "invalid_json")
             return json_response(error.to_dict(), error.http_status)
-        except Exception as e:
-            status = _NOT_YET_ON_THE_VOCABULARY.get(type(e).__name__)
-            if status is not None:  # transitional: removed once registration's errors are
-                return json_response({"error": type(e).__name__, "reason": str(e),
-                                      **({"state": e.state} if getattr(e, "state", None)
-                                         else {})}, status)
+        except Exception:
             log.exception("http.unhandled_error")
             return json_response({"error": "internal_error"}, 500)
         if isinstance(result, Response):
