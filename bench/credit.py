@@ -51,6 +51,7 @@ from tuoyu_shared.config import settings_for
 from tuoyu_shared.context import command_context
 from tuoyu_shared.envelope import Envelope
 from tuoyu_shared.logs import configure_logging
+from tuoyu_shared.migrate import migrate
 from tuoyu_shared.validation import mask_name, mask_resident_id, resident_id_check_character
 
 
@@ -74,6 +75,7 @@ INSTITUTIONS = 100
 @contextmanager
 def credit_app(url: str, servers: Any):
     settings = replace(settings_for("credit"), database_url=url, amqp_uri=servers.amqp_uri)
+    migrate("credit", url)
     app = CreditApplication(settings)
     try:
         yield app

@@ -4,10 +4,9 @@ and exchange."""
 
 from __future__ import annotations
 
-import psycopg
 import pytest
 
-from tuoyu_dashboard.projections import ensure_read_models, project_registration
+from tuoyu_dashboard.projections import project_registration
 from tuoyu_registration.application import RegistrationApplication
 from tuoyu_shared.consumer import ApplicationLog, SqlTrackingStore, TrackedConsumer
 from tuoyu_shared.relay import Relay
@@ -22,10 +21,7 @@ def registration(settings_factory):
 
 @pytest.fixture
 def dashboard_db(settings_factory):
-    settings = settings_factory("dashboard")
-    with psycopg.connect(settings.database_url) as conn:
-        ensure_read_models(conn)
-    return settings
+    return settings_factory("dashboard")  # migrated: the directory is there
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from kombu import Connection, Exchange, Queue
 
 from tuoyu_credit.application import CreditApplication
 from tuoyu_credit.reactions import registration_consumer as credit_registration_consumer
-from tuoyu_dashboard.projections import ensure_read_models, project_registration
+from tuoyu_dashboard.projections import project_registration
 from tuoyu_registration.samples import sample_registration
 from tuoyu_shared.consumer import (
     CONTENTION,
@@ -35,6 +35,7 @@ from tuoyu_shared.consumer import (
 )
 from tuoyu_shared.envelope import Envelope, UnreadableEnvelope
 from tuoyu_shared.localservers import LocalPostgres
+from tuoyu_shared.migrate import migrate
 from tuoyu_shared.relay import Relay
 from tuoyu_shared.rpc import RpcTimeout
 from tuoyu_shared.testing import PROJECT_ROOT, wait_for
@@ -359,9 +360,7 @@ def directory_rows(database_url: str) -> list[tuple]:
 
 
 def rebuilt_directory(registration, fresh_database) -> list[tuple]:
-    url = fresh_database("rebuild")
-    with psycopg.connect(url) as conn:
-        ensure_read_models(conn)
+    url = fresh_database("dashboard")  # migrated: an empty directory
     rebuild = TrackedConsumer("rebuild", "registration", project_registration,
                               SqlTrackingStore(url, "rebuild"), ApplicationLog(registration),
                               "amqp://unused")
@@ -390,8 +389,7 @@ def test_a_consumers_postgres_restarted_while_events_flow_loses_and_parks_nothin
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     url = admin.rsplit("/", 1)[0] + f"/{name}"
-    with psycopg.connect(url) as conn:
-        ensure_read_models(conn)
+    migrate("dashboard", url)
     projector = TrackedConsumer(
         f"dashboard-{unique}", "registration", project_registration,
         SqlTrackingStore(url, "dashboard"), ApplicationLog(registration), servers.amqp_uri,

@@ -25,7 +25,7 @@ import pytest
 from tuoyu_credit.application import CreditApplication
 from tuoyu_credit.reactions import inspection_consumer, subsidy_consumer
 from tuoyu_credit.reactions import registration_consumer as credit_registration_consumer
-from tuoyu_dashboard.projections import ensure_read_models, list_institutions
+from tuoyu_dashboard.projections import list_institutions
 from tuoyu_dashboard.worker import registration_consumer as dashboard_consumer
 from tuoyu_registration.application import RegistrationApplication
 from tuoyu_registration.domain import Institution, Nature, ProviderKind
@@ -150,8 +150,6 @@ def registration_views_case(registration, credit, settings_factory) -> Case:
 def dashboard_case(registration, credit, settings_factory) -> Case:
     a, b, c = registration_log_with_nul(registration)
     settings = settings_factory("dashboard", consumer_max_attempts=MAX_ATTEMPTS)
-    with psycopg.connect(settings.database_url) as conn:
-        ensure_read_models(conn)
     consumer = dashboard_consumer(settings, log_reader=ApplicationLog(registration))
 
     def rows() -> dict[str, dict]:

@@ -26,7 +26,6 @@ from tuoyu_shared.metrics import (
     registry_of,
     render,
 )
-from tuoyu_shared.relay import POSITION_DDL
 from tuoyu_shared.testing import metric_samples
 from tuoyu_shared.worker_http import WorkerHttp, address_from_env
 
@@ -47,7 +46,7 @@ def values(samples, **labels) -> list[float]:
 
 
 def test_a_parked_letter_shows_with_its_aggregate_and_error(fresh_database):
-    url = fresh_database("metrics")
+    url = fresh_database("metrics", migrated="kit")
     store = SqlTrackingStore(url, "reader")
     aggregate = str(uuid4())
     try:
@@ -71,9 +70,8 @@ def test_a_parked_letter_shows_with_its_aggregate_and_error(fresh_database):
 
 
 def test_the_log_head_and_the_relays_lag_come_from_the_database(fresh_database):
-    url = fresh_database("metrics")
+    url = fresh_database("metrics", migrated="kit")
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(POSITION_DDL)
         conn.execute("INSERT INTO relay_position VALUES ('svc.events', 3)")
     app = SimpleNamespace(log_head=lambda: 5, settings=SimpleNamespace(database_url=url),
                           recorder=SimpleNamespace())
@@ -100,7 +98,8 @@ def test_a_database_that_is_away_is_a_gauge_not_a_failed_scrape():
 
 
 def test_openmetrics_when_the_scraper_asks_for_it(fresh_database):
-    body, content_type = render(ReadModelCollector("svc", fresh_database("metrics")),
+    url = fresh_database("metrics", migrated="kit")
+    body, content_type = render(ReadModelCollector("svc", url),
                                 accept="application/openmetrics-text; version=1.0.0")
     assert content_type.startswith("application/openmetrics-text")
     assert body.rstrip().endswith(b"# EOF")

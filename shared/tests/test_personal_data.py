@@ -18,7 +18,7 @@ TINY_TTL = 0.2
 
 @pytest.fixture
 def database(fresh_database) -> str:
-    return fresh_database("vault")
+    return fresh_database("vault", migrated="kit")
 
 
 @pytest.fixture
@@ -155,7 +155,7 @@ def test_ensure_keys_creates_many_keys_at_once_and_keeps_existing_ones(vaults, d
 
 
 def test_keyed_hash_is_stable_for_a_secret_and_differs_with_another(vaults, fresh_database):
-    one, same = vaults(), PersonalDataVault(fresh_database("vault2"), SECRET)
+    one, same = vaults(), PersonalDataVault(fresh_database("vault2", migrated="kit"), SECRET)
     try:
         assert one.person_ref(ID_NUMBER) == same.person_ref(ID_NUMBER)
         assert one.lookup_hash("phone", "13912345678") == same.lookup_hash("phone",

@@ -2,7 +2,8 @@
 
 It adds three things to the library's Application:
 
-- configuration from :mod:`tuoyu_shared.config` (the service's own database, created if absent);
+- configuration from :mod:`tuoyu_shared.config` (the service's own database, whose schema its
+  migrations make: the application runs no DDL);
 - the command context (actor, department, correlation and causation ids) stamped on each new
   event as ``meta`` before it is recorded, so the relay can build the envelope from the store;
 - the notification log read as envelopes, which the relay publishes and other services pull
@@ -21,7 +22,7 @@ from eventsourcing.application import Application, ProcessingEvent
 from eventsourcing.persistence import IntegrityError, Tracking, Transcoder, Transcoding
 from eventsourcing.postgres import PostgresProcessRecorder
 
-from tuoyu_shared.config import Settings, ensure_database, settings_for
+from tuoyu_shared.config import Settings, settings_for
 from tuoyu_shared.context import current_context
 from tuoyu_shared.envelope import Envelope, envelope_from_event, event_type_of
 from tuoyu_shared.errors import Conflict
@@ -68,16 +69,32 @@ class ServiceProcessRecorder(PostgresProcessRecorder):
             in_transaction(curs)
 
 
+class SchemaNotMigrated(RuntimeError):
+    """The service's database has not been migrated (``python -m tuoyu_<service> migrate``)."""
+
+
 class ServiceApplication(Application[UUID]):
     service_name: ClassVar[str] = ""
 
     def __init__(self, settings: Settings | None = None, env: dict[str, str] | None = None):
         self.settings = settings or settings_for(self.service_name)
-        ensure_database(self.settings.database_url)
         super().__init__(env={
             **self.settings.eventsourcing_env(),
             "PROCESS_RECORDER_TOPIC": "tuoyu_shared.application:ServiceProcessRecorder",
             **(env or {})})
+        self._check_migrated()
+
+    def _check_migrated(self) -> None:
+        """The application runs no DDL: its tables come from its migrations. Say so at
+        start rather than at the first command."""
+        import psycopg
+
+        table = self.recorder.events_table_name  # type: ignore[attr-defined]
+        with psycopg.connect(self.settings.database_url) as conn:
+            if conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0] is None:
+                raise SchemaNotMigrated(
+                    f"{self.settings.database_url.rsplit('@', 1)[-1]} has no table {table}: "
+                    f"run python -m tuoyu_{self.service_name} migrate")
 
     def register_transcodings(self, transcoder: Transcoder) -> None:
         super().register_transcodings(transcoder)

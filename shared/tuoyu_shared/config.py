@@ -95,7 +95,7 @@ def eventsourcing_env(database_url: str) -> dict[str, str]:
     """The eventsourcing library's settings for a PostgreSQL database URL.
 
     ``POSTGRES_ENABLE_DB_FUNCTIONS`` stays off: it skips the table lock, and notification ids
-    then commit out of order (DESIGN.md §3).
+    then commit out of order (docs/architecture.md).
     """
     url = urlsplit(database_url)
     return {
@@ -109,6 +109,8 @@ def eventsourcing_env(database_url: str) -> dict[str, str]:
         "POSTGRES_MAX_OVERFLOW": "10",
         "POSTGRES_ENABLE_DB_FUNCTIONS": "",
         "POSTGRES_SINGLE_ROW_TRACKING": "y",
+        # The tables come from the service's migrations (python -m tuoyu_<service> migrate).
+        "CREATE_TABLE": "no",
     }
 
 

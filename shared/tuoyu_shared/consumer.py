@@ -175,56 +175,10 @@ def read_entry(item: Any) -> Envelope | UnreadableEntry:
         return UnreadableEntry(nid, json.dumps(item, ensure_ascii=True, default=repr), str(e))
 
 
-TRACKING_DDL = """
-CREATE TABLE IF NOT EXISTS consumer_tracking (
-    consumer text NOT NULL,
-    upstream text NOT NULL,
-    notification_id bigint NOT NULL,
-    updated_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (consumer, upstream)
-);
-"""
-
-# The envelope is kept as ASCII-escaped JSON text, not jsonb: jsonb refuses "\u0000", and a
-# message that could not be applied may carry exactly that (a NUL once stalled every consumer
-# because it could not even be parked).
-DEAD_LETTERS_DDL = """
-CREATE TABLE IF NOT EXISTS consumer_dead_letters (
-    id bigserial PRIMARY KEY,
-    consumer text NOT NULL,
-    upstream text NOT NULL,
-    notification_id bigint NOT NULL,
-    event_type text NOT NULL,
-    aggregate_id text,
-    held boolean NOT NULL DEFAULT false,
-    envelope text NOT NULL,
-    error text NOT NULL,
-    attempts int NOT NULL,
-    parked_at timestamptz NOT NULL DEFAULT now(),
-    redriven_at timestamptz,
-    UNIQUE (consumer, upstream, notification_id)
-);
-ALTER TABLE consumer_dead_letters ADD COLUMN IF NOT EXISTS aggregate_id text;
-ALTER TABLE consumer_dead_letters ADD COLUMN IF NOT EXISTS held boolean NOT NULL DEFAULT false;
-DO $$ BEGIN
-    IF (SELECT data_type FROM information_schema.columns WHERE table_schema = current_schema()
-        AND table_name = 'consumer_dead_letters' AND column_name = 'envelope') = 'jsonb' THEN
-        ALTER TABLE consumer_dead_letters ALTER COLUMN envelope TYPE text USING envelope::text;
-        UPDATE consumer_dead_letters SET aggregate_id = envelope::jsonb->>'aggregate_id',
-            held = (attempts = 0 AND error LIKE 'held:%%');
-    END IF;
-END $$;
-CREATE INDEX IF NOT EXISTS consumer_dead_letters_open
-    ON consumer_dead_letters (consumer, upstream, aggregate_id) WHERE redriven_at IS NULL;
-CREATE TABLE IF NOT EXISTS consumer_unreadable_messages (
-    id bigserial PRIMARY KEY,
-    consumer text NOT NULL,
-    upstream text NOT NULL,
-    body text NOT NULL,
-    error text NOT NULL,
-    received_at timestamptz NOT NULL DEFAULT now()
-);
-"""
+# The tables (consumer_tracking, consumer_dead_letters, consumer_unreadable_messages) come from
+# the kit's migrations (tuoyu_shared/migrations/kit_0001_backbone.sql). The envelope of a
+# dead letter is kept there as ASCII-escaped JSON text, not jsonb: jsonb refuses "\u0000", and
+# a message that could not be applied may carry exactly that.
 
 
 def storable(text: str) -> str:
@@ -366,18 +320,13 @@ class DeadLetterTable:
 
 
 class _Connected:
-    def __init__(self, database_url: str, ddl: str):
+    def __init__(self, database_url: str):
         self.database_url = database_url
-        self._ddl = ddl
         self._conn: psycopg.Connection | None = None
 
     def connection(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed or self._conn.broken:
             self._conn = psycopg.connect(self.database_url)
-            with self._conn.transaction():
-                # Processes starting together must not race on CREATE TABLE IF NOT EXISTS.
-                self._conn.execute("SELECT pg_advisory_xact_lock(hashtext('tuoyu-ddl'))")
-                self._conn.execute(self._ddl)
         return self._conn
 
     def close(self) -> None:
@@ -394,7 +343,7 @@ class SqlTrackingStore(_Connected):
     """
 
     def __init__(self, database_url: str, consumer: str):
-        super().__init__(database_url, TRACKING_DDL + DEAD_LETTERS_DDL)
+        super().__init__(database_url)
         self.consumer = consumer
         self.dead = DeadLetterTable(consumer)
 
@@ -497,7 +446,7 @@ class ApplicationTrackingStore(_Connected):
     """
 
     def __init__(self, app: Any, consumer: str):
-        super().__init__(app.settings.database_url, DEAD_LETTERS_DDL)
+        super().__init__(app.settings.database_url)
         self.app = app
         self.consumer = consumer
         self.dead = DeadLetterTable(consumer)

@@ -27,6 +27,11 @@ log = get_logger("tuoyu.migrate")
 KIT_MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
+def _folders(service: str | None) -> list[str]:
+    """The kit's migrations, then the service's (none: the kit's alone, for tests)."""
+    return [str(KIT_MIGRATIONS), *([str(service_migrations(service))] if service else [])]
+
+
 def service_migrations(service: str) -> Path:
     """The migrations folder of a service's package (``tuoyu_<service>/migrations``)."""
     return Path(str(importlib.resources.files(f"tuoyu_{service}") / "migrations"))
@@ -38,19 +43,20 @@ def _yoyo_url(database_url: str) -> str:
     return parts._replace(scheme="postgresql+psycopg").geturl()
 
 
-def pending(service: str, database_url: str) -> list[str]:
+def pending(service: str | None, database_url: str) -> list[str]:
     """Ids of the migrations not yet applied (empty: the schema is current)."""
     from yoyo import get_backend, read_migrations
 
     backend = get_backend(_yoyo_url(database_url))
     try:
-        migrations = read_migrations(str(KIT_MIGRATIONS), str(service_migrations(service)))
+        migrations = read_migrations(*_folders(service))
         return [m.id for m in backend.to_apply(migrations)]
     finally:
         backend.connection.close()
 
 
-def migrate(service: str, database_url: str, create_database: bool = False) -> list[str]:
+def migrate(service: str | None, database_url: str,
+            create_database: bool = False) -> list[str]:
     """Apply what is pending, under yoyo's lock (two processes migrating at once wait for
     each other); returns the ids applied."""
     from yoyo import get_backend, read_migrations
@@ -61,7 +67,7 @@ def migrate(service: str, database_url: str, create_database: bool = False) -> l
         ensure_database(database_url)
     backend = get_backend(_yoyo_url(database_url))
     try:
-        migrations = read_migrations(str(KIT_MIGRATIONS), str(service_migrations(service)))
+        migrations = read_migrations(*_folders(service))
         with backend.lock():
             todo = backend.to_apply(migrations)
             backend.apply_migrations(todo)

@@ -38,13 +38,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from tuoyu_shared.errors import Erased
 
-KEYS_DDL = """
-CREATE TABLE IF NOT EXISTS personal_data_keys (
-    person_ref text PRIMARY KEY,
-    data_key bytea,
-    created_at timestamptz NOT NULL DEFAULT now(),
-    erased_at timestamptz
-)"""
+# The table personal_data_keys (person_ref, data_key, created_at, erased_at) comes from the
+# kit's migrations.
 
 Sealed = dict[str, str]
 
@@ -73,7 +68,6 @@ class PersonalDataVault:
     def _connection(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed or self._conn.broken:
             self._conn = psycopg.connect(self.database_url, autocommit=True)
-            self._conn.execute(KEYS_DDL)
         return self._conn
 
     def person_ref(self, resident_id: str) -> str:

@@ -38,12 +38,7 @@ from tuoyu_shared.tail import CommitSignal
 
 log = get_logger("tuoyu.relay")
 
-POSITION_DDL = """
-CREATE TABLE IF NOT EXISTS relay_position (
-    exchange text PRIMARY KEY,
-    notification_id bigint NOT NULL,
-    updated_at timestamptz NOT NULL DEFAULT now()
-)"""
+
 
 
 class PublishFailed(ConnectionError):
@@ -174,9 +169,6 @@ class Relay:
         if self._db is None or self._db.closed or self._db.broken:
             self._owner = False  # a session lock goes with its session
             self._db = psycopg.connect(self.database_url, autocommit=True)
-            with self._db.transaction():
-                self._db.execute("SELECT pg_advisory_xact_lock(hashtext('tuoyu-ddl'))")
-                self._db.execute(POSITION_DDL)
         return self._db
 
     def owns_exchange(self) -> bool:

@@ -106,16 +106,66 @@ def _other_live_sessions(sessions: Path) -> bool:
     return live
 
 
+def _schema_template(servers: ServersUnderTest, service: str | None) -> str:
+    """A database with the service's schema migrated, made once per set of migrations (its
+    name carries their hash) and copied for each test: a copy takes milliseconds, a migration
+    a few hundred."""
+    import hashlib
+
+    from tuoyu_shared.migrate import KIT_MIGRATIONS, migrate, service_migrations
+
+    digest = hashlib.sha256()
+    folders = (KIT_MIGRATIONS, *([service_migrations(service)] if service else []))
+    for folder in folders:
+        for path in sorted(folder.glob("*.sql")):
+            digest.update(path.name.encode() + path.read_bytes())
+    name = f"tmpl_{service or 'kit'}_{digest.hexdigest()[:12]}"
+    admin = servers.database_url("postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        # one session makes it; any other (a parallel test session) waits, then finds it
+        conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (name,))
+        try:
+            if conn.execute("SELECT 1 FROM pg_database WHERE datname=%s",
+                            (name,)).fetchone() is None:
+                building = f"{name}_building"
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                    sql.Identifier(building)))
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(building)))
+                migrate(service, servers.database_url(building))  # kit only: service None
+                conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                    sql.Identifier(building), sql.Identifier(name)))
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (name,))
+    return name
+
+
+def _has_migrations(service: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(f"tuoyu_{service}") is not None
+
+
 @pytest.fixture
 def fresh_database(servers):
-    """A factory of empty databases, dropped after the test."""
+    """A factory of databases, dropped after the test: with a service's schema migrated when
+    the label names a service (``fresh_database("credit")``), the kit's tables alone with
+    ``migrated="kit"``, empty otherwise or with ``migrated=False``."""
     created: list[str] = []
     admin = servers.database_url("postgres")
 
-    def make(label: str = "db") -> str:
+    def make(label: str = "db", migrated: bool | str = True) -> str:
         name = f"t_{label}_{uuid.uuid4().hex[:10]}"
+        template = None
+        if migrated == "kit":
+            template = _schema_template(servers, None)
+        elif migrated and _has_migrations(label):
+            template = _schema_template(servers, label)
         with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            if template:
+                conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                    sql.Identifier(name), sql.Identifier(template)))
+            else:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         created.append(name)
         return servers.database_url(name)
 

@@ -1,5 +1,5 @@
 """Read models (query tables) declared once: a name, the upstream whose log feeds them, their
-tables and DDL, and the handler that applies one envelope.
+tables (made by the service's migrations), and the handler that applies one envelope.
 
 A view is projected by a tracked consumer (:mod:`tuoyu_shared.consumer`) whose name is the
 view's, so its position and dead letters are found by that name. :meth:`View.rebuild` drops the
@@ -18,8 +18,6 @@ import psycopg
 from psycopg import sql
 
 from tuoyu_shared.consumer import (
-    DEAD_LETTERS_DDL,
-    TRACKING_DDL,
     SqlTrackingStore,
     TrackedConsumer,
     UpstreamLog,
@@ -36,29 +34,18 @@ class View:
     name: str
     upstream: str
     tables: tuple[str, ...]
-    ddl: str
     handler: Callable[[Envelope, psycopg.Cursor], None]
 
-    def ensure(self, database_url: str) -> None:
-        """Create the tables (and the tracking and dead-letter tables) if absent: once,
-        before any thread projects, so none races another to create them."""
-        with psycopg.connect(database_url) as conn, conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(hashtext('tuoyu-ddl'))")
-            conn.execute(self.ddl)
-            conn.execute(TRACKING_DDL + DEAD_LETTERS_DDL)
-
     def reset(self, database_url: str) -> None:
-        """Drop the tables, the position and the open letters of this view, in one
+        """Empty the tables and drop the position and the open letters of this view, in one
         transaction holding the tracking row: the next catch-up replays the whole log."""
-        self.ensure(database_url)
         with psycopg.connect(database_url) as conn, conn.transaction():
             conn.execute("INSERT INTO consumer_tracking (consumer, upstream, notification_id) "
                          "VALUES (%s, %s, 0) ON CONFLICT DO NOTHING", (self.name, self.upstream))
             conn.execute("SELECT 1 FROM consumer_tracking WHERE consumer=%s AND upstream=%s "
                          "FOR UPDATE", (self.name, self.upstream))
-            for table in self.tables:
-                conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(table)))
-            conn.execute(self.ddl)
+            conn.execute(sql.SQL("TRUNCATE {}").format(
+                sql.SQL(", ").join(map(sql.Identifier, self.tables))))
             conn.execute("UPDATE consumer_tracking SET notification_id=0, updated_at=now() "
                          "WHERE consumer=%s AND upstream=%s", (self.name, self.upstream))
             conn.execute("DELETE FROM consumer_dead_letters WHERE consumer=%s AND upstream=%s",

@@ -207,7 +207,7 @@ class Worker:
         default=lambda app: {})
 
     def main(self, argv: list[str] | None = None) -> int:
-        from tuoyu_shared.config import ensure_database, settings_for
+        from tuoyu_shared.config import settings_for
         from tuoyu_shared.consumer import ApplicationLog
         from tuoyu_shared.logs import configure_logging
         from tuoyu_shared.metrics import EventLogCollector, ReadModelCollector
@@ -217,10 +217,6 @@ class Worker:
         app = self.application() if self.application else None
         settings = app.settings if app is not None else settings_for(self.service)
         configure_logging(self.service, settings.log_level)
-        if app is None:
-            ensure_database(settings.database_url)
-        for view in self.read_models:
-            view.ensure(settings.database_url)
         reactions = self.reactions(app)
         remote = {view.name: view.consumer(settings) for view in self.read_models}
         own = app.views if app is not None else None

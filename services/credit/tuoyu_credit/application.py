@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -45,7 +44,7 @@ from tuoyu_credit.domain import (
 from tuoyu_credit.rules_config import CreditRules, load_rules, recheck_days_from_env
 from tuoyu_shared.application import ServiceApplication
 from tuoyu_shared.calendar_cn import WorkingCalendar, default_calendar, shanghai_date
-from tuoyu_shared.config import Settings, ensure_database, settings_for
+from tuoyu_shared.config import Settings, settings_for
 from tuoyu_shared.context import current_context
 from tuoyu_shared.envelope import to_json_value
 from tuoyu_shared.errors import NotFound
@@ -164,17 +163,9 @@ class CreditApplication(ServiceApplication):
         self.rules = rules or load_rules()  # a bad rules file stops the start, first
         #: Days after the last completed check when someone on a roster is re-checked.
         self.recheck_days = recheck_days or recheck_days_from_env()
-        settings = settings or settings_for(self.service_name)
-        ensure_database(settings.database_url)
-        # The service and its worker start together on a fresh database: their
-        # CREATE TABLE IF NOT EXISTS would race (a unique violation in pg_type), so they take
-        # turns.
-        with _schema_lock(settings.database_url):
-            super().__init__(settings, env)
-            self.vault = PersonalDataVault(self.settings.database_url,
-                                           self.settings.personal_data_key)
-            projections.ensure_tables(self.settings.database_url)
-            reads.ensure_table(self.settings.database_url)
+        super().__init__(settings or settings_for(self.service_name), env)
+        self.vault = PersonalDataVault(self.settings.database_url,
+                                       self.settings.personal_data_key)
         self.clock = clock or (lambda: datetime.now(UTC))
         self.calendar = calendar or default_calendar()
 
@@ -660,16 +651,6 @@ class CreditApplication(ServiceApplication):
             reads.record(cur, ref, self.clock(), current_context(), purpose,  # type: ignore[arg-type]
                          reads.READ_AUDIT, found)
         return self._query(reads.reads_of, ref)
-
-
-@contextmanager
-def _schema_lock(database_url: str) -> Iterator[None]:
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute("SELECT pg_advisory_lock(hashtext('tuoyu_credit.schema'))")
-        try:
-            yield
-        finally:
-            conn.execute("SELECT pg_advisory_unlock(hashtext('tuoyu_credit.schema'))")
 
 
 def _iso(value: Any) -> Any:

@@ -29,51 +29,8 @@ from tuoyu_shared.views import View
 
 PROJECTION_NAME = "credit-views"
 
-DDL = """
-SELECT pg_advisory_xact_lock(hashtext('tuoyu_credit.projections'));
-CREATE TABLE IF NOT EXISTS credit_register (
-    institution_id uuid PRIMARY KEY,
-    score int NOT NULL,
-    grade text NOT NULL,
-    lists text[] NOT NULL DEFAULT '{}',
-    updated_at timestamptz NOT NULL
-);
-CREATE INDEX IF NOT EXISTS credit_register_grade ON credit_register (grade);
-CREATE TABLE IF NOT EXISTS listings_due (
-    institution_id uuid NOT NULL,
-    listing_id text NOT NULL,
-    list_name text NOT NULL,
-    state text NOT NULL,
-    respond_by date,
-    term_end date,
-    updated_at timestamptz NOT NULL,
-    PRIMARY KEY (institution_id, listing_id)
-);
-CREATE INDEX IF NOT EXISTS listings_due_term_end ON listings_due (term_end);
-CREATE TABLE IF NOT EXISTS bans_due (
-    person_ref text NOT NULL,
-    ban_ref text NOT NULL,
-    ends_on date NOT NULL,
-    PRIMARY KEY (person_ref, ban_ref)
-);
-CREATE INDEX IF NOT EXISTS bans_due_ends_on ON bans_due (ends_on);
-CREATE TABLE IF NOT EXISTS roster_members (
-    person_ref text NOT NULL,
-    hire_id text NOT NULL,
-    institution_id uuid NOT NULL,
-    joined_on date NOT NULL,
-    PRIMARY KEY (person_ref, hire_id)
-);
-CREATE TABLE IF NOT EXISTS last_checks (
-    person_ref text PRIMARY KEY,
-    last_checked_on date NOT NULL
-);
-"""
+# The tables are made by the migrations (migrations/credit_0002_views_and_reads.sql).
 TABLES = ("credit_register", "listings_due", "bans_due", "roster_members", "last_checks")
-
-
-def ensure_tables(database_url: str) -> None:
-    VIEW.ensure(database_url)
 
 
 def rebuild(database_url: str) -> None:
@@ -208,7 +165,7 @@ def project(env: Envelope, cur: psycopg.Cursor) -> None:
 
 #: The service's query tables, projected from its own log (``python -m tuoyu_credit.worker
 #: rebuild credit-views`` drops and replays them).
-VIEW = View(PROJECTION_NAME, "credit", TABLES, DDL, project)
+VIEW = View(PROJECTION_NAME, "credit", TABLES, project)
 
 
 # ---- queries --------------------------------------------------------------------------------

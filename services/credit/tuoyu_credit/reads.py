@@ -32,42 +32,13 @@ from psycopg.rows import dict_row
 
 from tuoyu_shared.context import CommandContext
 
-DDL = """
-SELECT pg_advisory_xact_lock(hashtext('tuoyu_credit.practitioner_reads'));
-CREATE TABLE IF NOT EXISTS practitioner_reads (
-    read_id bigserial PRIMARY KEY,
-    person_ref text NOT NULL,
-    read_at timestamptz NOT NULL,
-    actor text NOT NULL,
-    department text NOT NULL,
-    correlation_id text NOT NULL,
-    purpose text NOT NULL,
-    query text NOT NULL,
-    record_found boolean NOT NULL,
-    answered_barred boolean,
-    answered_ban_reference text
-);
-CREATE INDEX IF NOT EXISTS practitioner_reads_person ON practitioner_reads (person_ref, read_id);
-CREATE OR REPLACE FUNCTION practitioner_reads_append_only() RETURNS trigger AS $$
-BEGIN
-    RAISE EXCEPTION 'practitioner_reads is append-only: % refused', TG_OP;
-END
-$$ LANGUAGE plpgsql;
-CREATE OR REPLACE TRIGGER practitioner_reads_no_change BEFORE UPDATE OR DELETE
-    ON practitioner_reads FOR EACH ROW EXECUTE FUNCTION practitioner_reads_append_only();
-CREATE OR REPLACE TRIGGER practitioner_reads_no_truncate BEFORE TRUNCATE
-    ON practitioner_reads FOR EACH STATEMENT EXECUTE FUNCTION practitioner_reads_append_only();
-"""
+# The table, its index and its append-only triggers are made by the migrations
+# (migrations/credit_0002_views_and_reads.sql).
 
 #: What was asked (the ``query`` column).
 CHECK_BY_ID_NUMBER = "check_by_id_number"
 CHECK_BY_PERSON_REF = "check_by_person_ref"
 READ_AUDIT = "read_audit"
-
-
-def ensure_table(database_url: str) -> None:
-    with psycopg.connect(database_url) as conn, conn.transaction():
-        conn.execute(DDL)
 
 
 def record(cur: Any, person_ref: str, read_at: datetime, context: CommandContext,

@@ -15,38 +15,7 @@ from tuoyu_shared.views import View
 
 # One row per institution, i.e. per registration case: a credit code registered again after
 # 注销 has a row for each case (its earlier ones deregistered), so credit_code is not unique.
-# A directory created when it was has that constraint dropped here.
-READ_MODEL_DDL = """
-CREATE TABLE IF NOT EXISTS institution_directory (
-    institution_id uuid PRIMARY KEY,
-    name text NOT NULL,
-    credit_code text NOT NULL,
-    nature text NOT NULL,
-    kind text NOT NULL,
-    district text NOT NULL,
-    street text NOT NULL,
-    address text NOT NULL,
-    places int NOT NULL DEFAULT 0,
-    person_in_charge text NOT NULL,
-    status text NOT NULL,
-    registered_at timestamptz NOT NULL,
-    version int NOT NULL,
-    updated_at timestamptz NOT NULL DEFAULT now()
-);
-CREATE INDEX IF NOT EXISTS institution_directory_area ON institution_directory (district, street);
-CREATE INDEX IF NOT EXISTS institution_directory_code ON institution_directory (credit_code);
-DO $$ BEGIN
-    IF EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'institution_directory_credit_code_key'
-               AND conrelid = 'institution_directory'::regclass) THEN
-        ALTER TABLE institution_directory DROP CONSTRAINT institution_directory_credit_code_key;
-    END IF;
-END $$;
-"""
-
-
-def ensure_read_models(conn: psycopg.Connection) -> None:
-    with conn.transaction():
-        conn.execute(READ_MODEL_DDL)
+# The table is made by the migrations (migrations/dashboard_0001_directory.sql).
 
 
 def on_institution_registered(env: Envelope, cur: psycopg.Cursor) -> None:
@@ -104,7 +73,7 @@ def project_registration(env: Envelope, cur: psycopg.Cursor) -> None:
 
 #: The directory of institutions, projected from registration's log.
 REGISTRATION_VIEW = View("dashboard", "registration", ("institution_directory",),
-                         READ_MODEL_DDL, project_registration)
+                         project_registration)
 
 
 def list_institutions(conn: psycopg.Connection, district: str | None = None,

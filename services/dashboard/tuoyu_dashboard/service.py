@@ -13,8 +13,8 @@ from nameko.rpc import rpc
 from nameko.web.handlers import http
 from werkzeug.wrappers import Response
 
-from tuoyu_dashboard.projections import ensure_read_models, list_institutions
-from tuoyu_shared.config import ensure_database, settings_for
+from tuoyu_dashboard.projections import list_institutions
+from tuoyu_shared.config import settings_for
 from tuoyu_shared.metrics import ReadModelCollector, render
 from tuoyu_shared.nameko_metrics import RequestMetrics
 from tuoyu_shared.nameko_support import CommandContextProvider, http_json, query_int
@@ -25,10 +25,7 @@ class ReadStore(DependencyProvider):
     """A connection to the dashboard's query store, one per worker."""
 
     def setup(self) -> None:
-        self.database_url = settings_for("dashboard").database_url
-        ensure_database(self.database_url)
-        with psycopg.connect(self.database_url) as conn:
-            ensure_read_models(conn)
+        self.database_url = settings_for("dashboard").database_url  # migrated beforehand
 
     def get_dependency(self, worker_ctx: Any) -> Any:
         return psycopg.connect(self.database_url, autocommit=True)

@@ -115,7 +115,6 @@ class RegistrationApplication(ServiceApplication):
         self.clock = clock or (lambda: datetime.now(UTC))
         self.calendar = calendar or default_calendar()
         self.standards = standards or CareStandards()
-        projections.ensure_tables(self.settings.database_url)
         if not self.recorder.max_tracking_id(EMPLOYMENT_CARRY_OVER):  # type: ignore[attr-defined]
             self.carry_over_employment()
 
