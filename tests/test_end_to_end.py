@@ -12,32 +12,16 @@ from kombu import Connection
 from tuoyu_registration.samples import sample_registration
 from tuoyu_shared.devrun import SERVICES, ProcessGroup, http_json
 from tuoyu_shared.rpc import RemoteError, RpcClient
-from tuoyu_shared.testing import metric_samples, wait_for
+from tuoyu_shared.testing import group_environment, metric_samples, wait_for
 
 
 @pytest.fixture(scope="module")
 def system(servers, tmp_path_factory):
-    import psycopg
-    from psycopg import sql
-
-    names = {s.name: f"e2e_{s.name}" for s in SERVICES}
-    admin = servers.database_url("postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        for name in names.values():
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                sql.Identifier(name)))
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    env = {f"TUOYU_{s.upper()}_DATABASE_URL": servers.database_url(db)
-           for s, db in names.items()}
-    env.update(TUOYU_AMQP_URI=servers.amqp_uri, TUOYU_CONSUMER_CATCHUP_INTERVAL="1")
-    with Connection(servers.amqp_uri) as conn:  # no messages left from an earlier session
-        for queue in ("dashboard.registration.events", "credit.registration.events",
-                      "registration.credit.events"):
-            conn.default_channel.queue_delete(queue)
-    group = ProcessGroup(env, tmp_path_factory.mktemp("logs"), port_offset=100)
-    group.start()
-    yield group
-    group.stop()
+    with group_environment(servers, "e2e", vhost="tuoyu-e2e") as env:
+        group = ProcessGroup(env, tmp_path_factory.mktemp("logs"), port_offset=100)
+        group.start()
+        yield group
+        group.stop()
 
 
 def dashboard_count(system) -> int:

@@ -36,6 +36,7 @@ from tuoyu_registration.samples import (
     sample_resident_id,
 )
 from tuoyu_shared.devrun import SERVICES, ProcessGroup
+from tuoyu_shared.testing import group_environment
 
 with warnings.catch_warnings():  # nameko imports eventlet, which warns of its deprecation
     warnings.simplefilter("ignore")
@@ -151,24 +152,13 @@ class System:
 
 @pytest.fixture(scope="module")
 def system(servers, tmp_path_factory):
-    import psycopg
-    from psycopg import sql
+    with group_environment(servers, "hostile", vhost=VHOST,
+                           TUOYU_HTTP_MAX_BODY_BYTES=str(MAX_BODY),
+                           TUOYU_LOG_LEVEL="warning") as env:
+        yield from _system(env, tmp_path_factory)
 
-    names = {s.name: f"hostile_{s.name}" for s in SERVICES}
-    with psycopg.connect(servers.database_url("postgres"), autocommit=True) as conn:
-        for name in names.values():
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                sql.Identifier(name)))
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    amqp_uri = servers.amqp_uri
-    if servers.rabbit is not None:  # a vhost of its own: no RPC or event reaches other tests
-        servers.rabbit.ctl("add_vhost", VHOST, check=False)
-        servers.rabbit.ctl("set_permissions", "-p", VHOST, "guest", ".*", ".*", ".*")
-        amqp_uri = urllib.parse.urlsplit(amqp_uri)._replace(path=f"/{VHOST}").geturl()
-    env = {f"TUOYU_{s.upper()}_DATABASE_URL": servers.database_url(db)
-           for s, db in names.items()}
-    env.update(TUOYU_AMQP_URI=amqp_uri, TUOYU_HTTP_MAX_BODY_BYTES=str(MAX_BODY),
-               TUOYU_LOG_LEVEL="warning")
+
+def _system(env, tmp_path_factory):
     group = ProcessGroup(env, tmp_path_factory.mktemp("hostile-logs"), port_offset=PORT_OFFSET)
     group.start(workers=False)
     try:

@@ -13,7 +13,7 @@ import pytest
 from tuoyu_registration.samples import sample_registration
 from tuoyu_shared.devrun import SERVICES, ProcessGroup, http_json
 from tuoyu_shared.rpc import RpcClient
-from tuoyu_shared.testing import metric_samples, wait_for
+from tuoyu_shared.testing import group_environment, metric_samples, wait_for
 
 # Services on 8401-8403, workers on 9501-9503: test_end_to_end uses offset 100, test_hostile_input
 # 200, test_supervision 300.
@@ -27,33 +27,14 @@ PARTS = {"registration": {"relay", "views", "credit"},
 
 @pytest.fixture(scope="module")
 def group(servers, tmp_path_factory):
-    import psycopg
-    from psycopg import sql
-
-    names = {s.name: f"obs_{s.name}" for s in SERVICES}
-    with psycopg.connect(servers.database_url("postgres"), autocommit=True) as conn:
-        for name in names.values():
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                sql.Identifier(name)))
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    amqp_uri = servers.amqp_uri
-    if servers.rabbit is not None:  # a vhost of its own: queue names are fixed
-        servers.rabbit.ctl("delete_vhost", VHOST, check=False)
-        servers.rabbit.ctl("add_vhost", VHOST, check=False)  # there already: still ours to use
-        servers.rabbit.ctl("set_permissions", "-p", VHOST, "guest", ".*", ".*", ".*")
-        amqp_uri = servers.amqp_uri.rstrip("/") + "/" + VHOST
-    env = {f"TUOYU_{s.upper()}_DATABASE_URL": servers.database_url(db)
-           for s, db in names.items()}
-    env.update(TUOYU_AMQP_URI=amqp_uri, TUOYU_CONSUMER_CATCHUP_INTERVAL="1")
-    g = ProcessGroup(env, tmp_path_factory.mktemp("observability-logs"),
-                     port_offset=PORT_OFFSET)
-    try:
-        g.start()  # waits for every service's and every worker's /health
-        yield g
-    finally:
-        g.stop()
-        if servers.rabbit is not None:
-            servers.rabbit.ctl("delete_vhost", VHOST, check=False)
+    with group_environment(servers, "obs", vhost=VHOST) as env:
+        g = ProcessGroup(env, tmp_path_factory.mktemp("observability-logs"),
+                         port_offset=PORT_OFFSET)
+        try:
+            g.start()  # waits for every service's and every worker's /health
+            yield g
+        finally:
+            g.stop()
 
 
 def get(url: str) -> tuple[int, str]:

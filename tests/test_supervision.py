@@ -15,53 +15,28 @@ import pytest
 
 from tuoyu_registration.samples import sample_registration
 from tuoyu_shared.devrun import SERVICES, ProcessGroup, http_json
-from tuoyu_shared.testing import wait_for
+from tuoyu_shared.testing import group_environment, wait_for
 
 PORT_OFFSET = 300  # 8301-8303: test_end_to_end uses 8101-8103
 VHOST = "tuoyu-supervision"
 BACKOFF = 2.0  # long enough to register an institution while the worker is dead
 
 
-def _isolated_amqp_uri(servers) -> str:
-    """A virtual host of our own, when the broker is ours to configure: the services' queue
-    and exchange names are fixed, and another group (the end-to-end tests, in another
-    session) may be using the default one."""
-    if servers.rabbit is None:
-        return servers.amqp_uri
-    servers.rabbit.ctl("delete_vhost", VHOST, check=False)  # no messages from an earlier run
-    servers.rabbit.ctl("add_vhost", VHOST)
-    servers.rabbit.ctl("set_permissions", "-p", VHOST, "guest", ".*", ".*", ".*")
-    return servers.amqp_uri.rstrip("/") + "/" + VHOST
-
-
 @pytest.fixture(scope="module")
 def group(servers, tmp_path_factory):
-    import psycopg
-    from psycopg import sql
-
-    names = {s.name: f"sup_{s.name}" for s in SERVICES}
-    with psycopg.connect(servers.database_url("postgres"), autocommit=True) as conn:
-        for name in names.values():
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                sql.Identifier(name)))
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    env = {f"TUOYU_{s.upper()}_DATABASE_URL": servers.database_url(db)
-           for s, db in names.items()}
-    env.update(TUOYU_AMQP_URI=_isolated_amqp_uri(servers), TUOYU_CONSUMER_CATCHUP_INTERVAL="1")
-    run_dir = tmp_path_factory.mktemp("run")
-    lines: list[str] = []
-    g = ProcessGroup(env, run_dir / "logs", port_offset=PORT_OFFSET,
-                     pids_file=run_dir / "pids.json", report=lines.append,
-                     backoff_initial=BACKOFF)
-    g.lines = lines
-    try:
-        g.start()
-        g.supervise_in_background(interval=0.1)
-        yield g
-    finally:
-        g.stop()
-        if servers.rabbit is not None:
-            servers.rabbit.ctl("delete_vhost", VHOST, check=False)
+    with group_environment(servers, "sup", vhost=VHOST) as env:
+        run_dir = tmp_path_factory.mktemp("run")
+        lines: list[str] = []
+        g = ProcessGroup(env, run_dir / "logs", port_offset=PORT_OFFSET,
+                         pids_file=run_dir / "pids.json", report=lines.append,
+                         backoff_initial=BACKOFF)
+        g.lines = lines
+        try:
+            g.start()
+            g.supervise_in_background(interval=0.1)
+            yield g
+        finally:
+            g.stop()
 
 
 def dashboard_ids(group) -> set[str]:

@@ -14,12 +14,13 @@ other's events. Tests that stop the broker are marked ``broker_control`` and nee
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -243,3 +244,37 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 30.0, what: str = "
             return
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+
+
+@contextlib.contextmanager
+def group_environment(servers: ServersUnderTest, prefix: str, vhost: str | None = None,
+                      **extra: str) -> Iterator[dict[str, str]]:
+    """The environment of a process group of every service (``ProcessGroup``) for a test
+    module: a fresh database per service (``<prefix>_<service>``; the group migrates them)
+    and, when the broker is ours to configure, a RabbitMQ virtual host of its own (the
+    services' queue and exchange names are fixed, and another group may be running), deleted
+    afterwards."""
+    from tuoyu_shared.devrun import SERVICES
+
+    admin = servers.database_url("postgres")
+    names = {spec.name: f"{prefix}_{spec.name}" for spec in SERVICES}
+    with psycopg.connect(admin, autocommit=True) as conn:
+        for name in names.values():
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(name)))
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    amqp_uri = servers.amqp_uri
+    own_vhost = vhost is not None and servers.rabbit is not None
+    if own_vhost:
+        servers.rabbit.ctl("delete_vhost", vhost, check=False)  # nothing from an earlier run
+        servers.rabbit.ctl("add_vhost", vhost, check=False)
+        servers.rabbit.ctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        amqp_uri = urlsplit(amqp_uri)._replace(path=f"/{vhost}").geturl()
+    env = {f"TUOYU_{service.upper()}_DATABASE_URL": servers.database_url(db)
+           for service, db in names.items()}
+    env.update(TUOYU_AMQP_URI=amqp_uri, TUOYU_CONSUMER_CATCHUP_INTERVAL="1", **extra)
+    try:
+        yield env
+    finally:
+        if own_vhost:
+            servers.rabbit.ctl("delete_vhost", vhost, check=False)
