@@ -1,0 +1,102 @@
+"""The credit service over HTTP, through its nameko process (as a credit officer uses it):
+a registered institution's credit record, a practitioner registered, checked, barred and
+checked again, the dishonesty-listing procedure step by step, the register and what is due,
+and the refusals (400 naming the field, 404, 409 naming the state)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tuoyu_registration.samples import sample_registration, sample_resident_id
+from tuoyu_shared.devrun import ProcessGroup, http_json
+from tuoyu_shared.testing import group_environment, wait_for
+
+PORT_OFFSET = 500  # 8501-8503 (end-to-end 100, hostile 200, supervision 300, observability 400)
+OFFICER = {"X-Actor": "credit-officer-1", "X-Department": "credit"}
+BASIS = "《社会信用体系建设条例》第二十条"
+
+
+@pytest.fixture(scope="module")
+def group(servers, tmp_path_factory):
+    with group_environment(servers, "credithttp", vhost="tuoyu-credit-http") as env:
+        g = ProcessGroup(env, tmp_path_factory.mktemp("credit-http-logs"),
+                         port_offset=PORT_OFFSET)
+        try:
+            g.start()
+            yield g
+        finally:
+            g.stop()
+
+
+def credit(group, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+    return http_json(method, f"{group.url('credit')}{path}", body, OFFICER)
+
+
+def test_an_officer_checks_bars_and_lists_over_http(group):
+    status, reply = http_json("POST", f"{group.url('registration')}/api/institutions",
+                              sample_registration(501), OFFICER)
+    assert status == 201, reply
+    institution = reply["institution_id"]
+    wait_for(lambda: credit(group, "GET", f"/api/institutions/{institution}/credit")[0] == 200,
+             what="the credit record opened from registration's event")
+    status, report = credit(group, "GET", f"/api/institutions/{institution}/credit")
+    assert report["grade"] in ("A", "B", "C", "D") and isinstance(report["score"], int)
+    assert report["lists"] == [] and report["history"]
+
+    # A practitioner: registered, checked clear, barred, checked again.
+    person = {"name": "张三丰", "id_number": sample_resident_id(501)}
+    status, reply = credit(group, "POST", "/api/practitioners", person)
+    assert status == 201, reply
+    ref = reply["person_ref"]
+    check = {"id_number": person["id_number"], "purpose": "入职审查"}
+    assert credit(group, "POST", "/api/practitioner-checks", check) == (
+        200, {"barred": False, "ban_reference": None})
+    status, reply = credit(group, "POST", f"/api/practitioners/{ref}/bans", {
+        "source": "court_ruling", "legal_basis": "《中华人民共和国刑法》第三十七条之一",
+        "evidence": ["(2025)沪0104刑初12号"], "officer": "officer-1", "term": "lifetime"})
+    assert status == 201, reply
+    status, answer = credit(group, "POST", "/api/practitioner-checks", check)
+    assert status == 200 and answer == {"barred": True, "ban_reference": reply["ban_ref"]}
+
+    # The serious-dishonesty listing, step by step.
+    base = f"/api/institutions/{institution}/listings/serious_dishonesty"
+    status, reply = credit(group, "POST", f"{base}/propose", {
+        "legal_basis": BASIS, "evidence": ["处罚决定书 2025-001"], "officer": "officer-1",
+        "proposed_term_days": 365})
+    assert status == 201 and reply["result"] == {"listing_id": "serious_dishonesty-1"}, reply
+    status, reply = credit(group, "POST", f"{base}/decide", {
+        "decision": "listed", "officer": "officer-2", "reason": "r", "legal_basis": BASIS,
+        "evidence": ["处罚决定书 2025-001"]})
+    assert status == 409 and reply["code"] == "rule_violated", reply  # no notice sent yet
+    assert reply.get("state")
+    assert credit(group, "POST", f"{base}/notice", {"officer": "officer-1"})[0] == 200
+    assert credit(group, "POST", f"{base}/respond", {"statement": "已整改"})[0] == 200
+    status, reply = credit(group, "POST", f"{base}/decide", {
+        "decision": "listed", "officer": "officer-2", "reason": "骗取补贴属实",
+        "legal_basis": BASIS, "evidence": ["处罚决定书 2025-001"]})
+    assert status == 200, reply
+    status, report = credit(group, "GET", f"/api/institutions/{institution}/credit")
+    assert "serious_dishonesty" in report["lists"]
+    assert report["history"][-1]["actor"] == "credit-officer-1"
+
+    def listed() -> bool:
+        _, register = credit(group, "GET", "/api/credit-register?list=serious_dishonesty")
+        return any(row["institution_id"] == institution
+                   for row in register.get("institutions", register.get("register", [])))
+
+    wait_for(listed, what="the register shows the listing")
+    assert credit(group, "GET", "/api/officer/listings-due")[0] == 200
+
+
+def test_refusals_name_the_field_or_the_state_and_change_nothing(group):
+    status, reply = credit(group, "POST", "/api/practitioners",
+                           {"name": "李四", "id_number": "110101199003071230"})
+    assert status == 400 and reply["errors"][0]["field"] == "id_number", reply
+    status, reply = credit(group, "GET",
+                           "/api/institutions/7d0c8a4e-1b2f-4c3d-9e8f-0a1b2c3d4e5f/credit")
+    assert status == 404 and reply["code"] == "not_found", reply
+    status, reply = credit(group, "POST", "/api/practitioner-checks", {"purpose": "入职审查"})
+    assert status == 400, reply
+    status, reply = credit(group, "POST", "/api/institutions/x/listings/no_such_list/propose",
+                           {})
+    assert status in (400, 404), reply
