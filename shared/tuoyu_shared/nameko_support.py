@@ -287,6 +287,18 @@ def query_int(args: Any, name: str, default: int | None = None, *,
     return value
 
 
+def query_paging(args: Any, errors: list[FieldError]) -> dict[str, int]:
+    """``limit`` (1 to 1000, default 100) and ``offset`` (0 to bigint, default 0) of a list
+    query; what is wrong is added to ``errors`` (field by field), the rest returned."""
+    paging: dict[str, int] = {}
+    for key, default, low, high in (("limit", 100, 1, 1000), ("offset", 0, 0, BIGINT_MAX)):
+        try:
+            paging[key] = query_int(args, key, default, min_value=low, max_value=high)
+        except ValidationFailed as e:
+            errors += e.errors
+    return paging
+
+
 def http_json(func: Callable[..., Any] | None = None, *,
               max_body_bytes: int | None = None) -> Any:
     """Run an HTTP handler returning JSON-able data; answer a

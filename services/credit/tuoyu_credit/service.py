@@ -39,10 +39,10 @@ from tuoyu_shared.nameko_support import (
     CommandContextProvider,
     EventLogEntrypoints,
     http_json,
-    query_int,
+    query_paging,
     read_json,
 )
-from tuoyu_shared.validation import BIGINT_MAX, FieldError, ValidationFailed
+from tuoyu_shared.validation import FieldError, ValidationFailed
 
 
 def _listing_command(name: str):
@@ -56,13 +56,8 @@ def _listing_command(name: str):
 
 def _paging(args: Any) -> dict[str, Any]:
     """``limit`` (1 to 1000, default 100) and ``offset`` (0 or more); both named if bad."""
-    paging: dict[str, Any] = {}
     errors: list[FieldError] = []
-    for key, default, low, high in (("limit", 100, 1, 1000), ("offset", 0, 0, BIGINT_MAX)):
-        try:
-            paging[key] = query_int(args, key, default, min_value=low, max_value=high)
-        except ValidationFailed as e:
-            errors += e.errors
+    paging: dict[str, Any] = query_paging(args, errors)
     if errors:
         raise ValidationFailed(errors)
     return paging

@@ -29,10 +29,11 @@ from tuoyu_shared.nameko_support import (
     EventLogEntrypoints,
     http_json,
     query_int,
+    query_paging,
     read_json,
     read_text,
 )
-from tuoyu_shared.validation import BIGINT_MAX, FieldError, ValidationFailed
+from tuoyu_shared.validation import FieldError, ValidationFailed
 
 #: A CSV import may be larger than a JSON body (``TUOYU_HTTP_MAX_IMPORT_BYTES``, 32 MiB).
 MAX_IMPORT_BYTES = int(os.environ.get("TUOYU_HTTP_MAX_IMPORT_BYTES") or 32 << 20)
@@ -69,11 +70,7 @@ def _filters(args: Any) -> dict[str, Any]:
         if args["affordable"] not in ("true", "false"):
             errors.append(FieldError("affordable", "true or false", "invalid_choice"))
         filters["affordable"] = args["affordable"] == "true"
-    for key, default, low, high in (("limit", 100, 1, 1000), ("offset", 0, 0, BIGINT_MAX)):
-        try:
-            filters[key] = query_int(args, key, default, min_value=low, max_value=high)
-        except ValidationFailed as e:
-            errors += e.errors
+    filters.update(query_paging(args, errors))
     if errors:
         raise ValidationFailed(errors)
     return filters
