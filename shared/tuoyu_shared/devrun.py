@@ -66,7 +66,9 @@ class ProcessGroup:
                  stable_after: float = 60.0):
         self.env = {**os.environ, **env}
         self.log_dir = log_dir
-        self.port_offset = port_offset
+        # TUOYU_PORT_SHIFT moves a whole checkout's groups (a second working tree testing
+        # beside the first on one machine).
+        self.port_offset = port_offset + int(os.environ.get("TUOYU_PORT_SHIFT", "0"))
         self.pids_file = pids_file
         self.report = report or (lambda line: print(line, flush=True))
         self.backoff_initial, self.backoff_max = backoff_initial, backoff_max

@@ -72,8 +72,10 @@ def servers():
         return
     root = PROJECT_ROOT / ".local" / "test"
     pg = LocalPostgres(root, int(os.environ.get("TUOYU_TEST_PG_PORT", 26432)), fast=True)
-    rabbit = LocalRabbitMQ(root, int(os.environ.get("TUOYU_TEST_AMQP_PORT", 26672)),
-                           "tuoyu-test")
+    amqp_port = int(os.environ.get("TUOYU_TEST_AMQP_PORT", 26672))
+    # One Erlang node name per port: a second checkout's broker on other ports is its own node.
+    rabbit = LocalRabbitMQ(root, amqp_port,
+                           "tuoyu-test" if amqp_port == 26672 else f"tuoyu-test-{amqp_port}")
     # Servers already up (another test session) are shared and left running; the session
     # that started them stops them only if no other session still uses them.
     sessions = root / "sessions"
