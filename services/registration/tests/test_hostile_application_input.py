@@ -56,7 +56,7 @@ def test_a_version_the_store_cannot_hold_is_refused(app):
     ({"street": "a\x00"}, [("street", "invalid_character")]),
     ({"district": "区" * 51}, [("district", "too_long")]),
     ({"affordable": "yes"}, [("affordable", "invalid_type")]),
-    ({"colour": "red"}, [("colour", "invalid_choice")]),
+    ({"colour": "red"}, [("colour", "unknown_field")]),
 ])
 def test_public_disclosure_filters_are_checked(app, filters, expected):
     assert refused(app.public_disclosure, **filters) == expected

@@ -22,12 +22,10 @@ import psycopg
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 
-from tuoyu_registration import projections
+from tuoyu_registration import commands, projections
 from tuoyu_registration.domain import (
     AGE_BANDS,
-    DEMONSTRATION_LEVELS,
     ROSTER_EVENT_TOPICS,
-    SERVICE_TYPES,
     STAFF_ROLES,
     CareStandards,
     ClassType,
@@ -54,6 +52,7 @@ from tuoyu_registration.importer import (
 )
 from tuoyu_shared.application import ServiceApplication
 from tuoyu_shared.calendar_cn import WorkingCalendar, default_calendar, shanghai_date
+from tuoyu_shared.commands import parse
 from tuoyu_shared.config import Settings
 from tuoyu_shared.context import command_context, current_context
 from tuoyu_shared.envelope import to_json_value
@@ -135,39 +134,6 @@ class RegistrationApplication(ServiceApplication):
         if phone is not None:
             values["phone"] = (phone, mask_phone(phone))
         return self.vault.seal_person(ref or self.vault.person_ref(id_number), values)
-
-    # ---- input shapes shared by commands ---------------------------------------------------
-    @staticmethod
-    def _read_classes(v: Validator, field: str = "classes") -> list[dict[str, Any]]:
-        classes = []
-        for item in v.items(field, min_items=1, max_items=200) or []:
-            classes.append({
-                "class_type": item.choice("class_type", [c.value for c in ClassType]),
-                "places": item.integer("places", min_value=1, max_value=100),
-                "carers": item.integer("carers", min_value=0, max_value=100),
-            })
-        return classes
-
-    @staticmethod
-    def _read_filing(v: Validator) -> dict[str, Any]:
-        service_types = v.texts("service_types", min_items=1, max_items=len(SERVICE_TYPES),
-                                choices=SERVICE_TYPES)
-        staff = {}
-        staff_v = v.nested("staff")
-        for role in STAFF_ROLES:
-            staff[role] = staff_v.integer(role, min_value=0, max_value=1000, required=False) or 0
-        return {
-            "service_types": service_types,
-            "classes": RegistrationApplication._read_classes(v),
-            "floor_area": {"indoor_m2": v.integer("floor_area.indoor_m2", min_value=1,
-                                                  max_value=100000),
-                           "outdoor_m2": v.integer("floor_area.outdoor_m2", min_value=0,
-                                                   max_value=100000)},
-            "staff": staff,
-            "meals_served": v.boolean("meals_served"),
-            "hygiene_evaluation_passed": v.boolean("hygiene_evaluation_passed"),
-            "fire_safety_passed": v.boolean("fire_safety_passed"),
-        }
 
     # ---- loading and saving ----------------------------------------------------------------
     def _id(self, institution_id: UUID | str) -> UUID:
@@ -297,16 +263,10 @@ class RegistrationApplication(ServiceApplication):
     @refusing_field_errors
     def register_institution(self, data: dict[str, Any]) -> UUID:
         """Enter a provider in the register (登记) with its registration facts."""
-        v = Validator(data)
-        name = v.text("name", max_length=100)
-        credit_code = v.credit_code("credit_code")
-        nature = v.choice("nature", [n.value for n in Nature])
-        kind = v.choice("kind", [k.value for k in ProviderKind])
-        district = v.text("district", max_length=50)
-        street = v.text("street", max_length=50)
-        address = v.text("address", max_length=200)
-        person = self._read_person(v, "person_in_charge")
-        v.check()
+        command = parse(commands.RegisterInstitution, data)
+        credit_code, nature = command.credit_code, command.nature
+        p = command.person_in_charge
+        person = (p.name, p.id_number, p.phone)
         check_credit_code_matches_nature(credit_code, Nature(nature))
         sealed = None
         for _attempt in range(3):
@@ -323,8 +283,9 @@ class RegistrationApplication(ServiceApplication):
             # sealed once the registration is allowed: a refused one stores no personal data
             sealed = sealed or self._seal_person(*person)
             institution = Institution.register(
-                name=name, credit_code=credit_code, nature=Nature(nature),
-                kind=ProviderKind(kind), district=district, street=street, address=address,
+                name=command.name, credit_code=credit_code, nature=Nature(nature),
+                kind=ProviderKind(command.kind), district=command.district,
+                street=command.street, address=command.address,
                 person_in_charge=sealed, institution_id=institution_id)
             try:
                 self.save(*([index] if index is not None else []), institution)
@@ -337,9 +298,7 @@ class RegistrationApplication(ServiceApplication):
     @refusing_field_errors
     def submit_filing(self, institution_id: str, data: dict[str, Any]) -> str:
         """备案: submit the filing facts; the receipt falls due 5 working days later."""
-        v = Validator(data)
-        filing = self._read_filing(v)
-        v.check()
+        filing = parse(commands.SubmitFiling, data).filing()
         today = self.today()
         due = self.calendar.add_working_days(today, RECEIPT_DUE_WORKING_DAYS)
         self._update(institution_id, lambda i: i.submit_filing(filing, today, due,
@@ -348,9 +307,7 @@ class RegistrationApplication(ServiceApplication):
 
     @refusing_field_errors
     def issue_filing_receipt(self, institution_id: str, data: dict[str, Any]) -> None:
-        v = Validator(data)
-        receipt_number = v.text("receipt_number", max_length=50)
-        v.check()
+        receipt_number = parse(commands.IssueFilingReceipt, data).receipt_number
         today = self.today()
         due = self.calendar.add_working_days(today, VERIFICATION_DUE_WORKING_DAYS)
         self._update(institution_id,
@@ -363,27 +320,12 @@ class RegistrationApplication(ServiceApplication):
         (``{field, decision: confirmed | dismissed, reason}``): compliant only with all
         dismissed; a non-compliance notice lists the confirmed ones, then ``findings``, the
         officer's own (which may be left out when one is confirmed)."""
-        v = Validator(data)
-        outcome = v.choice("outcome", ["compliant", "non_compliant"])
-        notes = v.text("notes", max_length=2000, required=False, multiline=True) or ""
-        decisions = [{"field": item.text("field", max_length=100),
-                      "decision": item.choice("decision", ["confirmed", "dismissed"]),
-                      "reason": item.text("reason", max_length=2000, multiline=True)}
-                     for item in v.items("finding_decisions", max_items=100, required=False)]
-        findings: list[str] = []
-        disclosure = ""
-        if outcome == "non_compliant":
-            findings = v.texts("findings", max_items=100, max_length=2000, multiline=True,
-                               required=False) or []
-            given = data.get("findings") if isinstance(data, dict) else None
-            if given in (None, []) and not any(d["decision"] == "confirmed"
-                                               for d in decisions):
-                v.add_error("findings", "at least one finding is required: the officer's "
-                            "own or a confirmed finding of the submission", "required")
-            disclosure = v.text("disclosure", max_length=2000, multiline=True) or ""
-        v.check()
+        command = parse(commands.VerifyFiling, data)
+        notes = command.notes or ""
+        decisions = [d.data() for d in command.finding_decisions]
+        findings, disclosure = list(command.findings), command.disclosure or ""
         today = self.today()
-        if outcome == "compliant":
+        if command.outcome == "compliant":
             self._update(institution_id, lambda i: i.verify_compliant(today, notes, decisions))
         else:
             self._update(institution_id, lambda i: i.find_non_compliant(
@@ -392,27 +334,14 @@ class RegistrationApplication(ServiceApplication):
     @refusing_field_errors
     def file_change(self, institution_id: str, data: dict[str, Any]) -> None:
         """变更备案: any of name, site, classes (places) or person in charge."""
-        v = Validator(data)
-        changes: dict[str, Any] = {}
-        given = data.get("changes") if isinstance(data.get("changes"), dict) else None
-        if given is None:
-            v.add_error("changes", "an object of the values to change", "required")
-        else:
-            c = v.nested("changes")
-            for key, max_length in (("name", 100), ("district", 50), ("street", 50),
-                                    ("address", 200)):  # as at registration
-                if key in given:
-                    changes[key] = c.text(key, max_length=max_length)
-            if "classes" in given:
-                changes["classes"] = self._read_classes(c)
-            if "person_in_charge" in given:
-                person = self._read_person(c, "person_in_charge")
-            unknown = set(given) - set(Institution.CHANGEABLE)
-            if unknown:
-                v.add_error("changes", f"cannot change {', '.join(sorted(unknown))}",
-                            "invalid_choice")
-        v.check()
+        given = parse(commands.FileChange, data).changes.given()
+        changes: dict[str, Any] = {key: value for key, value in given.items()
+                                   if key not in ("classes", "person_in_charge")}
+        if "classes" in given:
+            changes["classes"] = [c.data() for c in given["classes"]]
         if "person_in_charge" in given:
+            p = given["person_in_charge"]
+            person = (p.name, p.id_number, p.phone)
             # The state is checked before the person is sealed: a refused change stores no
             # personal data (nor a key for it).
             self._get(institution_id).check_can_file_change()
@@ -422,34 +351,24 @@ class RegistrationApplication(ServiceApplication):
 
     @refusing_field_errors
     def designate_affordable(self, institution_id: str, data: dict[str, Any]) -> None:
-        v = Validator(data)
-        price = v.money_fen("guide_price_fen")
-        document = v.text("document", max_length=200)
-        v.check()
-        self._update(institution_id,
-                     lambda i: i.designate_affordable(price, self.today(), document))
+        command = parse(commands.DesignateAffordable, data)
+        self._update(institution_id, lambda i: i.designate_affordable(
+            command.guide_price_fen, self.today(), command.document))
 
     @refusing_field_errors
     def withdraw_affordable(self, institution_id: str, data: dict[str, Any]) -> None:
-        v = Validator(data)
-        reason = v.text("reason", max_length=2000, multiline=True)
-        v.check()
+        reason = parse(commands.WithdrawAffordable, data).reason
         self._update(institution_id, lambda i: i.withdraw_affordable(self.today(), reason))
 
     @refusing_field_errors
     def grant_demonstration_level(self, institution_id: str, data: dict[str, Any]) -> None:
-        v = Validator(data)
-        level = v.choice("level", DEMONSTRATION_LEVELS)
-        document = v.text("document", max_length=200)
-        v.check()
-        self._update(institution_id,
-                     lambda i: i.grant_demonstration_level(level, self.today(), document))
+        command = parse(commands.GrantDemonstrationLevel, data)
+        self._update(institution_id, lambda i: i.grant_demonstration_level(
+            command.level, self.today(), command.document))
 
     @refusing_field_errors
     def revoke_demonstration_level(self, institution_id: str, data: dict[str, Any]) -> None:
-        v = Validator(data)
-        reason = v.text("reason", max_length=2000, multiline=True)
-        v.check()
+        reason = parse(commands.RevokeDemonstrationLevel, data).reason
         self._update(institution_id,
                      lambda i: i.revoke_demonstration_level(self.today(), reason))
 
@@ -534,27 +453,21 @@ class RegistrationApplication(ServiceApplication):
     @refusing_field_errors
     def suspend_for_rectification(self, institution_id: str, data: dict[str, Any]) -> None:
         """停业整顿."""
-        v = Validator(data)
-        order = v.text("order_reference", max_length=100)
-        reason = v.text("reason", max_length=2000, multiline=True)
-        v.check()
-        self._update(institution_id, lambda i: i.suspend(order, reason, self.today()))
+        command = parse(commands.SuspendForRectification, data)
+        self._update(institution_id, lambda i: i.suspend(
+            command.order_reference, command.reason, self.today()))
 
     @refusing_field_errors
     def resume(self, institution_id: str, data: dict[str, Any]) -> None:
-        v = Validator(data)
-        notes = v.text("notes", max_length=2000, required=False, multiline=True) or ""
-        v.check()
+        notes = parse(commands.Resume, data).notes or ""
         self._update(institution_id, lambda i: i.resume(self.today(), notes))
 
     @refusing_field_errors
     def deregister(self, institution_id: str, data: dict[str, Any]) -> None:
         """注销, with the reason and the placement of the children."""
-        v = Validator(data)
-        reason = v.text("reason", max_length=2000, multiline=True)
-        placement = v.text("placement_of_children", max_length=2000, multiline=True)
-        v.check()
-        self._update(institution_id, lambda i: i.deregister(reason, placement, self.today()))
+        command = parse(commands.Deregister, data)
+        self._update(institution_id, lambda i: i.deregister(
+            command.reason, command.placement_of_children, self.today()))
 
     # ---- import ----------------------------------------------------------------------------
     def import_filings_csv(self, text: str, source: str = "provincial-csv",
@@ -739,19 +652,9 @@ class RegistrationApplication(ServiceApplication):
         ``street``, ``kind``, ``name`` (a part of it), ``affordable``; ``limit`` (1-1000,
         default 100) and ``offset``. Every filter is checked (RPC callers pass them as
         given)."""
-        v = Validator(filters)
-        clean = {key: v.text(key, max_length=max_length, required=False)
-                 for key, max_length in (("district", 50), ("street", 50), ("kind", 50),
-                                         ("name", 100))}
-        clean["affordable"] = v.boolean("affordable", required=False)
-        limit = v.integer("limit", min_value=1, max_value=1000, required=False)
-        offset = v.integer("offset", min_value=0, required=False)
-        clean.update(limit=100 if limit is None else limit, offset=offset or 0)
-        for key in sorted(set(filters) - set(clean), key=str):
-            named = isinstance(key, str) and key.isascii() and key.isidentifier()
-            v.add_error(key if named else "filters", f"is not a filter (one of "
-                        f"{', '.join(clean)})", "invalid_choice")
-        v.check()
+        clean = parse(commands.PublicDisclosureQuery, filters).data()
+        clean.update(limit=100 if clean["limit"] is None else clean["limit"],
+                     offset=clean["offset"] or 0)
         return self._query(projections.public_disclosure, **clean)
 
     def filings_awaiting(self) -> list[dict[str, Any]]:
