@@ -236,13 +236,17 @@ class ServiceApplication(Application[UUID]):
         assert self.views is not None, f"{type(self).__name__} has no views"
         return self.views.consumer(self.settings, ApplicationLog(self))
 
+    # What the service publishes (:class:`tuoyu_shared.contract.Contract`).
+    contract: ClassVar[Any] = None
+
     # The notification log, as envelopes.
     def read_log(self, start: int, limit: int, stop: int | None = None) -> list[Envelope]:
+        """The log from ``start`` as published: each event through the service's contract."""
         items = self.recorder.select_notifications(start=max(start, 1), limit=limit, stop=stop)
-        return [
-            envelope_from_event(self.service_name, n.id, self.mapper.to_domain_event(n))
-            for n in items
-        ]
+        if self.contract is None:
+            return [envelope_from_event(self.service_name, n.id, self.mapper.to_domain_event(n))
+                    for n in items]
+        return [self.contract.envelope(n.id, self.mapper.to_domain_event(n)) for n in items]
 
     def log_head(self) -> int:
         return self.recorder.max_notification_id() or 0

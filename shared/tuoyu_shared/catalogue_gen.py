@@ -1,14 +1,17 @@
-"""Generate the catalogue's payload schemas from the event classes themselves.
+"""Generate the catalogue's payload schemas from a service's contract.
 
-    python -m tuoyu_shared.catalogue_gen registration tuoyu_registration.domain:Institution
+    python -m tuoyu_shared.catalogue_gen tuoyu_registration.contract:CONTRACT
 
-writes ``catalogue/registration/<EventType>.v<class_version>.json`` for every event class
-nested in the aggregate. Each service's tests check that the committed files equal what this
-generates, so a changed event cannot be published without its schema changing with it (and a
-new ``class_version``, with an upcaster, keeps the old file beside the new one).
+writes ``catalogue/<source>/<EventType>.v<version>.json`` for every publication of the
+contract (:mod:`tuoyu_shared.contract`): each published field's schema comes from the type of
+the event attribute it reads (or, for a computed field, from the publication). Each service's
+tests check that the committed files equal what this generates, so a published field cannot
+change without its schema changing with it; a change for subscribers takes a new version, whose
+file sits beside the old one.
 
-A class may refine its fields' schemas with ``payload_schema = {"field": {...}}`` (enums,
-formats); the docstring becomes the schema's description.
+An event class may refine its fields' schemas with ``payload_schema = {"field": {...}}``
+(enums, formats), a publication with its own ``schema``; the class's docstring becomes the
+schema's description.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import Any
 from eventsourcing.domain import DomainEvent
 
 from tuoyu_shared.catalogue import CATALOGUE_DIR
+from tuoyu_shared.contract import Contract, ContractBroken, Published
 
 _ENVELOPE_FIELDS = {"originator_id", "originator_version", "timestamp", "originator_topic"}
 
@@ -68,16 +72,26 @@ def event_classes(aggregate: type) -> list[type]:
     return sorted(found, key=lambda c: c.__qualname__)
 
 
-def payload_schema_for(source: str, cls: type) -> dict[str, Any]:
-    event_type = getattr(cls, "event_type", None) or cls.__qualname__.replace(".", "")
-    version = getattr(cls, "class_version", 1)
+def event_fields(cls: type) -> list[str]:
+    """The attributes an event class stores besides the envelope's own."""
+    return [f.name for f in dataclasses.fields(cls) if f.name not in _ENVELOPE_FIELDS]
+
+
+def payload_schema_for(source: str, publication: Published) -> dict[str, Any]:
+    cls = publication.event_class
+    event_type, version = publication.event_type, publication.version
     hints = typing.get_type_hints(cls, include_extras=False)
     refinements = getattr(cls, "payload_schema", {})
     properties = {}
-    for f in dataclasses.fields(cls):
-        if f.name in _ENVELOPE_FIELDS:
-            continue
-        properties[f.name] = {**_type_schema(hints[f.name]), **refinements.get(f.name, {})}
+    for name, attribute in publication.attributes.items():
+        if attribute not in hints:
+            raise ContractBroken(f"{event_type} v{version} reads {attribute!r}, which "
+                                 f"{cls.__qualname__} does not have")
+        properties[name] = {**_type_schema(hints[attribute]),
+                            **refinements.get(attribute, {}),
+                            **publication.schema.get(name, {})}
+    for name, (_compute, schema) in publication.computed.items():
+        properties[name] = {**schema, **publication.schema.get(name, {})}
     doc = ""
     for klass in cls.__mro__:  # eventsourcing subclasses event classes: find the written one
         if klass.__module__ != cls.__module__:
@@ -98,26 +112,41 @@ def payload_schema_for(source: str, cls: type) -> dict[str, Any]:
     }
 
 
-def generate(source: str, aggregates: list[type]) -> dict[Path, str]:
+def generate(contract: Contract) -> dict[Path, str]:
     files = {}
-    for aggregate in aggregates:
-        for cls in event_classes(aggregate):
-            schema = payload_schema_for(source, cls)
-            version = getattr(cls, "class_version", 1)
-            path = CATALOGUE_DIR / source / f"{schema['title']}.v{version}.json"
-            files[path] = json.dumps(schema, ensure_ascii=False, indent=2) + "\n"
+    for publication in contract.publications:
+        schema = payload_schema_for(contract.source, publication)
+        path = CATALOGUE_DIR / contract.source / f"{schema['title']}.v{publication.version}.json"
+        files[path] = json.dumps(schema, ensure_ascii=False, indent=2) + "\n"
     return files
 
 
-def _load(spec: str) -> type:
+def contract_problems(contract: Contract, aggregates: list[type]) -> list[str]:
+    """What is wrong between a contract and the service's aggregates: an event class without
+    a publication, or a publication reading an attribute its class does not store."""
+    problems = []
+    published = {p.event_class for p in contract.publications}
+    for aggregate in aggregates:
+        for cls in event_classes(aggregate):
+            if cls not in published:
+                problems.append(f"{cls.__qualname__} has no publication")
+    for p in contract.publications:
+        stored = set(event_fields(p.event_class))
+        for attribute in p.attributes.values():
+            if attribute not in stored:
+                problems.append(f"{p.event_type} v{p.version} reads {attribute!r}, which "
+                                f"{p.event_class.__qualname__} does not store")
+    return problems
+
+
+def _load(spec: str) -> Any:
     module, _, name = spec.partition(":")
     return getattr(importlib.import_module(module), name)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = argv if argv is not None else sys.argv[1:]
-    source, specs = args[0], args[1:]
-    for path, text in generate(source, [_load(s) for s in specs]).items():
+    for path, text in generate(_load(args[0])).items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
         print(path.relative_to(CATALOGUE_DIR))

@@ -174,13 +174,21 @@ def to_json_value(value: Any) -> Any:
     return value
 
 
+def event_id_for(source: str, aggregate_id: str, version: int) -> str:
+    """The id of an event in every envelope it is ever sent in (relay, log read, replay)."""
+    return str(uuid.uuid5(_EVENT_ID_NAMESPACE, f"{source}:{aggregate_id}:{version}"))
+
+
 def envelope_from_event(source: str, notification_id: int, event: Any) -> Envelope:
+    """The envelope of an event published as it is stored: every attribute, the class's name
+    and ``class_version``. For the kit's own tests and tools; a service publishes through its
+    :class:`~tuoyu_shared.contract.Contract`."""
     state = vars(event)
     meta = state.get("meta") or {}
     aggregate_id = str(event.originator_id)
     version = int(event.originator_version)
     return Envelope(
-        event_id=str(uuid.uuid5(_EVENT_ID_NAMESPACE, f"{source}:{aggregate_id}:{version}")),
+        event_id=event_id_for(source, aggregate_id, version),
         event_type=event_type_of(event),
         schema_version=int(getattr(type(event), "class_version", 1)),
         source=source,

@@ -280,3 +280,33 @@ def group_environment(servers: ServersUnderTest, prefix: str, vhost: str | None 
     finally:
         if own_vhost:
             servers.rabbit.ctl("delete_vhost", vhost, check=False)
+
+
+def check_catalogue_matches(contract: Any) -> None:
+    """Assert that the committed catalogue of a service is what its contract generates: each
+    publication's schema file up to date, and no file without a publication except earlier
+    versions of a published type (kept: events recorded then are upcast, subscribers may
+    still hold them)."""
+    from tuoyu_shared.catalogue import CATALOGUE_DIR
+    from tuoyu_shared.catalogue_gen import generate
+
+    generated = generate(contract)
+    for path, text in generated.items():
+        assert path.exists(), f"missing schema {path.name}: run tuoyu_shared.catalogue_gen"
+        assert path.read_text(encoding="utf-8") == text, (
+            f"{path.name} differs from what the contract publishes: a change for subscribers "
+            "needs a new version (and its schema beside the old one)")
+        assert '"description": ""' not in text, f"{path.name}: the event class needs a docstring"
+    committed = set((CATALOGUE_DIR / contract.source).glob("*.json"))
+
+    def split(path: Any) -> tuple[str, int]:
+        name, _, version = path.name.removesuffix(".json").rpartition(".v")
+        return name, int(version)
+
+    current: dict[str, int] = {}
+    for path in generated:
+        name, version = split(path)
+        current[name] = max(version, current.get(name, 0))
+    superseded = {path for path in committed - set(generated)
+                  if split(path)[1] < current.get(split(path)[0], 0)}
+    assert committed - superseded == set(generated), "a schema without a publication"

@@ -27,6 +27,7 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 
 from tuoyu_credit import projections, reads
+from tuoyu_credit.contract import CONTRACT
 from tuoyu_credit.domain import (
     LIFETIME,
     BanSource,
@@ -154,6 +155,7 @@ class CreditApplication(ServiceApplication):
     service_name = "credit"
     is_snapshotting_enabled = True
     views = projections.VIEW
+    contract = CONTRACT
     snapshotting_intervals = {InstitutionCredit: 100, Practitioner: 100}
 
     def __init__(self, settings: Settings | None = None, env: dict[str, str] | None = None,

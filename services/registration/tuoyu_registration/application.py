@@ -23,6 +23,7 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 
 from tuoyu_registration import commands, projections
+from tuoyu_registration.contract import CONTRACT
 from tuoyu_registration.domain import (
     AGE_BANDS,
     ROSTER_EVENT_TOPICS,
@@ -102,6 +103,7 @@ class RegistrationApplication(ServiceApplication):
     service_name = "registration"
     is_snapshotting_enabled = True
     views = projections.VIEW
+    contract = CONTRACT
     snapshotting_intervals = {Institution: 100}
 
     def __init__(self, settings: Settings | None = None, env: dict[str, str] | None = None,

@@ -1,0 +1,111 @@
+"""What registration publishes on ``registration.events``: each domain event's published type,
+version and payload fields (:mod:`tuoyu_shared.contract`). The domain's classes may change;
+what subscribers receive changes only here, with a new version and its schema in the
+catalogue (``python -m tuoyu_shared.catalogue_gen tuoyu_registration.contract:CONTRACT``).
+
+The employment records' and the registration cases' events are published too: the relay
+publishes the whole log, and a subscriber ignores types it does not use.
+"""
+
+from __future__ import annotations
+
+from tuoyu_registration.domain import EmploymentRecord, Institution, RegistrationCases
+from tuoyu_shared.contract import Contract, Published
+
+CONTRACT = Contract("registration", [
+    # ---- Institution ---------------------------------------------------------------------------
+    Published(Institution.AffordableDesignated, "InstitutionAffordableDesignated", 1, (
+        "guide_price_fen", "designated_on", "document"
+    )),
+    Published(
+        Institution.AffordableDesignationWithdrawn, "InstitutionAffordableDesignationWithdrawn",
+        1, (
+        "withdrawn_on", "reason"
+    )),
+    Published(Institution.ChangeFiled, "InstitutionChangeFiled", 1, (
+        "changes", "previous", "effective_on"
+    )),
+    Published(Institution.CreditListingNoted, "InstitutionCreditListingNoted", 1, (
+        "credit_list", "listed", "reference"
+    )),
+    Published(Institution.DemonstrationLevelGranted, "InstitutionDemonstrationLevelGranted", 1, (
+        "level", "granted_on", "document"
+    )),
+    Published(Institution.DemonstrationLevelRevoked, "InstitutionDemonstrationLevelRevoked", 1, (
+        "level", "revoked_on", "reason"
+    )),
+    Published(Institution.Deregistered, "InstitutionDeregistered", 1, (
+        "reason", "placement_of_children", "deregistered_on"
+    )),
+    Published(Institution.EnrolmentReportCorrected, "InstitutionEnrolmentReportCorrected", 1, (
+        "month", "classes", "children", "second_children", "third_children", "previous", "reason"
+    )),
+    Published(Institution.EnrolmentReported, "InstitutionEnrolmentReported", 1, (
+        "month", "classes", "children", "second_children", "third_children"
+    )),
+    Published(Institution.Filed, "InstitutionFiled", 1, (
+        "receipt_number", "issued_on", "verification_due_on"
+    )),
+    Published(Institution.FilingFoundNonCompliant, "InstitutionFilingFoundNonCompliant", 3, (
+        "verified_on", "findings", "notified_on", "disclosure", "notified_late",
+        "finding_decisions"
+    )),
+    Published(Institution.FilingSubmitted, "InstitutionFilingSubmitted", 2, (
+        "filing", "submitted_on", "receipt_due_on", "findings"
+    )),
+    Published(Institution.FilingVerified, "InstitutionFilingVerified", 2, (
+        "verified_on", "notes", "finding_decisions"
+    )),
+    Published(Institution.Imported, "InstitutionImported", 1, (
+        "name", "credit_code", "nature", "kind", "registering_authority", "person_in_charge",
+        "district", "street", "address", "filing", "receipt", "source"
+    )),
+    Published(Institution.PractitionerHireRefused, "InstitutionPractitionerHireRefused", 1, (
+        "hire_id", "practitioner_ref", "ban_reference"
+    )),
+    Published(Institution.PractitionerHireRequested, "InstitutionPractitionerHireRequested", 1, (
+        "hire_id", "practitioner", "role", "certificates", "requested_on"
+    )),
+    Published(Institution.PractitionerHired, "InstitutionPractitionerHired", 1, (
+        "hire_id", "practitioner_ref", "check_reference"
+    )),
+    Published(Institution.PractitionerReleased, "InstitutionPractitionerReleased", 1, (
+        "hire_id", "practitioner_ref", "released_on", "reason"
+    )),
+    Published(Institution.Registered, "InstitutionRegistered", 1, (
+        "name", "credit_code", "nature", "kind", "registering_authority", "person_in_charge",
+        "district", "street", "address"
+    )),
+    Published(Institution.Resumed, "InstitutionResumed", 1, ("resumed_on", "notes")),
+    Published(Institution.StaffRemovalCaseClosed, "InstitutionStaffRemovalCaseClosed", 1, (
+        "case_id", "closed_on", "resolution"
+    )),
+    Published(Institution.StaffRemovalCaseOpened, "InstitutionStaffRemovalCaseOpened", 1, (
+        "case_id", "practitioner_ref", "ban_reference", "opened_on", "due_on"
+    )),
+    Published(Institution.SuspendedForRectification, "InstitutionSuspendedForRectification", 1, (
+        "order_reference", "reason", "suspended_on"
+    )),
+    # ---- RegistrationCases ---------------------------------------------------------------------
+    Published(RegistrationCases.CaseOpened, "RegistrationCasesCaseOpened", 1, (
+        "case_number", "institution_id"
+    )),
+    Published(RegistrationCases.Opened, "RegistrationCasesOpened", 1, (
+        "credit_code", "first_case"
+    )),
+    # ---- EmploymentRecord ----------------------------------------------------------------------
+    Published(EmploymentRecord.HireRefused, "EmploymentRecordHireRefused", 1, (
+        "institution_id", "hire_id"
+    )),
+    Published(EmploymentRecord.HireRequested, "EmploymentRecordHireRequested", 1, (
+        "institution_id", "hire_id"
+    )),
+    Published(EmploymentRecord.Hired, "EmploymentRecordHired", 1, ("institution_id", "hire_id")),
+    Published(EmploymentRecord.HiresCarriedOver, "EmploymentRecordHiresCarriedOver", 1, (
+        "hires", "up_to"
+    )),
+    Published(EmploymentRecord.Opened, "EmploymentRecordOpened", 1, ("practitioner_ref",)),
+    Published(EmploymentRecord.Released, "EmploymentRecordReleased", 1, (
+        "institution_id", "hire_id"
+    )),
+])
