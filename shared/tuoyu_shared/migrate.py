@@ -7,6 +7,9 @@ A migration is plain SQL that brings a database from the previous release to thi
 also works on a database the previous release made itself (``IF NOT EXISTS``, guarded
 ``ALTER``s), so an upgrade is ``migrate`` and nothing else.
 
+After the schema, ``migrate`` runs the data migrations of the service's composition root
+(:mod:`tuoyu_shared.bootstrap`): steps that carry an earlier release's data forward.
+
 Run by ``python -m tuoyu_<service> migrate`` (and by ``make run``, the tests and the images'
 migration job) before the service starts. The services themselves run no DDL, and need no
 right to create databases or tables: ``migrate --create-database`` is for development.
@@ -15,6 +18,7 @@ right to create databases or tables: ``migrate --create-database`` is for develo
 from __future__ import annotations
 
 import argparse
+import importlib
 import importlib.resources
 import sys
 from pathlib import Path
@@ -100,7 +104,24 @@ def service_main(service: str, argv: list[str] | None = None) -> int:
     applied = migrate(service, settings.database_url, args.create_database)
     print(f"{service}: applied {len(applied)} migration(s)" +
           (f": {', '.join(applied)}" if applied else ""))
+    root = _composition_root(service)
+    if root is not None and root.data_migrations:
+        app = root.build(settings)
+        try:
+            for step, result in root.migrate_data(app).items():
+                print(f"{service}: data migration {step}: {result}")
+        finally:
+            app.close()
     return 0
+
+
+def _composition_root(service: str):  # -> CompositionRoot | None
+    """The service's composition root (``tuoyu_<service>.bootstrap.ROOT``), if it has one."""
+    try:
+        module = importlib.import_module(f"tuoyu_{service}.bootstrap")
+    except ModuleNotFoundError:
+        return None
+    return getattr(module, "ROOT", None)
 
 
 if __name__ == "__main__":  # python -m tuoyu_shared.migrate SERVICE migrate …

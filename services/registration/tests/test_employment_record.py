@@ -6,6 +6,9 @@ broken, and still opens a removal case at exactly the current employers."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import uuid
 from datetime import UTC, date, datetime
@@ -13,7 +16,7 @@ from datetime import UTC, date, datetime
 import psycopg
 import pytest
 
-from tuoyu_registration import projections
+from tuoyu_registration import bootstrap, projections
 from tuoyu_registration.application import EMPLOYMENT_CARRY_OVER, RegistrationApplication
 from tuoyu_registration.domain import EmploymentRecord, employment_record_id_for
 from tuoyu_registration.reactions import credit_consumer, credit_handler
@@ -33,8 +36,8 @@ REMOVAL_DUE = date(2025, 2, 7)
 
 
 def make_app(settings) -> RegistrationApplication:
-    return RegistrationApplication(settings, clock=lambda: FRIDAY,
-                                   calendar=WorkingCalendar.from_file())
+    return bootstrap.application(settings, clock=lambda: FRIDAY,
+                                 calendar=WorkingCalendar.from_file())
 
 
 @pytest.fixture
@@ -284,6 +287,30 @@ def test_hires_recorded_before_employment_records_are_carried_over_once(settings
     assert app.carry_over_employment()["records_changed"] == 0
     make_app(settings).close()
     assert event_count(app) == before
+    app.close()
+
+
+def test_the_migrate_command_carries_hires_over(settings, monkeypatch):
+    """An upgrade is ``migrate`` and nothing else: the data migration runs after the schema's."""
+    earlier = make_app(settings)
+    institution = filed(earlier, 1)
+    ref = earlier.vault.person_ref(sample_resident_id(67))
+    with monkeypatch.context() as m:  # recorded as the earlier version did: no record
+        m.setattr(earlier, "_employment_records_for", lambda objs: [])
+        hire_cleared(earlier, institution, 67)
+    head = earlier.log_head()
+    earlier.close()
+    env = {**os.environ, "TUOYU_REGISTRATION_DATABASE_URL": settings.database_url}
+    done = subprocess.run([sys.executable, "-m", "tuoyu_registration", "migrate"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "data migration employment-records" in done.stdout
+    app = RegistrationApplication(settings)  # built without the root: nothing runs at start
+    assert app.recorder.max_tracking_id(EMPLOYMENT_CARRY_OVER) == head
+    assert app.current_employers(ref) == [institution]
+    again = subprocess.run([sys.executable, "-m", "tuoyu_registration", "migrate"], env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert "data migration" not in again.stdout  # done once
     app.close()
 
 

@@ -92,9 +92,10 @@ class RegistrationApplication(ServiceApplication):
     employment records of the practitioners concerned, in the same transaction
     (:meth:`save`, :meth:`record_processing`): the record can never lag the roster.
 
-    Records began with this version. Hires recorded before it are carried over once, when an
-    application first starts on a database whose log has events and no carry-over mark
-    (:meth:`carry_over_employment`). Instances of an earlier version still writing after that
+    Records began with this version. Hires recorded before it are carried over once, by the
+    data migration of ``migrate`` or when the composition root first builds the application
+    on a database whose log has events and no carry-over mark (:meth:`carry_over_employment`).
+    Instances of an earlier version still writing after that
     would leave their hires out: stop them first, or run :meth:`carry_over_employment` again
     once they are stopped (it resumes where the mark says and is idempotent).
     """
@@ -109,15 +110,16 @@ class RegistrationApplication(ServiceApplication):
     def __init__(self, settings: Settings | None = None, env: dict[str, str] | None = None,
                  clock: Callable[[], datetime] | None = None,
                  calendar: WorkingCalendar | None = None,
-                 standards: CareStandards | None = None):
+                 standards: CareStandards | None = None,
+                 vault: PersonalDataVault | None = None):
+        """Built by the composition root (:mod:`tuoyu_registration.bootstrap`), which reads
+        the configuration; a constructor given nothing uses the defaults of each adapter."""
         super().__init__(settings, env)
-        self.vault = PersonalDataVault(self.settings.database_url,
-                                       self.settings.personal_data_key)
+        self.vault = vault or PersonalDataVault(self.settings.database_url,
+                                                self.settings.personal_data_key)
         self.clock = clock or (lambda: datetime.now(UTC))
         self.calendar = calendar or default_calendar()
         self.standards = standards or CareStandards()
-        if not self.recorder.max_tracking_id(EMPLOYMENT_CARRY_OVER):  # type: ignore[attr-defined]
-            self.carry_over_employment()
 
     def today(self) -> date:
         return shanghai_date(self.clock())

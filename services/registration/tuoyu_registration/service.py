@@ -21,6 +21,7 @@ from typing import Any
 from nameko.rpc import rpc
 from nameko.web.handlers import http
 
+from tuoyu_registration import bootstrap
 from tuoyu_registration.application import RegistrationApplication
 from tuoyu_shared.envelope import to_json_value
 from tuoyu_shared.nameko_support import (
@@ -79,7 +80,7 @@ def _filters(args: Any) -> dict[str, Any]:
 class RegistrationService(EventLogEntrypoints):
     name = "registration"
 
-    app: RegistrationApplication = ApplicationProvider(RegistrationApplication)
+    app: RegistrationApplication = ApplicationProvider(bootstrap.application)
     context = CommandContextProvider()
 
     # ---- RPC -------------------------------------------------------------------------------

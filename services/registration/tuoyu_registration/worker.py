@@ -10,13 +10,13 @@ for ops; see :mod:`tuoyu_shared.worker`).
 
 from __future__ import annotations
 
-from tuoyu_registration.application import RegistrationApplication
+from tuoyu_registration import bootstrap
 from tuoyu_registration.reactions import credit_consumer
 from tuoyu_shared.worker import Worker
 
 WORKER = Worker(
     service="registration",
-    application=RegistrationApplication,
+    application=bootstrap.application,
     reactions=lambda app: {"credit": credit_consumer(app)},
 )
 
