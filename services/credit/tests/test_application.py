@@ -805,6 +805,89 @@ def test_bad_input_is_refused_naming_each_field_and_nothing_is_written(app, regi
     assert fields(refused(app, "credit_register", "E")) == {"grade"}
 
 
+def codes(errors: list[dict]) -> list[tuple[str, str]]:
+    return [(e["field"], e["code"]) for e in errors]
+
+
+def test_a_payload_is_read_whole_every_bad_field_named_with_its_code(app, registration):
+    institution_id = institution(registration)
+    ref = app.register_practitioner({"name": NAME, "id_number": ID_1})["person_ref"]
+    assert codes(refused(app, "impose_ban", "ABC", {
+        "source": "rumour", "legal_basis": f"依据 {ID_2}", "evidence": ["", 7],
+        "officer": "o" * 201, "starts_on": "2025-02-30", "term": 101})) == [
+        ("person_ref", "invalid_format"), ("source", "invalid_choice"),
+        ("legal_basis", "personal_data"), ("evidence[0]", "required"),
+        ("evidence[1]", "invalid_type"), ("officer", "too_long"),
+        ("starts_on", "not_a_date"), ("term", "invalid_choice")]
+    assert codes(refused(app, "propose_listing", "not-a-uuid", "blacklist", {
+        "legal_basis": " ", "evidence": [], "officer": 1, "proposed_term_days": 36501})) == [
+        ("institution_id", "invalid_format"), ("list_name", "invalid_choice"),
+        ("legal_basis", "required"), ("evidence", "invalid_format"),
+        ("officer", "invalid_type"), ("proposed_term_days", "out_of_range")]
+    assert codes(refused(app, "record_scoring_cause", institution_id, {
+        "cause_type": "finding", "cause_ref": "", "note": "n" * 2001})) == [
+        ("cause_type", "invalid_choice"), ("cause_ref", "required"), ("note", "too_long")]
+    # A cross-field rule is checked once the fields themselves are valid.
+    assert codes(refused(app, "record_scoring_cause", institution_id, {
+        "cause_type": "finding_recorded", "cause_ref": "paper-1"})) == [
+        ("severity", "required")]
+    assert codes(refused(app, "check_practitioner", {
+        "purpose": "hire screening", "id_number": ID_1, "person_ref": ref})) == [
+        ("id_number", "required")]
+    assert codes(refused(app, "credit_register", "E", "blacklist", 0, -1)) == [
+        ("grade", "invalid_choice"), ("list_name", "invalid_choice"),
+        ("limit", "out_of_range"), ("offset", "out_of_range")]
+
+
+def test_an_unknown_field_is_refused_by_name_and_writes_nothing(app, registration):
+    institution_id = institution(registration)
+    ref = app.register_practitioner({"name": NAME, "id_number": ID_1})["person_ref"]
+    errors = refused(app, "impose_ban", ref, {
+        "source": "court_ruling", "legal_basis": BAN_BASIS, "evidence": ["判决"],
+        "officer": "o", "term": 3, "terms": "lifetime"})  # a misspelt field
+    assert codes(errors) == [("terms", "unknown_field")]
+    assert "term" in errors[0]["reason"]  # the reason lists the command's fields
+    assert codes(refused(app, "register_practitioner", {
+        "name": "李四", "id_number": ID_2, "phone": "13812345678"})) == [
+        ("phone", "unknown_field")]
+    assert codes(refused(app, "propose_listing", institution_id, SD, {
+        **proposal(), "institution_id": institution_id})) == [
+        ("institution_id", "unknown_field")]  # a parameter of the path, not of the body
+    assert codes(refused(app, "check_practitioner", {
+        "purpose": "hire screening", "id_number": ID_1, "name": NAME})) == [
+        ("name", "unknown_field")]
+    assert codes(refused(app, "practitioner_reads", ref, {
+        "purpose": "audit", "limit": 10})) == [("limit", "unknown_field")]
+    # Nothing was recorded: the person has no ban, no check and no read of the record.
+    person = app.repository.get(practitioner_id_for(ref))
+    assert person.bans == {} and app.practitioner_reads(ref, {"purpose": "audit"})[0][
+        "query"] == "read_audit"
+    assert app.institution_credit_report(institution_id)["listings"] == []
+
+
+def test_every_refused_command_writes_nothing(app, registration):
+    institution_id = institution(registration)
+    ref = app.register_practitioner({"name": NAME, "id_number": ID_1})["person_ref"]
+    app.propose_listing(institution_id, SD, proposal())
+    version = app.institution_credit_report(institution_id)["version"]
+    # (refused() compares the events, the personal data keys and the recorded reads)
+    for command, args in (
+            ("register_practitioner", ({"name": NAME, "id_number": ID_2, "x": 1},)),
+            ("impose_ban", (ref, {"source": "court_ruling"})),
+            ("request_check", (ref, {"reason": "hire"})),
+            ("check_practitioner", ({"id_number": ID_1, "purpose": ""},)),
+            ("practitioner_reads", (ref, {"purpose": f"about {ID_1}"})),
+            ("record_scoring_cause", (institution_id, {"cause_type": "inspection_refused"})),
+            ("send_listing_notice", (institution_id, SD, {"officer": ""})),
+            ("receive_listing_response", (institution_id, SD, {"statement": 1})),
+            ("decide_listing", (institution_id, SD, {"decision": "listed"})),
+            ("apply_for_repair", (institution_id, SD, {"application": "a"})),
+            ("review_repair", (institution_id, SD, {"approved": 1})),
+            ("listing_step", (institution_id, SD, "notice", {"officer": "o", "by": "x"}))):
+        assert refused(app, command, *args), command
+    assert app.institution_credit_report(institution_id)["version"] == version
+
+
 def test_an_officer_may_record_a_scoring_cause_once(app, registration):
     institution_id = institution(registration)
     cause = {"cause_type": "finding_recorded", "cause_ref": "纸质检查 2025-3",

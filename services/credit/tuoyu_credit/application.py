@@ -1,10 +1,11 @@
 """Credit commands and queries (the application layer).
 
-Every command validates its whole input first (:class:`ValidationFailed` names each bad field
-and writes nothing), then loads the aggregate, lets the domain decide, and saves with
-optimistic concurrency (:meth:`ServiceApplication.update`). The clock and the working-day
-calendar live here, not in the domain: dates are Asia/Shanghai calendar dates. The scoring and
-listing rules come from configuration (:mod:`tuoyu_credit.rules_config`).
+Every command reads its whole input first, through its model in :mod:`tuoyu_credit.commands`
+(:class:`ValidationFailed` names each bad field and writes nothing), then loads the aggregate,
+lets the domain decide, and saves with optimistic concurrency
+(:meth:`ServiceApplication.update`). The clock and the working-day calendar live here, not in
+the domain: dates are Asia/Shanghai calendar dates. The scoring and listing rules come from
+configuration (:mod:`tuoyu_credit.rules_config`).
 
 Personal data: a practitioner's name and resident ID number are sealed with the person's own key
 (:class:`PersonalDataVault`) before anything is recorded, and the person is found again through
@@ -15,36 +16,32 @@ append-only ``practitioner_reads`` table before it is answered (see :mod:`tuoyu_
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import psycopg
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 
-from tuoyu_credit import projections, reads
+from tuoyu_credit import commands, projections, reads
+from tuoyu_credit.commands import contains_resident_id
 from tuoyu_credit.contract import CONTRACT
 from tuoyu_credit.domain import (
-    LIFETIME,
-    BanSource,
     CauseType,
     CheckOutcome,
-    Decision,
     DomainRuleViolated,
     InstitutionCredit,
-    ListName,
     Practitioner,
-    Severity,
     institution_credit_id_for,
     practitioner_id_for,
 )
 from tuoyu_credit.rules_config import CreditRules, load_rules, recheck_days_from_env
 from tuoyu_shared.application import ServiceApplication
 from tuoyu_shared.calendar_cn import WorkingCalendar, default_calendar, shanghai_date
+from tuoyu_shared.commands import Command, parse
 from tuoyu_shared.config import Settings, settings_for
 from tuoyu_shared.context import current_context
 from tuoyu_shared.envelope import to_json_value
@@ -55,23 +52,16 @@ from tuoyu_shared.personal_data import PersonalDataVault
 from tuoyu_shared.validation import (
     FieldError,
     ValidationFailed,
-    Validator,
     mask_name,
     mask_resident_id,
     refusing_field_errors,
-    validate_resident_id,
 )
 
 log = get_logger("tuoyu.credit")
 
 #: Who completes the checks the service answers by itself (on a hire, a yearly check).
 AUTOMATIC_OFFICER = "credit-service"
-MAX_TERM_YEARS = 100
-MAX_TERM_DAYS = 36500
-TEXT_MAX = 4000
-MULTILINE_FROM = 2000
-PERSON_REF = re.compile(r"[0-9a-f]{32}")
-_ID_NUMBER_LIKE = re.compile(r"(?<![0-9A-Za-z])[0-9]{17}[0-9Xx](?![0-9A-Za-z])")
+C = TypeVar("C", bound=Command)
 
 # The listing procedure's steps as commands: HTTP step name → application method.
 LISTING_STEPS = {
@@ -92,62 +82,21 @@ class PractitionerNotFound(NotFound):
     """No record of this person: never registered and never in a hire."""
 
 
-def contains_resident_id(text: str) -> bool:
-    """Whether a free text holds a valid resident ID number (which must never be stored)."""
-    for match in _ID_NUMBER_LIKE.finditer(text):
-        try:
-            validate_resident_id(match.group(0))
-            return True
-        except FieldError:
-            continue
-    return False
-
-
-# ---- input shapes shared by commands ---------------------------------------------------------
-def _text(v: Validator, field: str, max_length: int = TEXT_MAX,
-          required: bool = True) -> str | None:
-    """Free text, never holding a resident ID number in clear. Text that may be longer than
-    :data:`MULTILINE_FROM` characters (a legal basis, a reason, a statement) may span lines;
-    names, references and purposes may not."""
-    value = v.text(field, max_length=max_length, required=required,
-                   multiline=max_length >= MULTILINE_FROM)
-    if value and contains_resident_id(value):
-        v.add_error(field, "must not contain a resident ID number", "personal_data")
-        return None
-    return value
-
-
-def _references(v: Validator, field: str = "evidence") -> list[str] | None:
-    """At least one reference (a document number, a file id), each non-blank."""
-    value = v.required(field)
-    if value is None:
-        return None
-    if not isinstance(value, list) or not value or len(value) > 100:
-        v.add_error(field, "must be a list of 1 to 100 references", "invalid_format")
-        return None
-    refs = [_text(v, f"{field}[{i}]", max_length=500) for i in range(len(value))]
-    return None if any(r is None for r in refs) else refs  # type: ignore[return-value]
-
-
-def _person_ref(v: Validator, person_ref: object, field: str = "person_ref") -> str | None:
-    if not isinstance(person_ref, str) or not PERSON_REF.fullmatch(person_ref):
-        v.add_error(field, "must be a person ref (32 lowercase hex characters)",
-                    "invalid_format")
-        return None
-    return person_ref
-
-
-def _institution_id(v: Validator, value: object, field: str = "institution_id") -> str | None:
-    if isinstance(value, UUID):
-        return str(value)
-    if isinstance(value, str) and len(value) <= 100:
-        try:
-            return str(UUID(value))
-        except ValueError:
-            pass
-    shown = repr(value)[:60] if isinstance(value, str) else type(value).__name__
-    v.add_error(field, f"must be an institution id (a UUID), got {shown}", "invalid_format")
-    return None
+def _read(model: type[C], data: Any, **parameters: Any) -> tuple[C, dict[str, Any]]:
+    """The command ``model`` read from ``data``, and the parameters beside it (from the URL's
+    path: ``person_ref``, ``institution_id``, ``list_name``) checked under their own names
+    (:func:`~tuoyu_credit.commands.read_parameters`); every bad field of both is named at once,
+    once each (:class:`ValidationFailed`), and nothing else happens."""
+    clean, errors = commands.read_parameters(**parameters)
+    try:
+        command = parse(model, data)
+    except ValidationFailed as refused:
+        named = {e.field for e in errors}  # a payload key named like a parameter: one error
+        raise ValidationFailed([*errors, *(e for e in refused.errors
+                                           if e.field not in named)]) from None
+    if errors:
+        raise ValidationFailed(errors)
+    return command, clean
 
 
 class CreditApplication(ServiceApplication):
@@ -180,10 +129,10 @@ class CreditApplication(ServiceApplication):
 
     # ---- loading and saving ----------------------------------------------------------------
     def _credit_id(self, institution_id: object) -> UUID:
-        v = Validator({})
-        canonical = _institution_id(v, institution_id)
-        v.check()
-        return institution_credit_id_for(canonical)  # type: ignore[arg-type]
+        clean, errors = commands.read_parameters(institution_id=institution_id)
+        if errors:
+            raise ValidationFailed(errors)
+        return institution_credit_id_for(clean["institution_id"])
 
     def _update_credit(self, institution_id: object,
                        command: Callable[[InstitutionCredit], Any]) -> Any:
@@ -229,16 +178,14 @@ class CreditApplication(ServiceApplication):
         Idempotent by person: registering someone known already changes nothing, except that
         a record opened from a hire (masks only) gets the sealed name and ID number.
         """
-        v = Validator(data)
-        name = v.text("name", max_length=50)
-        id_number = v.resident_id("id_number")
-        v.check()
-        ref = self.vault.person_ref(id_number)  # type: ignore[arg-type]
+        command = parse(commands.RegisterPractitioner, data)
+        name, id_number = command.name, command.id_number
+        ref = self.vault.person_ref(id_number)
         existing = self._practitioner(ref)
         if existing is not None and existing.identity_sealed:
             return {"person_ref": ref, "created": False}
-        sealed_name = self.vault.seal(ref, name, mask_name(name))  # type: ignore[arg-type]
-        sealed_id = self.vault.seal(ref, id_number, mask_resident_id(id_number))  # type: ignore[arg-type]
+        sealed_name = self.vault.seal(ref, name, mask_name(name))
+        sealed_id = self.vault.seal(ref, id_number, mask_resident_id(id_number))
         if existing is None:
             try:
                 self.save(Practitioner.register(ref, sealed_name, sealed_id))
@@ -251,25 +198,12 @@ class CreditApplication(ServiceApplication):
     @refusing_field_errors
     def impose_ban(self, person_ref: str, data: dict[str, Any]) -> str:
         """从业禁止: a lifetime ban or one for a number of years, with its legal basis."""
-        v = Validator(data)
-        ref = _person_ref(v, person_ref)
-        ban_ref = _text(v, "ban_ref", max_length=200, required=False) or None
-        source = v.choice("source", [s.value for s in BanSource])
-        legal_basis = _text(v, "legal_basis")
-        evidence = _references(v)
-        officer = _text(v, "officer", max_length=200)
-        starts_on = v.date("starts_on", required=False)
-        term = v.required("term")
-        if term is not None and term != LIFETIME and (
-                isinstance(term, bool) or not isinstance(term, int)
-                or not 1 <= term <= MAX_TERM_YEARS):
-            v.add_error("term", f"must be 'lifetime' or a number of years from 1 to "
-                        f"{MAX_TERM_YEARS}", "invalid_choice")
-        v.check()
-        ban_ref = ban_ref or f"ban-{uuid.uuid4()}"
-        starts_on = starts_on or self.today()
-        self._update_practitioner(ref, lambda p: p.impose_ban(  # type: ignore[arg-type]
-            ban_ref, source, legal_basis, evidence, officer, starts_on, term))
+        command, clean = _read(commands.ImposeBan, data, person_ref=person_ref)
+        ban_ref = command.ban_ref or f"ban-{uuid.uuid4()}"
+        starts_on = command.starts_on or self.today()
+        self._update_practitioner(clean["person_ref"], lambda p: p.impose_ban(
+            ban_ref, command.source, command.legal_basis, list(command.evidence),
+            command.officer, starts_on, command.term))
         return ban_ref
 
     def lift_expired_bans(self) -> dict[str, Any]:
@@ -291,14 +225,9 @@ class CreditApplication(ServiceApplication):
     def request_check(self, person_ref: str, data: dict[str, Any]) -> dict[str, Any]:
         """The yearly check (年度复查) of someone on a roster, answered at once from the bans in
         force today: ``{check_id, outcome, reference}``."""
-        v = Validator(data)
-        ref = _person_ref(v, person_ref)
-        v.choice("reason", ["yearly"], required=False)
-        given = data.get("institution_id") if isinstance(data, dict) else None
-        institution_id = _institution_id(v, given) if given is not None else None
-        check_id = _text(v, "check_id", max_length=200, required=False) or None
-        v.check()
-        check_id = check_id or f"yearly-{uuid.uuid4()}"
+        command, clean = _read(commands.RequestCheck, data, person_ref=person_ref)
+        ref, institution_id = clean["person_ref"], command.institution_id
+        check_id = command.check_id or f"yearly-{uuid.uuid4()}"
         today = self.today()
 
         def check(person: Practitioner) -> dict[str, Any]:
@@ -307,7 +236,7 @@ class CreditApplication(ServiceApplication):
             return {"check_id": check_id, "outcome": outcome,
                     "reference": person.check(check_id)["reference"]}  # type: ignore[index]
 
-        return self._update_practitioner(ref, check)  # type: ignore[arg-type]
+        return self._update_practitioner(ref, check)
 
     def request_yearly_checks(self, today: date | None = None) -> dict[str, Any]:
         """The daily timer: a yearly check (年度复查), requested and answered at once, of
@@ -395,102 +324,66 @@ class CreditApplication(ServiceApplication):
     def record_scoring_cause(self, institution_id: str, data: dict[str, Any]) -> dict[str, Any]:
         """Record a fact that moves the score, entered by an officer (e.g. a finding from an
         inspection made on paper). ``cause_ref`` (the document's number) makes it once only."""
-        v = Validator(data)
-        _institution_id(v, institution_id)
-        cause_type = v.choice("cause_type", [c.value for c in CauseType])
-        cause_ref = _text(v, "cause_ref", max_length=200)
-        details: dict[str, Any] = {}
-        if cause_type == CauseType.FINDING_RECORDED:
-            details["severity"] = v.choice("severity", [s.value for s in Severity])
-        note = _text(v, "note", max_length=2000, required=False)
-        if note:
-            details["note"] = note
-        v.check()
+        command, _ = _read(commands.RecordScoringCause, data, institution_id=institution_id)
+        details = command.details()
 
         def apply(credit: InstitutionCredit) -> dict[str, Any]:
-            applied = credit.apply_scoring_cause(cause_type, cause_ref,  # type: ignore[arg-type]
+            applied = credit.apply_scoring_cause(command.cause_type, command.cause_ref,
                                                  self.rules.scoring, **details)
             return {"applied": applied, "score": credit.score, "grade": credit.grade}
 
         return self._update_credit(institution_id, apply)
 
     # ---- the listing procedure -------------------------------------------------------------
-    @staticmethod
-    def _list_name(v: Validator, list_name: object) -> str | None:
-        allowed = [n.value for n in ListName]
-        if list_name not in allowed:
-            v.add_error("list_name", f"must be one of {', '.join(allowed)}, got "
-                        f"{repr(list_name)[:60]}", "invalid_choice")
-            return None
-        return list_name  # type: ignore[return-value]
-
     @refusing_field_errors
     def propose_listing(self, institution_id: str, list_name: str,
                         data: dict[str, Any]) -> dict[str, Any]:
         """Propose an entry on a list, citing the legal basis and the evidence."""
-        v = Validator(data)
-        name = self._list_name(v, list_name)
-        legal_basis = _text(v, "legal_basis")
-        evidence = _references(v)
-        officer = _text(v, "officer", max_length=200)
-        term_days = v.integer("proposed_term_days", min_value=1, max_value=MAX_TERM_DAYS)
-        _institution_id(v, institution_id)
-        v.check()
+        command, clean = _read(commands.ProposeListing, data, institution_id=institution_id,
+                               list_name=list_name)
         today = self.today()
         listing_id = self._update_credit(institution_id, lambda c: c.propose_listing(
-            name, legal_basis, evidence, officer, term_days, today))
+            clean["list_name"], command.legal_basis, list(command.evidence), command.officer,
+            command.proposed_term_days, today))
         return {"listing_id": listing_id}
 
     @refusing_field_errors
     def send_listing_notice(self, institution_id: str, list_name: str,
                             data: dict[str, Any]) -> dict[str, Any]:
         """Prior notice (告知): the institution may state its case until ``respond_by``."""
-        v = Validator(data)
-        name = self._list_name(v, list_name)
-        officer = _text(v, "officer", max_length=200)
-        _institution_id(v, institution_id)
-        v.check()
+        command, clean = _read(commands.SendListingNotice, data,
+                               institution_id=institution_id, list_name=list_name)
         today = self.today()
         rules = self.rules.listing_rules_on(today, self.calendar)
         respond_by = self._update_credit(institution_id, lambda c: c.send_listing_notice(
-            name, today, officer, rules))
+            clean["list_name"], today, command.officer, rules))
         return {"respond_by": respond_by.isoformat()}
 
     @refusing_field_errors
     def receive_listing_response(self, institution_id: str, list_name: str,
                                  data: dict[str, Any]) -> None:
         """The institution's statement and defence (陈述申辩), within the window."""
-        v = Validator(data)
-        name = self._list_name(v, list_name)
-        statement = _text(v, "statement", max_length=20000)
-        _institution_id(v, institution_id)
-        v.check()
+        command, clean = _read(commands.ReceiveListingResponse, data,
+                               institution_id=institution_id, list_name=list_name)
         today = self.today()
         self._update_credit(institution_id, lambda c: c.receive_listing_response(
-            name, statement, today))
+            clean["list_name"], command.statement, today))
 
     @refusing_field_errors
     def decide_listing(self, institution_id: str, list_name: str,
                        data: dict[str, Any]) -> dict[str, Any]:
         """List (for ``term_days``, by default the proposed term) or drop; not before the
         window has passed unless the institution has responded."""
-        v = Validator(data)
-        name = self._list_name(v, list_name)
-        decision = v.choice("decision", [d.value for d in Decision])
-        officer = _text(v, "officer", max_length=200)
-        reason = _text(v, "reason")
-        legal_basis = _text(v, "legal_basis", required=False) or ""
-        evidence = _references(v)
-        term_days = v.integer("term_days", min_value=1, max_value=MAX_TERM_DAYS,
-                              required=False)
-        _institution_id(v, institution_id)
-        v.check()
+        command, clean = _read(commands.DecideListing, data, institution_id=institution_id,
+                               list_name=list_name)
+        name, decision = clean["list_name"], command.decision
         today = self.today()
 
         def decide(credit: InstitutionCredit) -> dict[str, Any]:
-            credit.decide_listing(name, decision, today, officer, reason,  # type: ignore[arg-type]
-                                  legal_basis, evidence, term_days)
-            listing = credit.listing(name)  # type: ignore[arg-type]
+            credit.decide_listing(name, decision, today, command.officer, command.reason,
+                                  command.legal_basis or "", list(command.evidence),
+                                  command.term_days)
+            listing = credit.listing(name)
             return {"listing_id": listing["listing_id"], "decision": decision,  # type: ignore[index]
                     "term_start": _iso(listing["term_start"]),  # type: ignore[index]
                     "term_end": _iso(listing["term_end"])}  # type: ignore[index]
@@ -501,35 +394,25 @@ class CreditApplication(ServiceApplication):
     def apply_for_repair(self, institution_id: str, list_name: str,
                          data: dict[str, Any]) -> None:
         """信用修复: the institution applies to end a dishonesty entry early."""
-        v = Validator(data)
-        name = self._list_name(v, list_name)
-        application = _text(v, "application", max_length=20000)
-        evidence = _references(v)
-        _institution_id(v, institution_id)
-        v.check()
+        command, clean = _read(commands.ApplyForRepair, data, institution_id=institution_id,
+                               list_name=list_name)
         today = self.today()
         self._update_credit(institution_id, lambda c: c.apply_for_repair(
-            name, application, evidence, today))
+            clean["list_name"], command.application, list(command.evidence), today))
 
     @refusing_field_errors
     def review_repair(self, institution_id: str, list_name: str,
                       data: dict[str, Any]) -> dict[str, Any]:
         """An officer approves (the entry is removed today) or rejects a repair application."""
-        v = Validator(data)
-        name = self._list_name(v, list_name)
-        approved = v.boolean("approved")
-        officer = _text(v, "officer", max_length=200)
-        reason = _text(v, "reason")
-        legal_basis = _text(v, "legal_basis")
-        evidence = _references(v)
-        _institution_id(v, institution_id)
-        v.check()
+        command, clean = _read(commands.ReviewRepair, data, institution_id=institution_id,
+                               list_name=list_name)
+        name = clean["list_name"]
         today = self.today()
 
         def review(credit: InstitutionCredit) -> dict[str, Any]:
-            credit.review_repair(name, approved, officer, reason,  # type: ignore[arg-type]
-                                 legal_basis, evidence, today)
-            return {"state": credit.listing(name)["state"]}  # type: ignore[arg-type,index]
+            credit.review_repair(name, command.approved, command.officer, command.reason,
+                                 command.legal_basis, list(command.evidence), today)
+            return {"state": credit.listing(name)["state"]}  # type: ignore[index]
 
         return self._update_credit(institution_id, review)
 
@@ -574,15 +457,9 @@ class CreditApplication(ServiceApplication):
     def credit_register(self, grade: str | None = None, list_name: str | None = None,
                         limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
         """Institutions by score, with their grade and lists (optionally filtered)."""
-        v = Validator({"grade": grade, "list_name": list_name, "limit": limit,
-                       "offset": offset})
-        v.choice("grade", ["A", "B", "C", "D"], required=False)
-        v.choice("list_name", [n.value for n in ListName], required=False)
-        limit = v.integer("limit", min_value=1, max_value=1000)  # type: ignore[assignment]
-        offset = v.integer("offset", min_value=0)  # type: ignore[assignment]
-        v.check()
-        return self._query(projections.credit_register, grade=grade, list_name=list_name,
-                           limit=limit, offset=offset)
+        query = parse(commands.CreditRegisterQuery, {"grade": grade, "list_name": list_name,
+                                                     "limit": limit, "offset": offset})
+        return self._query(projections.credit_register, **query.data())
 
     def roster_members(self) -> list[dict[str, Any]]:
         """Who is on which roster (by person ref), with the day of their last completed
@@ -618,24 +495,16 @@ class CreditApplication(ServiceApplication):
         By ``id_number`` or by ``person_ref``, with the ``purpose`` of the read; the read is
         recorded (who, when, why, what was answered) before the answer is given.
         """
-        v = Validator(data)
-        purpose = _text(v, "purpose", max_length=500)
-        given = [f for f in ("id_number", "person_ref") if data.get(f) not in (None, "")]
-        ref = None
-        if len(given) != 1:
-            v.add_error("id_number", "give either id_number or person_ref", "required")
-        elif given == ["id_number"]:
-            id_number = v.resident_id("id_number")
-            ref = self.vault.person_ref(id_number) if id_number else None
-        else:
-            ref = _person_ref(v, data["person_ref"])
-        v.check()
+        command = parse(commands.CheckPractitioner, data)
+        by_id_number = command.id_number is not None
+        ref = (self.vault.person_ref(command.id_number) if command.id_number is not None
+               else command.person_ref)
         person = self._practitioner(ref)  # type: ignore[arg-type]
         ban_reference = person.barring_ban(self.today()) if person is not None else None
         answer = {"barred": ban_reference is not None, "ban_reference": ban_reference}
         with self.recorder.datastore.transaction(commit=True) as cur:  # type: ignore[attr-defined]
-            reads.record(cur, ref, self.clock(), current_context(), purpose,  # type: ignore[arg-type]
-                         reads.CHECK_BY_ID_NUMBER if given == ["id_number"]
+            reads.record(cur, ref, self.clock(), current_context(), command.purpose,
+                         reads.CHECK_BY_ID_NUMBER if by_id_number
                          else reads.CHECK_BY_PERSON_REF, person is not None,
                          answer["barred"], ban_reference)
         return answer
@@ -644,13 +513,11 @@ class CreditApplication(ServiceApplication):
     def practitioner_reads(self, person_ref: str, data: dict[str, Any]) -> list[dict[str, Any]]:
         """For an auditor: every recorded read of a person's record. Reading the audit is a
         read too, recorded first (so it lists itself last)."""
-        v = Validator(data)
-        ref = _person_ref(v, person_ref)
-        purpose = _text(v, "purpose", max_length=500)
-        v.check()
-        found = self._practitioner(ref) is not None  # type: ignore[arg-type]
+        command, clean = _read(commands.PractitionerReads, data, person_ref=person_ref)
+        ref = clean["person_ref"]
+        found = self._practitioner(ref) is not None
         with self.recorder.datastore.transaction(commit=True) as cur:  # type: ignore[attr-defined]
-            reads.record(cur, ref, self.clock(), current_context(), purpose,  # type: ignore[arg-type]
+            reads.record(cur, ref, self.clock(), current_context(), command.purpose,
                          reads.READ_AUDIT, found)
         return self._query(reads.reads_of, ref)
 
