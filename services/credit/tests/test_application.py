@@ -18,7 +18,7 @@ import pytest
 from kombu import Connection, Exchange, Producer
 from psycopg import sql
 
-from tuoyu_credit import projections
+from tuoyu_credit import bootstrap, projections
 from tuoyu_credit.application import (
     CreditApplication,
     InstitutionNotFound,
@@ -352,7 +352,7 @@ def test_rules_come_from_the_configuration_file(settings_factory, clock, tmp_pat
             "minor": 1, "major": 3, "serious": 30, "critical": 60}},
         "listing": {"response_window_working_days": 5}}), encoding="utf-8")
     monkeypatch.setenv(ENV_VAR, str(path))
-    configured = CreditApplication(settings_factory("credit"), clock=clock)
+    configured = bootstrap.application(settings_factory("credit"), clock=clock)
     try:
         upstream, _ = registration
         consumer = registration_consumer(configured, log_reader=upstream)

@@ -38,7 +38,7 @@ from tuoyu_credit.domain import (
     institution_credit_id_for,
     practitioner_id_for,
 )
-from tuoyu_credit.rules_config import CreditRules, load_rules, recheck_days_from_env
+from tuoyu_credit.rules_config import DEFAULT_RECHECK_DAYS, CreditRules
 from tuoyu_shared.application import ServiceApplication
 from tuoyu_shared.calendar_cn import WorkingCalendar, default_calendar, shanghai_date
 from tuoyu_shared.commands import Command, parse
@@ -110,13 +110,17 @@ class CreditApplication(ServiceApplication):
     def __init__(self, settings: Settings | None = None, env: dict[str, str] | None = None,
                  clock: Callable[[], datetime] | None = None,
                  calendar: WorkingCalendar | None = None,
-                 rules: CreditRules | None = None, recheck_days: int | None = None):
-        self.rules = rules or load_rules()  # a bad rules file stops the start, first
+                 rules: CreditRules | None = None, recheck_days: int | None = None,
+                 vault: PersonalDataVault | None = None):
+        """Built by the composition root (:mod:`tuoyu_credit.bootstrap`), which reads the
+        configuration (the rules file, the re-check period); a constructor given nothing uses
+        the default rules and adapters."""
+        self.rules = rules or CreditRules()
         #: Days after the last completed check when someone on a roster is re-checked.
-        self.recheck_days = recheck_days or recheck_days_from_env()
+        self.recheck_days = recheck_days or DEFAULT_RECHECK_DAYS
         super().__init__(settings or settings_for(self.service_name), env)
-        self.vault = PersonalDataVault(self.settings.database_url,
-                                       self.settings.personal_data_key)
+        self.vault = vault or PersonalDataVault(self.settings.database_url,
+                                                self.settings.personal_data_key)
         self.clock = clock or (lambda: datetime.now(UTC))
         self.calendar = calendar or default_calendar()
 

@@ -32,6 +32,7 @@ from typing import Any
 from nameko.rpc import rpc
 from nameko.web.handlers import http
 
+from tuoyu_credit import bootstrap
 from tuoyu_credit.application import LISTING_STEPS, CreditApplication
 from tuoyu_shared.envelope import to_json_value
 from tuoyu_shared.nameko_support import (
@@ -66,7 +67,7 @@ def _paging(args: Any) -> dict[str, Any]:
 class CreditService(EventLogEntrypoints):
     name = "credit"
 
-    app: CreditApplication = ApplicationProvider(CreditApplication)
+    app: CreditApplication = ApplicationProvider(bootstrap.application)
     context = CommandContextProvider()
 
     # ---- RPC: practitioners ----------------------------------------------------------------

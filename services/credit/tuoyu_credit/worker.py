@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from tuoyu_credit import bootstrap
 from tuoyu_credit.application import CreditApplication
 from tuoyu_credit.reactions import inspection_consumer, registration_consumer, subsidy_consumer
 from tuoyu_shared.context import command_context
@@ -77,7 +78,7 @@ __all__ = ["DAY_START_MARGIN", "WORKER", "Timers", "main", "next_run_at"]
 
 WORKER = Worker(
     service="credit",
-    application=CreditApplication,
+    application=bootstrap.application,
     reactions=lambda app: {"registration": registration_consumer(app),
                            "inspection": inspection_consumer(app),
                            "subsidy": subsidy_consumer(app)},
