@@ -25,11 +25,8 @@ from eventsourcing.persistence import IntegrityError
 from tuoyu_registration import commands, projections
 from tuoyu_registration.contract import CONTRACT
 from tuoyu_registration.domain import (
-    AGE_BANDS,
     ROSTER_EVENT_TOPICS,
-    STAFF_ROLES,
     CareStandards,
-    ClassType,
     EmploymentRecord,
     Institution,
     Nature,
@@ -39,7 +36,6 @@ from tuoyu_registration.domain import (
     employment_record_id_for,
     institution_id_for,
     month_key,
-    normalise_month,
     registration_cases_id_for,
     roster_changes,
 )
@@ -125,11 +121,6 @@ class RegistrationApplication(ServiceApplication):
         return shanghai_date(self.clock())
 
     # ---- personal data ---------------------------------------------------------------------
-    @staticmethod
-    def _read_person(v: Validator, prefix: str, phone: bool = True) -> tuple:
-        return (v.text(f"{prefix}.name", max_length=50), v.resident_id(f"{prefix}.id_number"),
-                v.phone(f"{prefix}.phone") if phone else None)
-
     def _seal_person(self, name: str, id_number: str, phone: str | None,
                      ref: str | None = None) -> dict[str, Any]:
         """Seal a person's data under their own key (written only once input is valid)."""
@@ -376,32 +367,6 @@ class RegistrationApplication(ServiceApplication):
         self._update(institution_id,
                      lambda i: i.revoke_demonstration_level(self.today(), reason))
 
-    def _read_enrolment(self, v: Validator) -> tuple:
-        month = v.text("month", max_length=7)
-        if month is not None:
-            try:
-                # one key per month: "2025-1" is "2025-01"
-                month = normalise_month(month)
-            except FieldError as e:
-                v.add_error("month", e.reason, e.code)
-        classes = []
-        for item in v.items("classes", min_items=1, max_items=200) or []:
-            bands_v = item.nested("age_bands", required=False)
-            bands = {}
-            for band in AGE_BANDS:
-                n = bands_v.integer(band, min_value=0, max_value=1000, required=False)
-                if n:
-                    bands[band] = n
-            classes.append({
-                "class_type": item.choice("class_type", [c.value for c in ClassType]),
-                "children": item.integer("children", min_value=0, max_value=1000),
-                "carers": item.integer("carers", min_value=0, max_value=1000),
-                "age_bands": bands,
-            })
-        second = v.integer("second_children", min_value=0, max_value=10000)
-        third = v.integer("third_children", min_value=0, max_value=10000)
-        return month, classes, second, third
-
     def _refuse_future_month(self, month: str) -> None:
         today = self.today()  # Asia/Shanghai
         if month_key(month) > (today.year, today.month):
@@ -410,19 +375,16 @@ class RegistrationApplication(ServiceApplication):
     @refusing_field_errors
     def report_enrolment(self, institution_id: str, data: dict[str, Any]) -> None:
         """月度在托报告: children by class and age band, second and third children."""
-        v = Validator(data)
-        month, classes, second, third = self._read_enrolment(v)
-        v.check()
+        month, classes, second, third = parse(commands.ReportEnrolment, data).report()
         self._refuse_future_month(month)
         self._update(institution_id, lambda i: i.report_enrolment(
             month, classes, second, third, self.standards))
 
     @refusing_field_errors
     def correct_enrolment(self, institution_id: str, data: dict[str, Any]) -> None:
-        v = Validator(data)
-        month, classes, second, third = self._read_enrolment(v)
-        reason = v.text("reason", max_length=2000, multiline=True)
-        v.check()
+        command = parse(commands.CorrectEnrolment, data)
+        month, classes, second, third = command.report()
+        reason = command.reason
         self._refuse_future_month(month)
         self._update(institution_id, lambda i: i.correct_enrolment(
             month, classes, second, third, reason, self.standards))
@@ -430,11 +392,9 @@ class RegistrationApplication(ServiceApplication):
     @refusing_field_errors
     def request_hire(self, institution_id: str, data: dict[str, Any]) -> str:
         """Put a practitioner on the roster, pending the credit service's background check."""
-        v = Validator(data)
-        person = self._read_person(v, "practitioner", phone=False)
-        role = v.choice("role", STAFF_ROLES)
-        certificates = v.texts("certificates", max_items=100, max_length=100)
-        v.check()
+        command = parse(commands.RequestHire, data)
+        person = (command.practitioner.name, command.practitioner.id_number, None)
+        role, certificates = command.role, list(command.certificates)
         # Refuse an unknown id, or a hire the institution does not allow, before sealing:
         # a refused hire stores no personal data (nor a key for it).
         institution = self._get(institution_id)
@@ -448,10 +408,8 @@ class RegistrationApplication(ServiceApplication):
 
     @refusing_field_errors
     def release_practitioner(self, institution_id: str, data: dict[str, Any]) -> None:
-        v = Validator(data)
-        hire_id = v.text("hire_id", max_length=50)
-        reason = v.text("reason", max_length=2000, multiline=True)
-        v.check()
+        command = parse(commands.ReleasePractitioner, data)
+        hire_id, reason = command.hire_id, command.reason
         self._update(institution_id, lambda i: i.release(hire_id, self.today(), reason))
 
     @refusing_field_errors
