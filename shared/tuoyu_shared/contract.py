@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tuoyu_shared.catalogue import SchemaViolation
-from tuoyu_shared.envelope import Envelope, event_id_for, to_json_value
+from tuoyu_shared.envelope import Envelope, envelope_of, to_json_value
 
 __all__ = ["Contract", "ContractBroken", "Published"]
 
@@ -106,21 +106,5 @@ class Contract:
     def envelope(self, notification_id: int, event: Any) -> Envelope:
         """The envelope of a stored event, as published."""
         publication = self.publication(event)
-        meta = vars(event).get("meta") or {}
-        aggregate_id = str(event.originator_id)
-        version = int(event.originator_version)
-        return Envelope(
-            event_id=event_id_for(self.source, aggregate_id, version),
-            event_type=publication.event_type,
-            schema_version=publication.version,
-            source=self.source,
-            aggregate_id=aggregate_id,
-            aggregate_version=version,
-            notification_id=int(notification_id),
-            occurred_at=to_json_value(event.timestamp),
-            actor=meta.get("actor", "system"),
-            department=meta.get("department", "system"),
-            correlation_id=meta.get("correlation_id", ""),
-            causation_id=meta.get("causation_id", ""),
-            payload=publication.payload(event),
-        )
+        return envelope_of(self.source, notification_id, event, publication.event_type,
+                           publication.version, publication.payload(event))

@@ -179,18 +179,17 @@ def event_id_for(source: str, aggregate_id: str, version: int) -> str:
     return str(uuid.uuid5(_EVENT_ID_NAMESPACE, f"{source}:{aggregate_id}:{version}"))
 
 
-def envelope_from_event(source: str, notification_id: int, event: Any) -> Envelope:
-    """The envelope of an event published as it is stored: every attribute, the class's name
-    and ``class_version``. For the kit's own tests and tools; a service publishes through its
-    :class:`~tuoyu_shared.contract.Contract`."""
-    state = vars(event)
-    meta = state.get("meta") or {}
+def envelope_of(source: str, notification_id: int, event: Any, event_type: str,
+                schema_version: int, payload: dict[str, Any]) -> Envelope:
+    """The envelope of a stored event, published as ``event_type`` v``schema_version`` with
+    ``payload``: the envelope's own fields come from the event's identity and its ``meta``."""
+    meta = vars(event).get("meta") or {}
     aggregate_id = str(event.originator_id)
     version = int(event.originator_version)
     return Envelope(
         event_id=event_id_for(source, aggregate_id, version),
-        event_type=event_type_of(event),
-        schema_version=int(getattr(type(event), "class_version", 1)),
+        event_type=event_type,
+        schema_version=schema_version,
         source=source,
         aggregate_id=aggregate_id,
         aggregate_version=version,
@@ -200,5 +199,15 @@ def envelope_from_event(source: str, notification_id: int, event: Any) -> Envelo
         department=meta.get("department", "system"),
         correlation_id=meta.get("correlation_id", ""),
         causation_id=meta.get("causation_id", ""),
-        payload={k: to_json_value(v) for k, v in state.items() if k not in _NOT_PAYLOAD},
+        payload=payload,
     )
+
+
+def envelope_from_event(source: str, notification_id: int, event: Any) -> Envelope:
+    """The envelope of an event published as it is stored: every attribute, the class's name
+    and ``class_version``. For the kit's own tests and tools; a service publishes through its
+    :class:`~tuoyu_shared.contract.Contract`."""
+    return envelope_of(source, notification_id, event, event_type_of(event),
+                       int(getattr(type(event), "class_version", 1)),
+                       {k: to_json_value(v) for k, v in vars(event).items()
+                        if k not in _NOT_PAYLOAD})
