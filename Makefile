@@ -31,6 +31,7 @@ lint-docker: setup
 bench: setup
 	$(PY) bench/run.py
 	$(PY) bench/credit.py
+	$(PY) bench/paths.py
 
 clean: stop
 	rm -rf .local bench-results

@@ -114,15 +114,21 @@ class ProcessGroup:
             self._pending.pop(name, None)
             self._write_pids()
 
-    def start(self, services: tuple[ServiceSpec, ...] = SERVICES, workers: bool = True) -> None:
+    def start(self, services: tuple[ServiceSpec, ...] = SERVICES, workers: bool = True,
+              instances: int = 1) -> None:
         """Start the services (and their workers) and wait until each answers ``/health``;
-        if one does not, stop everything started and raise (no process is left behind)."""
+        if one does not, stop everything started and raise (no process is left behind).
+
+        ``instances`` processes of each service share its HTTP port (SO_REUSEPORT, which
+        eventlet sets on the listening socket: the kernel spreads connections) and its RPC
+        queue (consumers compete), as replicas behind a load balancer would."""
         try:
             self.migrate(services)
             for spec in services:
-                self._spawn(f"{spec.name}-service",
-                            [sys.executable, "-m", "tuoyu_shared.serve", spec.nameko_class,
-                             "--port", str(self.port(spec))])
+                for instance in range(1, instances + 1):
+                    self._spawn(f"{spec.name}-service" + (f"-{instance}" if instance > 1 else ""),
+                                [sys.executable, "-m", "tuoyu_shared.serve", spec.nameko_class,
+                                 "--port", str(self.port(spec))])
                 if workers and spec.worker_module:
                     self.start_worker(spec)
             for spec in services:

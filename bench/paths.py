@@ -1,0 +1,303 @@
+"""The paths users take: commands over HTTP and over RPC through the real nameko processes.
+
+    .venv/bin/python bench/paths.py [--quick] [--n N]
+
+Starts registration, credit and the dashboard with their workers (``ProcessGroup``, the way
+``make run`` does, on the bench servers of ``bench/run.py``), then for 1, 8 and 32 concurrent
+clients sends
+
+- ``http_register_institution``: ``POST /api/institutions`` to registration (keep-alive
+  connections, one per client),
+- ``rpc_register_institution``: ``register_institution`` over nameko RPC (one client each),
+- ``http_register_practitioner`` / ``rpc_register_practitioner``: the same for credit,
+
+each command with data of its own, and reports throughput and p50/p95/p99 latency; then the
+same with two processes per service (sharing the HTTP port by SO_REUSEPORT and the RPC queue).
+Baseline in the same run: ``raw_eventsourcing_save`` (a plain eventsourcing save, one
+aggregate per save, on the same PostgreSQL). Checks: every command answered 201 (or returned
+an id), and each service's log holds exactly the events the commands made.
+
+Results: ``bench-results/paths-latest.json`` and ``bench-results/paths-<UTC timestamp>.json``,
+with the previous ``paths-latest.json`` compared (a figure more than 20% worse is flagged).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from run import Checks, Servers, bench_raw_save, bench_servers, machine_info
+
+from tuoyu_registration.samples import sample_registration
+from tuoyu_shared.devrun import SERVICES, ProcessGroup
+from tuoyu_shared.rpc import RpcClient
+from tuoyu_shared.validation import resident_id_check_character
+
+RESULTS = Path(__file__).resolve().parent.parent / "bench-results"
+CLIENTS = (1, 8, 32)
+PORT_OFFSET = 1000
+#: Targets of issue 9 (HTTP, 8 clients, against the raw save): one process, two processes.
+TARGETS = {1: 0.5, 2: 0.8}
+
+
+def resident_id(n: int) -> str:
+    """A valid resident ID number for each n (up to 36 million): birth dates from 1970."""
+    born = date(1970, 1, 1) + timedelta(days=n // 1000)
+    first17 = f"310104{born:%Y%m%d}{n % 1000:03d}"
+    return first17 + resident_id_check_character(first17)
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return 0.0
+    index = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
+    return sorted_values[index]
+
+
+@contextmanager
+def group_of_services(servers: Servers, instances: int):
+    """Every service and worker, on databases of their own, stopped and dropped after."""
+    admin = servers.database_url("postgres")
+    names = {spec.name: f"bench_paths_{spec.name}_{uuid.uuid4().hex[:8]}" for spec in SERVICES}
+    with psycopg.connect(admin, autocommit=True) as conn:
+        for name in names.values():
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    env = {f"TUOYU_{service.upper()}_DATABASE_URL": servers.database_url(db)
+           for service, db in names.items()}
+    env.update(TUOYU_AMQP_URI=servers.amqp_uri, TUOYU_LOG_LEVEL="warning",
+               TUOYU_PORT_SHIFT="0")
+    with tempfile.TemporaryDirectory() as logs:
+        group = ProcessGroup(env, Path(logs), port_offset=PORT_OFFSET)
+        try:
+            group.start(instances=instances)
+            yield group, env
+        finally:
+            group.stop()
+            with psycopg.connect(admin, autocommit=True) as conn:
+                for name in names.values():
+                    conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                        sql.Identifier(name)))
+
+
+def log_head(database_url: str, table: str) -> int:
+    with psycopg.connect(database_url) as conn:
+        return conn.execute(sql.SQL("SELECT coalesce(max(notification_id), 0) FROM {}").format(
+            sql.Identifier(table))).fetchone()[0]
+
+
+class Numbers:
+    """Unique data per command across the whole run."""
+
+    def __init__(self, start: int = 100_000):
+        self._next = start
+        self._lock = threading.Lock()
+
+    def take(self, n: int) -> list[int]:
+        with self._lock:
+            first, self._next = self._next, self._next + n
+        return list(range(first, first + n))
+
+
+def run_clients(clients: int, per_client: int, send) -> dict[str, Any]:
+    """``clients`` threads, each sending ``per_client`` commands with ``send(client, i)``
+    (which returns True when the command was accepted); latencies in ms."""
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    refused = [0] * clients
+    barrier = threading.Barrier(clients + 1)
+
+    def client(k: int) -> None:
+        session = send.open()
+        try:
+            barrier.wait()
+            for i in range(per_client):
+                began = time.perf_counter()
+                ok = send(session, k, i)
+                latencies[k].append((time.perf_counter() - began) * 1000)
+                if not ok:
+                    refused[k] += 1
+        finally:
+            send.close(session)
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    started = time.perf_counter()
+    for t in threads:
+        t.join()
+    seconds = time.perf_counter() - started
+    every = sorted(x for per in latencies for x in per)
+    n = len(every)
+    return {"clients": clients, "commands": n, "seconds": round(seconds, 3),
+            "per_second": round(n / seconds, 1) if seconds else 0.0,
+            "p50_ms": round(percentile(every, 0.50), 2),
+            "p95_ms": round(percentile(every, 0.95), 2),
+            "p99_ms": round(percentile(every, 0.99), 2),
+            "mean_ms": round(statistics.fmean(every), 2) if every else 0.0,
+            "refused": sum(refused)}
+
+
+class HttpSender:
+    def __init__(self, port: int, path: str, body_of, numbers: Numbers, per_client: int):
+        self.port, self.path, self.body_of = port, path, body_of
+        self.numbers, self.per_client = numbers, per_client
+
+    def open(self) -> dict[str, Any]:
+        return {"conn": http.client.HTTPConnection("127.0.0.1", self.port, timeout=60),
+                "numbers": self.numbers.take(self.per_client)}
+
+    def __call__(self, session: dict[str, Any], k: int, i: int) -> bool:
+        body = json.dumps(self.body_of(session["numbers"][i])).encode()
+        conn = session["conn"]
+        conn.request("POST", self.path, body, {"Content-Type": "application/json",
+                                                "X-Actor": "bench", "X-Department": "bench"})
+        response = conn.getresponse()
+        response.read()
+        return response.status in (200, 201)
+
+    def close(self, session: dict[str, Any]) -> None:
+        session["conn"].close()
+
+
+class RpcSender:
+    def __init__(self, amqp_uri: str, service: str, method: str, body_of, numbers: Numbers,
+                 per_client: int):
+        self.amqp_uri, self.service, self.method, self.body_of = amqp_uri, service, method, body_of
+        self.numbers, self.per_client = numbers, per_client
+
+    def open(self) -> dict[str, Any]:
+        return {"rpc": RpcClient(self.amqp_uri, timeout=60),
+                "numbers": self.numbers.take(self.per_client)}
+
+    def __call__(self, session: dict[str, Any], k: int, i: int) -> bool:
+        return bool(session["rpc"].call(self.service, self.method,
+                                        self.body_of(session["numbers"][i])))
+
+    def close(self, session: dict[str, Any]) -> None:
+        session["rpc"].close()
+
+
+def practitioner(n: int) -> dict[str, Any]:
+    return {"name": "赵敏", "id_number": resident_id(n)}
+
+
+PATHS = (
+    # name, service, HTTP path, RPC method, body, the table whose log counts the events
+    ("register_institution", "registration", "/api/institutions", "register_institution",
+     sample_registration, "registration_events"),
+    ("register_practitioner", "credit", "/api/practitioners", "register_practitioner",
+     practitioner, "credit_events"),
+)
+
+
+def bench_paths(servers: Servers, instances: int, n: int, checks: Checks,
+                numbers: Numbers) -> list[dict[str, Any]]:
+    results = []
+    with group_of_services(servers, instances) as (group, env):
+        for name, service, path, method, body_of, table in PATHS:
+            url = env[f"TUOYU_{service.upper()}_DATABASE_URL"]
+            port = group.port(next(s for s in SERVICES if s.name == service))
+            for transport in ("http", "rpc"):
+                for clients in CLIENTS:
+                    per_client = max(1, n // clients)
+                    sender = (HttpSender(port, path, body_of, numbers, per_client)
+                              if transport == "http" else
+                              RpcSender(env["TUOYU_AMQP_URI"], service, method, body_of,
+                                        numbers, per_client))
+                    before = log_head(url, table)
+                    result = run_clients(clients, per_client, sender)
+                    after = log_head(url, table)
+                    label = f"{transport}_{name}"
+                    checks.equal(f"{label} x{clients} ({instances} process(es)): accepted",
+                                 result["commands"] - result["refused"], result["commands"])
+                    # a registration records one event; a practitioner two (registered and
+                    # the identity sealed): count at least one per command
+                    if after - before < result["commands"]:
+                        checks.failures.append(f"{label}: {after - before} events for "
+                                               f"{result['commands']} commands")
+                    results.append({"name": label, "processes": instances, **result})
+                    print(f"  {label:32} x{clients:<3} {instances}p  "
+                          f"{result['per_second']:8.1f}/s  p50 {result['p50_ms']:7.2f} ms  "
+                          f"p95 {result['p95_ms']:7.2f}  p99 {result['p99_ms']:7.2f}",
+                          flush=True)
+    return results
+
+
+def compare(previous: dict[str, Any] | None, report: dict[str, Any]) -> list[str]:
+    if not previous:
+        return []
+    before = {(r["name"], r["processes"], r["clients"]): r for r in previous.get("paths", [])}
+    flagged = []
+    for r in report["paths"]:
+        old = before.get((r["name"], r["processes"], r["clients"]))
+        if old and old["per_second"] and r["per_second"] < 0.8 * old["per_second"]:
+            flagged.append(f"{r['name']} x{r['clients']} {r['processes']}p: "
+                           f"{r['per_second']}/s, was {old['per_second']}/s")
+    return flagged
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer commands (a smoke run)")
+    parser.add_argument("--n", type=int, default=None, help="commands per measurement")
+    args = parser.parse_args(argv)
+    n = args.n or (96 if args.quick else 600)
+    checks = Checks()
+    numbers = Numbers()
+    stamp = datetime.now(UTC)
+    with bench_servers() as servers:
+        raw = bench_raw_save(servers, max(n, 500), checks)
+        print(f"  raw_eventsourcing_save             {raw.per_second:8.1f}/s", flush=True)
+        paths = []
+        for instances in (1, 2):
+            paths += bench_paths(servers, instances, n, checks, numbers)
+    for r in paths:
+        r["ratio_to_raw_save"] = round(r["per_second"] / raw.per_second, 3)
+    targets = []
+    for processes, target in TARGETS.items():
+        [row] = [r for r in paths if r["name"] == "http_register_institution"
+                 and r["clients"] == 8 and r["processes"] == processes]
+        targets.append({"what": f"HTTP register_institution, 8 clients, {processes} process(es)",
+                        "target_ratio": target, "ratio": row["ratio_to_raw_save"],
+                        "met": row["ratio_to_raw_save"] >= target})
+    report = {"started_at": stamp.isoformat(), "machine": machine_info(),
+              "baseline": raw.as_dict(), "paths": paths, "targets": targets,
+              "checks_failed": checks.failures}
+    RESULTS.mkdir(exist_ok=True)
+    latest = RESULTS / "paths-latest.json"
+    previous = json.loads(latest.read_text()) if latest.exists() else None
+    report["regressions"] = compare(previous, report)
+    text = json.dumps(report, ensure_ascii=False, indent=2)
+    latest.write_text(text)
+    (RESULTS / f"paths-{stamp:%Y%m%dT%H%M%SZ}.json").write_text(text)
+    print(f"\nbaseline raw_eventsourcing_save: {raw.per_second:.1f}/s")
+    print(f"{'path':34} {'clients':>7} {'procs':>5} {'per s':>9} {'x raw':>6} {'p50':>8} "
+          f"{'p99':>8}")
+    for r in paths:
+        print(f"{r['name']:34} {r['clients']:>7} {r['processes']:>5} {r['per_second']:>9.1f} "
+              f"{r['ratio_to_raw_save']:>6.2f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f}")
+    for t in targets:
+        print(f"target {t['what']}: {t['ratio']:.2f}x raw save, wanted {t['target_ratio']}x: "
+              f"{'met' if t['met'] else 'NOT met'}")
+    for line in report["regressions"]:
+        print(f"REGRESSION (over 20% slower than the previous run): {line}")
+    for failure in checks.failures:
+        print(f"CHECK FAILED: {failure}")
+    return 1 if checks.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
