@@ -13,6 +13,9 @@ clients sends
 
 each command with data of its own, and reports throughput and p50/p95/p99 latency; then the
 same with two processes per service (sharing the HTTP port by SO_REUSEPORT and the RPC queue).
+Then ``end_to_end``: registrations sent over HTTP at 100/s for 60 s, and the time from sending
+each to its row in the dashboard's read model; the resident size of every process before and
+after that run.
 Baseline in the same run: ``raw_eventsourcing_save`` (a plain eventsourcing save, one
 aggregate per save, on the same PostgreSQL). Checks: every command answered 201 (or returned
 an id), and each service's log holds exactly the events the commands made.
@@ -236,6 +239,91 @@ def bench_paths(servers: Servers, instances: int, n: int, checks: Checks,
     return results
 
 
+def resident_sizes(group: ProcessGroup) -> dict[str, int]:
+    """Resident set size (KiB) of each process of the group."""
+    sizes = {}
+    for name, pid in group.pids().items():
+        try:
+            with open(f"/proc/{pid}/status") as status:
+                for line in status:
+                    if line.startswith("VmRSS:"):
+                        sizes[name] = int(line.split()[1])
+        except OSError:
+            pass
+    return sizes
+
+
+def bench_end_to_end(servers: Servers, rate: float, seconds: float, checks: Checks,
+                     numbers: Numbers) -> dict[str, Any]:
+    """Registrations sent over HTTP at ``rate`` per second for ``seconds``; the time from
+    sending each to its row in the dashboard's read model (the row's ``updated_at``, set by
+    the projector's transaction, against the send time on the same clock)."""
+    with group_of_services(servers, 1) as (group, env):
+        memory_before = resident_sizes(group)
+        port = group.port(next(s for s in SERVICES if s.name == "registration"))
+        total = int(rate * seconds)
+        todo = numbers.take(total)
+        sent: dict[str, float] = {}
+        refused = [0]
+        lock = threading.Lock()
+        cursor = iter(range(total))
+        began = time.time()
+
+        def sender() -> None:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            try:
+                while True:
+                    with lock:
+                        i = next(cursor, None)
+                    if i is None:
+                        return
+                    due = began + i / rate
+                    delay = due - time.time()
+                    if delay > 0:
+                        time.sleep(delay)
+                    at = time.time()
+                    conn.request("POST", "/api/institutions",
+                                 json.dumps(sample_registration(todo[i])).encode(),
+                                 {"Content-Type": "application/json"})
+                    response = conn.getresponse()
+                    body = json.loads(response.read() or b"{}")
+                    if response.status == 201:
+                        sent[body["institution_id"]] = at
+                    else:
+                        refused[0] += 1
+            finally:
+                conn.close()
+
+        threads = [threading.Thread(target=sender) for _ in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        send_seconds = time.time() - began
+        dashboard = env["TUOYU_DASHBOARD_DATABASE_URL"]
+        deadline = time.monotonic() + 120
+        visible: dict[str, float] = {}
+        while time.monotonic() < deadline:
+            with psycopg.connect(dashboard) as conn:
+                visible = {str(i): float(t) for i, t in conn.execute(
+                    "SELECT institution_id, extract(epoch FROM updated_at) "
+                    "FROM institution_directory")}
+            if set(sent) <= set(visible):
+                break
+            time.sleep(0.5)
+        memory_after = resident_sizes(group)
+    latencies = sorted((visible[i] - at) * 1000 for i, at in sent.items() if i in visible)
+    checks.equal("end to end: registrations accepted", len(sent), total)
+    checks.equal("end to end: rows visible in the dashboard", len(latencies), len(sent))
+    return {"rate_wanted": rate, "rate_sent": round(total / send_seconds, 1),
+            "seconds": round(send_seconds, 1), "commands": total, "refused": refused[0],
+            "p50_ms": round(percentile(latencies, 0.50), 1),
+            "p95_ms": round(percentile(latencies, 0.95), 1),
+            "p99_ms": round(percentile(latencies, 0.99), 1),
+            "max_ms": round(latencies[-1], 1) if latencies else None,
+            "memory_kib_before": memory_before, "memory_kib_after": memory_after}
+
+
 def compare(previous: dict[str, Any] | None, report: dict[str, Any]) -> list[str]:
     if not previous:
         return []
@@ -253,6 +341,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer commands (a smoke run)")
     parser.add_argument("--n", type=int, default=None, help="commands per measurement")
+    parser.add_argument("--e2e-seconds", type=float, default=None,
+                        help="how long the end-to-end run sends (default 60, quick 10)")
     args = parser.parse_args(argv)
     n = args.n or (96 if args.quick else 600)
     checks = Checks()
@@ -264,6 +354,8 @@ def main(argv: list[str] | None = None) -> int:
         paths = []
         for instances in (1, 2):
             paths += bench_paths(servers, instances, n, checks, numbers)
+        e2e_seconds = args.e2e_seconds or (10 if args.quick else 60)
+        end_to_end = bench_end_to_end(servers, 100, e2e_seconds, checks, numbers)
     for r in paths:
         r["ratio_to_raw_save"] = round(r["per_second"] / raw.per_second, 3)
     targets = []
@@ -273,8 +365,13 @@ def main(argv: list[str] | None = None) -> int:
         targets.append({"what": f"HTTP register_institution, 8 clients, {processes} process(es)",
                         "target_ratio": target, "ratio": row["ratio_to_raw_save"],
                         "met": row["ratio_to_raw_save"] >= target})
+    targets.append({"what": "end to end at 100/s: p50 under 50 ms", "target_ms": 50,
+                    "ms": end_to_end["p50_ms"], "met": end_to_end["p50_ms"] < 50})
+    targets.append({"what": "end to end at 100/s: p99 under 250 ms", "target_ms": 250,
+                    "ms": end_to_end["p99_ms"], "met": end_to_end["p99_ms"] < 250})
     report = {"started_at": stamp.isoformat(), "machine": machine_info(),
-              "baseline": raw.as_dict(), "paths": paths, "targets": targets,
+              "baseline": raw.as_dict(), "paths": paths, "end_to_end": end_to_end,
+              "targets": targets,
               "checks_failed": checks.failures}
     RESULTS.mkdir(exist_ok=True)
     latest = RESULTS / "paths-latest.json"
@@ -289,9 +386,18 @@ def main(argv: list[str] | None = None) -> int:
     for r in paths:
         print(f"{r['name']:34} {r['clients']:>7} {r['processes']:>5} {r['per_second']:>9.1f} "
               f"{r['ratio_to_raw_save']:>6.2f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f}")
+    e = end_to_end
+    print(f"\nend to end (HTTP command -> dashboard row), {e['rate_sent']}/s sent for "
+          f"{e['seconds']} s: p50 {e['p50_ms']} ms, p95 {e['p95_ms']} ms, p99 {e['p99_ms']} ms")
+    print("resident size (MiB) before -> after: " + ", ".join(
+        f"{name} {e['memory_kib_before'].get(name, 0) / 1024:.0f} -> {kib / 1024:.0f}"
+        for name, kib in sorted(e["memory_kib_after"].items())))
     for t in targets:
-        print(f"target {t['what']}: {t['ratio']:.2f}x raw save, wanted {t['target_ratio']}x: "
-              f"{'met' if t['met'] else 'NOT met'}")
+        if "ratio" in t:
+            print(f"target {t['what']}: {t['ratio']:.2f}x raw save, wanted "
+                  f"{t['target_ratio']}x: {'met' if t['met'] else 'NOT met'}")
+        else:
+            print(f"target {t['what']}: {t['ms']} ms: {'met' if t['met'] else 'NOT met'}")
     for line in report["regressions"]:
         print(f"REGRESSION (over 20% slower than the previous run): {line}")
     for failure in checks.failures:
