@@ -3,7 +3,13 @@ the catalogue does not describe."""
 
 from __future__ import annotations
 
-from tuoyu_registration.domain import EmploymentRecord, Institution, RegistrationCases
+from tuoyu_registration.domain import (
+    EmploymentRecord,
+    EnrolmentReports,
+    Institution,
+    RegistrationCases,
+    Roster,
+)
 from tuoyu_shared.catalogue import CATALOGUE_DIR
 from tuoyu_shared.catalogue_gen import event_classes, generate
 
@@ -11,7 +17,7 @@ from tuoyu_shared.catalogue_gen import event_classes, generate
 def test_committed_schemas_match_the_event_classes():
     # The employment records' events are published too: the relay publishes the whole log
     # (and checks each event against its schema), and a subscriber ignores types it does not use.
-    aggregates = [Institution, EmploymentRecord, RegistrationCases]
+    aggregates = [Institution, EmploymentRecord, RegistrationCases, Roster, EnrolmentReports]
     generated = generate("registration", aggregates)
     assert len(generated) == sum(len(event_classes(a)) for a in aggregates) >= 28
     for path, text in generated.items():
