@@ -565,6 +565,14 @@ class Institution(Aggregate):
     def places(self) -> int:
         return self.filing["total_places"] if self.filing else 0
 
+    @property
+    def facts(self) -> InstitutionFacts:
+        """What the roster's and the reports' rules need to know of this institution."""
+        return InstitutionFacts(
+            status=self.status, kind=self.kind,
+            filed_classes=list(self.filing["classes"]) if self.filing else [],
+            filed_on=self.receipt["issued_on"] if self.receipt else None)
+
     # ---- filing (备案) ----------------------------------------------------------------------
     class FilingSubmitted(Aggregate.Event):
         """备案申请: the facts the provider declares; a receipt is due within 5 working days.
@@ -974,14 +982,6 @@ class Institution(Aggregate):
         def apply(self, aggregate: Institution) -> None:
             aggregate.staff_cases[self.case_id] = {**aggregate.staff_cases[self.case_id],
                                                    "closed_on": self.closed_on}
-
-    @property
-    def facts(self) -> InstitutionFacts:
-        """What the roster's and the reports' rules need to know of this institution."""
-        return InstitutionFacts(
-            status=self.status, kind=self.kind,
-            filed_classes=list(self.filing["classes"]) if self.filing else [],
-            filed_on=self.receipt["issued_on"] if self.receipt else None)
 
     # ---- credit lists, for the public disclosure (信息公示) ----------------------------------
     class CreditListingNoted(Aggregate.Event):
@@ -1641,7 +1641,7 @@ class EmploymentRecord(Aggregate):
     miss anyone (a ban, 从业禁止, opens a removal case at each employer), without reading the
     query tables. It holds no rule of its own: each institution's roster decides, and the
     application records the matching change here in the same transaction as the
-    institution's event (see ``RegistrationApplication.save``).
+    roster's event (see ``RegistrationApplication.save``).
     """
 
     class Opened(Aggregate.Created):
@@ -1698,7 +1698,7 @@ class EmploymentRecord(Aggregate):
                            "status": {"enum": list(HIRE_STATUSES)}}}}}
 
     def note_hire(self, institution_id: str, hire_id: str, status: str) -> bool:
-        """Record a hire's new status (from the institution's event); False if it has it."""
+        """Record a hire's new status (from the roster's event); False if it has it."""
         if status not in HIRE_STATUSES:
             raise ValueError(f"no hire status {status!r}")
         known = self.hires.get(hire_id)
