@@ -28,7 +28,7 @@ from tuoyu_credit.reactions import registration_consumer as credit_registration_
 from tuoyu_dashboard.projections import list_institutions
 from tuoyu_dashboard.worker import registration_consumer as dashboard_consumer
 from tuoyu_registration.application import RegistrationApplication
-from tuoyu_registration.domain import Institution, Nature, ProviderKind
+from tuoyu_registration.domain import Institution, Nature, ProviderKind, Roster
 from tuoyu_registration.reactions import credit_consumer
 from tuoyu_registration.samples import (
     sample_filing_submission,
@@ -214,7 +214,9 @@ def credit_from_registration_case(registration, credit, settings_factory) -> Cas
                   if e.event_type == "PractitionerCheckRequested"]
         assert [p["check_id"] for p in checks] == [first, second]
 
-    return Case(consumer, log, b, fix, applied, redriven)
+    # The hires are events of b's roster (a stream of its own): the second waits behind the
+    # first, b's own events do not.
+    return Case(consumer, log, str(Roster.id_for(b)), fix, applied, redriven)
 
 
 def upstream_envelope(source: str, event_type: str, aggregate_id: str,

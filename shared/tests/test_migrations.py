@@ -127,3 +127,125 @@ def test_the_command_line_migrates_and_checks(fresh_database):
                           capture_output=True, text=True)
     assert done.returncode == 0 and "applied" in done.stdout, done.stderr
     assert subprocess.run(check, env=env, capture_output=True).returncode == 0
+
+
+def _as_json(value):
+    import json
+
+    from tuoyu_shared.envelope import to_json_value
+
+    return json.loads(json.dumps(to_json_value(value)))
+
+
+def test_an_institution_of_the_previous_release_is_read_as_it_was_and_carried_over(
+        fresh_database):
+    """A database written by the release before rosters and enrolment reports had streams of
+    their own: an institution's hires, checks, a release, a staff-removal case, monthly
+    reports and a correction are events of its own stream (``fixtures/registration-events-
+    ae110c4.json``, the stored events as that release wrote them, and what it answered).
+    This release reads the record, its history and past versions exactly as that one did,
+    and the first command that needs the roster or the reports carries them over."""
+    import json
+    from datetime import UTC, datetime
+
+    from tuoyu_registration.application import RegistrationApplication
+    from tuoyu_registration.domain import EnrolmentReports, Roster
+    from tuoyu_shared.calendar_cn import WorkingCalendar
+    from tuoyu_shared.catalogue import validate_envelope
+
+    psql = shutil.which("psql") or "/usr/lib/postgresql/15/bin/psql"
+    if not os.path.exists(psql):
+        pytest.skip("needs psql to load the previous release's dump")
+    url = fresh_database("registration", migrated=False)
+    subprocess.run([psql, "-q", "-v", "ON_ERROR_STOP=1", "-f",
+                    str(FIXTURES / f"registration-schema-{PREVIOUS_RELEASE}.sql"), url],
+                   check=True, capture_output=True)
+    migrate("registration", url)
+    old = json.loads((FIXTURES / "registration-events-ae110c4.json").read_text("utf-8"))
+    with psycopg.connect(url) as conn:
+        conn.execute("DELETE FROM registration_events")  # the dump's own sample rows, if any
+        for e in old["events"]:
+            conn.execute("INSERT INTO registration_events (originator_id, originator_version, "
+                         "topic, state) VALUES (%s, %s, %s, %s)",
+                         (e["originator_id"], e["originator_version"], e["topic"],
+                          json.dumps(e["state"], ensure_ascii=False).encode()))
+    a, b = old["institutions"]["a"], old["institutions"]["b"]
+    hires = old["hires"]
+    app = RegistrationApplication(replace(settings_for("registration"), database_url=url),
+                                  clock=lambda: datetime(2025, 3, 3, 2, tzinfo=UTC),
+                                  calendar=WorkingCalendar.from_file())
+    try:
+        # Read as the previous release read it: the record, its history, past versions.
+        assert _as_json(app.institution_record(a)) == old["record_a"]
+        assert _as_json(app.institution_record(b)) == old["record_b"]
+        for version, then in old["as_of_a"].items():
+            assert _as_json(app.institution(a, int(version))) == then
+        for envelope in app.read_log(1, 1000):  # published as then: version 1
+            validate_envelope(envelope.to_dict())
+        store = app.repository.event_store
+        assert list(store.get(Roster.id_for(a))) == []  # nothing carried over by reading
+
+        # The pending hire's check answered now: the roster carries over, then hires.
+        app.save(*app.on_background_check_completed({
+            "institution_id": a, "hire_id": hires["pending"], "outcome": "cleared",
+            "reference": "CHK-74"}))
+        assert [type(e).__qualname__ for e in store.get(Roster.id_for(a))] == [
+            "Roster.Opened", "Roster.CarriedOver", "Roster.Hired"]
+        now = _as_json(app.institution(a))
+        before = old["record_a"]["institution"]
+        assert now["roster"] == {**before["roster"], hires["pending"]: {
+            **before["roster"][hires["pending"]], "status": "employed"}}
+        assert now["staff_cases"] == before["staff_cases"]
+        assert now["version"] == before["version"]  # the institution's stream: untouched
+        history = _as_json(app.institution_record(a))["history"]
+        assert history[:-1] == old["record_a"]["history"]
+        assert (history[-1]["event_type"], history[-1]["data"]["institution_id"]) == (
+            "InstitutionPractitionerHired", a)
+        # older versions still read from the institution's own stream
+        assert _as_json(app.institution(a, 12)) == old["as_of_a"]["12"]
+        ref = before["roster"][hires["pending"]]["practitioner_ref"]
+        assert app.current_employers(ref) == [a]
+
+        # The carried-over roster goes on: the barred employee's release closes their case.
+        [case] = [c for c in now["staff_cases"].values() if not c["closed_on"]]
+        app.release_practitioner(a, {"hire_id": hires["employed"], "reason": "barred"})
+        assert all(c["closed_on"] for c in app.institution(a)["staff_cases"].values())
+
+        # The reports: a month reported then is reported already; corrected, it keeps the
+        # figures reported then as the previous ones; a new month is reported.
+        from tuoyu_registration.samples import sample_enrolment
+
+        with pytest.raises(Exception, match="reported already"):
+            app.report_enrolment(a, sample_enrolment("2025-02"))
+        app.correct_enrolment(a, {**sample_enrolment("2025-02", second_children=5),
+                                  "reason": "miscounted"})
+        app.report_enrolment(a, sample_enrolment("2025-03"))
+        reports = store.get(EnrolmentReports.id_for(a))
+        opened, carried, corrected, reported = reports
+        assert carried.months == before["enrolment"]
+        assert corrected.previous == before["enrolment"]["2025-02"]
+        assert sorted(app.institution(a)["enrolment"]) == ["2025-01", "2025-02", "2025-03"]
+
+        # Deregistered then: a check answered late hires nobody, and nothing is written.
+        head = app.log_head()
+        assert app.on_background_check_completed({
+            "institution_id": b, "hire_id": hires["b_late"], "outcome": "cleared",
+            "reference": "CHK-76"}) == []
+        assert app.log_head() == head
+
+        # The views, rebuilt from the whole log (version 1 and 2 events), name the
+        # institutions right.
+        from tuoyu_registration import projections
+
+        projections.rebuild(url)
+        app.views_projector().catch_up()
+        with psycopg.connect(url) as conn:
+            rows = dict(conn.execute("SELECT hire_id, institution_id::text "
+                                     "FROM staff_roster").fetchall())
+        assert rows == {hires[h]: a for h in ("employed", "refused", "released", "pending")
+                        } | {hires[h]: b for h in ("b_kept", "b_late")}
+        assert app.open_staff_cases() == [] and case["ban_reference"] == "BAN-71"
+        for envelope in app.read_log(1, 1000):
+            validate_envelope(envelope.to_dict())
+    finally:
+        app.close()

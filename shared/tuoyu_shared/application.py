@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, TypeVar
 from uuid import UUID
 
@@ -54,6 +54,28 @@ def _is_version_conflict(error: IntegrityError) -> bool:
     another command), not some other constraint the data breaks."""
     sqlstate = getattr(error.__cause__, "sqlstate", None)
     return sqlstate in (None, "23505")
+
+
+def _run_and_save(save: Callable[..., Any], load: Callable[[], Sequence[Any]],
+                  command: Callable[..., T], retries: int) -> T:
+    """Load, run the command, save; on a version conflict, all again after a jittered pause
+    (:meth:`ServiceApplication.update`, :meth:`ServiceApplication.update_many`)."""
+    for attempt in range(retries + 1):
+        aggregates = tuple(load())
+        result = command(*aggregates)
+        try:
+            save(*aggregates)
+            return result
+        except IntegrityError as e:
+            if attempt == retries:
+                if not _is_version_conflict(e):
+                    raise  # a constraint the data breaks: a bug, not contention
+                raise Conflict(
+                    f"the record was changed by other commands each of the {retries + 1} "
+                    "times this command tried to save it; try again") from e
+            # jittered backoff, so contenders do not collide again in lockstep
+            time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+    raise AssertionError("unreachable")
 
 
 class ServiceProcessRecorder(PostgresProcessRecorder):
@@ -177,22 +199,17 @@ class ServiceApplication(Application[UUID]):
         longer allows raises its own domain error on the retry. When every try conflicts, the
         caller gets a :class:`~tuoyu_shared.errors.Conflict` (HTTP 409: try again).
         """
-        for attempt in range(retries + 1):
-            aggregate = self.repository.get(aggregate_id)
-            result = command(aggregate)
-            try:
-                self.save(aggregate)
-                return result
-            except IntegrityError as e:
-                if attempt == retries:
-                    if not _is_version_conflict(e):
-                        raise  # a constraint the data breaks: a bug, not contention
-                    raise Conflict(
-                        f"the record was changed by other commands each of the {retries + 1} "
-                        "times this command tried to save it; try again") from e
-                # jittered backoff, so contenders do not collide again in lockstep
-                time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
-        raise AssertionError("unreachable")
+        return _run_and_save(self.save, lambda: (self.repository.get(aggregate_id),), command,
+                             retries)
+
+    def update_many(self, load: Callable[[], Sequence[Any]], command: Callable[..., T],
+                    retries: int = 30) -> T:
+        """:meth:`update` of several aggregates at once: ``load()`` gives them (loaded, or
+        new), ``command(*them)`` changes any of them, and all their new events are saved in
+        one transaction, with optimistic concurrency on each. A conflict on any runs
+        ``load`` and the command again on fresh state; those that did not change are only
+        read (their versions are not checked)."""
+        return _run_and_save(self.save, load, command, retries)
 
     # Reacting to other services, effectively once.
     def tracking_position(self, tracking_name: str) -> int:

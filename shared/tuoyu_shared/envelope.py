@@ -138,6 +138,16 @@ def encode(message: dict[str, Any]) -> bytes:
     return json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode()
 
 
+def institution_id_of(env: Envelope) -> str:
+    """The institution an event of the registration service is about: the payload's
+    ``institution_id`` where the event names one (since schema version 2 the roster's and the
+    enrolment reports' events, whose aggregate is the institution's roster or reports), else
+    the aggregate's id (the institution's own events, and version 1 of those, recorded in the
+    institution's own stream)."""
+    given = env.payload.get("institution_id")
+    return str(given) if given else env.aggregate_id
+
+
 def event_type_of(event: Any) -> str:
     """``Institution.Filed`` → ``InstitutionFiled``, unless the class names its type."""
     cls = type(event)

@@ -3,7 +3,10 @@
 - registration (``registration.events``): a new institution opens its credit record; a hire
   asks for a background check, answered at once (check id = hire id); a hire confirmed puts
   the person on the institution's roster and a release takes them off it (the roster is whom
-  the yearly check covers); a demonstration level granted is a commendation.
+  the yearly check covers); a demonstration level granted is a commendation. The hire events
+  name their institution in the payload since schema version 2 (their aggregate is then the
+  institution's roster); version 1 has it as the aggregate
+  (:func:`tuoyu_shared.envelope.institution_id_of` reads either).
 - inspection (``inspection.events``) and subsidy (``subsidy.events``), services not built yet:
   the events they are to publish are documented in the catalogue
   (``shared/tuoyu_shared/catalogue/inspection/`` and ``.../subsidy/``); each moves the score
@@ -34,7 +37,7 @@ from tuoyu_shared.consumer import (
     TrackedConsumer,
     tracked_consumer,
 )
-from tuoyu_shared.envelope import Envelope
+from tuoyu_shared.envelope import Envelope, institution_id_of
 from tuoyu_shared.logs import get_logger
 from tuoyu_shared.rpc import RpcClient, UnknownService
 
@@ -63,7 +66,7 @@ def _registered(app: CreditApplication, env: Envelope) -> list[Any]:
 def _hire_requested(app: CreditApplication, env: Envelope) -> list[Any]:
     p = env.payload
     person = p["practitioner"]
-    return app.check_hire(hire_id=p["hire_id"], institution_id=env.aggregate_id,
+    return app.check_hire(hire_id=p["hire_id"], institution_id=institution_id_of(env),
                           person_ref=person["ref"], name_masked=person["name"]["masked"],
                           id_number_masked=person["id_number"]["masked"])
 
@@ -71,12 +74,12 @@ def _hire_requested(app: CreditApplication, env: Envelope) -> list[Any]:
 def _hired(app: CreditApplication, env: Envelope) -> list[Any]:
     p = env.payload
     on = shanghai_date(datetime.fromisoformat(env.occurred_at))
-    return app.join_roster(env.aggregate_id, p["hire_id"], p["practitioner_ref"], on)
+    return app.join_roster(institution_id_of(env), p["hire_id"], p["practitioner_ref"], on)
 
 
 def _released(app: CreditApplication, env: Envelope) -> list[Any]:
     p = env.payload
-    return app.leave_roster(env.aggregate_id, p["hire_id"], p["practitioner_ref"],
+    return app.leave_roster(institution_id_of(env), p["hire_id"], p["practitioner_ref"],
                             date.fromisoformat(p["released_on"]))
 
 

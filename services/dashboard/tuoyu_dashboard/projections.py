@@ -2,6 +2,12 @@
 
 Each handler runs inside the tracked consumer's transaction (it gets the cursor), so the row
 and the consumer's position commit together. Personal data arrives masked already.
+
+The directory projects the institution's own events only, whose aggregate is the institution
+(``version`` is the institution's). Registration's roster and enrolment events, whose aggregate
+is the institution's roster or reports since their schema version 2, are not projected here; a
+read model that takes them names the institution by
+:func:`tuoyu_shared.envelope.institution_id_of`.
 """
 
 from __future__ import annotations

@@ -5,13 +5,21 @@ describe, and a published field cannot change without its schema."""
 from __future__ import annotations
 
 from tuoyu_registration.contract import CONTRACT
-from tuoyu_registration.domain import EmploymentRecord, Institution, RegistrationCases
+from tuoyu_registration.domain import (
+    EmploymentRecord,
+    EnrolmentReports,
+    Institution,
+    RegistrationCases,
+    Roster,
+)
 from tuoyu_shared.catalogue_gen import contract_problems
 from tuoyu_shared.testing import check_catalogue_matches
 
+AGGREGATES = [Institution, EmploymentRecord, RegistrationCases, Roster, EnrolmentReports]
+
 
 def test_every_event_has_a_publication_that_can_read_it():
-    assert contract_problems(CONTRACT, [Institution, EmploymentRecord, RegistrationCases]) == []
+    assert contract_problems(CONTRACT, AGGREGATES) == []
     assert len(CONTRACT.publications) >= 28
 
 

@@ -1,4 +1,5 @@
-"""Unit tests of the Institution aggregate's rules and lifecycle: plain Python, no database."""
+"""Unit tests of the Institution aggregate's rules and lifecycle, and of its Roster's and
+EnrolmentReports' (given the institution's facts): plain Python, no database."""
 
 from __future__ import annotations
 
@@ -9,16 +10,21 @@ import pytest
 from tuoyu_registration.domain import (
     CareStandards,
     DomainRuleViolated,
+    EnrolmentReports,
     Institution,
     Nature,
     ProviderKind,
+    Roster,
     check_classes,
     check_credit_code_matches_nature,
     check_filing,
     filing_findings,
     institution_id_for,
+    roster_changes,
 )
 from tuoyu_registration.samples import sample_credit_code, sample_enrolment
+from tuoyu_shared.catalogue import validate_envelope
+from tuoyu_shared.envelope import envelope_from_event, institution_id_of
 from tuoyu_shared.validation import FieldError
 
 PERSON = {"ref": "r", "name": {"ref": "r", "sealed": "x", "masked": "王**"}}
@@ -407,60 +413,82 @@ def test_demonstration_level_granted_and_revoked():
         institution.revoke_demonstration_level(D3, "again")
 
 
-# ---- enrolment ------------------------------------------------------------------------------
+# ---- enrolment (the institution's EnrolmentReports, given its facts) -------------------------
+def reports_of(institution: Institution) -> EnrolmentReports:
+    return EnrolmentReports.for_institution(institution)
+
+
 def test_monthly_enrolment_report_and_correction():
     institution = filed()
-    institution.report_enrolment(*enrolment())
-    assert institution.enrolment["2025-03"]["children"] == 40
+    reports = reports_of(institution)
+    reports.report(*enrolment(), institution.facts)
+    assert reports.months["2025-03"]["children"] == 40
     with pytest.raises(DomainRuleViolated) as e:
-        institution.report_enrolment(*enrolment())
+        reports.report(*enrolment(), institution.facts)
     assert "correction" in str(e.value)
     month, classes, second, third = enrolment(second_children=10)
-    institution.correct_enrolment(month, classes, second, third, "miscounted")
-    assert institution.enrolment["2025-03"]["second_children"] == 10
+    reports.correct(month, classes, second, third, "miscounted", institution.facts)
+    assert reports.months["2025-03"]["second_children"] == 10
+    corrected = reports.collect_events()[-1]
+    assert corrected.previous["second_children"] != 10  # the previous figures kept
 
 
 def test_a_month_is_one_month_however_it_is_written():
     institution = filed()
+    reports = reports_of(institution)
+    facts = institution.facts
     month, classes, second, third = enrolment()
-    institution.report_enrolment("2025-3", classes, second, third)
-    assert list(institution.enrolment) == ["2025-03"]
+    reports.report("2025-3", classes, second, third, facts)
+    assert list(reports.months) == ["2025-03"]
     with pytest.raises(DomainRuleViolated) as e:
-        institution.report_enrolment("2025-03", classes, second, third)
+        reports.report("2025-03", classes, second, third, facts)
     assert "correction" in str(e.value)
-    institution.correct_enrolment("2025-3", classes, 10, third, "miscounted")
-    assert list(institution.enrolment) == ["2025-03"]
-    assert institution.enrolment["2025-03"]["second_children"] == 10
+    reports.correct("2025-3", classes, 10, third, "miscounted", facts)
+    assert list(reports.months) == ["2025-03"]
+    assert reports.months["2025-03"]["second_children"] == 10
     with pytest.raises(FieldError) as fe:
-        institution.report_enrolment("2025-13", classes, second, third)
+        reports.report("2025-13", classes, second, third, facts)
     assert fe.value.field == "month"
 
 
 def test_no_enrolment_for_a_month_before_the_filing_receipt():
     institution = filed()  # receipt issued on 2025-03-10
+    reports = reports_of(institution)
     month, classes, second, third = enrolment("2025-02")
     with pytest.raises(DomainRuleViolated) as e:
-        institution.report_enrolment(month, classes, second, third)
+        reports.report(month, classes, second, third, institution.facts)
     assert e.value.state == "filed"
     assert "2025-02" in str(e.value) and "2025-03" in str(e.value)
     # months compare as (year, month): 2024-12 is before 2025-03 too
     with pytest.raises(DomainRuleViolated):
-        institution.report_enrolment("2024-12", classes, second, third)
+        reports.report("2024-12", classes, second, third, institution.facts)
 
 
 def test_enrolment_beyond_places_or_ratio_is_refused():
     institution = filed()
+    reports = reports_of(institution)
     too_many = [{"class_type": "older", "children": 21, "carers": 3, "age_bands": {}}]
     with pytest.raises(FieldError) as e:
-        institution.report_enrolment("2025-03", too_many, 0, 0)
+        reports.report("2025-03", too_many, 0, 0, institution.facts)
     assert e.value.code in ("exceeds_places", "ratio_not_met")
     short_of_carers = [{"class_type": "toddler", "children": 11, "carers": 2, "age_bands": {}}]
     with pytest.raises(FieldError) as e:
-        institution.report_enrolment("2025-03", short_of_carers, 0, 0)
+        reports.report("2025-03", short_of_carers, 0, 0, institution.facts)
     assert e.value.code == "ratio_not_met"
     no_such_class = [{"class_type": "mixed", "children": 1, "carers": 1, "age_bands": {}}]
     with pytest.raises(FieldError) as e:
-        institution.report_enrolment("2025-03", no_such_class, 0, 0)
+        reports.report("2025-03", no_such_class, 0, 0, institution.facts)
+    assert e.value.code == "not_filed"
+
+
+def test_enrolment_is_checked_against_the_places_filed_now():
+    institution = filed()
+    reports = reports_of(institution)
+    institution.file_change({"classes": [{"class_type": "older", "places": 20, "carers": 3}]},
+                            D3)
+    month, classes, second, third = enrolment()  # it has infant and toddler classes
+    with pytest.raises(FieldError) as e:
+        reports.report(month, classes, second, third, institution.facts)
     assert e.value.code == "not_filed"
 
 
@@ -468,60 +496,186 @@ def test_no_enrolment_report_for_a_deregistered_institution():
     institution = filed()
     institution.deregister("closing", "children placed at 2 nearby institutions", D3)
     with pytest.raises(DomainRuleViolated) as e:
-        institution.report_enrolment(*enrolment())
+        reports_of(institution).report(*enrolment(), institution.facts)
     assert e.value.state == "deregistered"
+    with pytest.raises(DomainRuleViolated) as e:
+        reports_of(register()).report(*enrolment(), register().facts)
+    assert e.value.state == "registered"
 
 
-# ---- roster and bans ------------------------------------------------------------------------
+# ---- roster and bans (the institution's Roster, given its status) ----------------------------
 PRACTITIONER = {"ref": "p1", "name": {"ref": "p1", "sealed": "x", "masked": "李*"}}
+
+
+def roster_of(institution: Institution) -> Roster:
+    return Roster.for_institution(institution)
 
 
 def test_hire_waits_for_the_background_check():
     institution = filed()
-    institution.request_hire("h1", PRACTITIONER, "carer", ["育婴师 123"], D3)
-    assert institution.roster["h1"]["status"] == "pending"
-    assert institution.complete_background_check("h1", "cleared", "CHK-1")
-    assert institution.roster["h1"]["status"] == "employed"
-    assert not institution.complete_background_check("h1", "cleared", "CHK-1")  # replayed
+    roster, status = roster_of(institution), institution.status
+    roster.request_hire("h1", PRACTITIONER, "carer", ["育婴师 123"], D3, status)
+    assert roster.roster["h1"]["status"] == "pending"
+    assert roster.roster["h1"]["name"] == "李*"  # the mask only
+    assert roster.complete_background_check("h1", "cleared", "CHK-1", status)
+    assert roster.roster["h1"]["status"] == "employed"
+    assert not roster.complete_background_check("h1", "cleared", "CHK-1", status)  # replayed
+    assert not roster.complete_background_check("h9", "cleared", "CHK-9", status)  # unknown
 
 
 def test_hire_of_a_barred_practitioner_is_refused():
     institution = filed()
-    institution.request_hire("h1", PRACTITIONER, "carer", [], D3)
-    institution.complete_background_check("h1", "barred", "BAN-7")
-    assert institution.roster["h1"]["status"] == "refused"
-    institution.request_hire("h2", PRACTITIONER, "cook", [], D3)  # may be asked again
+    roster, status = roster_of(institution), institution.status
+    roster.request_hire("h1", PRACTITIONER, "carer", [], D3, status)
+    roster.complete_background_check("h1", "barred", "BAN-7", status)
+    assert roster.roster["h1"]["status"] == "refused"
+    assert roster.roster["h1"]["ban_reference"] == "BAN-7"
+    roster.request_hire("h2", PRACTITIONER, "cook", [], D3, status)  # may be asked again
 
 
 def test_a_later_ban_opens_a_removal_case_closed_by_release():
     institution = filed()
-    institution.request_hire("h1", PRACTITIONER, "carer", [], D3)
-    institution.complete_background_check("h1", "cleared", "CHK-1")
-    assert institution.open_staff_removal_case("c1", "p1", "BAN-9", D3, date(2025, 4, 7))
-    assert not institution.open_staff_removal_case("c1", "p1", "BAN-9", D3, date(2025, 4, 7))
-    assert not institution.open_staff_removal_case("c2", "nobody", "BAN-1", D3, D3)
-    institution.release("h1", date(2025, 4, 1), "barred")
-    assert institution.staff_cases["c1"]["closed_on"] == date(2025, 4, 1)
+    roster, status = roster_of(institution), institution.status
+    roster.request_hire("h1", PRACTITIONER, "carer", [], D3, status)
+    roster.complete_background_check("h1", "cleared", "CHK-1", status)
+    assert roster.open_staff_removal_case("c1", "p1", "BAN-9", D3, date(2025, 4, 7))
+    assert not roster.open_staff_removal_case("c1", "p1", "BAN-9", D3, date(2025, 4, 7))
+    assert not roster.open_staff_removal_case("c2", "nobody", "BAN-1", D3, D3)
+    roster.release("h1", date(2025, 4, 1), "barred")
+    assert roster.staff_cases["c1"]["closed_on"] == date(2025, 4, 1)
+    with pytest.raises(DomainRuleViolated) as e:
+        roster.release("h1", date(2025, 4, 2), "again")
+    assert e.value.state == "released"
 
 
 def test_hire_and_change_guards_can_be_checked_before_anything_is_sealed():
     institution = filed()
-    institution.check_can_hire("p1")
+    roster = roster_of(institution)
+    roster.check_can_hire("p1", institution.status)
     institution.check_can_file_change()
-    institution.request_hire("h1", PRACTITIONER, "carer", [], D3)
+    roster.request_hire("h1", PRACTITIONER, "carer", [], D3, institution.status)
     with pytest.raises(DomainRuleViolated):
-        institution.check_can_hire("p1")  # on the roster already
+        roster.check_can_hire("p1", institution.status)  # on the roster already
     with pytest.raises(DomainRuleViolated) as e:
         register().check_can_file_change()
     assert e.value.state == "registered"
+    roster_of(register()).check_can_hire("p1", "registered")  # hiring before filing is fine
     institution.deregister("closing", "placed", D3)
     with pytest.raises(DomainRuleViolated) as e:
-        institution.check_can_hire("p2")
+        roster.check_can_hire("p2", institution.status)
     assert e.value.state == "deregistered"
     with pytest.raises(DomainRuleViolated) as e:
         institution.check_can_file_change()
     assert e.value.state == "deregistered"
 
+
+def test_roster_and_reports_are_streams_of_their_own_with_ids_from_the_institution():
+    institution = filed()
+    roster, reports = roster_of(institution), reports_of(institution)
+    assert roster.id == Roster.id_for(institution.id) == Roster.id_for(str(institution.id))
+    assert reports.id == EnrolmentReports.id_for(institution.id)
+    assert len({institution.id, roster.id, reports.id}) == 3
+    assert roster_of(filed(credit_code=sample_credit_code(2))).id != roster.id
+    # a new institution's roster and reports carry nothing over
+    assert event_types(roster) == ["Roster.Opened"]
+    assert event_types(reports) == ["EnrolmentReports.Opened"]
+
+
+def test_the_roster_and_reports_events_are_published_as_before_with_the_institution_named():
+    institution = filed()
+    roster, reports = roster_of(institution), reports_of(institution)
+    roster.request_hire("h1", PRACTITIONER, "carer", [], D3, institution.status)
+    roster.complete_background_check("h1", "cleared", "CHK-1", institution.status)
+    roster.open_staff_removal_case("c1", "p1", "BAN-9", D3, D3)
+    roster.release("h1", D3, "left")
+    reports.report(*enrolment(), institution.facts)
+    month, classes, second, third = enrolment(second_children=10)
+    reports.correct(month, classes, second, third, "miscounted", institution.facts)
+    events = [*roster.collect_events()[1:], *reports.collect_events()[1:]]
+    envelopes = [envelope_from_event("registration", n, e) for n, e in enumerate(events, 1)]
+    assert [(e.event_type, e.schema_version) for e in envelopes] == [
+        ("InstitutionPractitionerHireRequested", 2), ("InstitutionPractitionerHired", 2),
+        ("InstitutionStaffRemovalCaseOpened", 2), ("InstitutionPractitionerReleased", 2),
+        ("InstitutionStaffRemovalCaseClosed", 2), ("InstitutionEnrolmentReported", 2),
+        ("InstitutionEnrolmentReportCorrected", 2)]
+    for envelope in envelopes:
+        assert envelope.payload["institution_id"] == str(institution.id)
+        assert institution_id_of(envelope) == str(institution.id)
+        assert envelope.aggregate_id in (str(roster.id), str(reports.id))
+        validate_envelope(envelope.to_dict())
+
+
+def test_a_closed_roster_hires_nobody_whatever_the_status_it_is_given():
+    """A command may read the institution before a deregistration commits and the roster
+    after it: the roster's own closing still refuses."""
+    institution = filed()
+    roster = roster_of(institution)
+    roster.request_hire("h1", PRACTITIONER, "carer", [], D3, "filed")
+    roster.close(D3)
+    assert roster.closed_on == D3
+    with pytest.raises(DomainRuleViolated) as e:
+        roster.check_can_hire("p2", "filed")
+    assert e.value.state == "deregistered"
+    assert roster.complete_background_check("h1", "cleared", "CHK-1", "filed") is False
+    with pytest.raises(DomainRuleViolated):
+        roster.close(D3)
+
+
+def test_what_the_institutions_own_stream_recorded_is_carried_over():
+    """An institution of the previous release: its roster and reports events in its own
+    stream, replayed, then carried over into its Roster and EnrolmentReports."""
+    institution = filed()
+    trigger = institution.trigger_event
+    trigger(Institution.EnrolmentReported, month="2025-03", classes=[], children=40,
+            second_children=8, third_children=2)
+    trigger(Institution.PractitionerHireRequested, hire_id="h1", practitioner=PRACTITIONER,
+            role="carer", certificates=["育婴师 1"], requested_on=D3)
+    trigger(Institution.PractitionerHired, hire_id="h1", practitioner_ref="p1",
+            check_reference="CHK-1")
+    trigger(Institution.PractitionerHireRequested, hire_id="h2",
+            practitioner={**PRACTITIONER, "ref": "p2"}, role="cook", certificates=[],
+            requested_on=D3)
+    trigger(Institution.StaffRemovalCaseOpened, case_id="c1", practitioner_ref="p1",
+            ban_reference="BAN-1", opened_on=D3, due_on=D3)
+    assert institution.roster["h1"]["status"] == "employed"
+    assert institution.enrolment["2025-03"]["children"] == 40
+    roster, reports = roster_of(institution), reports_of(institution)
+    assert event_types(roster) == ["Roster.Opened", "Roster.CarriedOver"]
+    assert event_types(reports) == ["EnrolmentReports.Opened", "EnrolmentReports.CarriedOver"]
+    assert roster.roster == institution.roster and roster.staff_cases == institution.staff_cases
+    assert reports.months == institution.enrolment
+    # the rules go on from there
+    with pytest.raises(DomainRuleViolated):
+        roster.check_can_hire("p1", institution.status)  # employed already
+    assert roster.complete_background_check("h2", "cleared", "CHK-2", institution.status)
+    roster.release("h1", D3, "left")
+    assert roster.staff_cases["c1"]["closed_on"] == D3
+    with pytest.raises(DomainRuleViolated):
+        reports.report(*enrolment(), institution.facts)  # 2025-03 is reported already
+    # the carried-over event keeps what was carried, whatever changed after it
+    roster2 = roster_of(institution)
+    carried = roster2.pending_events[1]
+    roster2.release("h1", D3, "left")
+    assert carried.roster["h1"]["status"] == "employed"
+    # an institution deregistered then: its roster is closed
+    institution.deregister("closing", "placed", D3)
+    assert roster_of(institution).closed_on == D3
+
+
+def test_roster_changes_name_the_institution_in_either_shape():
+    institution = filed()
+    roster = roster_of(institution)
+    roster.request_hire("h1", PRACTITIONER, "carer", [], D3, "filed")
+    institution.collect_events()
+    institution.trigger_event(Institution.PractitionerHireRequested, hire_id="h0",
+                              practitioner={**PRACTITIONER, "ref": "p0"}, role="cook",
+                              certificates=[], requested_on=D3)
+    institution.trigger_event(Institution.PractitionerHired, hire_id="h0",
+                              practitioner_ref="p0", check_reference="CHK-0")
+    events = [*roster.collect_events(), *institution.collect_events()]
+    assert roster_changes(events) == [("p1", str(institution.id), "h1", "pending"),
+                                      ("p0", str(institution.id), "h0", "pending"),
+                                      ("p0", str(institution.id), "h0", "employed")]
 
 # ---- suspension and deregistration ----------------------------------------------------------
 def test_suspension_and_resumption():
@@ -547,40 +701,50 @@ def test_deregistration_is_final():
 
 def test_deregistration_ends_designations_employment_and_removal_cases():
     institution = filed()
+    roster, status = roster_of(institution), "filed"
     institution.designate_affordable(180000, D3, "doc")
     institution.grant_demonstration_level("district", D3, "doc")
-    institution.request_hire("h1", PRACTITIONER, "carer", [], D3)
-    institution.complete_background_check("h1", "cleared", "CHK-1")
+    roster.request_hire("h1", PRACTITIONER, "carer", [], D3, status)
+    roster.complete_background_check("h1", "cleared", "CHK-1", status)
     other = {"ref": "p2", "name": {"ref": "p2", "sealed": "x", "masked": "张*"}}
-    institution.request_hire("h2", other, "cook", [], D3)
-    institution.complete_background_check("h2", "cleared", "CHK-2")
-    institution.open_staff_removal_case("c1", "p1", "BAN-9", D3, date(2025, 4, 7))
-    institution.request_hire("h3", {**other, "ref": "p3"}, "cook", [], D3)  # still pending
+    roster.request_hire("h2", other, "cook", [], D3, status)
+    roster.complete_background_check("h2", "cleared", "CHK-2", status)
+    roster.open_staff_removal_case("c1", "p1", "BAN-9", D3, date(2025, 4, 7))
+    roster.request_hire("h3", {**other, "ref": "p3"}, "cook", [], D3, status)  # still pending
     institution.collect_events()
+    roster.collect_events()
     gone = date(2025, 4, 2)
+    # the application saves both in one transaction: the institution's events first
     institution.deregister("closing", "placed", gone)
+    roster.close(gone)
     events = institution.collect_events()
     assert sorted(type(e).__qualname__ for e in events) == sorted([
         "Institution.Deregistered", "Institution.AffordableDesignationWithdrawn",
-        "Institution.DemonstrationLevelRevoked", "Institution.PractitionerReleased",
-        "Institution.PractitionerReleased", "Institution.StaffRemovalCaseClosed"])
+        "Institution.DemonstrationLevelRevoked"])
     withdrawn = next(e for e in events if type(e).__name__ == "AffordableDesignationWithdrawn")
     assert (withdrawn.reason, withdrawn.withdrawn_on) == ("deregistered", gone)
-    assert {e.hire_id for e in events if type(e).__name__ == "PractitionerReleased"} == {
-        "h1", "h2"}
+    on_roster = roster.collect_events()
+    assert sorted(type(e).__qualname__ for e in on_roster) == sorted([
+        "Roster.Released", "Roster.Released", "Roster.StaffRemovalCaseClosed",
+        "Roster.Closed"])
+    assert type(on_roster[-1]).__qualname__ == "Roster.Closed"
+    assert {e.hire_id for e in on_roster if type(e).__name__ == "Released"} == {"h1", "h2"}
+    assert {e.reason for e in on_roster if type(e).__name__ == "Released"} == {"deregistered"}
     assert institution.affordable is None and institution.demonstration is None
-    assert {h: r["status"] for h, r in institution.roster.items()} == {
+    assert {h: r["status"] for h, r in roster.roster.items()} == {
         "h1": "released", "h2": "released", "h3": "pending"}
-    assert institution.staff_cases["c1"]["closed_on"] == gone
+    assert roster.staff_cases["c1"]["closed_on"] == gone
 
 
 def test_a_deregistered_institution_refuses_designation_changes_and_late_hires():
     institution = filed()
+    roster = roster_of(institution)
     institution.designate_affordable(180000, D3, "doc")
     institution.grant_demonstration_level("district", D3, "doc")
-    institution.request_hire("h1", PRACTITIONER, "carer", [], D3)
+    roster.request_hire("h1", PRACTITIONER, "carer", [], D3, institution.status)
     institution.deregister("closing", "placed", D3)
     institution.collect_events()
+    roster.collect_events()
     with pytest.raises(DomainRuleViolated) as e:
         institution.withdraw_affordable(D3, "again")
     assert e.value.state == "deregistered" and "deregistered" in str(e.value)
@@ -588,9 +752,10 @@ def test_a_deregistered_institution_refuses_designation_changes_and_late_hires()
         institution.revoke_demonstration_level(D3, "again")
     assert e.value.state == "deregistered" and "deregistered" in str(e.value)
     # the background check answers after the deregistration: nothing is hired
-    assert institution.complete_background_check("h1", "cleared", "CHK-1") is False
-    assert institution.roster["h1"]["status"] == "pending"
-    assert institution.collect_events() == []
+    assert roster.complete_background_check("h1", "cleared", "CHK-1",
+                                            institution.status) is False
+    assert roster.roster["h1"]["status"] == "pending"
+    assert roster.collect_events() == []
 
 
 def test_credit_listing_noted_once():

@@ -8,6 +8,7 @@ calendar live here, not in the domain: dates are Asia/Shanghai calendar dates.
 
 from __future__ import annotations
 
+import heapq
 import multiprocessing
 import os
 import sys
@@ -15,7 +16,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import psycopg
@@ -28,16 +29,20 @@ from tuoyu_registration.domain import (
     ROSTER_EVENT_TOPICS,
     CareStandards,
     EmploymentRecord,
+    EnrolmentReports,
     Institution,
     Nature,
     ProviderKind,
     RegistrationCases,
+    Roster,
     check_credit_code_matches_nature,
     employment_record_id_for,
+    enrolment_reports_id_for,
     institution_id_for,
     month_key,
     registration_cases_id_for,
     roster_changes,
+    roster_id_for,
 )
 from tuoyu_registration.importer import (
     ImportReport,
@@ -75,6 +80,9 @@ IMPORT_MAX_CHARACTERS = 64 << 20  # a CSV import's text (HTTP bodies are limited
 EMPLOYMENT_CARRY_OVER = "employment-records<-registration"
 
 
+T = TypeVar("T")
+
+
 class InstitutionNotFound(NotFound):
     """No institution of this id in the register."""
 
@@ -82,10 +90,28 @@ class InstitutionNotFound(NotFound):
 class RegistrationApplication(ServiceApplication):
     """The register of childcare providers (托育机构登记备案).
 
-    Two aggregates: each :class:`Institution`, and each practitioner's
-    :class:`EmploymentRecord` (从业人员在岗记录), the write-side answer to "where does this
-    person work". Every save of an institution whose roster changed also saves the
-    employment records of the practitioners concerned, in the same transaction
+    Per institution three aggregates, each a stream of its own: the :class:`Institution`
+    (lifecycle, filing, changes, designations, credit listings), its :class:`Roster` (hires,
+    background checks, releases, staff-removal cases) and its :class:`EnrolmentReports`
+    (monthly reports). So a background check answered by the credit service (the roster) and
+    an officer's command on the institution never contend. A command on the roster or the
+    reports loads the institution too and gives their rules its facts (status, kind, filed
+    classes, receipt date: :attr:`Institution.facts`); a command that changes two, the
+    deregistration (the institution, and its roster closed), saves both in one transaction
+    (:meth:`ServiceApplication.update_many`). The institution record and its history combine
+    the three (:meth:`institution`, :meth:`institution_record`).
+
+    Until this version an institution's roster and reports were recorded in its own stream.
+    Those streams are replayed as they are (history, reads as of a version); the first
+    command that needs the institution's roster or reports carries what its stream recorded
+    into them (:meth:`Roster.for_institution`, :meth:`EnrolmentReports.for_institution`), in
+    the transaction of its own events; until then reads take it from the institution.
+    Instances of an earlier version still writing roster or reports events into
+    institutions' streams after that would be missed: stop them before starting this one.
+
+    And each practitioner's :class:`EmploymentRecord` (从业人员在岗记录), the write-side
+    answer to "where does this person work". Every save of a roster whose hires changed also
+    saves the employment records of the practitioners concerned, in the same transaction
     (:meth:`save`, :meth:`record_processing`): the record can never lag the roster.
 
     Records began with this version. Hires recorded before it are carried over once, by the
@@ -101,7 +127,7 @@ class RegistrationApplication(ServiceApplication):
     is_snapshotting_enabled = True
     views = projections.VIEW
     contract = CONTRACT
-    snapshotting_intervals = {Institution: 100}
+    snapshotting_intervals = {Institution: 100, Roster: 100, EnrolmentReports: 100}
 
     def __init__(self, settings: Settings | None = None, env: dict[str, str] | None = None,
                  clock: Callable[[], datetime] | None = None,
@@ -154,6 +180,47 @@ class RegistrationApplication(ServiceApplication):
     def _exists(self, institution_id: UUID) -> bool:
         return bool(self.recorder.select_events(institution_id, limit=1))
 
+    # ---- an institution's roster and enrolment reports -------------------------------------
+    def _roster(self, institution: Institution) -> Roster:
+        """The institution's roster; new (unsaved, with what the institution's own stream
+        recorded carried over) if it has none yet."""
+        try:
+            return self.repository.get(roster_id_for(institution.id))
+        except AggregateNotFoundError:
+            return Roster.for_institution(institution)
+
+    def _reports(self, institution: Institution) -> EnrolmentReports:
+        """The institution's enrolment reports; new (unsaved, carried over) if none yet."""
+        try:
+            return self.repository.get(enrolment_reports_id_for(institution.id))
+        except AggregateNotFoundError:
+            return EnrolmentReports.for_institution(institution)
+
+    def _with_roster(self, institution_id: UUID | str,
+                     command: Callable[[Institution, Roster], T]) -> T:
+        """Run a command on the institution and its roster and save what changed, in one
+        transaction; on a conflict on either, again on fresh state. The institution is read
+        first: see :class:`Roster` on why a deregistration in between cannot be missed."""
+        uid = self._id(institution_id)
+
+        def load() -> tuple[Institution, Roster]:
+            institution = self._get(uid)
+            return institution, self._roster(institution)
+
+        return self.update_many(load, command)
+
+    def _with_reports(self, institution_id: UUID | str,
+                      command: Callable[[Institution, EnrolmentReports], T]) -> T:
+        """Run a command on the institution's enrolment reports, given the institution (read
+        only), and save them; on a conflict, again on fresh state."""
+        uid = self._id(institution_id)
+
+        def load() -> tuple[Institution, EnrolmentReports]:
+            institution = self._get(uid)
+            return institution, self._reports(institution)
+
+        return self.update_many(load, command)
+
     def _cases(self, credit_code: str) -> tuple[RegistrationCases | None, list[UUID]]:
         """The code's registration cases (institution ids, in order) from the event store,
         with their index if the code has one (only a code with a second case has)."""
@@ -174,7 +241,7 @@ class RegistrationApplication(ServiceApplication):
                                          *self._employment_records_for(aggregates), **kwargs)
 
     def _employment_records_for(self, objs: tuple[Any, ...]) -> list[EmploymentRecord]:
-        """The employment records the institutions' pending roster events change, loaded
+        """The employment records the rosters' pending hire events change, loaded
         (or opened) and changed to match, except those in ``objs`` already (changed in
         place). A record saved meanwhile by another command makes the save fail on its
         version, and the caller's retry (:meth:`update`, the consumer's) runs again on fresh
@@ -182,10 +249,9 @@ class RegistrationApplication(ServiceApplication):
         given = {o.id: o for o in objs if isinstance(o, EmploymentRecord)}
         loaded: dict[UUID, EmploymentRecord] = {}
         for obj in objs:
-            if not isinstance(obj, Institution):
+            if not isinstance(obj, Roster):
                 continue
-            for ref, institution_id, hire_id, status in roster_changes(obj.id,
-                                                                       obj.pending_events):
+            for ref, institution_id, hire_id, status in roster_changes(obj.pending_events):
                 record_id = employment_record_id_for(ref)
                 record = given.get(record_id) or loaded.get(record_id)
                 if record is None:
@@ -211,7 +277,8 @@ class RegistrationApplication(ServiceApplication):
     def carry_over_employment(self) -> dict[str, int]:
         """Carry hires recorded before employment records existed into the records.
 
-        Reads this service's own log, the institutions' hire events only, from the carry-over
+        Reads this service's own log, the hire events only (the rosters', and those recorded
+        in the institutions' own streams before rosters had streams), from the carry-over
         mark (none: the beginning) to its head, and gives each practitioner's record the hires
         it does not know, with their last status. A hire the record knows is left alone: its
         record has every change since (saved with the institution's), so it is newer. Each
@@ -229,8 +296,7 @@ class RegistrationApplication(ServiceApplication):
                                                       topics=ROSTER_EVENT_TOPICS)
             for notification in page:
                 event = self.mapper.to_domain_event(notification)
-                for ref, institution_id, hire_id, status in roster_changes(
-                        event.originator_id, [event]):
+                for ref, institution_id, hire_id, status in roster_changes([event]):
                     hires.setdefault(ref, {})[hire_id] = {
                         "institution_id": institution_id, "hire_id": hire_id,
                         "status": status}
@@ -377,8 +443,8 @@ class RegistrationApplication(ServiceApplication):
         """月度在托报告: children by class and age band, second and third children."""
         month, classes, second, third = parse(commands.ReportEnrolment, data).report()
         self._refuse_future_month(month)
-        self._update(institution_id, lambda i: i.report_enrolment(
-            month, classes, second, third, self.standards))
+        self._with_reports(institution_id, lambda i, reports: reports.report(
+            month, classes, second, third, i.facts, self.standards))
 
     @refusing_field_errors
     def correct_enrolment(self, institution_id: str, data: dict[str, Any]) -> None:
@@ -386,8 +452,8 @@ class RegistrationApplication(ServiceApplication):
         month, classes, second, third = command.report()
         reason = command.reason
         self._refuse_future_month(month)
-        self._update(institution_id, lambda i: i.correct_enrolment(
-            month, classes, second, third, reason, self.standards))
+        self._with_reports(institution_id, lambda i, reports: reports.correct(
+            month, classes, second, third, reason, i.facts, self.standards))
 
     @refusing_field_errors
     def request_hire(self, institution_id: str, data: dict[str, Any]) -> str:
@@ -399,18 +465,19 @@ class RegistrationApplication(ServiceApplication):
         # a refused hire stores no personal data (nor a key for it).
         institution = self._get(institution_id)
         ref = self.vault.person_ref(person[1])  # computed, nothing written
-        institution.check_can_hire(ref)
+        self._roster(institution).check_can_hire(ref, institution.status)
         hire_id = str(uuid.uuid4())
         practitioner = self._seal_person(*person, ref=ref)
-        self._update(institution.id, lambda i: i.request_hire(
-            hire_id, practitioner, role, certificates, self.today()))
+        self._with_roster(institution.id, lambda i, roster: roster.request_hire(
+            hire_id, practitioner, role, certificates, self.today(), i.status))
         return hire_id
 
     @refusing_field_errors
     def release_practitioner(self, institution_id: str, data: dict[str, Any]) -> None:
         command = parse(commands.ReleasePractitioner, data)
         hire_id, reason = command.hire_id, command.reason
-        self._update(institution_id, lambda i: i.release(hire_id, self.today(), reason))
+        self._with_roster(institution_id,
+                          lambda i, roster: roster.release(hire_id, self.today(), reason))
 
     @refusing_field_errors
     def suspend_for_rectification(self, institution_id: str, data: dict[str, Any]) -> None:
@@ -426,10 +493,18 @@ class RegistrationApplication(ServiceApplication):
 
     @refusing_field_errors
     def deregister(self, institution_id: str, data: dict[str, Any]) -> None:
-        """注销, with the reason and the placement of the children."""
+        """注销, with the reason and the placement of the children. The institution's roster
+        closes with it (everyone employed released, every open removal case closed), saved
+        in the same transaction."""
         command = parse(commands.Deregister, data)
-        self._update(institution_id, lambda i: i.deregister(
-            command.reason, command.placement_of_children, self.today()))
+        reason, placement = command.reason, command.placement_of_children
+        today = self.today()
+
+        def deregister(institution: Institution, roster: Roster) -> None:
+            institution.deregister(reason, placement, today)
+            roster.close(today)
+
+        self._with_roster(institution_id, deregister)
 
     # ---- import ----------------------------------------------------------------------------
     def import_filings_csv(self, text: str, source: str = "provincial-csv",
@@ -552,25 +627,30 @@ class RegistrationApplication(ServiceApplication):
         return {row["originator_id"] for row in rows}
 
     # ---- reactions to the credit service ---------------------------------------------------
-    def on_background_check_completed(self, payload: dict[str, Any]) -> list[Institution]:
+    def on_background_check_completed(self, payload: dict[str, Any]) -> list[Roster]:
+        """The credit service answered a hire's background check: the hire is on the
+        institution's roster, or refused. Only the roster is written: an officer's command
+        on the institution meanwhile does not contend with it."""
         institution_id = payload.get("institution_id")
         hire_id = payload.get("hire_id")
         if not institution_id or not hire_id:
             return []  # a yearly re-check, not about a hire
         institution = self._get(institution_id)
-        changed = institution.complete_background_check(hire_id, payload["outcome"],
-                                                        payload["reference"])
-        return [institution] if changed else []
+        roster = self._roster(institution)
+        changed = roster.complete_background_check(hire_id, payload["outcome"],
+                                                   payload["reference"], institution.status)
+        return [roster] if changed else []
 
     def on_practitioner_barred(self, payload: dict[str, Any],
-                               employers: list[str] | None = None) -> list[Institution]:
-        """Open a removal case, with a deadline, at every institution employing the person.
+                               employers: list[str] | None = None) -> list[Roster]:
+        """Open a removal case, with a deadline, on the roster of every institution employing
+        the person.
 
         The employers are read from the person's :class:`EmploymentRecord` (write-side state,
         saved in the same transaction as each hire and release), never from the query tables,
         which may lag or be stopped. ``employers``, if given, replaces that lookup (a caller
         naming the institutions itself); either way each institution's own roster has the last
-        word (no case where the person is not employed).
+        word (no case where the person is not employed on it).
 
         A hire in flight when the ban arrives: the reaction follows the credit service's log in
         order, and the credit service answers a hire's check and records a ban on the same
@@ -589,10 +669,11 @@ class RegistrationApplication(ServiceApplication):
         changed = []
         for institution_id in employers:
             institution = self._get(institution_id)
+            roster = self._roster(institution)
             case_id = str(uuid.uuid5(institution.id, payload["ban_reference"]))
-            if institution.open_staff_removal_case(case_id, payload["practitioner_ref"],
-                                                   payload["ban_reference"], today, due):
-                changed.append(institution)
+            if roster.open_staff_removal_case(case_id, payload["practitioner_ref"],
+                                              payload["ban_reference"], today, due):
+                changed.append(roster)
         return changed
 
     def on_credit_listing(self, institution_id: str, credit_list: str, listed: bool,
@@ -634,16 +715,31 @@ class RegistrationApplication(ServiceApplication):
     # ---- queries ---------------------------------------------------------------------------
     def institution_record(self, institution_id: str) -> dict[str, Any]:
         """An officer's view: the current state and every event with who, when and why
-        (:func:`~tuoyu_shared.history.history_entries`)."""
+        (:func:`~tuoyu_shared.history.history_entries`): the institution's own, its roster's
+        and its reports', in time order (each entry's ``version`` is of its own stream)."""
         institution = self._get(institution_id)
-        history = history_entries(self.repository.event_store.get(institution.id))
+        store = self.repository.event_store
+        events = heapq.merge(store.get(institution.id),
+                             store.get(roster_id_for(institution.id)),
+                             store.get(enrolment_reports_id_for(institution.id)),
+                             key=lambda e: e.timestamp)  # each stream keeps its own order
+        # Without the bookkeeping of the roster's and reports' streams (opened, carried over,
+        # closed with the deregistration): the record shows what happened to the institution.
+        history = history_entries(e for e in events
+                                  if getattr(type(e), "in_institution_history", True))
         for entry in history:  # this record's data has always shown these two as well
             entry["data"] = {"originator_version": entry["version"],
                              "timestamp": entry["occurred_at"], **entry["data"]}
         return {"institution": self.institution(institution.id), "history": history}
 
     def institution(self, institution_id: UUID | str, version: int | None = None) -> dict:
-        """The institution's facts (optionally as of a version); personal data masked."""
+        """The institution's facts (optionally as of a version); personal data masked.
+
+        ``version`` is the institution's own (its lifecycle, filing, changes, designations).
+        Its roster and reports are given as they stood while that version was the latest,
+        i.e. until the institution's next event (now, for the latest version); those recorded
+        in the institution's own stream before rosters and reports had streams of their own
+        are read from it as of the version, as they always were."""
         if version is not None:
             v = Validator({"version": version})
             version = v.integer("version", min_value=1)
@@ -653,6 +749,12 @@ class RegistrationApplication(ServiceApplication):
             inst = self.repository.get(uid, version=version)
         except AggregateNotFoundError:
             raise InstitutionNotFound(f"no institution {institution_id}") from None
+        until = None
+        if version is not None:
+            later = list(self.repository.event_store.get(uid, gt=inst.version, limit=1))
+            until = later[0].timestamp if later else None
+        roster: Roster | None = self._as_of(roster_id_for(uid), until)
+        reports: EnrolmentReports | None = self._as_of(enrolment_reports_id_for(uid), until)
         return {
             "institution_id": str(inst.id),
             "name": inst.name,
@@ -674,15 +776,30 @@ class RegistrationApplication(ServiceApplication):
             "verification": inst.verification,
             "affordable": inst.affordable,
             "demonstration": inst.demonstration,
-            "enrolment": inst.enrolment,
-            "roster": inst.roster,
-            "staff_cases": inst.staff_cases,
+            "enrolment": reports.months if reports is not None else inst.enrolment,
+            "roster": roster.roster if roster is not None else inst.roster,
+            "staff_cases": roster.staff_cases if roster is not None else inst.staff_cases,
             "credit_lists": inst.credit_lists,
             "suspension": inst.suspension,
             "deregistration": inst.deregistration,
             "version": inst.version,
             "registered_at": inst.created_on.isoformat(),
         }
+
+    def _as_of(self, aggregate_id: UUID, until: datetime | None) -> Any:
+        """The aggregate with the events recorded before ``until`` (all, if None); None if it
+        had none then."""
+        if until is None:
+            try:
+                return self.repository.get(aggregate_id)
+            except AggregateNotFoundError:
+                return None
+        aggregate = None
+        for e in self.repository.event_store.get(aggregate_id):
+            if e.timestamp >= until:
+                break
+            aggregate = e.mutate(aggregate)
+        return aggregate
 
     def registration_cases(self, credit_code: str) -> list[str]:
         """The institution ids of the code's registration cases, the first first (one per

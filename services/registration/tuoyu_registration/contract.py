@@ -3,13 +3,24 @@ version and payload fields (:mod:`tuoyu_shared.contract`). The domain's classes 
 what subscribers receive changes only here, with a new version and its schema in the
 catalogue (``python -m tuoyu_shared.catalogue_gen tuoyu_registration.contract:CONTRACT``).
 
-The employment records' and the registration cases' events are published too: the relay
-publishes the whole log, and a subscriber ignores types it does not use.
+The employment records', the registration cases' and the roster's and reports' bookkeeping
+events (opened, carried over, closed) are published too: the relay publishes the whole log,
+and a subscriber ignores types it does not use. An institution's roster and enrolment events
+were the Institution's until the roster and the reports became aggregates of their own: the
+Institution's classes still replay the old ones (published as v1, as they were), and the new
+aggregates publish the same types as v2, with ``institution_id`` in the payload (the
+envelope's ``aggregate_id`` is then the roster's or the reports' stream).
 """
 
 from __future__ import annotations
 
-from tuoyu_registration.domain import EmploymentRecord, Institution, RegistrationCases
+from tuoyu_registration.domain import (
+    EmploymentRecord,
+    EnrolmentReports,
+    Institution,
+    RegistrationCases,
+    Roster,
+)
 from tuoyu_shared.contract import Contract, Published
 
 CONTRACT = Contract("registration", [
@@ -108,4 +119,41 @@ CONTRACT = Contract("registration", [
     Published(EmploymentRecord.Released, "EmploymentRecordReleased", 1, (
         "institution_id", "hire_id"
     )),
+    # ---- Roster --------------------------------------------------------------------------------
+    Published(Roster.CarriedOver, "RosterCarriedOver", 1, (
+        "institution_id", "roster", "staff_cases", "closed_on", "institution_version"
+    )),
+    Published(Roster.Closed, "RosterClosed", 1, ("institution_id", "closed_on")),
+    Published(Roster.HireRefused, "InstitutionPractitionerHireRefused", 2, (
+        "institution_id", "hire_id", "practitioner_ref", "ban_reference"
+    )),
+    Published(Roster.HireRequested, "InstitutionPractitionerHireRequested", 2, (
+        "institution_id", "hire_id", "practitioner", "role", "certificates", "requested_on"
+    )),
+    Published(Roster.Hired, "InstitutionPractitionerHired", 2, (
+        "institution_id", "hire_id", "practitioner_ref", "check_reference"
+    )),
+    Published(Roster.Opened, "RosterOpened", 1, ("institution_id",)),
+    Published(Roster.Released, "InstitutionPractitionerReleased", 2, (
+        "institution_id", "hire_id", "practitioner_ref", "released_on", "reason"
+    )),
+    Published(Roster.StaffRemovalCaseClosed, "InstitutionStaffRemovalCaseClosed", 2, (
+        "institution_id", "case_id", "closed_on", "resolution"
+    )),
+    Published(Roster.StaffRemovalCaseOpened, "InstitutionStaffRemovalCaseOpened", 2, (
+        "institution_id", "case_id", "practitioner_ref", "ban_reference", "opened_on", "due_on"
+    )),
+    # ---- EnrolmentReports ----------------------------------------------------------------------
+    Published(EnrolmentReports.CarriedOver, "EnrolmentReportsCarriedOver", 1, (
+        "institution_id", "months", "institution_version"
+    )),
+    Published(EnrolmentReports.Corrected, "InstitutionEnrolmentReportCorrected", 2, (
+        "institution_id", "month", "classes", "children", "second_children", "third_children",
+        "previous", "reason"
+    )),
+    Published(EnrolmentReports.Opened, "EnrolmentReportsOpened", 1, ("institution_id",)),
+    Published(EnrolmentReports.Reported, "InstitutionEnrolmentReported", 2, (
+        "institution_id", "month", "classes", "children", "second_children", "third_children"
+    )),
+
 ])

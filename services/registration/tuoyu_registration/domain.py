@@ -1,5 +1,6 @@
-"""The Institution aggregate and its rules, and each practitioner's EmploymentRecord (where
-they work, 在岗). Plain Python: no I/O, no nameko, no clock.
+"""The Institution aggregate and its rules, its Roster and EnrolmentReports, and each
+practitioner's EmploymentRecord (where they work, 在岗). Plain Python: no I/O, no nameko, no
+clock.
 
 Lifecycle (状态)::
 
@@ -10,8 +11,15 @@ Lifecycle (状态)::
                                                                    suspended
     any state but deregistered ──deregister (注销)──▶ deregistered
 
-Deregistration also ends, each with its own event, the affordable designation, the
-demonstration level, every employment and every open removal case.
+Deregistration also ends, each with its own event, the affordable designation and the
+demonstration level, and, on the institution's :class:`Roster` in the same transaction, every
+employment and every open removal case.
+
+Three aggregates per institution, each its own stream: the :class:`Institution` (lifecycle,
+filing, changes, designations, credit listings), its :class:`Roster` (在岗人员名册: hires,
+background checks, releases, staff-removal cases) and its :class:`EnrolmentReports`
+(月度在托报告). Their ids derive from the institution's, so writers of one never contend with
+writers of another, while each stream's writers are serialised by optimistic concurrency.
 
 Dates (submitted on, due on, …) are given by the application layer, which owns the clock and
 the working-day calendar. Personal data arrives already sealed (see
@@ -366,6 +374,44 @@ def check_enrolment(kind: str, classes_filed: list[dict[str, Any]],
     return total
 
 
+@dataclass(frozen=True)
+class InstitutionFacts:
+    """What the rules of an institution's :class:`Roster` and :class:`EnrolmentReports` need
+    to know of the :class:`Institution` itself: read by the application from that aggregate
+    and passed in (:attr:`Institution.facts`), so each aggregate stays a stream of its own.
+
+    ``filed_classes`` are the filing's classes (their places bound a report);
+    ``filed_on`` the date of the filing receipt (no report of a month before it)."""
+
+    status: str
+    kind: str
+    filed_classes: list[dict[str, Any]]
+    filed_on: date | None
+
+
+def _enrolment_figures(report: Any) -> dict[str, int]:
+    # The figures later rules need, not the whole report (that is in the event): the state
+    # stays small however many months are reported, which keeps snapshots cheap.
+    return {"children": report.children, "second_children": report.second_children,
+            "third_children": report.third_children}
+
+
+def _hire_entry(practitioner: dict[str, Any], role: str,
+                certificates: list[str]) -> dict[str, Any]:
+    return {"practitioner_ref": practitioner["ref"], "name": practitioner["name"]["masked"],
+            "role": role, "certificates": certificates, "status": "pending"}
+
+
+def _set_hire(roster: dict[str, dict[str, Any]], hire_id: str, **changes: Any) -> None:
+    roster[hire_id] = {**roster[hire_id], **changes}
+
+
+def _case_entry(practitioner_ref: str, ban_reference: str, opened_on: date,
+                due_on: date) -> dict[str, Any]:
+    return {"practitioner_ref": practitioner_ref, "ban_reference": ban_reference,
+            "opened_on": opened_on, "due_on": due_on, "closed_on": None}
+
+
 #: An officer's decision on one finding of a filing's submission, in the verification events.
 _FINDING_DECISION_SCHEMA = {
     "type": "object", "additionalProperties": False,
@@ -377,7 +423,14 @@ _FINDING_DECISION_SCHEMA = {
 
 
 class Institution(Aggregate):
-    """A childcare provider (托育服务机构) as the register knows it."""
+    """A childcare provider (托育服务机构) as the register knows it: its lifecycle, filing,
+    changes, designations, suspension and deregistration, and the credit lists it is on.
+
+    Its staff roster and its monthly enrolment reports are aggregates of their own
+    (:class:`Roster`, :class:`EnrolmentReports`, one stream each per institution), so the
+    reactions and reports that change them do not contend with officers' commands here; their
+    rules are given the facts of this aggregate they need (:attr:`facts`).
+    """
 
     # Version 2 of the state has the submitted filing's findings (filing_findings).
     class_version = 2
@@ -427,9 +480,12 @@ class Institution(Aggregate):
         self.verification: dict[str, Any] | None = None
         self.affordable: dict[str, Any] | None = None
         self.demonstration: dict[str, Any] | None = None
+        # As the institution's own stream recorded them until the roster and the reports had
+        # streams of their own (frozen since; see "roster and enrolment as the institution's
+        # own stream recorded them" below): month → figures, hire id → hire, case id → case.
         self.enrolment: dict[str, dict[str, Any]] = {}
-        self.roster: dict[str, dict[str, Any]] = {}  # hire id → hire
-        self.staff_cases: dict[str, dict[str, Any]] = {}  # case id → case
+        self.roster: dict[str, dict[str, Any]] = {}
+        self.staff_cases: dict[str, dict[str, Any]] = {}
         self.credit_lists: list[str] = []
         self.suspension: dict[str, Any] | None = None
         self.deregistration: dict[str, Any] | None = None
@@ -509,9 +565,13 @@ class Institution(Aggregate):
     def places(self) -> int:
         return self.filing["total_places"] if self.filing else 0
 
-    def _employs(self, practitioner_ref: str) -> list[dict[str, Any]]:
-        return [h for h in self.roster.values()
-                if h["practitioner_ref"] == practitioner_ref and h["status"] == "employed"]
+    @property
+    def facts(self) -> InstitutionFacts:
+        """What the roster's and the reports' rules need to know of this institution."""
+        return InstitutionFacts(
+            status=self.status, kind=self.kind,
+            filed_classes=list(self.filing["classes"]) if self.filing else [],
+            filed_on=self.receipt["issued_on"] if self.receipt else None)
 
     # ---- filing (备案) ----------------------------------------------------------------------
     class FilingSubmitted(Aggregate.Event):
@@ -818,7 +878,16 @@ class Institution(Aggregate):
     def _revoke_demonstration(self, level: str, revoked_on: date, reason: str) -> None:
         self.demonstration = None
 
-    # ---- monthly enrolment (月度在托报告) ----------------------------------------------------
+    # ---- roster and enrolment as the institution's own stream recorded them ---------------
+    # Until the roster (:class:`Roster`) and the monthly reports (:class:`EnrolmentReports`)
+    # had streams of their own, these events were recorded in the institution's stream. They
+    # are never recorded here again, but the streams written then are replayed as they are:
+    # each event below applies itself (``apply``) to the state of the time, ``enrolment``,
+    # ``roster`` and ``staff_cases``, so history and reads as of an earlier version stay as
+    # they were. That state is frozen from then on: the first command that needs the roster
+    # or the reports carries it over into their aggregate (:meth:`Roster.for_institution`,
+    # :meth:`EnrolmentReports.for_institution`), which holds it from then on. The classes keep
+    # their names and docstrings: their schemas (``*.v1.json``) are what was published then.
     class EnrolmentReported(Aggregate.Event):
         """月度在托报告: children by class and age band; second and third children."""
 
@@ -827,6 +896,9 @@ class Institution(Aggregate):
         children: int
         second_children: int
         third_children: int
+
+        def apply(self, aggregate: Institution) -> None:
+            aggregate.enrolment[self.month] = _enrolment_figures(self)
 
     class EnrolmentReportCorrected(Aggregate.Event):
         """A month already reported, corrected; the previous figures are kept."""
@@ -839,60 +911,9 @@ class Institution(Aggregate):
         previous: dict[str, Any]
         reason: str
 
-    def _check_enrolment(self, month, classes, second_children, third_children,
-                         standards) -> int:
-        self._require(Status.FILED, Status.SUSPENDED, action="report enrolment")
-        filed_on = self.receipt["issued_on"]
-        if month_key(month) < (filed_on.year, filed_on.month):
-            raise DomainRuleViolated(
-                f"cannot report enrolment for {month}: the institution was filed in "
-                f"{filed_on.year:04d}-{filed_on.month:02d} (filing receipt)", state=self.status)
-        return check_enrolment(self.kind, self.filing["classes"], classes, second_children,
-                               third_children, standards)
+        def apply(self, aggregate: Institution) -> None:
+            aggregate.enrolment[self.month] = _enrolment_figures(self)
 
-    def report_enrolment(self, month: str, classes: list[dict[str, Any]], second_children: int,
-                         third_children: int,
-                         standards: CareStandards = DEFAULT_STANDARDS) -> None:
-        month = normalise_month(month)
-        if month in self.enrolment:
-            raise DomainRuleViolated(f"{month} is reported already: send a correction",
-                                     state=self.status)
-        children = self._check_enrolment(month, classes, second_children, third_children,
-                                         standards)
-        self._report_enrolment(month=month, classes=classes, children=children,
-                               second_children=second_children, third_children=third_children)
-
-    @event(EnrolmentReported)
-    def _report_enrolment(self, month: str, classes: list[dict[str, Any]], children: int,
-                          second_children: int, third_children: int) -> None:
-        # The figures later rules need, not the whole report (that is in the event): the
-        # state stays small however many months are reported, which keeps snapshots cheap.
-        self.enrolment[month] = {"children": children, "second_children": second_children,
-                                 "third_children": third_children}
-
-    def correct_enrolment(self, month: str, classes: list[dict[str, Any]], second_children: int,
-                          third_children: int, reason: str,
-                          standards: CareStandards = DEFAULT_STANDARDS) -> None:
-        month = normalise_month(month)
-        if month not in self.enrolment:
-            raise DomainRuleViolated(f"{month} was never reported: report it first",
-                                     state=self.status)
-        children = self._check_enrolment(month, classes, second_children, third_children,
-                                         standards)
-        self._correct_enrolment(month=month, classes=classes, children=children,
-                                second_children=second_children, third_children=third_children,
-                                previous=self.enrolment[month], reason=reason)
-
-    @event(EnrolmentReportCorrected)
-    def _correct_enrolment(self, month: str, classes: list[dict[str, Any]], children: int,
-                           second_children: int, third_children: int, previous: dict[str, Any],
-                           reason: str) -> None:
-        # The figures later rules need, not the whole report (that is in the event): the
-        # state stays small however many months are reported, which keeps snapshots cheap.
-        self.enrolment[month] = {"children": children, "second_children": second_children,
-                                 "third_children": third_children}
-
-    # ---- staff roster (从业人员) ------------------------------------------------------------
     class PractitionerHireRequested(Aggregate.Event):
         """A hire waits for the credit service's background check (背景审查)."""
 
@@ -902,6 +923,10 @@ class Institution(Aggregate):
         certificates: list[str]
         requested_on: date
 
+        def apply(self, aggregate: Institution) -> None:
+            aggregate.roster[self.hire_id] = _hire_entry(self.practitioner, self.role,
+                                                         self.certificates)
+
     class PractitionerHired(Aggregate.Event):
         """The background check cleared the practitioner: they are on the roster."""
 
@@ -909,12 +934,19 @@ class Institution(Aggregate):
         practitioner_ref: str
         check_reference: str
 
+        def apply(self, aggregate: Institution) -> None:
+            _set_hire(aggregate.roster, self.hire_id, status="employed")
+
     class PractitionerHireRefused(Aggregate.Event):
         """The background check found a ban (从业禁止): the hire is refused."""
 
         hire_id: str
         practitioner_ref: str
         ban_reference: str
+
+        def apply(self, aggregate: Institution) -> None:
+            _set_hire(aggregate.roster, self.hire_id, status="refused",
+                      ban_reference=self.ban_reference)
 
     class PractitionerReleased(Aggregate.Event):
         """The practitioner left the roster (an open removal case closes with it)."""
@@ -924,74 +956,9 @@ class Institution(Aggregate):
         released_on: date
         reason: str
 
-    def check_can_hire(self, practitioner_ref: str) -> None:
-        """Refuse (DomainRuleViolated) a hire the state or the roster does not allow: checked
-        before the practitioner's data is sealed, so a refused hire stores nothing."""
-        self._require(Status.REGISTERED, Status.FILING_SUBMITTED, Status.FILED,
-                      Status.SUSPENDED, action="hire staff")
-        if any(h["practitioner_ref"] == practitioner_ref
-               and h["status"] in ("pending", "employed") for h in self.roster.values()):
-            raise DomainRuleViolated("this practitioner is on the roster already",
-                                     state=self.status)
+        def apply(self, aggregate: Institution) -> None:
+            _set_hire(aggregate.roster, self.hire_id, status="released")
 
-    def request_hire(self, hire_id: str, practitioner: dict[str, Any], role: str,
-                     certificates: list[str], requested_on: date) -> None:
-        self.check_can_hire(practitioner["ref"])
-        self._request_hire(hire_id=hire_id, practitioner=practitioner, role=role,
-                           certificates=certificates, requested_on=requested_on)
-
-    @event(PractitionerHireRequested)
-    def _request_hire(self, hire_id: str, practitioner: dict[str, Any], role: str,
-                      certificates: list[str], requested_on: date) -> None:
-        self.roster[hire_id] = {"practitioner_ref": practitioner["ref"],
-                                "name": practitioner["name"]["masked"], "role": role,
-                                "certificates": certificates, "status": "pending"}
-
-    def _pending_hire(self, hire_id: str) -> dict[str, Any] | None:
-        hire = self.roster.get(hire_id)
-        return hire if hire and hire["status"] == "pending" else None
-
-    def complete_background_check(self, hire_id: str, outcome: str, reference: str) -> bool:
-        """Apply the credit service's answer; False if no such hire is pending (a replay) or
-        the institution is deregistered (an answer arriving after 注销 hires nobody)."""
-        hire = self._pending_hire(hire_id)
-        if hire is None or self.status == Status.DEREGISTERED.value:
-            return False
-        if outcome == "cleared":
-            self._hire(hire_id=hire_id, practitioner_ref=hire["practitioner_ref"],
-                       check_reference=reference)
-        else:
-            self._refuse_hire(hire_id=hire_id, practitioner_ref=hire["practitioner_ref"],
-                              ban_reference=reference)
-        return True
-
-    @event(PractitionerHired)
-    def _hire(self, hire_id: str, practitioner_ref: str, check_reference: str) -> None:
-        self.roster[hire_id] = {**self.roster[hire_id], "status": "employed"}
-
-    @event(PractitionerHireRefused)
-    def _refuse_hire(self, hire_id: str, practitioner_ref: str, ban_reference: str) -> None:
-        self.roster[hire_id] = {**self.roster[hire_id], "status": "refused",
-                                "ban_reference": ban_reference}
-
-    def release(self, hire_id: str, released_on: date, reason: str) -> None:
-        hire = self.roster.get(hire_id)
-        if hire is None or hire["status"] != "employed":
-            raise DomainRuleViolated(f"hire {hire_id} is not employed here",
-                                     state=hire["status"] if hire else None)
-        self._release(hire_id=hire_id, practitioner_ref=hire["practitioner_ref"],
-                      released_on=released_on, reason=reason)
-        for case_id, case in list(self.staff_cases.items()):
-            if case["practitioner_ref"] == hire["practitioner_ref"] and not case["closed_on"]:
-                self._close_case(case_id=case_id, closed_on=released_on,
-                                 resolution="practitioner released")
-
-    @event(PractitionerReleased)
-    def _release(self, hire_id: str, practitioner_ref: str, released_on: date,
-                 reason: str) -> None:
-        self.roster[hire_id] = {**self.roster[hire_id], "status": "released"}
-
-    # ---- a barred practitioner on the roster (从业禁止) -------------------------------------
     class StaffRemovalCaseOpened(Aggregate.Event):
         """The credit service barred someone this institution employs: remove them by due_on."""
 
@@ -1001,6 +968,10 @@ class Institution(Aggregate):
         opened_on: date
         due_on: date
 
+        def apply(self, aggregate: Institution) -> None:
+            aggregate.staff_cases[self.case_id] = _case_entry(
+                self.practitioner_ref, self.ban_reference, self.opened_on, self.due_on)
+
     class StaffRemovalCaseClosed(Aggregate.Event):
         """The barred practitioner no longer works here."""
 
@@ -1008,28 +979,9 @@ class Institution(Aggregate):
         closed_on: date
         resolution: str
 
-    def open_staff_removal_case(self, case_id: str, practitioner_ref: str, ban_reference: str,
-                                opened_on: date, due_on: date) -> bool:
-        """Open a case if the barred person works here and none is open; else False."""
-        if not self._employs(practitioner_ref):
-            return False
-        if any(c["ban_reference"] == ban_reference and not c["closed_on"]
-               for c in self.staff_cases.values()):
-            return False
-        self._open_case(case_id=case_id, practitioner_ref=practitioner_ref,
-                        ban_reference=ban_reference, opened_on=opened_on, due_on=due_on)
-        return True
-
-    @event(StaffRemovalCaseOpened)
-    def _open_case(self, case_id: str, practitioner_ref: str, ban_reference: str,
-                   opened_on: date, due_on: date) -> None:
-        self.staff_cases[case_id] = {"practitioner_ref": practitioner_ref,
-                                     "ban_reference": ban_reference, "opened_on": opened_on,
-                                     "due_on": due_on, "closed_on": None}
-
-    @event(StaffRemovalCaseClosed)
-    def _close_case(self, case_id: str, closed_on: date, resolution: str) -> None:
-        self.staff_cases[case_id] = {**self.staff_cases[case_id], "closed_on": closed_on}
+        def apply(self, aggregate: Institution) -> None:
+            aggregate.staff_cases[self.case_id] = {**aggregate.staff_cases[self.case_id],
+                                                   "closed_on": self.closed_on}
 
     # ---- credit lists, for the public disclosure (信息公示) ----------------------------------
     class CreditListingNoted(Aggregate.Event):
@@ -1092,9 +1044,10 @@ class Institution(Aggregate):
         self.status = Status.FILED.value
 
     def deregister(self, reason: str, placement_of_children: str, deregistered_on: date) -> None:
-        """注销, and what ends with it, each as its own event: the affordable designation is
-        withdrawn, the demonstration level revoked, every employed practitioner released and
-        every open removal case closed."""
+        """注销, and what ends with it here, each as its own event: the affordable designation
+        is withdrawn and the demonstration level revoked. Employment and open removal cases end
+        on the institution's roster (:meth:`Roster.close`), saved with this in one
+        transaction by the application."""
         if self.status == Status.DEREGISTERED.value:
             raise DomainRuleViolated("the institution is deregistered already",
                                      state=self.status)
@@ -1105,13 +1058,6 @@ class Institution(Aggregate):
         if self.demonstration is not None:
             self._revoke_demonstration(level=self.demonstration["level"],
                                        revoked_on=deregistered_on, reason="deregistered")
-        for hire_id, hire in list(self.roster.items()):
-            if hire["status"] == "employed":
-                self.release(hire_id, deregistered_on, "deregistered")
-        for case_id, case in list(self.staff_cases.items()):
-            if not case["closed_on"]:
-                self._close_case(case_id=case_id, closed_on=deregistered_on,
-                                 resolution="institution deregistered")
 
     @event(Deregistered)
     def _deregister(self, reason: str, placement_of_children: str,
@@ -1119,6 +1065,494 @@ class Institution(Aggregate):
         self.deregistration = {"reason": reason, "on": deregistered_on}
         self.status = Status.DEREGISTERED.value
 
+
+# ---- an institution's staff roster (在岗人员名册) ------------------------------------------
+_ROSTER_NAMESPACE = uuid.UUID("e606d03e-bf67-4ef9-aa32-eb814c082863")
+_ENROLMENT_REPORTS_NAMESPACE = uuid.UUID("9a103964-ae53-4d26-84ea-5e91243925f6")
+_DEREGISTERED = Status.DEREGISTERED.value
+
+
+def roster_id_for(institution_id: uuid.UUID | str) -> uuid.UUID:
+    """The id of the institution's :class:`Roster`, derived from the institution's: two first
+    writers of one roster collide in the event store (and one retries)."""
+    return uuid.uuid5(_ROSTER_NAMESPACE, str(institution_id))
+
+
+def enrolment_reports_id_for(institution_id: uuid.UUID | str) -> uuid.UUID:
+    """The id of the institution's :class:`EnrolmentReports`, derived from the institution's."""
+    return uuid.uuid5(_ENROLMENT_REPORTS_NAMESPACE, str(institution_id))
+
+
+class Roster(Aggregate):
+    """在岗人员名册: an institution's staff roster, a stream of its own beside the institution's.
+
+    A hire waits for the credit service's background check (背景审查), which hires or refuses
+    it; an employed practitioner is released (离岗); one barred (从业禁止) while employed gets a
+    staff-removal case, closed when they go. The institution's deregistration (注销) closes the
+    roster (:meth:`close`): everyone employed is released, every open case closed, and nothing
+    is hired after.
+
+    The rules that depend on the institution are given its status (``institution_status``,
+    read by the application from the :class:`Institution`). The roster's own ``closed_on`` is
+    checked too: a command may read the institution before a deregistration commits and the
+    roster after it; and as the deregistration always writes the roster, a command that read
+    the roster before it fails on the roster's version and runs again on fresh state.
+
+    Its events are published under the types subscribers have always received
+    (``InstitutionPractitionerHired``, …), as schema version 2: the envelope's aggregate is the
+    roster, and ``institution_id`` in the payload names the institution. Version 1 of each type
+    is the institution's own event (:class:`Institution.PractitionerHired`, …), in the
+    institution streams written before rosters had streams of their own.
+    """
+
+    id_for = staticmethod(roster_id_for)
+
+    class Opened(Aggregate.Created):
+        """The institution's roster has a stream of its own from now on."""
+
+        institution_id: str
+
+        in_institution_history = False  # bookkeeping: not an entry of the institution's record
+        payload_schema = {"institution_id": {"format": "uuid"}}
+
+    @staticmethod
+    def create_id(institution_id: str) -> uuid.UUID:
+        return roster_id_for(institution_id)
+
+    @event(Opened)
+    def __init__(self, institution_id: str):
+        self.institution_id = str(institution_id)
+        self.roster: dict[str, dict[str, Any]] = {}  # hire id → hire
+        self.staff_cases: dict[str, dict[str, Any]] = {}  # case id → case
+        self.closed_on: date | None = None
+
+    # ---- carried over from the institution's own stream -----------------------------------
+    class CarriedOver(Aggregate.Event):
+        """The roster and staff-removal cases the institution's own stream recorded before
+        rosters had streams of their own, taken over as they stood at the institution's
+        version ``institution_version``; ``closed_on`` is the date of its deregistration
+        (注销), if it was deregistered then."""
+
+        institution_id: str
+        roster: dict[str, Any]
+        staff_cases: dict[str, Any]
+        closed_on: date | None
+        institution_version: int
+
+        in_institution_history = False
+        payload_schema = {"institution_id": {"format": "uuid"},
+                          "institution_version": {"minimum": 1}}
+
+        def apply(self, aggregate: Roster) -> None:
+            # copies: the aggregate's state changes later, the event's payload never
+            aggregate.roster = {k: dict(v) for k, v in self.roster.items()}
+            aggregate.staff_cases = {k: dict(v) for k, v in self.staff_cases.items()}
+            aggregate.closed_on = self.closed_on
+
+    @classmethod
+    def for_institution(cls, institution: Institution) -> Roster:
+        """A new roster of the institution (its events pending), with what the institution's
+        own stream recorded of its roster carried over, if it recorded anything."""
+        roster = cls(institution_id=str(institution.id))
+        closed_on = (institution.deregistration or {}).get("on") \
+            if institution.status == _DEREGISTERED else None
+        if institution.roster or institution.staff_cases or closed_on:
+            roster.trigger_event(
+                cls.CarriedOver, institution_id=roster.institution_id,
+                roster={k: dict(v) for k, v in institution.roster.items()},
+                staff_cases={k: dict(v) for k, v in institution.staff_cases.items()},
+                closed_on=closed_on, institution_version=institution.version)
+        return roster
+
+    # ---- hires (从业人员) -------------------------------------------------------------------
+    class HireRequested(Aggregate.Event):
+        """A hire waits for the credit service's background check (背景审查). Since version 2
+        recorded on the institution's roster (the envelope's aggregate): ``institution_id``
+        names the institution."""
+
+        event_type = "InstitutionPractitionerHireRequested"
+        class_version = 2
+
+        institution_id: str
+        hire_id: str
+        practitioner: dict[str, Any]  # ref and sealed name / id number
+        role: str
+        certificates: list[str]
+        requested_on: date
+
+        payload_schema = {"institution_id": {"format": "uuid"}}
+
+    class Hired(Aggregate.Event):
+        """The background check cleared the practitioner: they are on the roster. Since
+        version 2 recorded on the institution's roster: ``institution_id`` names the
+        institution."""
+
+        event_type = "InstitutionPractitionerHired"
+        class_version = 2
+
+        institution_id: str
+        hire_id: str
+        practitioner_ref: str
+        check_reference: str
+
+        payload_schema = {"institution_id": {"format": "uuid"}}
+
+    class HireRefused(Aggregate.Event):
+        """The background check found a ban (从业禁止): the hire is refused. Since version 2
+        recorded on the institution's roster: ``institution_id`` names the institution."""
+
+        event_type = "InstitutionPractitionerHireRefused"
+        class_version = 2
+
+        institution_id: str
+        hire_id: str
+        practitioner_ref: str
+        ban_reference: str
+
+        payload_schema = {"institution_id": {"format": "uuid"}}
+
+    class Released(Aggregate.Event):
+        """The practitioner left the roster (an open removal case closes with it). Since
+        version 2 recorded on the institution's roster: ``institution_id`` names the
+        institution."""
+
+        event_type = "InstitutionPractitionerReleased"
+        class_version = 2
+
+        institution_id: str
+        hire_id: str
+        practitioner_ref: str
+        released_on: date
+        reason: str
+
+        payload_schema = {"institution_id": {"format": "uuid"}}
+
+    def _refuse_if_closed(self, action: str, institution_status: str) -> None:
+        if institution_status == _DEREGISTERED or self.closed_on is not None:
+            raise DomainRuleViolated(f"cannot {action}: the institution is deregistered",
+                                     state=_DEREGISTERED)
+
+    def check_can_hire(self, practitioner_ref: str, institution_status: str) -> None:
+        """Refuse (DomainRuleViolated) a hire the institution's state or the roster does not
+        allow: checked before the practitioner's data is sealed, so a refused hire stores
+        nothing. Any institution but a deregistered one may hire."""
+        self._refuse_if_closed("hire staff", institution_status)
+        if any(h["practitioner_ref"] == practitioner_ref
+               and h["status"] in ("pending", "employed") for h in self.roster.values()):
+            raise DomainRuleViolated("this practitioner is on the roster already",
+                                     state=institution_status)
+
+    def request_hire(self, hire_id: str, practitioner: dict[str, Any], role: str,
+                     certificates: list[str], requested_on: date,
+                     institution_status: str) -> None:
+        self.check_can_hire(practitioner["ref"], institution_status)
+        self._request_hire(institution_id=self.institution_id, hire_id=hire_id,
+                           practitioner=practitioner, role=role, certificates=certificates,
+                           requested_on=requested_on)
+
+    @event(HireRequested)
+    def _request_hire(self, institution_id: str, hire_id: str, practitioner: dict[str, Any],
+                      role: str, certificates: list[str], requested_on: date) -> None:
+        self.roster[hire_id] = _hire_entry(practitioner, role, certificates)
+
+    def complete_background_check(self, hire_id: str, outcome: str, reference: str,
+                                  institution_status: str) -> bool:
+        """Apply the credit service's answer; False if no such hire is pending (a replay) or
+        the institution is deregistered (an answer arriving after 注销 hires nobody)."""
+        hire = self.roster.get(hire_id)
+        if hire is None or hire["status"] != "pending":
+            return False
+        if institution_status == _DEREGISTERED or self.closed_on is not None:
+            return False
+        if outcome == "cleared":
+            self._hire(institution_id=self.institution_id, hire_id=hire_id,
+                       practitioner_ref=hire["practitioner_ref"], check_reference=reference)
+        else:
+            self._refuse_hire(institution_id=self.institution_id, hire_id=hire_id,
+                              practitioner_ref=hire["practitioner_ref"],
+                              ban_reference=reference)
+        return True
+
+    @event(Hired)
+    def _hire(self, institution_id: str, hire_id: str, practitioner_ref: str,
+              check_reference: str) -> None:
+        _set_hire(self.roster, hire_id, status="employed")
+
+    @event(HireRefused)
+    def _refuse_hire(self, institution_id: str, hire_id: str, practitioner_ref: str,
+                     ban_reference: str) -> None:
+        _set_hire(self.roster, hire_id, status="refused", ban_reference=ban_reference)
+
+    def release(self, hire_id: str, released_on: date, reason: str) -> None:
+        """离岗: an employed practitioner leaves; their open removal cases close with it."""
+        hire = self.roster.get(hire_id)
+        if hire is None or hire["status"] != "employed":
+            raise DomainRuleViolated(f"hire {hire_id} is not employed here",
+                                     state=hire["status"] if hire else None)
+        self._release(institution_id=self.institution_id, hire_id=hire_id,
+                      practitioner_ref=hire["practitioner_ref"], released_on=released_on,
+                      reason=reason)
+        for case_id, case in list(self.staff_cases.items()):
+            if case["practitioner_ref"] == hire["practitioner_ref"] and not case["closed_on"]:
+                self._close_case(institution_id=self.institution_id, case_id=case_id,
+                                 closed_on=released_on, resolution="practitioner released")
+
+    @event(Released)
+    def _release(self, institution_id: str, hire_id: str, practitioner_ref: str,
+                 released_on: date, reason: str) -> None:
+        _set_hire(self.roster, hire_id, status="released")
+
+    def employs(self, practitioner_ref: str) -> bool:
+        return any(h["practitioner_ref"] == practitioner_ref and h["status"] == "employed"
+                   for h in self.roster.values())
+
+    # ---- a barred practitioner on the roster (从业禁止) -------------------------------------
+    class StaffRemovalCaseOpened(Aggregate.Event):
+        """The credit service barred someone this institution employs: remove them by due_on.
+        Since version 2 recorded on the institution's roster: ``institution_id`` names the
+        institution."""
+
+        event_type = "InstitutionStaffRemovalCaseOpened"
+        class_version = 2
+
+        institution_id: str
+        case_id: str
+        practitioner_ref: str
+        ban_reference: str
+        opened_on: date
+        due_on: date
+
+        payload_schema = {"institution_id": {"format": "uuid"}}
+
+    class StaffRemovalCaseClosed(Aggregate.Event):
+        """The barred practitioner no longer works here. Since version 2 recorded on the
+        institution's roster: ``institution_id`` names the institution."""
+
+        event_type = "InstitutionStaffRemovalCaseClosed"
+        class_version = 2
+
+        institution_id: str
+        case_id: str
+        closed_on: date
+        resolution: str
+
+        payload_schema = {"institution_id": {"format": "uuid"}}
+
+    def open_staff_removal_case(self, case_id: str, practitioner_ref: str, ban_reference: str,
+                                opened_on: date, due_on: date) -> bool:
+        """Open a case if the barred person works here and none is open; else False."""
+        if not self.employs(practitioner_ref):
+            return False
+        if any(c["ban_reference"] == ban_reference and not c["closed_on"]
+               for c in self.staff_cases.values()):
+            return False
+        self._open_case(institution_id=self.institution_id, case_id=case_id,
+                        practitioner_ref=practitioner_ref, ban_reference=ban_reference,
+                        opened_on=opened_on, due_on=due_on)
+        return True
+
+    @event(StaffRemovalCaseOpened)
+    def _open_case(self, institution_id: str, case_id: str, practitioner_ref: str,
+                   ban_reference: str, opened_on: date, due_on: date) -> None:
+        self.staff_cases[case_id] = _case_entry(practitioner_ref, ban_reference, opened_on,
+                                                due_on)
+
+    @event(StaffRemovalCaseClosed)
+    def _close_case(self, institution_id: str, case_id: str, closed_on: date,
+                    resolution: str) -> None:
+        self.staff_cases[case_id] = {**self.staff_cases[case_id], "closed_on": closed_on}
+
+    # ---- closed with the institution's deregistration (注销) -------------------------------
+    class Closed(Aggregate.Event):
+        """The roster closed with the institution's deregistration (注销): everyone employed
+        was released and every open removal case closed (each its own event, before this)."""
+
+        institution_id: str
+        closed_on: date
+
+        in_institution_history = False  # the record shows the deregistration itself
+        payload_schema = {"institution_id": {"format": "uuid"}}
+
+    def close(self, closed_on: date) -> None:
+        """With the institution's deregistration: release every employed practitioner and
+        close every open removal case, each with its own event, then close the roster."""
+        if self.closed_on is not None:
+            raise DomainRuleViolated("the roster is closed already: the institution is "
+                                     "deregistered", state=_DEREGISTERED)
+        for hire_id, hire in list(self.roster.items()):
+            if hire["status"] == "employed":
+                self.release(hire_id, closed_on, "deregistered")
+        for case_id, case in list(self.staff_cases.items()):
+            if not case["closed_on"]:
+                self._close_case(institution_id=self.institution_id, case_id=case_id,
+                                 closed_on=closed_on, resolution="institution deregistered")
+        self._close(institution_id=self.institution_id, closed_on=closed_on)
+
+    @event(Closed)
+    def _close(self, institution_id: str, closed_on: date) -> None:
+        self.closed_on = closed_on
+
+
+# ---- an institution's monthly enrolment reports (月度在托报告) -------------------------------
+class EnrolmentReports(Aggregate):
+    """月度在托报告: an institution's monthly enrolment reports, a stream of its own beside the
+    institution's. Each month is reported once and may then be corrected (the correction
+    keeps the previous figures). A report must fit the institution's filed classes (places)
+    and the carer ratios, and no month before the filing receipt, nor of an institution not
+    filed (or suspended), may be reported: the institution's :class:`InstitutionFacts` are
+    given by the application.
+
+    Its events are published under the types subscribers have always received
+    (``InstitutionEnrolmentReported``, ``InstitutionEnrolmentReportCorrected``), as schema
+    version 2: the envelope's aggregate is the reports, and ``institution_id`` in the payload
+    names the institution. Version 1 of each is the institution's own event, in the
+    institution streams written before reports had streams of their own.
+    """
+
+    id_for = staticmethod(enrolment_reports_id_for)
+
+    class Opened(Aggregate.Created):
+        """The institution's monthly reports have a stream of their own from now on."""
+
+        institution_id: str
+
+        in_institution_history = False
+        payload_schema = {"institution_id": {"format": "uuid"}}
+
+    @staticmethod
+    def create_id(institution_id: str) -> uuid.UUID:
+        return enrolment_reports_id_for(institution_id)
+
+    @event(Opened)
+    def __init__(self, institution_id: str):
+        self.institution_id = str(institution_id)
+        # The figures later rules need (month → {children, second_children,
+        # third_children}), not the whole reports (those are in the events): the state stays
+        # small however many months are reported, which keeps snapshots cheap.
+        self.months: dict[str, dict[str, int]] = {}
+
+    class CarriedOver(Aggregate.Event):
+        """The months the institution's own stream recorded before reports had streams of
+        their own (their figures), taken over as they stood at the institution's version
+        ``institution_version``."""
+
+        institution_id: str
+        months: dict[str, Any]
+        institution_version: int
+
+        in_institution_history = False
+        payload_schema = {"institution_id": {"format": "uuid"},
+                          "institution_version": {"minimum": 1}}
+
+        def apply(self, aggregate: EnrolmentReports) -> None:
+            aggregate.months = {k: dict(v) for k, v in self.months.items()}
+
+    @classmethod
+    def for_institution(cls, institution: Institution) -> EnrolmentReports:
+        """New reports of the institution (events pending), with the months the
+        institution's own stream recorded carried over, if it recorded any."""
+        reports = cls(institution_id=str(institution.id))
+        if institution.enrolment:
+            reports.trigger_event(
+                cls.CarriedOver, institution_id=reports.institution_id,
+                months={k: dict(v) for k, v in institution.enrolment.items()},
+                institution_version=institution.version)
+        return reports
+
+    class Reported(Aggregate.Event):
+        """月度在托报告: children by class and age band; second and third children. Since
+        version 2 recorded in the institution's reports (the envelope's aggregate):
+        ``institution_id`` names the institution."""
+
+        event_type = "InstitutionEnrolmentReported"
+        class_version = 2
+
+        institution_id: str
+        month: str  # YYYY-MM
+        classes: list[dict[str, Any]]
+        children: int
+        second_children: int
+        third_children: int
+
+        payload_schema = {"institution_id": {"format": "uuid"}}
+
+    class Corrected(Aggregate.Event):
+        """A month already reported, corrected; the previous figures are kept. Since version 2
+        recorded in the institution's reports: ``institution_id`` names the institution."""
+
+        event_type = "InstitutionEnrolmentReportCorrected"
+        class_version = 2
+
+        institution_id: str
+        month: str
+        classes: list[dict[str, Any]]
+        children: int
+        second_children: int
+        third_children: int
+        previous: dict[str, Any]
+        reason: str
+
+        payload_schema = {"institution_id": {"format": "uuid"}}
+
+    def _check(self, month: str, classes: list[dict[str, Any]], second_children: int,
+               third_children: int, facts: InstitutionFacts,
+               standards: CareStandards) -> int:
+        if facts.status not in (Status.FILED.value, Status.SUSPENDED.value):
+            raise DomainRuleViolated(
+                f"cannot report enrolment: the institution is {facts.status}",
+                state=facts.status)
+        filed_on = facts.filed_on
+        if filed_on is None:  # a filed institution has its receipt: never so
+            raise DomainRuleViolated("cannot report enrolment: no filing receipt",
+                                     state=facts.status)
+        if month_key(month) < (filed_on.year, filed_on.month):
+            raise DomainRuleViolated(
+                f"cannot report enrolment for {month}: the institution was filed in "
+                f"{filed_on.year:04d}-{filed_on.month:02d} (filing receipt)", state=facts.status)
+        return check_enrolment(facts.kind, facts.filed_classes, classes, second_children,
+                               third_children, standards)
+
+    def report(self, month: str, classes: list[dict[str, Any]], second_children: int,
+               third_children: int, facts: InstitutionFacts,
+               standards: CareStandards = DEFAULT_STANDARDS) -> None:
+        """Report a month (``YYYY-MM``; "2025-1" is "2025-01"), once."""
+        month = normalise_month(month)
+        if month in self.months:
+            raise DomainRuleViolated(f"{month} is reported already: send a correction",
+                                     state=facts.status)
+        children = self._check(month, classes, second_children, third_children, facts,
+                               standards)
+        self._report(institution_id=self.institution_id, month=month, classes=classes,
+                     children=children, second_children=second_children,
+                     third_children=third_children)
+
+    @event(Reported)
+    def _report(self, institution_id: str, month: str, classes: list[dict[str, Any]],
+                children: int, second_children: int, third_children: int) -> None:
+        self.months[month] = {"children": children, "second_children": second_children,
+                              "third_children": third_children}
+
+    def correct(self, month: str, classes: list[dict[str, Any]], second_children: int,
+                third_children: int, reason: str, facts: InstitutionFacts,
+                standards: CareStandards = DEFAULT_STANDARDS) -> None:
+        """Correct a month reported already, keeping its previous figures in the event."""
+        month = normalise_month(month)
+        if month not in self.months:
+            raise DomainRuleViolated(f"{month} was never reported: report it first",
+                                     state=facts.status)
+        children = self._check(month, classes, second_children, third_children, facts,
+                               standards)
+        self._correct(institution_id=self.institution_id, month=month, classes=classes,
+                      children=children, second_children=second_children,
+                      third_children=third_children, previous=dict(self.months[month]),
+                      reason=reason)
+
+    @event(Corrected)
+    def _correct(self, institution_id: str, month: str, classes: list[dict[str, Any]],
+                 children: int, second_children: int, third_children: int,
+                 previous: dict[str, Any], reason: str) -> None:
+        self.months[month] = {"children": children, "second_children": second_children,
+                              "third_children": third_children}
 
 
 # ---- a credit code's registration cases (登记案卷) -----------------------------------------
@@ -1207,7 +1641,7 @@ class EmploymentRecord(Aggregate):
     miss anyone (a ban, 从业禁止, opens a removal case at each employer), without reading the
     query tables. It holds no rule of its own: each institution's roster decides, and the
     application records the matching change here in the same transaction as the
-    institution's event (see ``RegistrationApplication.save``).
+    roster's event (see ``RegistrationApplication.save``).
     """
 
     class Opened(Aggregate.Created):
@@ -1264,7 +1698,7 @@ class EmploymentRecord(Aggregate):
                            "status": {"enum": list(HIRE_STATUSES)}}}}}
 
     def note_hire(self, institution_id: str, hire_id: str, status: str) -> bool:
-        """Record a hire's new status (from the institution's event); False if it has it."""
+        """Record a hire's new status (from the roster's event); False if it has it."""
         if status not in HIRE_STATUSES:
             raise ValueError(f"no hire status {status!r}")
         known = self.hires.get(hire_id)
@@ -1316,26 +1750,35 @@ class EmploymentRecord(Aggregate):
                        if h["status"] == "employed"})
 
 
-def roster_changes(institution_id: uuid.UUID | str,
-                   events: Any) -> list[tuple[str, str, str, str]]:
-    """The hire statuses an institution's events set, as ``(practitioner ref, institution
-    id, hire id, status)``, in order: what its practitioners' employment records must note."""
+#: Each event that sets a hire's status, with the status: the roster's own, and the
+#: institution's own (version 1, recorded in the institution's stream before rosters had
+#: streams of their own).
+_HIRE_STATUS_BY_EVENT: dict[type, str] = {
+    Roster.HireRequested: "pending", Roster.Hired: "employed",
+    Roster.HireRefused: "refused", Roster.Released: "released",
+    Institution.PractitionerHireRequested: "pending", Institution.PractitionerHired: "employed",
+    Institution.PractitionerHireRefused: "refused",
+    Institution.PractitionerReleased: "released",
+}
+
+
+def roster_changes(events: Any) -> list[tuple[str, str, str, str]]:
+    """The hire statuses the events set, as ``(practitioner ref, institution id, hire id,
+    status)``, in order: what the practitioners' employment records must note. The
+    institution is the one a roster's event names, or for an institution's own (earlier)
+    event, the institution whose stream it is in."""
     changes = []
     for e in events:
-        if isinstance(e, Institution.PractitionerHireRequested):
-            changes.append((e.practitioner["ref"], str(institution_id), e.hire_id, "pending"))
-        elif isinstance(e, Institution.PractitionerHired):
-            changes.append((e.practitioner_ref, str(institution_id), e.hire_id, "employed"))
-        elif isinstance(e, Institution.PractitionerHireRefused):
-            changes.append((e.practitioner_ref, str(institution_id), e.hire_id, "refused"))
-        elif isinstance(e, Institution.PractitionerReleased):
-            changes.append((e.practitioner_ref, str(institution_id), e.hire_id, "released"))
+        status = _HIRE_STATUS_BY_EVENT.get(type(e))
+        if status is None:
+            continue
+        ref = e.practitioner["ref"] if status == "pending" else e.practitioner_ref
+        institution_id = getattr(e, "institution_id", None) or e.originator_id
+        changes.append((ref, str(institution_id), e.hire_id, status))
     return changes
 
 
-#: The topics of the institution's events that change a hire's status (to find them in the log).
-ROSTER_EVENT_TOPICS = tuple(get_topic(cls) for cls in (
-    Institution.PractitionerHireRequested, Institution.PractitionerHired,
-    Institution.PractitionerHireRefused, Institution.PractitionerReleased))
+#: The topics of the events that change a hire's status (to find them in the log).
+ROSTER_EVENT_TOPICS = tuple(get_topic(cls) for cls in _HIRE_STATUS_BY_EVENT)
 
 _INSTITUTION_TOPIC = get_topic(Institution)

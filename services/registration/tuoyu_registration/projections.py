@@ -6,6 +6,10 @@
 - ``staff_roster``: who works where (by person ref), for the reaction to a ban.
 - ``staff_cases``: open and closed removal cases of barred practitioners.
 
+The roster's events (hires, releases, staff-removal cases) name their institution in the
+payload since schema version 2, when the roster got a stream of its own; version 1, recorded in
+the institution's stream, has it as the aggregate (:func:`tuoyu_shared.envelope.institution_id_of`).
+
 A tracked consumer (:class:`tuoyu_shared.consumer.TrackedConsumer` with ``run_local``) applies
 each event with its position in one transaction; the tables can be dropped and rebuilt from the
 log at any time (:func:`rebuild`).
@@ -19,7 +23,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from tuoyu_shared.envelope import Envelope
+from tuoyu_shared.envelope import Envelope, institution_id_of
 from tuoyu_shared.views import View
 
 PROJECTION_NAME = "registration-views"
@@ -96,7 +100,7 @@ def _change_filed(env: Envelope, cur: psycopg.Cursor) -> None:
 def _hire_requested(env: Envelope, cur: psycopg.Cursor) -> None:
     p = env.payload
     cur.execute("INSERT INTO staff_roster VALUES (%s,%s,%s,%s,%s,'pending')",
-                (p["hire_id"], env.aggregate_id, p["practitioner"]["ref"],
+                (p["hire_id"], institution_id_of(env), p["practitioner"]["ref"],
                  p["practitioner"]["name"]["masked"], p["role"]))
 
 
@@ -111,7 +115,7 @@ def _case_opened(env: Envelope, cur: psycopg.Cursor) -> None:
     p = env.payload
     cur.execute("INSERT INTO staff_cases (case_id, institution_id, practitioner_ref, "
                 "ban_reference, opened_on, due_on) VALUES (%s,%s,%s,%s,%s,%s)",
-                (p["case_id"], env.aggregate_id, p["practitioner_ref"], p["ban_reference"],
+                (p["case_id"], institution_id_of(env), p["practitioner_ref"], p["ban_reference"],
                  p["opened_on"], p["due_on"]))
 
 
