@@ -379,7 +379,11 @@ class SqlTrackingStore(_Connected):
         if not envelopes:
             return 0
         conn = self.connection()
-        with conn.transaction(), conn.cursor() as cur:
+        # Pipelined: the handlers' statements go out without a round trip each (a read
+        # still waits for its answer). A statement that fails surfaces by the end of the
+        # block at the latest and rolls the whole batch back; the consumer then applies the
+        # page one by one and finds it.
+        with conn.pipeline(), conn.transaction(), conn.cursor() as cur:
             position = self._lock_position(cur, envelopes[0].source)
             fresh = [e for e in envelopes if e.notification_id > position]
             held = self.dead.held_aggregates(cur, envelopes[0].source) if fresh else {}

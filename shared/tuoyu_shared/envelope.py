@@ -160,6 +160,9 @@ def event_payload(event: Any) -> dict[str, Any]:
     return {k: v for k, v in vars(event).items() if k not in _NOT_PAYLOAD}
 
 
+_PLAIN = frozenset({str, int, bool, float, type(None)})
+
+
 def to_json_value(value: Any) -> Any:
     """Plain JSON for a payload value: the one public encoding of every service, for
     envelopes, HTTP answers (:func:`tuoyu_shared.nameko_support.json_response`) and RPC
@@ -167,6 +170,8 @@ def to_json_value(value: Any) -> Any:
     and decimals as strings, enums as their values, tuples and sets as lists, keys as strings.
     Sealed personal data leaves only its mask and ref: a ``sealed`` key is dropped at any
     depth."""
+    if type(value) in _PLAIN:
+        return value  # the common case first: most payload values are plain already
     if isinstance(value, dict):
         return {str(k): to_json_value(v) for k, v in value.items() if k != "sealed"}
     if isinstance(value, (list, tuple, set, frozenset)):
