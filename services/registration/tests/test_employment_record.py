@@ -21,8 +21,12 @@ from tuoyu_registration.application import EMPLOYMENT_CARRY_OVER, RegistrationAp
 from tuoyu_registration.domain import EmploymentRecord, employment_record_id_for
 from tuoyu_registration.reactions import credit_consumer, credit_handler
 from tuoyu_registration.samples import (
-    sample_filing_submission,
-    sample_registration,
+    file_sample_institution as filed,
+)
+from tuoyu_registration.samples import (
+    request_sample_hire as request_hire,
+)
+from tuoyu_registration.samples import (
     sample_resident_id,
 )
 from tuoyu_shared.calendar_cn import WorkingCalendar
@@ -95,17 +99,6 @@ class CreditLog:
         return len(self.envelopes)
 
 
-def filed(app, n: int) -> str:
-    institution_id = str(app.register_institution(sample_registration(n)))
-    app.submit_filing(institution_id, sample_filing_submission())
-    app.issue_filing_receipt(institution_id, {"receipt_number": f"BA-{n}"})
-    return institution_id
-
-
-def request_hire(app, institution_id: str, n: int) -> str:
-    return app.request_hire(institution_id, {
-        "practitioner": {"name": "李四", "id_number": sample_resident_id(n)}, "role": "carer",
-        "certificates": []})
 
 
 def hire_cleared(app, institution_id: str, n: int) -> str:

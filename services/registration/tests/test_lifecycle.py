@@ -12,6 +12,9 @@ import pytest
 from tuoyu_registration.application import InstitutionNotFound, RegistrationApplication
 from tuoyu_registration.domain import DomainRuleViolated
 from tuoyu_registration.samples import (
+    file_sample_institution as filed,
+)
+from tuoyu_registration.samples import (
     sample_csv,
     sample_enrolment,
     sample_filing_submission,
@@ -70,12 +73,6 @@ def refused_by_rule(app, command, *args) -> DomainRuleViolated:
     assert counts(app) == before, "a refused command wrote something"
     return e.value
 
-
-def filed(app, n: int = 1) -> str:
-    institution_id = str(app.register_institution(sample_registration(n)))
-    app.submit_filing(institution_id, sample_filing_submission())
-    app.issue_filing_receipt(institution_id, {"receipt_number": f"BA-{n}"})
-    return institution_id
 
 
 def views(app):

@@ -24,9 +24,13 @@ from tuoyu_registration.domain import (
     employment_record_id_for,
 )
 from tuoyu_registration.samples import (
+    file_sample_institution as filed,
+)
+from tuoyu_registration.samples import (
+    request_sample_hire as request_hire,
+)
+from tuoyu_registration.samples import (
     sample_enrolment,
-    sample_filing_submission,
-    sample_registration,
     sample_resident_id,
 )
 from tuoyu_shared.calendar_cn import WorkingCalendar
@@ -44,17 +48,6 @@ def app(settings_factory):
     application.close()
 
 
-def filed(app, n: int = 1) -> str:
-    institution_id = str(app.register_institution(sample_registration(n)))
-    app.submit_filing(institution_id, sample_filing_submission())
-    app.issue_filing_receipt(institution_id, {"receipt_number": f"BA-{n}"})
-    return institution_id
-
-
-def request_hire(app, institution_id: str, n: int) -> str:
-    return app.request_hire(institution_id, {
-        "practitioner": {"name": "李四", "id_number": sample_resident_id(n)}, "role": "carer",
-        "certificates": []})
 
 
 def check_completed(hire_id: str, institution_id: str) -> dict:

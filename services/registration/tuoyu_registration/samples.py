@@ -69,6 +69,22 @@ def sample_enrolment(month: str, **overrides) -> dict:
     return data
 
 
+def file_sample_institution(app, n: int = 1) -> str:
+    """Register sample institution n and file it (submission and receipt) through the
+    application's commands; its id."""
+    institution_id = str(app.register_institution(sample_registration(n)))
+    app.submit_filing(institution_id, sample_filing_submission())
+    app.issue_filing_receipt(institution_id, {"receipt_number": f"BA-{n}"})
+    return institution_id
+
+
+def request_sample_hire(app, institution_id: str, n: int) -> str:
+    """Ask to hire sample practitioner n as a carer; the hire id."""
+    return app.request_hire(institution_id, {
+        "practitioner": {"name": "李四", "id_number": sample_resident_id(n)}, "role": "carer",
+        "certificates": []})
+
+
 def sample_csv(count: int, start: int = 1) -> str:
     """A provincial filing export (Chinese headers) of ``count`` valid rows."""
     from tuoyu_registration.importer import COLUMNS
