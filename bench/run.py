@@ -16,6 +16,14 @@ Measured in one run, so that the ratios between them mean something:
   one ``save()`` after another (validation, personal data sealed, event recorded).
 - ``raw_eventsourcing_save``: a plain eventsourcing ``Application`` saving trivial aggregates,
   one per ``save()``, on the same PostgreSQL settings.
+- ``views_catch_up_registration`` / ``views_catch_up_dashboard``: registration's own views and
+  the dashboard's directory catching up on a backlog of recorded registrations (20,000; 2,000
+  with ``--quick``) from position 0, against ``raw_log_read`` (the log read page by page).
+- ``views_steady_flow_dashboard``: the dashboard's directory in steady flow: the same backlog
+  published by the relay as fast as it goes while the dashboard's consumer runs its AMQP loop
+  (what has arrived applied together), timed to the last event applied.
+
+A measurement over 20% slower than in the previous ``latest.json`` is flagged (``regressions``).
 
 Servers: ``TUOYU_BENCH_POSTGRES_URL`` (a superuser URL, any database) and
 ``TUOYU_BENCH_AMQP_URI`` when both are set; otherwise private servers under ``.local/bench``
@@ -313,6 +321,54 @@ def bench_views_catch_up(servers: Servers, n: int,
     return raw_read, measured[0], measured[1]
 
 
+def bench_views_steady_flow(servers: Servers, n: int, checks: Checks) -> Measurement:
+    """The dashboard's directory in steady flow: ``n`` recorded registrations (untimed)
+    published by the relay as fast as it goes, while the dashboard's consumer runs as in
+    production (its AMQP loop applying what has arrived together); timed from the relay's
+    start to the last event applied."""
+    from tuoyu_dashboard.projections import REGISTRATION_VIEW
+    from tuoyu_shared.consumer import ApplicationLog
+
+    name = "views_steady_flow_dashboard"
+    with fresh_database(servers, "steady") as url, \
+            fresh_database(servers, "steadydash") as dash_url, \
+            registration_app(url, servers) as app:
+        migrate("dashboard", dash_url)
+        file_institutions_untimed(app, n)
+        head = app.log_head()
+        exchange_name = unique_name("steady")
+        settings = replace(settings_for("dashboard"), database_url=dash_url,
+                           amqp_uri=servers.amqp_uri)
+        log_reader = ApplicationLog(app)
+        consumer = REGISTRATION_VIEW.consumer(settings, log_reader, exchange=exchange_name)
+        log_reader.head = lambda: 0  # the start-up catch-up must not read the backlog itself
+        stop, ready = threading.Event(), threading.Event()
+        thread = threading.Thread(target=consumer.run, args=(stop, ready), daemon=True)
+        thread.start()
+        relay = Relay(app, servers.amqp_uri, exchange=exchange_name, batch_size=RELAY_BATCH)
+        try:
+            if not ready.wait(30):
+                raise RuntimeError("the dashboard's consumer did not start")
+            started = time.perf_counter()
+            relay.drain()
+            deadline = time.monotonic() + 300
+            while consumer.store.position("registration") < head:
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the dashboard did not apply the flow in 300 s")
+                time.sleep(0.005)
+            seconds = time.perf_counter() - started
+        finally:
+            relay.close()
+            stop.set()
+            thread.join(timeout=10)
+        with Connection(servers.amqp_uri) as conn:
+            consumer.queue(conn.default_channel).delete()
+        with psycopg.connect(dash_url) as conn:
+            rows = conn.execute("SELECT count(*) FROM institution_directory").fetchone()[0]
+        checks.equal(f"{name}: rows", rows, n)
+    return Measurement(name, head, seconds, {"registrations": n})
+
+
 def bench_relay(servers: Servers, n: int, checks: Checks) -> Measurement:
     name = "relay_publish_confirmed"
     with fresh_database(servers, "relay") as url, registration_app(url, servers) as app:
@@ -567,6 +623,32 @@ def print_summary(report: dict[str, Any]) -> None:
           f"{len(checks['failed'])} failed")
 
 
+def regressions(previous_path: Path, report: dict[str, Any]) -> list[str]:
+    """Measurements more than 20% slower than in the previous report of the same kind (the
+    machine's figures move from run to run: the ratios beside them say more)."""
+    if not previous_path.exists():
+        return []
+    try:
+        previous = json.loads(previous_path.read_text(encoding="utf-8"))
+    except ValueError:
+        return []
+    before = {m["name"]: m for m in previous.get("measurements", [])}
+    flagged = []
+    for m in report["measurements"]:
+        old = before.get(m["name"])
+        if old and old.get("per_second") and m["per_second"] < 0.8 * old["per_second"]:
+            flagged.append(f"{m['name']}: {m['per_second']}/s, was {old['per_second']}/s "
+                           f"({previous.get('timestamp', '?')})")
+    return flagged
+
+
+def print_regressions(flagged: list[str]) -> None:
+    for line in flagged:
+        print(f"REGRESSION (over 20% slower than the previous run): {line}")
+    if not flagged:
+        print("no measurement over 20% slower than the previous run's")
+
+
 def write_report(report: dict[str, Any], stamp: datetime) -> list[Path]:
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     text = json.dumps(report, indent=2, ensure_ascii=False) + "\n"
@@ -643,12 +725,14 @@ def main(argv: list[str] | None = None) -> int:
         step(f"views catching up on a backlog of {n_backlog} events")
         raw_read, views_registration, views_dashboard = bench_views_catch_up(
             servers, n_backlog, checks)
+        step(f"the dashboard's directory in steady flow: {n_backlog} events through the relay")
+        views_steady = bench_views_steady_flow(servers, n_backlog, checks)
         step(f"CSV import: {args.n_import} rows")
         csv_import = bench_csv_import(servers, args.n_import, checks)
         step("done")
     measurements = [raw, confirm_each, relay, latency, commands, raw_save, filings, enrolments,
                     load_snap, load_plain, csv_import, raw_read, views_registration,
-                    views_dashboard]
+                    views_dashboard, views_steady]
     report = {
         "timestamp": stamp.isoformat(),
         "machine": machine_info(),
@@ -666,6 +750,7 @@ def main(argv: list[str] | None = None) -> int:
             "load_1000_events_snapshots_speedup": round(load_plain.seconds / load_snap.seconds, 2),
             "registration_views_catch_up_vs_raw_log_read": ratio(views_registration, raw_read),
             "dashboard_catch_up_vs_raw_log_read": ratio(views_dashboard, raw_read),
+            "dashboard_steady_flow_vs_relay": ratio(views_steady, relay),
             "registration_views_catch_up_vs_raw_save": ratio(views_registration, raw_save),
         },
         "targets": {
@@ -686,6 +771,7 @@ def main(argv: list[str] | None = None) -> int:
                 "met": min(views_registration.per_second, views_dashboard.per_second)
                 >= VIEWS_CATCH_UP_TARGET_PER_SECOND,
             },
+
             "relay_commit_to_delivery_ms_median": {
                 "target": RELAY_LATENCY_TARGET_MS,
                 "measured": latency.extra["latency_ms_median"],
@@ -695,8 +781,10 @@ def main(argv: list[str] | None = None) -> int:
         "checks": {"passed": checks.passed, "failed": checks.failures},
         "total_seconds": round(time.perf_counter() - run_started, 1),
     }
+    report["regressions"] = regressions(RESULTS_DIR / "latest.json", report)
     paths = write_report(report, stamp)
     print_summary(report)
+    print_regressions(report["regressions"])
     print("written: " + ", ".join(str(p.relative_to(PROJECT_ROOT)) for p in paths))
     return 1 if checks.failures else 0
 

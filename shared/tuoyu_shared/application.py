@@ -13,14 +13,24 @@ It adds three things to the library's Application:
 from __future__ import annotations
 
 import random
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, ClassVar, TypeVar
 from uuid import UUID
 
-from eventsourcing.application import Application, ProcessingEvent
-from eventsourcing.persistence import IntegrityError, Tracking, Transcoder, Transcoding
-from eventsourcing.postgres import PostgresProcessRecorder
+from eventsourcing.application import Application, ProcessingEvent, Repository
+from eventsourcing.persistence import (
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    Tracking,
+    Transcoder,
+    Transcoding,
+)
+from eventsourcing.postgres import PostgresAggregateRecorder, PostgresProcessRecorder
+from eventsourcing.utils import retry
 
 from tuoyu_shared.config import Settings, settings_for
 from tuoyu_shared.context import current_context
@@ -79,16 +89,85 @@ def _run_and_save(save: Callable[..., Any], load: Callable[[], Sequence[Any]],
 
 
 class ServiceProcessRecorder(PostgresProcessRecorder):
-    """The library's process recorder, plus one hook: ``in_transaction(cursor)``, passed to
-    ``save`` or :meth:`ServiceApplication.record_processing`, runs in the transaction that
-    records the events and the tracking record. Consumers use it to write a parked message,
-    or mark one re-driven, atomically with the effect."""
+    """The library's process recorder, with two changes.
+
+    One hook: ``in_transaction(cursor)``, passed to ``save`` or
+    :meth:`ServiceApplication.record_processing`, runs in the transaction that records the
+    events and the tracking record. Consumers use it to write a parked message, or mark one
+    re-driven, atomically with the effect.
+
+    The events table's lock held for one round trip less. The library takes ``LOCK TABLE …
+    IN EXCLUSIVE MODE`` (so notification ids commit in the order they were issued: a reader
+    tailing the log never passes an id that commits later), inserts, waits for the insert's
+    result and only then sends ``COMMIT``: every other writer of the service waits on the
+    lock for a whole client round trip, and under eventlet for as long as the holder's green
+    thread waits to be scheduled (docs/performance.md). Here the lock, the inserts and the
+    ``COMMIT`` go to the server in one pipelined batch, so the lock is held only while the
+    server runs them. A failed insert (a version taken: optimistic concurrency) aborts the
+    batch, the ``COMMIT`` is skipped and the transaction rolled back: nothing of it stays.
+    """
 
     def _insert_events(self, curs: Any, stored_events: Any, **kwargs: Any) -> None:
         super()._insert_events(curs, stored_events, **kwargs)
         in_transaction = kwargs.get("in_transaction")
         if in_transaction is not None:
             in_transaction(curs)
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def insert_events(self, stored_events: Sequence[Any], **kwargs: Any) -> Sequence[int] | None:
+        from psycopg.pq import TransactionStatus
+
+        notification_ids: Sequence[int] | None = None
+        with self.datastore.get_connection() as conn:
+            try:
+                with conn.pipeline() as pipeline:
+                    with conn.cursor() as curs:
+                        curs.execute("BEGIN")
+                        # the tracking record and the hook first: the lock comes after them
+                        self._insert_events(curs, stored_events, **kwargs)
+                        if stored_events:
+                            self._lock_table(curs)
+                            self._notify_channel(curs)
+                    insert = conn.cursor()
+                    if stored_events:
+                        PostgresAggregateRecorder._insert_stored_events(
+                            self, insert, stored_events)
+                    conn.execute("COMMIT")
+                    pipeline.sync()
+                if stored_events:
+                    notification_ids = self._fetch_ids_after_insert_events(insert,
+                                                                           stored_events)
+                insert.close()
+            except BaseException:
+                if conn.info.transaction_status != TransactionStatus.IDLE:
+                    conn.rollback()
+                raise
+        return notification_ids
+
+
+class BatchRepository(Repository):
+    """The library's repository, with an identity map while a batch is open
+    (:meth:`ServiceApplication.batch`): within it, getting an aggregate (latest version) a
+    second time gives the same object, with the changes the batch's earlier steps made and
+    have not saved yet, so one save records them all. Outside a batch, and for past
+    versions, it is the library's repository unchanged. Per thread."""
+
+    _batch: threading.local
+
+    @classmethod
+    def adopt(cls, repository: Repository) -> BatchRepository:
+        repository.__class__ = cls  # the library's object, with the get below
+        repository._batch = threading.local()  # type: ignore[attr-defined]
+        return repository  # type: ignore[return-value]
+
+    def get(self, aggregate_id: Any, *, version: int | None = None, **kwargs: Any) -> Any:
+        seen = getattr(self._batch, "seen", None)
+        if seen is None or version is not None:
+            return super().get(aggregate_id, version=version, **kwargs)
+        found = seen.get(aggregate_id)
+        if found is None:
+            found = seen[aggregate_id] = super().get(aggregate_id, **kwargs)
+        return found
 
 
 class SchemaNotMigrated(RuntimeError):
@@ -126,11 +205,51 @@ class ServiceApplication(Application[UUID]):
         # A process recorder: events and a consumer's tracking commit in one transaction.
         return self.factory.process_recorder()
 
+    def construct_repository(self):  # type: ignore[override]
+        return BatchRepository.adopt(super().construct_repository())
+
+    @contextmanager
+    def batch(self) -> Iterator[dict[Any, Any]]:
+        """An identity map for the steps of one batch (a consumer applying a page of
+        messages in one transaction): the same aggregate object for every get of an id, so
+        each step sees the earlier ones' unsaved changes. Yields the map, to which a step's
+        new aggregates are added. Nested batches share the outer one's map."""
+        local = self.repository._batch  # type: ignore[attr-defined]
+        outer = getattr(local, "seen", None)
+        if outer is not None:
+            yield outer
+            return
+        local.seen, local.marks = {}, set()
+        try:
+            yield local.seen
+        finally:
+            local.seen = local.marks = None
+
+    def batch_marks(self) -> set[int] | None:
+        """Within a batch, a set the application may keep marks in (the ids of event objects
+        a step has derived something from already, so the save does not derive it again);
+        None outside one."""
+        return getattr(self.repository._batch, "marks", None)  # type: ignore[attr-defined]
+
+    def after_step(self, aggregates: list[Any]) -> list[Any]:
+        """Within a batch, after each step (one message's reaction): the aggregates to save
+        for it. A service whose save derives changes to other aggregates from these (as
+        registration's employment records follow its rosters) derives them here, so that the
+        batch's later steps read them as a later message would read them after a save."""
+        return aggregates
+
+    def stamp(self, aggregates: Sequence[Any]) -> None:
+        """Stamp the aggregates' new events with the current command context now (a batch's
+        steps each run under their own message's correlation and causation ids, and are
+        saved together later)."""
+        self._stamp(tuple(aggregates))
+
     def _stamp(self, objs: tuple[Any, ...]) -> tuple[list[Any], dict[str, str]]:
         meta = current_context().as_dict()
         pending = [event for obj in objs for event in getattr(obj, "pending_events", ())]
         for event in pending:
-            object.__setattr__(event, "meta", meta)
+            if "meta" not in vars(event):  # stamped already by its own step of a batch
+                object.__setattr__(event, "meta", meta)
         return pending, meta
 
     def _log_recorded(self, pending: list[Any], meta: dict[str, str]) -> None:

@@ -475,6 +475,49 @@ class ApplicationTrackingStore(_Connected):
         aggregates = handler(envelope) or ()
         return self.app.record_processing(name, envelope.notification_id, *aggregates)
 
+    def apply_batch(self, envelopes: Sequence[Envelope],
+                    handler: Callable[[Envelope], Any]) -> int:
+        """Apply consecutive envelopes of one upstream in one transaction (all or none): the
+        handlers run one after another on one identity map (:meth:`ServiceApplication.batch`:
+        each sees the earlier ones' changes), and every changed aggregate is saved once, with
+        the position of the last envelope and the held letters, by one
+        ``record_processing``. A failure anywhere saves nothing; the consumer then applies
+        the page one by one and finds the failing message."""
+        fresh = [e for e in envelopes
+                 if e.notification_id > self.position(envelopes[0].source)] if envelopes else []
+        if not fresh:
+            return 0
+        source = fresh[0].source
+        conn = self.connection()
+        with conn.transaction(), conn.cursor() as cur:
+            held = self.dead.held_aggregates(cur, source)
+        holds: list[tuple[Envelope, int]] = []
+        changed: dict[Any, Any] = {}
+        with self.app.batch() as seen:
+            for envelope in fresh:
+                behind = held.get(envelope.aggregate_id)
+                if behind is not None:
+                    holds.append((envelope, behind))
+                    continue
+                for aggregate in self.app.after_step(list(handler(envelope) or ())):
+                    seen[aggregate.id] = aggregate
+                    changed[aggregate.id] = aggregate
+
+            def hold_all(cur: Any) -> None:
+                for envelope, behind in holds:
+                    self.dead.hold(cur, envelope, behind)
+
+            recorded = self.app.record_processing(
+                self._name(source), fresh[-1].notification_id, *changed.values(),
+                in_transaction=hold_all if holds else None)
+        return len(fresh) if recorded else 0
+
+    def stamp(self, aggregates: Any) -> None:
+        """Called by the consumer inside each message's context: the message's events carry
+        its correlation and causation ids even when saved later with a batch."""
+        if aggregates:
+            self.app.stamp(list(aggregates))
+
     def park(self, envelope: Envelope, error: str, attempts: int) -> bool:
         return self.app.record_processing(
             self._name(envelope.source), envelope.notification_id,
@@ -552,6 +595,8 @@ class TrackedConsumer:
         self._keepalive: Callable[[], None] | None = None
         self.applied = 0
         self.parked = 0
+        # Delivered, not yet applied nor acknowledged: (envelope, previous id, message).
+        self._delivered: list[tuple[Envelope, int | None, Any]] = []
 
     def queue(self, channel=None) -> Queue:
         exchange = Exchange(self.exchange_name, "topic", durable=True)
@@ -572,9 +617,14 @@ class TrackedConsumer:
                                causation_id=envelope.event_id)
 
     def _in_context(self, handler: Callable[..., Any]) -> Callable[..., Any]:
+        stamp = getattr(self.store, "stamp", None)
+
         def run(envelope: Envelope, *args: Any) -> Any:
             with self._context_of(envelope):
-                return handler(envelope, *args)
+                result = handler(envelope, *args)
+                if stamp is not None:
+                    stamp(result)
+                return result
         return run
 
     # Applying one envelope, with retries and parking.
@@ -686,6 +736,41 @@ class TrackedConsumer:
             self._fill_from_log(position + 1, envelope.notification_id)
         self._apply_with_retries(envelope)
 
+    def handle_many(self, delivered: Sequence[tuple[Envelope, int | None]]) -> None:
+        """Apply envelopes delivered together (``(envelope, previous id)`` each, in any
+        order, duplicates allowed): each run of consecutive ones (every ``previous`` the id
+        before it) in one transaction where the store can (``apply_batch``), a gap before a
+        run filled from the upstream's log first, exactly as :meth:`handle` does for one."""
+        if len(delivered) == 1:
+            self.handle(*delivered[0])
+            return
+        position = self.store.position(self.upstream)
+        fresh: dict[int, tuple[Envelope, int | None]] = {}
+        for envelope, previous in delivered:
+            if envelope.notification_id > position:
+                fresh.setdefault(envelope.notification_id, (envelope, previous))
+        ordered = [fresh[nid] for nid in sorted(fresh)]
+        i = 0
+        while i < len(ordered):
+            envelope, previous = ordered[i]
+            if (previous > position) if previous is not None else (
+                    envelope.notification_id > position + 1):
+                log.info("consumer.gap", consumer=self.name, upstream=self.upstream,
+                         position=position, received=envelope.notification_id)
+                self._fill_from_log(position + 1, envelope.notification_id)
+                self._apply_with_retries(envelope)
+                position, i = envelope.notification_id, i + 1
+                continue
+            j, last = i + 1, envelope.notification_id
+            while j < len(ordered):
+                following, before = ordered[j]
+                if (before != last) if before is not None else (
+                        following.notification_id != last + 1):
+                    break
+                last, j = following.notification_id, j + 1
+            self._apply_page([e for e, _ in ordered[i:j]])
+            position, i = last, j
+
     def _try_catch_up(self) -> None:
         """Catch up, but never let an absent upstream stop the fast path."""
         try:
@@ -771,8 +856,17 @@ class TrackedConsumer:
         previous = (message.headers or {}).get("previous_notification_id")
         if isinstance(previous, bool) or not isinstance(previous, int):
             previous = None
-        self.handle(envelope, previous)
-        message.ack()
+        self._delivered.append((envelope, previous, message))
+
+    def _apply_delivered(self) -> None:
+        """Apply what was delivered since the last call as one batch (:meth:`handle_many`),
+        then acknowledge it: a crash before the acknowledgements redelivers messages the
+        positions then skip."""
+        delivered, self._delivered = self._delivered, []
+        if delivered:
+            self.handle_many([(envelope, previous) for envelope, previous, _ in delivered])
+            for _, _, message in delivered:
+                message.ack()
 
     def _set_aside(self, message: Any, error: Exception) -> None:
         raw = message.body
@@ -805,11 +899,19 @@ class TrackedConsumer:
                             try:
                                 conn.drain_events(timeout=0.5)
                                 last_activity = time.monotonic()
+                                # what else has arrived already, up to a page, in one batch
+                                while len(self._delivered) < self.page_size:
+                                    try:
+                                        conn.drain_events(timeout=0.001)
+                                    except TimeoutError:
+                                        break
                             except TimeoutError:
                                 if time.monotonic() - last_activity >= self.catchup_interval:
                                     self._try_catch_up()
                                     last_activity = time.monotonic()
                                     caught_up = True  # nothing read meanwhile: drain first
+                            # outside the try: a timeout in applying them is no idle broker
+                            self._apply_delivered()
                             if not caught_up:
                                 # Send ours, and notice a broker that stopped sending its
                                 # own (a half-open connection): reconnect, and the queue's
@@ -823,6 +925,7 @@ class TrackedConsumer:
                       retry_in=backoff)
             finally:
                 self._keepalive = None
+                self._delivered = []  # unacknowledged: the broker delivers them again
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
         self.store.close()

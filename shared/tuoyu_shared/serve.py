@@ -1,15 +1,18 @@
 """Run one nameko service: ``python -m tuoyu_shared.serve MODULE:CLASS --port 8001``.
 
 eventlet must patch the standard library before psycopg (or anything that opens sockets) is
-imported, and psycopg must use its pure-Python implementation there, or every query blocks
-the hub (DESIGN.md §3). This launcher does both before it imports the service.
+imported, and psycopg must wait on its sockets with ``select`` (which eventlet makes green):
+on its own, psycopg's C implementation picks its C wait function, which blocks the hub on
+every query. ``PSYCOPG_WAIT_FUNC=wait_select`` makes it wait through eventlet while keeping
+the C implementation (its pure-Python one spent a third of a command's time parsing results:
+docs/performance.md). This launcher does both before it imports the service.
 """
 
 from __future__ import annotations
 
 import os
 
-os.environ.setdefault("PSYCOPG_IMPL", "python")
+os.environ.setdefault("PSYCOPG_WAIT_FUNC", "wait_select")
 
 import eventlet  # noqa: E402
 

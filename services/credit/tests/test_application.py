@@ -1138,3 +1138,72 @@ def test_the_recheck_period_is_configurable(app, registration, clock):
             person["ref"]]
     finally:
         monthly.close()
+
+
+# ---- a page of messages in one transaction ---------------------------------------------------
+def _xmins(app) -> set[str]:
+    with psycopg.connect(app.settings.database_url) as conn:
+        return {row[0] for row in conn.execute("SELECT xmin::text FROM credit_events")}
+
+
+def test_a_page_is_applied_in_one_transaction_each_message_its_own_cause(app, registration,
+                                                                         inspection):
+    upstream, consumer = registration
+    institution_id = upstream.publish("InstitutionRegistered", registered_payload(1)).aggregate_id
+    hires = [upstream.publish("InstitutionPractitionerHireRequested",
+                              hire_payload(app, id_number), aggregate_id=institution_id)
+             for id_number in (ID_1, ID_2, ID_1)]  # the same person twice: one record, two checks
+    consumer.handle(upstream.log[-1])  # the fast path lost the rest: a page from the log
+    assert app.tracking_position("credit<-registration") == len(upstream.log)
+    assert len(_xmins(app)) == 1  # every reaction's events in one transaction
+    checks = {e.causation_id: e for e in events_of(app, "PractitionerCheckCompleted")}
+    assert set(checks) == {h.event_id for h in hires}  # each caused by its own message
+    person = app._practitioner(app.vault.person_ref(ID_1))
+    assert {h.payload["hire_id"] for h in (hires[0], hires[2])} <= set(person.checks)
+    [opened] = events_of(app, "InstitutionCreditOpened")
+    assert opened.causation_id == upstream.log[0].event_id
+
+    inspections, scoring = inspection
+    for n in range(1, 4):
+        inspections.publish("InspectionFindingRecorded", finding(institution_id, "minor", n))
+    scoring.handle(inspections.log[-1])
+    assert score(app, institution_id) == (94, "B")  # three on one record, none lost
+
+
+def test_a_bad_message_in_a_page_is_parked_and_the_rest_of_the_page_applied(app, registration,
+                                                                             inspection):
+    institution_id = institution(registration)
+    inspections, consumer = inspection
+    inspections.publish("InspectionFindingRecorded", finding(institution_id, "minor", 1))
+    bad = inspections.publish("InspectionFindingRecorded", finding(institution_id, "minor", 2))
+    inspections.log[-1] = Envelope(**{**bad.to_dict(), "payload": {
+        **bad.payload, "severity": "catastrophic"}})
+    inspections.publish("InspectionFindingRecorded", finding(str(uuid.uuid4()), "major", 3))
+    consumer.handle(inspections.log[-1])
+    assert app.tracking_position("credit<-inspection") == 3
+    assert score(app, institution_id)[0] == 98  # the first finding only
+    [letter] = [d for d in consumer.store.dead_letters() if not d.held]
+    assert letter.notification_id == 2
+
+
+def test_messages_delivered_together_out_of_order_twice_and_after_a_gap_apply_once_in_order(
+        app, inspection, registration):
+    institution_id = institution(registration)
+    inspections, consumer = inspection
+    for n in range(1, 7):
+        inspections.publish("InspectionFindingRecorded", finding(institution_id, "minor", n))
+    log = inspections.log
+
+    def delivered(*ids: int) -> list[tuple[Envelope, int]]:
+        return [(log[i - 1], i - 1) for i in ids]  # (envelope, the relay's previous id)
+
+    consumer.handle_many(delivered(3, 1, 2, 2, 1))
+    assert app.tracking_position("credit<-inspection") == 3
+    consumer.handle_many(delivered(6, 5))  # 4 lost on the way: read from the log first
+    assert app.tracking_position("credit<-inspection") == 6
+    causes = [h.get("cause_ref") for h in app.institution_credit_report(institution_id)[
+        "history"] if h.get("cause_ref")]
+    assert list(dict.fromkeys(causes)) == [e.event_id for e in log]  # (a grade change too)
+    assert score(app, institution_id)[0] == 88
+    consumer.handle_many(delivered(2, 6))  # redelivered: nothing
+    assert score(app, institution_id)[0] == 88

@@ -248,16 +248,26 @@ class RegistrationApplication(ServiceApplication):
         state."""
         given = {o.id: o for o in objs if isinstance(o, EmploymentRecord)}
         loaded: dict[UUID, EmploymentRecord] = {}
+        noted = self.batch_marks()  # in a consumer's batch: events an earlier step noted
         for obj in objs:
             if not isinstance(obj, Roster):
                 continue
-            for ref, institution_id, hire_id, status in roster_changes(obj.pending_events):
+            events = obj.pending_events
+            if noted is not None:
+                events = [e for e in events if id(e) not in noted]
+                noted.update(id(e) for e in events)
+            for ref, institution_id, hire_id, status in roster_changes(events):
                 record_id = employment_record_id_for(ref)
                 record = given.get(record_id) or loaded.get(record_id)
                 if record is None:
                     record = loaded[record_id] = self._employment_record(ref)
                 record.note_hire(institution_id, hire_id, status)
         return list(loaded.values())
+
+    def after_step(self, aggregates: list[Any]) -> list[Any]:
+        # In a consumer's batch, each step's hires reach the employment records at once: a
+        # ban later in the same page reads its employers from them (on_practitioner_barred).
+        return [*aggregates, *self._employment_records_for(tuple(aggregates))]
 
     def _employment_record(self, practitioner_ref: str) -> EmploymentRecord:
         try:
