@@ -16,10 +16,11 @@ Measured in one run, beside a baseline, so that the ratios mean something:
   overdue rectifications, refused inspections, clean periods, clawbacks for fraud, in the
   shapes of the catalogue) through those consumers' ``handle()``, over 100 institutions.
   Events applied per second.
-- ``..._backlog`` and ``..._amqp``: the same two reactions for ``n-backlog`` messages, caught
-  up from the upstream's log (pages of 500, one transaction each), and in steady flow through
-  RabbitMQ (published as fast as the benchmark can, the consumer's run loop applying what has
-  arrived together in one transaction): against the target of 0.7x the raw save.
+- ``..._backlog`` and ``..._amqp``: the same two reactions caught up from a backlog of
+  ``n-backlog`` messages in the upstream's log (pages of 500, one transaction each), and for
+  ``n-flow`` messages in steady flow through RabbitMQ (published as fast as the benchmark
+  can, the consumer's run loop applying what has arrived together in one transaction):
+  against the target of 0.7x the raw save.
 - ``raw_eventsourcing_save``: a plain eventsourcing ``Application`` saving trivial aggregates,
   one per ``save()``, on the same server (bench/run.py's baseline).
 
@@ -332,14 +333,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--n-people", type=int, default=None,
                         help="practitioners registered beforehand (default 1000; 100 quick)")
     parser.add_argument("--n-backlog", type=int, default=None,
-                        help="messages in the backlog and the AMQP flow of the reactions "
-                             "(default 20000; 2000 with --quick)")
+                        help="messages in the reactions' backlog (default 20000; 2000 with "
+                             "--quick)")
+    parser.add_argument("--n-flow", type=int, default=None,
+                        help="messages in the reactions' AMQP steady flow (default 5000; 1000 "
+                             "with --quick)")
     args = parser.parse_args(argv)
     args.n_checks = args.n_checks or (200 if args.quick else 2000)
     args.n_events = args.n_events or (200 if args.quick else 2000)
     args.n_people = args.n_people or (100 if args.quick else 1000)
     args.n_backlog = args.n_backlog or (2000 if args.quick else 20000)
-    for key in ("n_checks", "n_events", "n_people", "n_backlog"):
+    args.n_flow = args.n_flow or (1000 if args.quick else 5000)
+    for key in ("n_checks", "n_events", "n_people", "n_backlog", "n_flow"):
         if getattr(args, key) < 1:
             parser.error(f"--{key.replace('_', '-')} must be at least 1")
     return args
@@ -364,12 +369,11 @@ def main(argv: list[str] | None = None) -> int:
         step(f"scoring events through the consumers: {args.n_events}")
         scoring = bench_scoring(servers, args.n_events, checks)
         batched = []
-        for mode in ("backlog", "amqp"):
-            step(f"hire checks, {MODE_HELP[mode]}: {args.n_backlog}")
-            batched.append(bench_hire_checks(servers, args.n_people, args.n_backlog, checks,
-                                             mode))
-            step(f"scoring events, {MODE_HELP[mode]}: {args.n_backlog}")
-            batched.append(bench_scoring(servers, args.n_backlog, checks, mode))
+        for mode, count in (("backlog", args.n_backlog), ("amqp", args.n_flow)):
+            step(f"hire checks, {MODE_HELP[mode]}: {count}")
+            batched.append(bench_hire_checks(servers, args.n_people, count, checks, mode))
+            step(f"scoring events, {MODE_HELP[mode]}: {count}")
+            batched.append(bench_scoring(servers, count, checks, mode))
         step(f"raw eventsourcing save: {args.n_checks} aggregates")
         raw_save = run.bench_raw_save(servers, args.n_checks, checks)
         step("done")
@@ -382,7 +386,8 @@ def main(argv: list[str] | None = None) -> int:
         "machine": run.machine_info(),
         "servers": {"origin": servers.origin, **versions},
         "settings": {"quick": args.quick, "n_checks": args.n_checks,
-                     "n_events": args.n_events, "n_people": args.n_people},
+                     "n_events": args.n_events, "n_people": args.n_people,
+                     "n_backlog": args.n_backlog, "n_flow": args.n_flow},
         "measurements": [m.as_dict() for m in measurements],
         "headline": {
             "checks_answered_per_second": round(queries.per_second, 1),
@@ -401,7 +406,9 @@ def main(argv: list[str] | None = None) -> int:
         "total_seconds": round(time.perf_counter() - started, 1),
     }
     run.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    report["regressions"] = run.regressions(run.RESULTS_DIR / "credit-latest.json", report)
+    previous = run.RESULTS_DIR / "credit-latest.json"
+    report["regressions"] = run.regressions(previous, report)
+    report["compared_with"] = run.previous_timestamp(previous, report)
     text = json.dumps(report, indent=2, ensure_ascii=False) + "\n"
     paths = [run.RESULTS_DIR / "credit-latest.json",
              run.RESULTS_DIR / f"credit-{stamp.strftime('%Y%m%dT%H%M%SZ')}.json"]
@@ -416,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
     for key, target in targets.items():
         print(f"target {key} >= {target['target']}: {target['measured']:.3f} "
               f"{'met' if target['met'] else 'NOT MET'}")
-    run.print_regressions(report["regressions"])
+    run.print_regressions(report["regressions"], report["compared_with"])
     print(f"correctness checks: {len(checks.passed)} passed, {len(checks.failures)} failed")
     print("written: " + ", ".join(str(p.relative_to(run.PROJECT_ROOT)) for p in paths))
     return 1 if checks.failures else 0

@@ -325,7 +325,8 @@ def bench_end_to_end(servers: Servers, rate: float, seconds: float, checks: Chec
 
 
 def compare(previous: dict[str, Any] | None, report: dict[str, Any]) -> list[str]:
-    if not previous:
+    """Paths more than 20% slower than in the previous run with the same settings."""
+    if not previous or previous.get("settings") != report.get("settings"):
         return []
     before = {(r["name"], r["processes"], r["clients"]): r for r in previous.get("paths", [])}
     flagged = []
@@ -344,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--e2e-seconds", type=float, default=None,
                         help="how long the end-to-end run sends (default 60, quick 10)")
     args = parser.parse_args(argv)
-    n = args.n or (96 if args.quick else 600)
+    n = args.n or (96 if args.quick else 400)
     checks = Checks()
     numbers = Numbers()
     stamp = datetime.now(UTC)
@@ -370,6 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     targets.append({"what": "end to end at 100/s: p99 under 250 ms", "target_ms": 250,
                     "ms": end_to_end["p99_ms"], "met": end_to_end["p99_ms"] < 250})
     report = {"started_at": stamp.isoformat(), "machine": machine_info(),
+              "settings": {"quick": args.quick, "n": n, "e2e_seconds": e2e_seconds},
               "baseline": raw.as_dict(), "paths": paths, "end_to_end": end_to_end,
               "targets": targets,
               "checks_failed": checks.failures}
@@ -377,6 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     latest = RESULTS / "paths-latest.json"
     previous = json.loads(latest.read_text()) if latest.exists() else None
     report["regressions"] = compare(previous, report)
+    comparable = bool(previous) and previous.get("settings") == report["settings"]
     text = json.dumps(report, ensure_ascii=False, indent=2)
     latest.write_text(text)
     (RESULTS / f"paths-{stamp:%Y%m%dT%H%M%SZ}.json").write_text(text)
@@ -398,8 +401,13 @@ def main(argv: list[str] | None = None) -> int:
                   f"{t['target_ratio']}x: {'met' if t['met'] else 'NOT met'}")
         else:
             print(f"target {t['what']}: {t['ms']} ms: {'met' if t['met'] else 'NOT met'}")
+    if not comparable:
+        print("no previous run with the same settings to compare with")
+    elif not report["regressions"]:
+        print(f"no path over 20% slower than in the run of {previous['started_at']}")
     for line in report["regressions"]:
-        print(f"REGRESSION (over 20% slower than the previous run): {line}")
+        print(f"REGRESSION (over 20% slower than the run of {previous['started_at']}): "
+              f"{line}")
     for failure in checks.failures:
         print(f"CHECK FAILED: {failure}")
     return 1 if checks.failures else 0

@@ -327,7 +327,7 @@ def bench_views_steady_flow(servers: Servers, n: int, checks: Checks) -> Measure
     production (its AMQP loop applying what has arrived together); timed from the relay's
     start to the last event applied."""
     from tuoyu_dashboard.projections import REGISTRATION_VIEW
-    from tuoyu_shared.consumer import ApplicationLog
+    from tuoyu_shared.consumer import ApplicationLog, SqlTrackingStore
 
     name = "views_steady_flow_dashboard"
     with fresh_database(servers, "steady") as url, \
@@ -352,11 +352,14 @@ def bench_views_steady_flow(servers: Servers, n: int, checks: Checks) -> Measure
             started = time.perf_counter()
             relay.drain()
             deadline = time.monotonic() + 300
-            while consumer.store.position("registration") < head:
+            # (the consumer's own connection is its thread's: read the position on another)
+            watcher = SqlTrackingStore(dash_url, consumer.name)
+            while watcher.position("registration") < head:
                 if time.monotonic() > deadline:
                     raise TimeoutError("the dashboard did not apply the flow in 300 s")
                 time.sleep(0.005)
             seconds = time.perf_counter() - started
+            watcher.close()
         finally:
             relay.close()
             stop.set()
@@ -624,29 +627,45 @@ def print_summary(report: dict[str, Any]) -> None:
 
 
 def regressions(previous_path: Path, report: dict[str, Any]) -> list[str]:
-    """Measurements more than 20% slower than in the previous report of the same kind (the
-    machine's figures move from run to run: the ratios beside them say more)."""
+    """Measurements more than 20% slower than in the previous report of the same kind, run
+    with the same settings (the machine's figures move from run to run: the ratios beside
+    them say more)."""
     if not previous_path.exists():
         return []
     try:
         previous = json.loads(previous_path.read_text(encoding="utf-8"))
     except ValueError:
         return []
+    if previous.get("settings") != report.get("settings"):
+        return []  # other counts (a --quick run against a full one): not comparable
     before = {m["name"]: m for m in previous.get("measurements", [])}
     flagged = []
     for m in report["measurements"]:
         old = before.get(m["name"])
         if old and old.get("per_second") and m["per_second"] < 0.8 * old["per_second"]:
-            flagged.append(f"{m['name']}: {m['per_second']}/s, was {old['per_second']}/s "
-                           f"({previous.get('timestamp', '?')})")
+            flagged.append(f"{m['name']}: {m['per_second']}/s, was {old['per_second']}/s")
     return flagged
 
 
-def print_regressions(flagged: list[str]) -> None:
+def previous_timestamp(previous_path: Path, report: dict[str, Any]) -> str | None:
+    """When the previous comparable report (same settings) was made; None if none."""
+    try:
+        previous = json.loads(previous_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if previous.get("settings") != report.get("settings"):
+        return None
+    return previous.get("timestamp")
+
+
+def print_regressions(flagged: list[str], compared_with: str | None) -> None:
+    if compared_with is None:
+        print("no previous run with the same settings to compare with")
+        return
     for line in flagged:
-        print(f"REGRESSION (over 20% slower than the previous run): {line}")
+        print(f"REGRESSION (over 20% slower than the run of {compared_with}): {line}")
     if not flagged:
-        print("no measurement over 20% slower than the previous run's")
+        print(f"no measurement over 20% slower than in the run of {compared_with}")
 
 
 def write_report(report: dict[str, Any], stamp: datetime) -> list[Path]:
@@ -782,9 +801,10 @@ def main(argv: list[str] | None = None) -> int:
         "total_seconds": round(time.perf_counter() - run_started, 1),
     }
     report["regressions"] = regressions(RESULTS_DIR / "latest.json", report)
+    report["compared_with"] = previous_timestamp(RESULTS_DIR / "latest.json", report)
     paths = write_report(report, stamp)
     print_summary(report)
-    print_regressions(report["regressions"])
+    print_regressions(report["regressions"], report["compared_with"])
     print("written: " + ", ".join(str(p.relative_to(PROJECT_ROOT)) for p in paths))
     return 1 if checks.failures else 0
 
