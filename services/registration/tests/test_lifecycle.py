@@ -342,6 +342,31 @@ def test_csv_import_reports_rejected_rows_and_imports_the_rest(app):
     assert len(app.public_disclosure()) == 3
 
 
+def test_a_csv_import_lists_at_most_a_thousand_rejected_rows_and_counts_them_all(app):
+    """Seen through the gateway: 600,000 bad rows made a 215 MB report that RabbitMQ refused
+    to carry, and the registration process died of it."""
+    header, *_ = sample_csv(1).splitlines()
+    text = header + "\n" + "x,x\n" * 1500
+    report = app.import_filings_csv(text)
+    assert (report["rows"], report["imported"], report["rejected_count"]) == (1500, 0, 1500)
+    assert len(report["rejected"]) == 1000 and report["rejected_truncated"] is True
+    assert report["rejected"][0]["row"] == 2 and report["rejected"][-1]["row"] == 1001
+    small = app.import_filings_csv(header + "\nx,x\n")
+    assert small["rejected_truncated"] is False and small["rejected_count"] == 1
+
+
+def test_a_csv_import_of_more_rows_than_one_command_takes_is_refused_whole(app):
+    from tuoyu_registration.application import IMPORT_MAX_ROWS
+    from tuoyu_shared.validation import ValidationFailed
+
+    header, *_ = sample_csv(1).splitlines()
+    with pytest.raises(ValidationFailed) as refused:
+        app.import_filings_csv(header + "\n" + "x,x\n" * (IMPORT_MAX_ROWS + 1))
+    [error] = refused.value.errors
+    assert (error.field, error.code) == ("body", "too_many_rows")
+    assert app.log_head() == 0
+
+
 def csv_with(count: int, changes: dict[int, dict[str, str]]) -> str:
     """sample_csv with some rows' values changed (row numbers as in the report)."""
     from tuoyu_registration.importer import COLUMNS

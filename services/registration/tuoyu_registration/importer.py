@@ -77,6 +77,11 @@ _DIGITS = re.compile(r"[0-9]+")  # ASCII only: str.isdigit() also takes "²", wh
 MAX_CLASSES = 200
 
 
+#: The rejected rows an import's report lists (each with its errors); the rest are counted.
+#: Unbounded, a file of bad rows made a report larger than the broker carries.
+MAX_REPORTED_REJECTIONS = 1000
+
+
 @dataclass
 class ImportReport:
     rows: int = 0
@@ -89,8 +94,10 @@ class ImportReport:
         self.rejected.extend(other.rejected)
 
     def as_dict(self) -> dict[str, Any]:
+        listed = sorted(self.rejected, key=lambda r: r["row"])[:MAX_REPORTED_REJECTIONS]
         return {"rows": self.rows, "imported": self.imported,
-                "rejected_count": len(self.rejected), "rejected": self.rejected}
+                "rejected_count": len(self.rejected), "rejected": listed,
+                "rejected_truncated": len(self.rejected) > len(listed)}
 
 
 @dataclass
