@@ -1,4 +1,5 @@
-"""The credit service over HTTP, through its nameko process (as a credit officer uses it):
+"""The credit service over HTTP, through the gateway and its nameko process (as a credit
+officer uses it):
 a registered institution's credit record, a practitioner registered, checked, barred and
 checked again, the dishonesty-listing procedure step by step, the register and what is due,
 and the refusals (400 naming the field, 404, 409 naming the state)."""
@@ -9,10 +10,11 @@ import pytest
 
 from tuoyu_registration.samples import sample_registration, sample_resident_id
 from tuoyu_shared.devrun import ProcessGroup, http_json
-from tuoyu_shared.testing import group_environment, wait_for
+from tuoyu_shared.testing import bearer, group_environment, wait_for
 
 PORT_OFFSET = 500  # 8501-8503 (end-to-end 100, hostile 200, supervision 300, observability 400)
-OFFICER = {"X-Actor": "credit-officer-1", "X-Department": "credit"}
+OFFICER = bearer("credit_officer", subject="credit-officer-1")
+HEALTH = bearer("health_officer", subject="health-officer-1")
 BASIS = "《社会信用体系建设条例》第二十条"
 
 
@@ -29,12 +31,12 @@ def group(servers, tmp_path_factory):
 
 
 def credit(group, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
-    return http_json(method, f"{group.url('credit')}{path}", body, OFFICER)
+    return http_json(method, f"{group.url('gateway')}{path}", body, OFFICER)
 
 
 def test_an_officer_checks_bars_and_lists_over_http(group):
-    status, reply = http_json("POST", f"{group.url('registration')}/api/institutions",
-                              sample_registration(501), OFFICER)
+    status, reply = http_json("POST", f"{group.url('gateway')}/api/institutions",
+                              sample_registration(501), HEALTH)
     assert status == 201, reply
     institution = reply["institution_id"]
     wait_for(lambda: credit(group, "GET", f"/api/institutions/{institution}/credit")[0] == 200,

@@ -11,9 +11,10 @@ import urllib.request
 import pytest
 
 from tuoyu_registration.samples import sample_registration
-from tuoyu_shared.devrun import SERVICES, ProcessGroup, http_json
+from tuoyu_shared.devrun import BACKENDS, ProcessGroup
+from tuoyu_shared.devrun import http_json as _http_json
 from tuoyu_shared.rpc import RpcClient
-from tuoyu_shared.testing import group_environment, metric_samples, wait_for
+from tuoyu_shared.testing import bearer, group_environment, metric_samples, wait_for
 
 # Services on 8401-8403, workers on 9501-9503: test_end_to_end uses offset 100, test_hostile_input
 # 200, test_supervision 300.
@@ -23,6 +24,15 @@ EVENT_SOURCED = ("registration", "credit")
 PARTS = {"registration": {"relay", "views", "credit"},
          "dashboard": {"dashboard"},
          "credit": {"relay", "views", "registration", "inspection", "subsidy", "timers"}}
+
+
+#: Through the gateway, as a city-wide health officer unless a test says otherwise.
+OFFICER = bearer("health_officer", subject="officer-3")
+
+
+def http_json(method: str, url: str, body: dict | None = None,
+              headers: dict[str, str] | None = None) -> tuple[int, dict]:
+    return _http_json(method, url, body, {**OFFICER, **(headers or {})})
 
 
 @pytest.fixture(scope="module")
@@ -59,19 +69,19 @@ def value(samples: list, **labels: str) -> float | None:
 @pytest.fixture(scope="module")
 def relayed(group) -> str:
     """An institution registered and on the dashboard: the relay and a consumer have work."""
-    status, reply = http_json("POST", f"{group.url('registration')}/api/institutions",
+    status, reply = http_json("POST", f"{group.url('gateway')}/api/institutions",
                               sample_registration(1))
     assert status == 201, reply
 
     def on_dashboard() -> bool:
-        _, listing = http_json("GET", f"{group.url('dashboard')}/api/institutions")
+        _, listing = http_json("GET", f"{group.url('gateway')}/api/dashboard/institutions")
         return listing.get("count", 0) >= 1
 
     wait_for(on_dashboard, timeout=60, what="the institution on the dashboard")
     return reply["institution_id"]
 
 
-@pytest.mark.parametrize("service", [s.name for s in SERVICES])
+@pytest.mark.parametrize("service", [s.name for s in BACKENDS])
 def test_each_service_serves_health_and_metrics(group, relayed, service):
     status, body = get(f"{group.url(service)}/health")
     assert status == 200 and json.loads(body)["status"] == "ok"
@@ -92,7 +102,7 @@ def test_each_service_serves_health_and_metrics(group, relayed, service):
              timeout=10, what=f"{service}'s /health counted")
 
 
-@pytest.mark.parametrize("service", [s.name for s in SERVICES])
+@pytest.mark.parametrize("service", [s.name for s in BACKENDS])
 def test_each_worker_serves_health_and_metrics(group, relayed, service):
     base = group.worker_url(service)
     status, body = get(f"{base}/health")
@@ -117,19 +127,22 @@ def test_each_worker_serves_health_and_metrics(group, relayed, service):
 
 
 def test_requests_are_counted_by_outcome_and_timed(group, relayed):
-    registration = group.url("registration")
-    before = scrape(registration)
-    status, _ = http_json("POST", f"{registration}/api/institutions", {"name": "x"})
-    assert status == 400
-    status, _ = http_json("GET", f"{registration}/api/institutions/"
+    registration, gateway = group.url("registration"), group.url("gateway")
+    before, gateway_before = scrape(registration), scrape(gateway)
+    status, _ = http_json("POST", f"{gateway}/api/institutions", {"name": "x"})
+    assert status == 400  # refused at the gateway: the service never sees it
+    status, _ = http_json("GET", f"{gateway}/api/institutions/"
                           "6f1d3c2e-5b7a-4d21-9a43-0c8e2f7b9d10")
     assert status == 404
+    status, _ = http_json("GET", f"{gateway}/api/officer/staff-cases", headers={
+        "Authorization": "Bearer not-a-token"})
+    assert status == 401
     rpc = RpcClient(group.env["TUOYU_AMQP_URI"])
     try:
         assert rpc.call("registration", "log_head") >= 1
     finally:
         rpc.close()
-    after = scrape(registration)
+    after, gateway_after = scrape(registration), scrape(gateway)
 
     def grew(entrypoint: str, transport: str, outcome: str) -> float:
         labels = dict(service="registration", entrypoint=entrypoint, transport=transport,
@@ -137,12 +150,20 @@ def test_requests_are_counted_by_outcome_and_timed(group, relayed):
         return (value(after["tuoyu_requests"], **labels) or 0) - (
             value(before["tuoyu_requests"], **labels) or 0)
 
-    assert value(after["tuoyu_requests"], entrypoint="http_register", transport="http",
-                 outcome="ok") >= 1  # the registration of the fixture
-    assert grew("http_register", "http", "refused") == 1
-    assert grew("http_institution", "http", "refused") == 1
+    assert value(after["tuoyu_requests"], entrypoint="register_institution", transport="rpc",
+                 outcome="ok") >= 1  # the registration of the fixture, through the gateway
+    assert grew("register_institution", "rpc", "refused") == 0
+    assert grew("get_institution", "rpc", "refused") == 1
     assert grew("log_head", "rpc", "ok") == 1
     counts = {s.labels["entrypoint"]: s.value for s in after["tuoyu_request_duration_seconds"]
               if s.name == "tuoyu_request_duration_seconds_count"
               and s.labels["service"] == "registration"}
-    assert counts["http_register"] >= 2 and counts["log_head"] >= 1
+    assert counts["register_institution"] >= 1 and counts["log_head"] >= 1
+
+    def refusals(samples: dict, status: str, code: str) -> float:
+        return value(samples["tuoyu_gateway_refusals"], status=status, code=code) or 0
+
+    assert refusals(gateway_after, "400", "validation_failed") - refusals(
+        gateway_before, "400", "validation_failed") == 1
+    assert refusals(gateway_after, "401", "token_malformed") - refusals(
+        gateway_before, "401", "token_malformed") == 1

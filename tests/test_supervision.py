@@ -14,12 +14,22 @@ import time
 import pytest
 
 from tuoyu_registration.samples import sample_registration
-from tuoyu_shared.devrun import SERVICES, ProcessGroup, http_json
-from tuoyu_shared.testing import group_environment, wait_for
+from tuoyu_shared.devrun import SERVICES, ProcessGroup
+from tuoyu_shared.devrun import http_json as _http_json
+from tuoyu_shared.testing import bearer, group_environment, wait_for
 
 PORT_OFFSET = 300  # 8301-8303: test_end_to_end uses 8101-8103
 VHOST = "tuoyu-supervision"
 BACKOFF = 2.0  # long enough to register an institution while the worker is dead
+
+
+#: Through the gateway, as a city-wide health officer unless a test says otherwise.
+OFFICER = bearer("health_officer", subject="officer-3")
+
+
+def http_json(method: str, url: str, body: dict | None = None,
+              headers: dict[str, str] | None = None) -> tuple[int, dict]:
+    return _http_json(method, url, body, {**OFFICER, **(headers or {})})
 
 
 @pytest.fixture(scope="module")
@@ -40,13 +50,14 @@ def group(servers, tmp_path_factory):
 
 
 def dashboard_ids(group) -> set[str]:
-    status, listing = http_json("GET", f"{group.url('dashboard')}/api/institutions?limit=1000")
+    status, listing = http_json(
+        "GET", f"{group.url('gateway')}/api/dashboard/institutions?limit=1000")
     return {row["institution_id"] for row in listing.get("institutions", [])} if status == 200 \
         else set()
 
 
 def register(group, n: int) -> str:
-    status, reply = http_json("POST", f"{group.url('registration')}/api/institutions",
+    status, reply = http_json("POST", f"{group.url('gateway')}/api/institutions",
                               sample_registration(n))
     assert status == 201, reply
     return reply["institution_id"]

@@ -21,8 +21,9 @@ from tuoyu_registration.samples import (
     sample_registration,
     sample_resident_id,
 )
+from tuoyu_shared.auth import KeyRing, generate_key_pem
 from tuoyu_shared.config import ensure_database
-from tuoyu_shared.devrun import SERVICES, ProcessGroup, http_json
+from tuoyu_shared.devrun import BACKENDS, SERVICES, ProcessGroup, http_json
 from tuoyu_shared.localservers import LocalPostgres, LocalRabbitMQ, port_open
 from tuoyu_shared.validation import credit_code_check_character, resident_id_check_character
 
@@ -30,16 +31,43 @@ ROOT = Path(__file__).resolve().parents[2]
 RUN_DIR = ROOT / ".local" / "run"
 PG_PORT, AMQP_PORT = 25432, 25672
 PIDS = RUN_DIR / "pids.json"
+KEYS = RUN_DIR / "auth-keys.json"
+#: The demo's people: one token each, printed at start (role, district, subject).
+DEMO_TOKENS = (
+    ("health_officer", "徐汇区", "徐汇区卫健委-张伟"),
+    ("health_officer", "*", "市卫健委-李娜"),
+    ("market_officer", "徐汇区", "徐汇区市场监管局-王强"),
+    ("fire_officer", "徐汇区", "徐汇区消防救援支队-刘洋"),
+    ("credit_officer", "*", "市信用办-陈静"),
+    ("district_leader", "徐汇区", "徐汇区副区长-赵敏"),
+    ("auditor", "*", "市审计局-孙磊"),
+    ("subscriber", "*", "省托育服务平台"),
+)
+
+
+def auth_env() -> dict[str, str]:
+    """The demo's signing key, made on the first `make run` and kept under .local/run (a
+    deployment configures its own: docs/operations.md)."""
+    if not KEYS.exists():
+        RUN_DIR.mkdir(parents=True, exist_ok=True)
+        private, public = generate_key_pem()
+        KEYS.write_text(json.dumps({"kid": "demo-1", "private": private, "public": public}))
+        KEYS.chmod(0o600)
+    keys = json.loads(KEYS.read_text())
+    return {"TUOYU_AUTH_SIGNING_KEY": keys["private"], "TUOYU_AUTH_SIGNING_KID": keys["kid"],
+            "TUOYU_AUTH_PUBLIC_KEYS": json.dumps({keys["kid"]: keys["public"]}),
+            "TUOYU_AUTH_REVOKED_FILE": str(RUN_DIR / "revoked-tokens.txt")}
 
 
 def servers() -> tuple[LocalPostgres, LocalRabbitMQ]:
     return LocalPostgres(RUN_DIR, PG_PORT), LocalRabbitMQ(RUN_DIR, AMQP_PORT, "tuoyu-run")
 
 
-def load_demo(registration: str) -> None:
+def load_demo(gateway: str, token: str) -> None:
     """Two institutions: one through filing, affordable designation and an enrolment
     report; one registered and awaiting its filing. Re-running finds them there already."""
-    officer = {"X-Actor": "demo-officer", "X-Department": "health"}
+    registration = gateway
+    officer = {"Authorization": f"Bearer {token}"}
     code = "91310104MA1FL8XK0"
     id17 = "31010419880315123"
     first = {
@@ -152,9 +180,13 @@ def start() -> None:
     pg.start()
     rabbit.start()
     base = f"postgresql://tuoyu@127.0.0.1:{PG_PORT}"
-    for spec in SERVICES:
+    for spec in BACKENDS:
         ensure_database(f"{base}/tuoyu_{spec.name}")
-    env = {"TUOYU_DATABASE_BASE_URL": base, "TUOYU_AMQP_URI": rabbit.uri}
+    env = {"TUOYU_DATABASE_BASE_URL": base, "TUOYU_AMQP_URI": rabbit.uri, **auth_env()}
+    ring = KeyRing.from_env(env)
+    tokens = {(role, district, subject): ring.issue(subject, role, district,
+                                                    ttl_seconds=7 * 24 * 3600)
+              for role, district, subject in DEMO_TOKENS}
     # A process that dies is restarted (with backoff, a line here); pids.json follows it.
     group = ProcessGroup(env, RUN_DIR / "logs", pids_file=PIDS)
     stopping = False
@@ -168,29 +200,37 @@ def start() -> None:
     try:
         group.start()
         group.supervise_in_background()
-        registration, dashboard = group.url("registration"), group.url("dashboard")
-        load_demo(registration)
+        gateway = group.url("gateway")
+        officer = tokens[DEMO_TOKENS[0]]
+        load_demo(gateway, officer)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            _, listing = http_json("GET", f"{dashboard}/api/institutions")
+            _, listing = http_json("GET", f"{gateway}/api/dashboard/institutions", None,
+                                   {"Authorization": f"Bearer {officer}"})
             if listing.get("count"):
                 break
             time.sleep(0.3)
+        token_lines = "\n".join(f"  {role:16} {district:6} {subject}\n    {token}"
+                                 for (role, district, subject), token in tokens.items())
         print(f"""
-Tuoyu is running.
-  Dashboard read model:   {dashboard}/api/institutions
-  Public disclosure:      {registration}/api/public/institutions
-  Officer views:          {registration}/api/officer/filings-awaiting
-                          {registration}/api/officer/staff-cases
-  Registration API:       {registration}/api/institutions/<id>[/record]
-                          POST {registration}/api/institutions, …/<id>/<command>
-  Credit report:          {group.url("credit")}/api/institutions/<id>/credit
-  Health:                 {registration}/health  {dashboard}/health  {group.url("credit")}/health
-  Workers' health:        {"  ".join(group.worker_url(s.name) + "/health" for s in SERVICES)}
-  Metrics (Prometheus):   /metrics on each of the ports above, services' and workers'
+Tuoyu is running. Everything goes through the gateway, with a token:
+  API documentation:      {gateway}/docs   (OpenAPI 3.1: {gateway}/openapi.json)
+  Public disclosure:      {gateway}/api/public/institutions   (no token needed)
+  Registration API:       {gateway}/api/institutions/<id>[/record]
+                          POST {gateway}/api/institutions, …/<id>/<command>
+  Officer views:          {gateway}/api/officer/filings-awaiting  …/staff-cases
+  Credit report:          {gateway}/api/institutions/<id>/credit
+  Dashboard read model:   {gateway}/api/dashboard/institutions
+  Events (subscribers):   {gateway}/api/events/registration
+  Health:                 {"  ".join(group.url(s.name) + "/health" for s in SERVICES)}
+  Workers' health:        {"  ".join(group.worker_url(s.name) + "/health" for s in BACKENDS)}
+  Metrics (Prometheus):   /metrics on each of the ports above
   Logs:                   {RUN_DIR / 'logs'}
   PostgreSQL:             {base}/tuoyu_<service>
   RabbitMQ:               {rabbit.uri}
+Demo tokens (valid 7 days; send as "Authorization: Bearer <token>"):
+{token_lines}
+  e.g. curl -H "Authorization: Bearer <token>" {gateway}/api/officer/filings-awaiting
 A process that dies is restarted.
 Ctrl-C (or `make stop` in another terminal) stops everything.""", flush=True)
         while not stopping:

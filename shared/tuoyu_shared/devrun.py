@@ -30,13 +30,24 @@ from pathlib import Path
 @dataclass(frozen=True)
 class ServiceSpec:
     name: str
-    nameko_class: str
+    nameko_class: str | None
     http_port: int
     worker_module: str | None
     worker_http_port: int | None = None  # the worker's /health and /metrics
+    #: a process that is no nameko service (the gateway): its module, run with --port
+    module: str | None = None
+
+    def argv(self, port: int) -> list[str]:
+        if self.module is not None:
+            return [sys.executable, "-m", self.module, "serve", "--port", str(port)]
+        return [sys.executable, "-m", "tuoyu_shared.serve", str(self.nameko_class),
+                "--port", str(port)]
 
 
-SERVICES = (
+#: The one public HTTP entry: every command and query goes through it.
+GATEWAY = ServiceSpec("gateway", None, 8000, None, module="tuoyu_gateway")
+
+BACKENDS = (
     ServiceSpec("registration", "tuoyu_registration.service:RegistrationService", 8001,
                 "tuoyu_registration.worker", 9101),
     ServiceSpec("dashboard", "tuoyu_dashboard.service:DashboardService", 8002,
@@ -44,6 +55,7 @@ SERVICES = (
     ServiceSpec("credit", "tuoyu_credit.service:CreditService", 8003, "tuoyu_credit.worker",
                 9103),
 )
+SERVICES = (*BACKENDS, GATEWAY)
 
 
 @dataclass
@@ -127,8 +139,7 @@ class ProcessGroup:
             for spec in services:
                 for instance in range(1, instances + 1):
                     self._spawn(f"{spec.name}-service" + (f"-{instance}" if instance > 1 else ""),
-                                [sys.executable, "-m", "tuoyu_shared.serve", spec.nameko_class,
-                                 "--port", str(self.port(spec))])
+                                spec.argv(self.port(spec)))
                 if workers and spec.worker_module:
                     self.start_worker(spec)
             for spec in services:

@@ -150,6 +150,21 @@ class Conflict(TuoyuError):
     http_status = 409
 
 
+class Unauthenticated(TuoyuError):
+    """No valid token: missing, malformed, signed by an unknown key, expired or revoked
+    (401)."""
+
+    code = "unauthenticated"
+    http_status = 401
+
+
+class Forbidden(TuoyuError):
+    """The caller's role, department, district or institution does not allow this (403)."""
+
+    code = "forbidden"
+    http_status = 403
+
+
 class Erased(TuoyuError):
     """The data asked for, or to be written, was erased for good (410)."""
 

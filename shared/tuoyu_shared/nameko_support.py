@@ -58,34 +58,68 @@ class ApplicationProvider(DependencyProvider):
 
 
 class CommandContextProvider(DependencyProvider):
-    """Opens a command context for each worker: from ``nameko.*`` RPC headers (correlation id,
-    actor, department) or, for HTTP, from X-Correlation-Id, X-Actor and X-Department."""
+    """Opens a command context for each worker from the RPC call's ``nameko.*`` headers.
+
+    Who acts is proven, not claimed: when the call carries a token (``authorization``, put
+    there by the gateway for the person it authenticated), it is verified here against the
+    configured keys (:class:`~tuoyu_shared.auth.KeyRing`), and the actor and department
+    that the command's events record are the token's, whatever other header says. A call
+    with a token that does not verify is refused. Calls without one come from inside the
+    system (another service, a consumer filling a gap, a timer, ops tools): their context
+    headers are taken as sent. HTTP requests to a service carry no identity: the services'
+    own ports serve only ``/health`` and ``/metrics``.
+    """
 
     def __init__(self) -> None:
         self._stacks: dict[Any, ExitStack] = {}
+        self._principals: dict[Any, Any] = {}
+        self.keys: Any = None
+
+    def setup(self) -> None:
+        from tuoyu_shared.auth import KeyRing
+
+        self.keys = KeyRing.from_env()
 
     def worker_setup(self, worker_ctx: Any) -> None:
+        from tuoyu_shared.auth import TokenInvalid
+
         data = dict(worker_ctx.context_data)
-        request = worker_ctx.args[0] if worker_ctx.args else None
-        headers = getattr(request, "headers", None)
-        if headers is not None:
-            for key, header in (("correlation_id", "X-Correlation-Id"), ("actor", "X-Actor"),
-                                ("department", "X-Department")):
-                if headers.get(header):
-                    data[key] = headers.get(header)
+        token = data.get("authorization")
+        principal = None
+        if token:
+            try:
+                principal = self.keys.verify(str(token))
+            except TokenInvalid as e:
+                log.warning("rpc.token_refused", reason=e.reason, code=e.code,
+                            method=worker_ctx.entrypoint.method_name)
+                self._refuse(worker_ctx, e.reason)
         stack = ExitStack()
         stack.enter_context(command_context(
-            actor=data.get("actor"), department=data.get("department"),
+            actor=principal.subject if principal else data.get("actor"),
+            department=principal.department if principal else data.get("department"),
             correlation_id=data.get("correlation_id"), causation_id=data.get("causation_id")))
         self._stacks[worker_ctx] = stack
+        self._principals[worker_ctx] = principal
+
+    @staticmethod
+    def _refuse(worker_ctx: Any, reason: str) -> None:
+        """The call runs nothing: its method is replaced, for this worker only, by one that
+        answers 401 (nameko looks the method up after the workers' set-up)."""
+        from tuoyu_shared.errors import Unauthenticated
+
+        def refused(*args: Any, **kwargs: Any) -> Any:
+            raise Unauthenticated(f"the call's token was refused: {reason}")
+
+        setattr(worker_ctx.service, worker_ctx.entrypoint.method_name, refused)
 
     def worker_teardown(self, worker_ctx: Any) -> None:
         stack = self._stacks.pop(worker_ctx, None)
+        self._principals.pop(worker_ctx, None)
         if stack is not None:
             stack.close()
 
-    def get_dependency(self, worker_ctx: Any) -> None:
-        return None
+    def get_dependency(self, worker_ctx: Any) -> Any:
+        return self
 
 
 class EventLogEntrypoints:

@@ -83,7 +83,11 @@ class RpcClient:
     def _on_reply(self, body: Any, message: Any) -> None:
         self._replies[message.properties.get("correlation_id")] = body
 
-    def call(self, service: str, method: str, *args: Any, **kwargs: Any) -> Any:
+    def call(self, service: str, method: str, *args: Any,
+             rpc_context: dict[str, str] | None = None, **kwargs: Any) -> Any:
+        """Call ``service.method(*args, **kwargs)``; the current command context travels in
+        ``nameko.*`` headers, and so does ``rpc_context`` (the gateway's verified token as
+        ``authorization``)."""
         # Heartbeats flow only while a call waits; a connection idle for longer than the
         # interval may have been closed by the broker (or be half-open): open a new one.
         if self._conn is not None and self.heartbeat and \
@@ -94,6 +98,8 @@ class RpcClient:
         ctx = current_context()
         correlation_id = str(uuid.uuid4())
         headers = {f"nameko.{k}": v for k, v in ctx.as_dict().items() if v}
+        for key, value in (rpc_context or {}).items():
+            headers[f"nameko.{key}"] = value
         headers["nameko.call_id_stack"] = [f"tuoyu-client.{method}.{correlation_id}"]
         try:
             self._producer.publish(

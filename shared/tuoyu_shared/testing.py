@@ -15,6 +15,7 @@ other's events. Tests that stop the broker are marked ``broker_control`` and nee
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import threading
@@ -250,6 +251,37 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, what: str = ""
     raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
 
 
+_TEST_KEYS: dict[str, str] = {}
+
+
+def auth_env() -> dict[str, str]:
+    """The signing and verifying keys of this test session (made once, in this process):
+    the environment every gateway and service process of the tests gets."""
+    if not _TEST_KEYS:
+        from tuoyu_shared.auth import generate_key_pem
+
+        private, public = generate_key_pem()
+        _TEST_KEYS.update(TUOYU_AUTH_SIGNING_KEY=private, TUOYU_AUTH_SIGNING_KID="test-1",
+                          TUOYU_AUTH_PUBLIC_KEYS=json.dumps({"test-1": public}))
+    return dict(_TEST_KEYS)
+
+
+def token(role: str = "health_officer", district: str = "*", subject: str | None = None,
+          institution_id: str | None = None, ttl_seconds: int = 3600) -> str:
+    """A token of the test keys (:func:`auth_env`)."""
+    from tuoyu_shared.auth import KeyRing
+
+    ring = KeyRing.from_env(auth_env())
+    return ring.issue(subject or f"test-{role}", role, district, ttl_seconds=ttl_seconds,
+                      institution_id=institution_id)
+
+
+def bearer(role: str = "health_officer", district: str = "*", subject: str | None = None,
+           institution_id: str | None = None) -> dict[str, str]:
+    """``{"Authorization": "Bearer …"}`` for a request through the gateway."""
+    return {"Authorization": f"Bearer {token(role, district, subject, institution_id)}"}
+
+
 @contextlib.contextmanager
 def group_environment(servers: ServersUnderTest, prefix: str, vhost: str | None = None,
                       **extra: str) -> Iterator[dict[str, str]]:
@@ -276,7 +308,8 @@ def group_environment(servers: ServersUnderTest, prefix: str, vhost: str | None 
         amqp_uri = urlsplit(amqp_uri)._replace(path=f"/{vhost}").geturl()
     env = {f"TUOYU_{service.upper()}_DATABASE_URL": servers.database_url(db)
            for service, db in names.items()}
-    env.update(TUOYU_AMQP_URI=amqp_uri, TUOYU_CONSUMER_CATCHUP_INTERVAL="1", **extra)
+    env.update(TUOYU_AMQP_URI=amqp_uri, TUOYU_CONSUMER_CATCHUP_INTERVAL="1", **auth_env(),
+               **extra)
     try:
         yield env
     finally:

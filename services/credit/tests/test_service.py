@@ -1,5 +1,6 @@
-"""The nameko adapter's handlers, called in this process (no nameko runner, no broker): the
-HTTP status of each outcome and the shape of the RPC answers."""
+"""The nameko adapter's methods, called in this process (no nameko runner, no broker), behind
+the gateway's routes (``tuoyu_gateway.testing``): the HTTP status of each outcome and the shape
+of the RPC answers."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ import warnings
 from typing import Any
 
 import pytest
+from tuoyu_gateway.testing import gateway_client
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
 from tuoyu_credit.application import CreditApplication
 from tuoyu_registration.samples import sample_resident_id
+from tuoyu_shared.testing import bearer
 
 with warnings.catch_warnings():  # nameko imports eventlet, which warns of its deprecation
     warnings.simplefilter("ignore")
@@ -37,82 +40,108 @@ def app(settings_factory):
 def service(app):
     instance = CreditService.__new__(CreditService)  # the dependency nameko would inject
     instance.app = app
+    instance.gateway = gateway_client(credit=instance)
     return instance
 
 
-def call(handler, method: str = "POST", body: Any = None, query: dict | None = None,
-         *args: str) -> tuple[int, Any]:
-    data = json.dumps(body) if body is not None else None
-    request = Request(EnvironBuilder(method=method, data=data, query_string=query,
-                                     content_type="application/json").get_environ())
-    response = handler(request, *args)
+#: The HTTP routes (served by the gateway) of what were the service's own HTTP handlers.
+ROUTES = {
+    "http_register_practitioner": "/api/practitioners",
+    "http_impose_ban": "/api/practitioners/{0}/bans",
+    "http_check_practitioner": "/api/practitioner-checks",
+    "http_request_check": "/api/practitioners/{0}/checks",
+    "http_practitioner_reads": "/api/practitioners/{0}/reads",
+    "http_credit_report": "/api/institutions/{0}/credit",
+    "http_listing_step": "/api/institutions/{0}/listings/{1}/{2}",
+    "http_scoring_cause": "/api/institutions/{0}/credit/causes",
+    "http_credit_register": "/api/credit-register",
+    "http_listings_due": "/api/officer/listings-due",
+    "http_expire_listings": "/api/timers/expire-listings",
+    "http_lift_expired_bans": "/api/timers/lift-expired-bans",
+}
+OFFICER = bearer("credit_officer", subject="officer-1")
+
+
+def call(service, route: str, method: str = "POST", body: Any = None,
+         query: dict | None = None, *args: str) -> tuple[int, Any]:
+    """Through the gateway, as a city-wide credit officer."""
+    answer = service.gateway.request(method, ROUTES[route].format(*args), params=query,
+                                     json=body, headers=OFFICER)
+    return answer.status_code, answer.json()
+
+
+def call_handler(handler, method: str = "GET") -> tuple[int, Any]:
+    """One of the HTTP handlers the service still has itself (/health)."""
+    request = Request(EnvironBuilder(method=method).get_environ())
+    response = handler(request)
     return response.status_code, json.loads(response.get_data(as_text=True))
 
 
 def test_practitioner_endpoints_and_their_statuses(service):
-    status, body = call(service.http_register_practitioner, "POST",
+    status, body = call(service, "http_register_practitioner", "POST",
                         {"name": "李四", "id_number": ID_NUMBER})
     assert status == 201 and body["created"] is True
     ref = body["person_ref"]
-    assert call(service.http_register_practitioner, "POST",
+    assert call(service, "http_register_practitioner", "POST",
                 {"name": "李四", "id_number": ID_NUMBER})[0] == 200
-    status, body = call(service.http_register_practitioner, "POST", {"name": "李四"})
+    status, body = call(service, "http_register_practitioner", "POST", {"name": "李四"})
     assert status == 400 and body["errors"][0]["field"] == "id_number"
-    status, body = call(service.http_impose_ban, "POST", BAN, None, ref)
+    status, body = call(service, "http_impose_ban", "POST", BAN, None, ref)
     assert status == 201 and body["ban_ref"].startswith("ban-")
-    status, body = call(service.http_impose_ban, "POST", {**BAN, "ban_ref": body["ban_ref"]},
+    status, body = call(service, "http_impose_ban", "POST", {**BAN, "ban_ref": body["ban_ref"]},
                         None, ref)
     assert (status, body["state"]) == (409, "imposed")
-    status, body = call(service.http_impose_ban, "POST", BAN, None, "0" * 32)
+    status, body = call(service, "http_impose_ban", "POST", BAN, None, "0" * 32)
     assert (status, body["error"]) == (404, "PractitionerNotFound")
-    status, body = call(service.http_check_practitioner, "POST",
+    status, body = call(service, "http_check_practitioner", "POST",
                         {"id_number": ID_NUMBER, "purpose": "hire screening"})
     assert status == 200 and set(body) == {"barred", "ban_reference"} and body["barred"]
-    status, body = call(service.http_check_practitioner, "POST", {"id_number": ID_NUMBER})
+    status, body = call(service, "http_check_practitioner", "POST", {"id_number": ID_NUMBER})
     assert status == 400 and body["errors"][0]["field"] == "purpose"
-    status, body = call(service.http_request_check, "POST", {}, None, ref)
+    status, body = call(service, "http_request_check", "POST", {}, None, ref)
     assert status == 200 and body["outcome"] == "barred"
-    status, body = call(service.http_practitioner_reads, "POST", {"purpose": "audit"}, None,
+    status, body = call(service, "http_practitioner_reads", "POST", {"purpose": "audit"}, None,
                         ref)
     assert status == 200 and [r["query"] for r in body["reads"]] == [
         "check_by_id_number", "read_audit"]
-    status, body = call(service.http_register_practitioner, "POST", None)
+    status, body = call(service, "http_register_practitioner", "POST", None)
     assert status == 400  # an empty body is an empty object: refused
-    request = Request(EnvironBuilder(method="POST", data="[1, 2]").get_environ())
-    assert service.http_check_practitioner(request).status_code == 400
+    answer = service.gateway.post("/api/practitioner-checks", content=b"[1, 2]",
+                                  headers=OFFICER)
+    assert answer.status_code == 400 and answer.json()["errors"][0]["field"] == "body"
 
 
 def test_institution_endpoints_and_their_statuses(service, app):
     institution_id = str(uuid.uuid4())
     app.save(*app.open_credit(institution_id))
-    status, body = call(service.http_credit_report, "GET", None, None, institution_id)
+    status, body = call(service, "http_credit_report", "GET", None, None, institution_id)
     assert status == 200 and (body["score"], body["grade"], body["lists"]) == (100, "B", [])
-    assert call(service.http_credit_report, "GET", None, None, str(uuid.uuid4()))[0] == 404
-    assert call(service.http_credit_report, "GET", None, None, "nope")[0] == 400
-    status, body = call(service.http_listing_step, "POST", PROPOSAL, None, institution_id,
+    assert call(service, "http_credit_report", "GET", None, None, str(uuid.uuid4()))[0] == 404
+    assert call(service, "http_credit_report", "GET", None, None, "nope")[0] == 400
+    status, body = call(service, "http_listing_step", "POST", PROPOSAL, None, institution_id,
                         "serious_dishonesty", "propose")
     assert status == 201 and body["result"] == {"listing_id": "serious_dishonesty-1"}
-    status, body = call(service.http_listing_step, "POST", {"officer": "o"}, None,
+    status, body = call(service, "http_listing_step", "POST", {"officer": "o"}, None,
                         institution_id, "serious_dishonesty", "decide-now")
-    assert status == 404 and "propose" in body["steps"]
-    status, body = call(service.http_listing_step, "POST", {"statement": "s"}, None,
+    assert status == 404 and body["code"] == "no_such_route"
+    status, body = call(service, "http_listing_step", "POST", {"statement": "s"}, None,
                         institution_id, "serious_dishonesty", "respond")
     assert (status, body["state"]) == (409, "proposed")
-    status, body = call(service.http_listing_step, "POST", PROPOSAL, None, institution_id,
+    status, body = call(service, "http_listing_step", "POST", PROPOSAL, None, institution_id,
                         "blacklist", "propose")
     assert status == 400 and body["errors"][0]["field"] == "list_name"
-    status, body = call(service.http_scoring_cause, "POST", {
+    status, body = call(service, "http_scoring_cause", "POST", {
         "cause_type": "inspection_refused", "cause_ref": "r-1"}, None, institution_id)
     assert status == 200 and body == {"applied": True, "score": 80, "grade": "C"}
-    assert call(service.http_credit_register, "GET", None, {"grade": "E"})[0] == 400
+    assert call(service, "http_credit_register", "GET", None, {"grade": "E"})[0] == 400
     app.views_projector().catch_up()  # the worker's part, done here
-    status, body = call(service.http_credit_register, "GET", None, {"grade": "C"})
+    status, body = call(service, "http_credit_register", "GET", None, {"grade": "C"})
     assert status == 200 and [r["institution_id"] for r in body["institutions"]] == [
         institution_id]
-    assert call(service.http_listings_due, "GET")[0] == 200
-    assert call(service.http_expire_listings, "POST")[1]["expired"] == []
-    assert call(service.http_lift_expired_bans, "POST")[1]["lifted"] == []
-    assert call(service.health, "GET")[1]["status"] == "ok"
+    assert call(service, "http_listings_due", "GET")[0] == 200
+    assert call(service, "http_expire_listings", "POST")[1]["expired"] == []
+    assert call(service, "http_lift_expired_bans", "POST")[1]["lifted"] == []
+    assert call_handler(service.health, "GET")[1]["status"] == "ok"
 
 
 def test_rpc_methods_answer_plain_json(service, app):
@@ -131,25 +160,33 @@ def test_rpc_methods_answer_plain_json(service, app):
 
 def test_credit_errors_reach_http_with_their_status_code_and_body(service, app):
     """Each error answers with the shared vocabulary's status and body (tuoyu_shared.errors),
-    whatever its class is called."""
-    status, body = call(service.http_impose_ban, "POST", BAN, None, "0" * 32)
+    whatever its class is called; the gateway adds the problem's fields (RFC 9457)."""
+
+    def problem(answer: tuple[int, Any]) -> tuple[int, Any]:
+        status, body = answer
+        assert body.pop("type") == f"urn:tuoyu:problem:{body['code']}"
+        assert body.pop("status") == status and body.pop("title")
+        assert body.pop("detail") == body["reason"]
+        return status, body
+
+    status, body = problem(call(service, "http_impose_ban", "POST", BAN, None, "0" * 32))
     assert (status, body) == (404, {"error": "PractitionerNotFound", "code": "not_found",
                                     "reason": f"no practitioner {'0' * 32}"})
     missing = str(uuid.uuid4())
-    status, body = call(service.http_credit_report, "GET", None, None, missing)
+    status, body = problem(call(service, "http_credit_report", "GET", None, None, missing))
     assert (status, body) == (404, {"error": "InstitutionNotFound", "code": "not_found",
                                     "reason": f"no credit record of institution {missing}"})
     institution_id = str(uuid.uuid4())
     app.save(*app.open_credit(institution_id))
-    status, body = call(service.http_listing_step, "POST", {"statement": "s"}, None,
+    status, body = call(service, "http_listing_step", "POST", {"statement": "s"}, None,
                         institution_id, "serious_dishonesty", "respond")
     assert status == 409
     assert (body["error"], body["code"], body["state"]) == (
         "DomainRuleViolated", "rule_violated", "none")
     ref = app.vault.person_ref(ID_NUMBER)
     app.vault.erase(ref)
-    status, body = call(service.http_register_practitioner, "POST",
-                        {"name": "李四", "id_number": ID_NUMBER})
+    status, body = problem(call(service, "http_register_practitioner", "POST",
+                                {"name": "李四", "id_number": ID_NUMBER}))
     assert (status, body) == (410, {"error": "PersonalDataErased", "code": "erased",
                                     "reason": f"personal data of {ref} was erased"})
     assert ID_NUMBER not in json.dumps(body)

@@ -1,4 +1,6 @@
-"""The dashboard's nameko adapter: HTTP queries over the read models.
+"""The dashboard's nameko adapter: queries over the read models, over RPC (people come in
+through the gateway: :mod:`tuoyu_dashboard.routes`); its HTTP port serves ``/health`` and
+``/metrics``.
 
 Run: ``python -m tuoyu_shared.serve tuoyu_dashboard.service:DashboardService``.
 """
@@ -17,7 +19,7 @@ from tuoyu_dashboard.projections import list_institutions
 from tuoyu_shared.config import settings_for
 from tuoyu_shared.metrics import ReadModelCollector, render
 from tuoyu_shared.nameko_metrics import RequestMetrics
-from tuoyu_shared.nameko_support import CommandContextProvider, http_json, query_int
+from tuoyu_shared.nameko_support import CommandContextProvider, http_json
 from tuoyu_shared.validation import Validator
 
 
@@ -63,14 +65,3 @@ class DashboardService:
         collector = ReadModelCollector(self.name, settings_for(self.name).database_url)
         body, content_type = render(collector, accept=request.headers.get("Accept"))
         return Response(body, content_type=content_type)
-
-    @http("GET", "/api/institutions")
-    @http_json
-    def http_institutions(self, request: Any) -> dict[str, Any]:
-        v = Validator({"district": request.args.get("district")})
-        district = v.text("district", max_length=50, required=False)
-        v.check()
-        limit = query_int(request.args, "limit", 100, min_value=1, max_value=1000)
-        with self.store as conn:
-            rows = list_institutions(conn, district, limit)
-        return {"institutions": rows, "count": len(rows)}

@@ -209,7 +209,7 @@ def public_disclosure(conn: psycopg.Connection, *, district: str | None = None,
 def filings_awaiting(conn: psycopg.Connection, today: Any) -> list[dict[str, Any]]:
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
-            "SELECT d.institution_id::text, r.name, d.stage, d.since, d.due_on, "
+            "SELECT d.institution_id::text, r.name, r.district, d.stage, d.since, d.due_on, "
             "d.due_on < %s AS overdue FROM filing_deadlines d "
             "JOIN public_register r USING (institution_id) ORDER BY d.due_on", (today,))
         return cur.fetchall()
@@ -218,7 +218,7 @@ def filings_awaiting(conn: psycopg.Connection, today: Any) -> list[dict[str, Any
 def open_staff_cases(conn: psycopg.Connection, today: Any) -> list[dict[str, Any]]:
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
-            "SELECT c.case_id, c.institution_id::text, r.name AS institution_name, "
+            "SELECT c.case_id, c.institution_id::text, r.name AS institution_name, r.district, "
             "s.name AS practitioner, c.ban_reference, c.opened_on, c.due_on, "
             "c.due_on < %s AS overdue FROM staff_cases c "
             "JOIN public_register r USING (institution_id) "

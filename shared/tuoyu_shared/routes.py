@@ -1,0 +1,107 @@
+"""A service's public HTTP surface, declared once: what the gateway serves for it.
+
+Each service lists its :class:`Route` s in ``tuoyu_<service>/routes.py`` (``ROUTES``); the
+gateway (``services/gateway``) serves every route of every service it is configured with,
+checks the caller's token and role there, validates the body with the route's command model,
+calls the service over RPC with the verified token, and answers with the route's status and
+shape. A new service is reached from outside by adding its routes module to the gateway's
+``TUOYU_GATEWAY_ROUTES`` (or to the default list): nothing else.
+
+Plain data and functions, no web framework: the services import it without the gateway's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Anyone, without a token (信息公示: the public register).
+PUBLIC = "public"
+
+# How a route's district is checked (the caller's district must cover the case's):
+#: the institution named by the path's ``institution_id`` (its district asked of registration);
+#: an operator only their own institution.
+SCOPE_INSTITUTION = "institution"
+#: the body's ``district`` (a registration: the new institution's district).
+SCOPE_BODY_DISTRICT = "body_district"
+#: a list: a district officer sees their own district only (the ``district`` filter is set).
+SCOPE_FILTER_DISTRICT = "filter_district"
+#: city-wide only: a district officer may not (an import, the timers).
+SCOPE_CITY = "city"
+#: no district (city-wide data, or none at all): the role alone decides.
+SCOPE_NONE = "none"
+
+
+@dataclass(frozen=True)
+class QueryParam:
+    name: str
+    kind: str = "string"  # "string", "integer", "boolean"
+    description: str = ""
+    minimum: int | None = None
+    maximum: int | None = None
+    max_length: int | None = None
+    enum: tuple[str, ...] | None = None
+
+
+def _no_args(path: dict[str, str], query: dict[str, Any], body: Any) -> tuple[list, dict]:
+    return [], {}
+
+
+def event_log_routes(service: str) -> list[Route]:
+    """The service's notification log as envelopes, for subscribing systems and auditors:
+    the event contract (``docs`` and the catalogue say what each type carries)."""
+    return [
+        Route("GET", f"/api/events/{service}", service, "notifications",
+              f"{service}'s events in notification order, as envelopes (start .. stop)",
+              ("subscriber", "auditor"), SCOPE_CITY,
+              query=(QueryParam("start", "integer", minimum=1),
+                     QueryParam("limit", "integer", minimum=1, maximum=1000),
+                     QueryParam("stop", "integer", minimum=1)),
+              call=lambda path, query, body: ([], {"start": query.get("start") or 1,
+                                                   "limit": query.get("limit") or 500,
+                                                   "stop": query.get("stop")}),
+              respond=lambda rows, path: {"events": rows, "count": len(rows)},
+              tags=("events",)),
+        Route("GET", f"/api/events/{service}/head", service, "log_head",
+              f"The notification id of {service}'s latest event", ("subscriber", "auditor"),
+              SCOPE_CITY, respond=lambda head, path: {"head": head}, tags=("events",)),
+    ]
+
+
+@dataclass(frozen=True)
+class Route:
+    """One HTTP operation of a service.
+
+    ``call(path, query, body)`` gives the RPC method's positional and keyword arguments;
+    ``respond(result, path)`` the JSON answer; ``status`` its HTTP status (an int, or a
+    function of the result). ``body`` is the command model that validates the JSON body (its
+    JSON Schema is the OpenAPI request body), ``"text"`` for a text body (a CSV), or None.
+    ``allow`` names the roles that may call it (or :data:`PUBLIC`); ``scope`` how the
+    caller's district is checked. ``writes`` says whether it changes anything.
+    """
+
+    method: str
+    path: str
+    service: str
+    rpc: str
+    summary: str
+    allow: tuple[str, ...]
+    scope: str = SCOPE_NONE
+    body: Any = None
+    query: tuple[QueryParam, ...] = ()
+    call: Callable[[dict[str, str], dict[str, Any], Any], tuple[list, dict]] = _no_args
+    respond: Callable[[Any, dict[str, str]], Any] = lambda result, path: result
+    status: int | Callable[[Any], int] = 200
+    writes: bool = False
+    max_body_bytes: int | None = None
+    description: str = ""
+    tags: tuple[str, ...] = field(default=())
+
+    @property
+    def operation_id(self) -> str:
+        cleaned = self.path.strip("/").replace("/", "_").replace("{", "").replace("}", "")
+        return f"{self.method.lower()}_{cleaned.replace('-', '_')}"
+
+    def status_of(self, result: Any) -> int:
+        return self.status(result) if callable(self.status) else self.status
