@@ -106,8 +106,10 @@ class RpcClient:
                 json.dumps({"args": list(args), "kwargs": kwargs}),
                 routing_key=f"{service}.{method}", reply_to=self._reply_key,
                 correlation_id=correlation_id, content_type="application/json",
-                content_encoding="utf-8", headers=headers, declare=[self._reply_queue],
-                retry=True, mandatory=True,
+                content_encoding="utf-8", headers=headers, retry=True, mandatory=True,
+                # no declare=[reply queue]: the consumer declared it on connecting, and kombu
+                # does not cache an auto-delete queue's declaration, so every call paid a
+                # queue.declare round trip to the broker for nothing
             )
             deadline = time.monotonic() + self.timeout
             while correlation_id not in self._replies:
