@@ -165,6 +165,13 @@ class Forbidden(TuoyuError):
     http_status = 403
 
 
+class Unavailable(TuoyuError):
+    """Something the request needs is away for now (503): try again later."""
+
+    code = "unavailable"
+    http_status = 503
+
+
 class Erased(TuoyuError):
     """The data asked for, or to be written, was erased for good (410)."""
 

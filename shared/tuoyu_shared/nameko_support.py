@@ -73,6 +73,7 @@ class CommandContextProvider(DependencyProvider):
     def __init__(self) -> None:
         self._stacks: dict[Any, ExitStack] = {}
         self._principals: dict[Any, Any] = {}
+        self._audit_url: str | None = None
         self.keys: Any = None
 
     def setup(self) -> None:
@@ -93,6 +94,14 @@ class CommandContextProvider(DependencyProvider):
                 log.warning("rpc.token_refused", reason=e.reason, code=e.code,
                             method=worker_ctx.entrypoint.method_name)
                 self._refuse(worker_ctx, e.reason)
+        if principal is not None and principal.role == "auditor":
+            try:
+                self._record_audited_call(worker_ctx, principal,
+                                          data.get("correlation_id") or "")
+            except Exception as e:  # an auditor's read that cannot be recorded is not served
+                log.error("call.audit_failed", error=repr(e),
+                          method=worker_ctx.entrypoint.method_name)
+                self._refuse(worker_ctx, "", unavailable="the read could not be recorded")
         stack = ExitStack()
         stack.enter_context(command_context(
             actor=principal.subject if principal else data.get("actor"),
@@ -101,13 +110,36 @@ class CommandContextProvider(DependencyProvider):
         self._stacks[worker_ctx] = stack
         self._principals[worker_ctx] = principal
 
+    def _record_audited_call(self, worker_ctx: Any, principal: Any, correlation_id: str) -> None:
+        """An auditor's call, recorded before it runs (a read that fails is recorded too):
+        the method and the ids it names (short strings), never a body."""
+        import psycopg
+        from psycopg.types.json import Jsonb
+
+        from tuoyu_shared.config import settings_for
+
+        ids = [a for a in worker_ctx.args if isinstance(a, str) and len(a) <= 100]
+        if self._audit_url is None:
+            self._audit_url = settings_for(worker_ctx.service_name).database_url
+        with psycopg.connect(self._audit_url, autocommit=True) as conn:
+            conn.execute(
+                "INSERT INTO audited_calls (subject, role, department, district, method, "
+                "arguments, correlation_id) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                (principal.subject, principal.role, principal.department, principal.district,
+                 worker_ctx.entrypoint.method_name, Jsonb(ids), str(correlation_id)[:100]))
+        log.info("call.audited", actor=principal.subject,
+                 method=worker_ctx.entrypoint.method_name)
+
     @staticmethod
-    def _refuse(worker_ctx: Any, reason: str) -> None:
+    def _refuse(worker_ctx: Any, reason: str, unavailable: str | None = None) -> None:
         """The call runs nothing: its method is replaced, for this worker only, by one that
-        answers 401 (nameko looks the method up after the workers' set-up)."""
-        from tuoyu_shared.errors import Unauthenticated
+        answers 401 (or 503 when ``unavailable`` says why; nameko looks the method up after
+        the workers' set-up)."""
+        from tuoyu_shared.errors import Unauthenticated, Unavailable
 
         def refused(*args: Any, **kwargs: Any) -> Any:
+            if unavailable:
+                raise Unavailable(unavailable)
             raise Unauthenticated(f"the call's token was refused: {reason}")
 
         setattr(worker_ctx.service, worker_ctx.entrypoint.method_name, refused)
