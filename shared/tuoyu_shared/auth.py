@@ -85,10 +85,6 @@ class Principal:
     def may_see_district(self, district: str | None) -> bool:
         return self.city_wide or (district is not None and district == self.district)
 
-    def as_context(self) -> dict[str, str]:
-        return {"actor": self.subject, "department": self.department, "role": self.role,
-                "district": self.district}
-
 
 def _read(value: str) -> str:
     if value.startswith("@"):

@@ -37,7 +37,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
-from tuoyu_shared.auth import ALL_DISTRICTS, KeyRing, Principal, TokenInvalid
+from tuoyu_shared.auth import KeyRing, Principal, TokenInvalid
 from tuoyu_shared.commands import parse
 from tuoyu_shared.config import DEFAULT_AMQP
 from tuoyu_shared.context import command_context
@@ -575,5 +575,3 @@ def openapi_document(routes: list[Route]) -> dict[str, Any]:
 def _path_names(path: str) -> list[str]:
     return [part[1:-1] for part in path.split("/") if part.startswith("{")]
 
-
-ALL = ALL_DISTRICTS  # re-exported for the command line
