@@ -355,7 +355,7 @@ def directory_rows(database_url: str) -> list[tuple]:
     with psycopg.connect(database_url) as conn:
         return conn.execute(
             "SELECT institution_id, name, credit_code, nature, kind, district, street, "
-            "address, places, person_in_charge, status, registered_at, version "
+            "address, places, status, registered_at, version "
             "FROM institution_directory ORDER BY institution_id").fetchall()
 
 

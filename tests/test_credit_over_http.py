@@ -6,23 +6,28 @@ and the refusals (400 naming the field, 404, 409 naming the state)."""
 
 from __future__ import annotations
 
+import urllib.request
+
 import pytest
 
 from tuoyu_registration.samples import sample_registration, sample_resident_id
 from tuoyu_shared.devrun import ProcessGroup, http_json
-from tuoyu_shared.testing import bearer, group_environment, wait_for
+from tuoyu_shared.testing import bearer, group_environment, metric_samples, wait_for
 
 PORT_OFFSET = 500  # 8501-8503 (end-to-end 100, hostile 200, supervision 300, observability 400)
 OFFICER = bearer("credit_officer", subject="credit-officer-1")
 HEALTH = bearer("health_officer", subject="health-officer-1")
 BASIS = "《社会信用体系建设条例》第二十条"
+#: Someone the group's simulated public-security records have a record for.
+RECORD = sample_resident_id(509)
 
 
 @pytest.fixture(scope="module")
 def group(servers, tmp_path_factory):
     with group_environment(servers, "credithttp", vhost="tuoyu-credit-http") as env:
         g = ProcessGroup(env, tmp_path_factory.mktemp("credit-http-logs"),
-                         port_offset=PORT_OFFSET)
+                         port_offset=PORT_OFFSET,
+                         public_security_records={RECORD: ["sexual_offence"]})
         try:
             g.start()
             yield g
@@ -102,3 +107,57 @@ def test_refusals_name_the_field_or_the_state_and_change_nothing(group):
     status, reply = credit(group, "POST", "/api/institutions/x/listings/no_such_list/propose",
                            {})
     assert status in (400, 404), reply
+
+
+def check_completed(group, check_id: str) -> dict | None:
+    """The check's completion as subscribers read it (credit's published log)."""
+    _, log = http_json("GET", f"{group.url('gateway')}/api/events/credit?limit=1000", None,
+                       bearer("subscriber"))
+    found = [e["payload"] for e in log.get("events", [])
+             if e["event_type"] == "PractitionerCheckCompleted"
+             and e["payload"]["check_id"] == check_id]
+    return found[-1] if found else None
+
+
+def test_yearly_checks_wait_for_the_public_security_inquiry_down_or_up(group):
+    """The worker sends the pending checks to the group's simulator: while it is down they
+    stay pending round after round (never cleared), and complete once it is back; a record
+    found bars."""
+    refs = {}
+    for number in (sample_resident_id(508), RECORD):
+        status, reply = credit(group, "POST", "/api/practitioners",
+                               {"name": "王五", "id_number": number})
+        assert status in (200, 201), reply
+        refs[number] = reply["person_ref"]
+    simulator = group.public_security
+    simulator.set_down(True)
+    try:
+        status, clear = credit(group, "POST",
+                               f"/api/practitioners/{refs[sample_resident_id(508)]}/checks", {})
+        assert status == 200 and (clear["state"], clear["outcome"]) == ("pending", None), clear
+
+        def retried() -> dict | None:
+            _, pending = credit(group, "GET", "/api/officer/pending-checks")
+            rows = [c for c in pending.get("checks", []) if c["check_id"] == clear["check_id"]]
+            return rows[0] if rows and rows[0]["attempts"] >= 3 else None
+
+        row = wait_for(retried, timeout=60, what="several rounds against the system down")
+        assert row["state"] == "awaiting_inquiry" and "503" in row["last_error"]
+        assert check_completed(group, clear["check_id"]) is None  # never cleared while down
+    finally:
+        simulator.set_down(False)
+    done = wait_for(lambda: check_completed(group, clear["check_id"]), timeout=60,
+                    what="the check answered once the system is back")
+    assert (done["outcome"], done["answered_by"]) == ("cleared", "public_security")
+    assert done["reference"].startswith("GA-")
+    status, barred = credit(group, "POST", f"/api/practitioners/{refs[RECORD]}/checks", {})
+    assert status == 200 and barred["state"] == "pending"
+    done = wait_for(lambda: check_completed(group, barred["check_id"]), timeout=60,
+                    what="the record found")
+    assert (done["outcome"], done["answered_by"]) == ("barred", "public_security")
+    # The worker counted it all on its /metrics.
+    with urllib.request.urlopen(f"{group.worker_url('credit')}/metrics", timeout=10) as resp:
+        metrics = metric_samples(resp.read().decode())
+    outcomes = {s.labels["outcome"] for s in metrics["tuoyu_background_check_inquiries"]
+                if s.name.endswith("_total")}
+    assert {"unavailable", "answered"} <= outcomes

@@ -11,8 +11,11 @@ from dataclasses import dataclass
 import pytest
 
 from tuoyu_credit.application import CreditApplication, InstitutionNotFound
+from tuoyu_credit.inquiries import InquirySchedule
 from tuoyu_credit.reactions import registration_consumer
+from tuoyu_credit.worker import InquiryDispatch
 from tuoyu_registration.application import RegistrationApplication
+from tuoyu_registration.practitioners import InProcessRegister
 from tuoyu_registration.reactions import credit_consumer
 from tuoyu_registration.samples import (
     sample_filing_submission,
@@ -20,7 +23,9 @@ from tuoyu_registration.samples import (
     sample_resident_id,
 )
 from tuoyu_shared.consumer import ApplicationLog
+from tuoyu_shared.public_security import HttpPublicSecurityInquiry
 from tuoyu_shared.relay import Relay
+from tuoyu_shared.simulators.public_security import start_simulator
 from tuoyu_shared.testing import Running, wait_for
 
 SD = "serious_dishonesty"
@@ -35,9 +40,17 @@ class System:
 
 @pytest.fixture
 def system(settings_factory, servers, unique):
-    registration = RegistrationApplication(settings_factory("registration"))
-    credit = CreditApplication(settings_factory("credit"))
-    assert registration.settings.personal_data_key == credit.settings.personal_data_key
+    # The public-security records inquiry (simulated) answers credit's background checks,
+    # which credit's worker part sends (InquiryDispatch, here a thread).
+    simulator = start_simulator()
+    credit = CreditApplication(settings_factory("credit"),
+                               inquiry=HttpPublicSecurityInquiry(simulator.url, timeout=2),
+                               schedule=InquirySchedule(interval=0.1, initial_retry=0.2,
+                                                        max_retry=1, poll=0.1))
+    # each service its own blind-index key: registration asks credit's register for the ref
+    registration = RegistrationApplication(settings_factory("registration"),
+                                           practitioners=InProcessRegister(credit))
+    assert registration.settings.blind_index_key != credit.settings.blind_index_key
     registration_exchange = f"registration-{unique}.events"
     credit_exchange = f"credit-{unique}.events"
     relays = [Relay(registration, servers.amqp_uri, exchange=registration_exchange),
@@ -49,7 +62,7 @@ def system(settings_factory, servers, unique):
                         log_reader=ApplicationLog(credit)),
     ]
     running = Running()
-    for part in (*consumers, *relays):
+    for part in (*consumers, *relays, InquiryDispatch(credit)):
         running.start(part.run)
     try:
         yield System(registration, credit)
@@ -59,6 +72,7 @@ def system(settings_factory, servers, unique):
             relay.close()
         registration.close()
         credit.close()
+        simulator.stop()
 
 
 def filed_institution(system: System, n: int = 1) -> str:
@@ -106,7 +120,8 @@ def test_a_hire_is_checked_and_confirmed(system):
     record = system.registration.institution_record(institution_id)
     [hired] = [h for h in record["history"]
                if h["event_type"] == "InstitutionPractitionerHired"]
-    assert hired["data"]["check_reference"] == hire_id  # a cleared check answers its own id
+    # a cleared check answers the public-security inquiry's reference (查询编号)
+    assert hired["data"]["check_reference"].startswith("GA-")
     # The credit service knows the person by ref and masks only (no sealed value was sent).
     check = system.credit.check_practitioner({"id_number": sample_resident_id(501),
                                               "purpose": "test"})

@@ -49,11 +49,12 @@ def test_officer_files_and_the_dashboard_shows_it(system):
                      if r["institution_id"] == reply["institution_id"]), None)
 
     row = wait_for(row_of_this_institution, what="dashboard row")
-    assert row["person_in_charge"] == "王**"
+    assert "person_in_charge" not in row  # leaders' dashboards keep no personal data
 
     status, view = http_json("GET", f"{system.url('gateway')}/api/institutions/"
                              f"{reply['institution_id']}")
     assert status == 200 and view["name"] == "示范托育园 1"
+    assert view["person_in_charge"] == "王**"  # the mask the vault keeps, never the log
 
 
 def test_bad_input_over_http_is_refused_with_field_and_reason(system):
@@ -307,3 +308,13 @@ def test_every_call_of_an_auditor_is_recorded_with_who_what_and_when(system):
             "SELECT method, arguments FROM audited_calls WHERE subject = %s",
             ("审计-孙磊",)).fetchall()
     assert (method, arguments) == ("institution_credit_report", [institution])
+    # ... and an auditor reads them through the gateway (a read recorded in its turn)
+    status, listed = _http_json("GET", f"{gateway}/api/audit/registration/calls?subject="
+                                "%E5%AE%A1%E8%AE%A1-%E5%AD%99%E7%A3%8A", None, auditor)
+    assert status == 200, listed
+    # (the listing is recorded before it runs, so it lists itself last)
+    assert [(c["method"], c["arguments"], c["correlation_id"]) for c in listed["calls"]][
+        0] == ("institution_record", [institution], "audit-case-1")
+    assert [c["method"] for c in listed["calls"]] == ["institution_record", "audited_calls"]
+    assert _http_json("GET", f"{gateway}/api/audit/registration/calls", None,
+                      OFFICER)[0] == 403  # an officer may not

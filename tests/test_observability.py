@@ -23,7 +23,8 @@ VHOST = "tuoyu-observability"
 EVENT_SOURCED = ("registration", "credit")
 PARTS = {"registration": {"relay", "views", "credit"},
          "dashboard": {"dashboard"},
-         "credit": {"relay", "views", "registration", "inspection", "subsidy", "timers"}}
+         "credit": {"relay", "views", "registration", "inspection", "subsidy", "timers",
+                    "inquiries"}}
 
 
 #: Through the gateway, as a city-wide health officer unless a test says otherwise.

@@ -29,6 +29,7 @@ from tuoyu_dashboard.projections import list_institutions
 from tuoyu_dashboard.worker import registration_consumer as dashboard_consumer
 from tuoyu_registration.application import RegistrationApplication
 from tuoyu_registration.domain import Institution, Nature, ProviderKind, Roster
+from tuoyu_registration.practitioners import InProcessRegister
 from tuoyu_registration.reactions import credit_consumer
 from tuoyu_registration.samples import (
     sample_filing_submission,
@@ -111,9 +112,10 @@ def registration_log_with_nul(app: RegistrationApplication) -> tuple[str, str, s
 
 
 @pytest.fixture
-def registration(settings_factory):
+def registration(settings_factory, credit):
     app = RegistrationApplication(settings_factory("registration",
-                                                   consumer_max_attempts=MAX_ATTEMPTS))
+                                                   consumer_max_attempts=MAX_ATTEMPTS),
+                                  practitioners=InProcessRegister(credit))
     yield app
     app.close()
 

@@ -22,6 +22,7 @@ from tuoyu_registration.samples import (
     sample_resident_id,
 )
 from tuoyu_shared.auth import KeyRing, generate_key_pem
+from tuoyu_shared.broker_users import SUBSCRIBER, create_broker_users, password_store, users_of
 from tuoyu_shared.config import ensure_database
 from tuoyu_shared.devrun import BACKENDS, SERVICES, ProcessGroup, http_json
 from tuoyu_shared.localservers import LocalPostgres, LocalRabbitMQ, port_open
@@ -32,6 +33,10 @@ RUN_DIR = ROOT / ".local" / "run"
 PG_PORT, AMQP_PORT = 25432, 25672
 PIDS = RUN_DIR / "pids.json"
 KEYS = RUN_DIR / "auth-keys.json"
+#: The simulated public-security records inquiry's records (the group serves the simulator).
+PUBLIC_SECURITY_RECORDS = ROOT / "deploy" / "local" / "public-security-records.json"
+#: The broker users' passwords (mode 0600), made on the first `make run` and kept.
+BROKER_USERS = RUN_DIR / "broker-users.json"
 #: The demo's people: one token each, printed at start (role, district, subject).
 DEMO_TOKENS = (
     ("health_officer", "徐汇区", "徐汇区卫健委-张伟"),
@@ -57,6 +62,20 @@ def auth_env() -> dict[str, str]:
     return {"TUOYU_AUTH_SIGNING_KEY": keys["private"], "TUOYU_AUTH_SIGNING_KID": keys["kid"],
             "TUOYU_AUTH_PUBLIC_KEYS": json.dumps({keys["kid"]: keys["public"]}),
             "TUOYU_AUTH_REVOKED_FILE": str(RUN_DIR / "revoked-tokens.txt")}
+
+
+def broker_env(rabbit: LocalRabbitMQ) -> tuple[dict[str, str], str]:
+    """A RabbitMQ user per service (``TUOYU_<SERVICE>_AMQP_URI``) and the subscribers'
+    read-only one (tuoyu_shared.broker_users); the guest user is deleted. Returns the
+    environment and the subscriber's URI."""
+    services = [spec.name for spec in SERVICES]
+    uris = create_broker_users(rabbit, "/", services, delete_guest=True,
+                               passwords=password_store(BROKER_USERS, users_of(services)))
+    env = {f"TUOYU_{service.upper()}_AMQP_URI": uris[service] for service in services}
+    # The shared fallback is the gateway's user too (the least rights: RPC calls only), so a
+    # tool started from this environment connects as nothing more.
+    env["TUOYU_AMQP_URI"] = uris["gateway"]
+    return env, uris[SUBSCRIBER]
 
 
 def servers() -> tuple[LocalPostgres, LocalRabbitMQ]:
@@ -94,6 +113,10 @@ def load_demo(gateway: str, token: str) -> None:
         ("report_enrolment", sample_enrolment(this_month())),
         ("request_hire", {"practitioner": {"name": "赵敏", "id_number": sample_resident_id(7)},
                           "role": "carer", "certificates": ["育婴员 3101-0042"]}),
+        # The simulated public-security records have one for 钱某 (PUBLIC_SECURITY_RECORDS):
+        # the background check ends barred, and the hire refused.
+        ("request_hire", {"practitioner": {"name": "钱某", "id_number": sample_resident_id(8)},
+                          "role": "carer", "certificates": ["育婴员 3101-0043"]}),
     ):
         status, reply = http_json("POST", f"{base}/{command}", body, officer)
         print(f"demo: {command}: HTTP {status}")
@@ -182,13 +205,15 @@ def start() -> None:
     base = f"postgresql://tuoyu@127.0.0.1:{PG_PORT}"
     for spec in BACKENDS:
         ensure_database(f"{base}/tuoyu_{spec.name}")
-    env = {"TUOYU_DATABASE_BASE_URL": base, "TUOYU_AMQP_URI": rabbit.uri, **auth_env()}
+    amqp_env, subscriber_uri = broker_env(rabbit)
+    env = {"TUOYU_DATABASE_BASE_URL": base, **amqp_env, **auth_env()}
     ring = KeyRing.from_env(env)
     tokens = {(role, district, subject): ring.issue(subject, role, district,
                                                     ttl_seconds=7 * 24 * 3600)
               for role, district, subject in DEMO_TOKENS}
     # A process that dies is restarted (with backoff, a line here); pids.json follows it.
-    group = ProcessGroup(env, RUN_DIR / "logs", pids_file=PIDS)
+    group = ProcessGroup(env, RUN_DIR / "logs", pids_file=PIDS,
+                         public_security_records=PUBLIC_SECURITY_RECORDS)
     stopping = False
 
     def on_signal(signum, frame):
@@ -224,10 +249,14 @@ Tuoyu is running. Everything goes through the gateway, with a token:
   Events (subscribers):   {gateway}/api/events/registration
   Health:                 {"  ".join(group.url(s.name) + "/health" for s in SERVICES)}
   Workers' health:        {"  ".join(group.worker_url(s.name) + "/health" for s in BACKENDS)}
+  Public-security inquiry (simulated, records in {PUBLIC_SECURITY_RECORDS.name}):
+                          {group.env.get("TUOYU_PUBLIC_SECURITY_URL")}
   Metrics (Prometheus):   /metrics on each of the ports above
   Logs:                   {RUN_DIR / 'logs'}
   PostgreSQL:             {base}/tuoyu_<service>
-  RabbitMQ:               {rabbit.uri}
+  RabbitMQ (subscribers): {subscriber_uri}
+                          read-only: bind queues "subscriber.<name>" to "<service>.events"
+                          (each service has a user of its own; passwords in {BROKER_USERS})
 Demo tokens (valid 7 days; send as "Authorization: Bearer <token>"):
 {token_lines}
   e.g. curl -H "Authorization: Bearer <token>" {gateway}/api/officer/filings-awaiting

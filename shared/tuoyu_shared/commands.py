@@ -24,6 +24,7 @@ Rules that involve several fields go in :meth:`Command.rules`, which yields furt
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Annotated, Any, ClassVar, TypeVar
 
@@ -361,3 +362,61 @@ def schemas(catalogue: Mapping[str, type[Command]]) -> Iterator[tuple[str, dict[
     for name, model in sorted(catalogue.items()):
         yield name, model.json_schema()
 
+
+# ---- free text and people --------------------------------------------------------------------
+TEXT_MAX = 4000
+#: Free text that may be this long or longer (a legal basis, a reason, a statement) may span
+#: lines; names, references and purposes may not.
+MULTILINE_FROM = 2000
+PERSON_REF = re.compile(r"[0-9a-f]{32}")
+_ID_NUMBER_LIKE = re.compile(r"(?<![0-9A-Za-z])[0-9]{17}[0-9Xx](?![0-9A-Za-z])")
+
+
+def contains_resident_id(text: str) -> bool:
+    """Whether a free text holds a valid resident ID number (which must never be stored)."""
+    for match in _ID_NUMBER_LIKE.finditer(text):
+        try:
+            validate_resident_id(match.group(0))
+            return True
+        except FieldError:
+            continue
+    return False
+
+
+# ---- checks and field types used by several commands ------------------------------------------
+def _free_text(max_length: int) -> Callable[[Any], str]:
+    multiline = max_length >= MULTILINE_FROM
+
+    def check(value: Any) -> str:
+        if not isinstance(value, str):
+            raise FieldError("", f"must be a string, got {type(value).__name__}",
+                             "invalid_type")
+        text = clean_text(value, "", max_length, multiline)
+        if contains_resident_id(text):
+            raise FieldError("", "must not contain a resident ID number", "personal_data")
+        return text
+
+    return check
+
+
+def FreeText(max_length: int = TEXT_MAX, *, optional: bool = False) -> Any:
+    """Free text like :func:`~tuoyu_shared.commands.Text`, never holding a resident ID number
+    in clear (``personal_data``); multiline from :data:`MULTILINE_FROM` characters on."""
+    return field_type(_free_text(max_length),
+                      {"type": "string", "minLength": 1, "maxLength": max_length,
+                       "description": "free text, without a resident ID number"}, optional)
+
+
+def check_person_ref(value: Any) -> str:
+    """A person ref: the random pseudonym of a person (32 lowercase hex characters)."""
+    if not isinstance(value, str) or not PERSON_REF.fullmatch(value):
+        raise FieldError("", "must be a person ref (32 lowercase hex characters)",
+                         "invalid_format")
+    return value
+
+
+def PersonRef(*, optional: bool = False) -> Any:
+    """A person by ref (:func:`check_person_ref`)."""
+    return field_type(check_person_ref, {"type": "string", "pattern": "^[0-9a-f]{32}$",
+                                         "description": "person ref (random pseudonym)"},
+                      optional)

@@ -5,23 +5,34 @@ Every service reads the same variables; a service-specific one wins over the sha
 - ``TUOYU_<SERVICE>_DATABASE_URL``: the service's own database
   (default ``postgresql://tuoyu@127.0.0.1:25432/tuoyu_<service>``, the private server of
   ``make run``).
-- ``TUOYU_AMQP_URI``: the RabbitMQ broker (default ``amqp://guest:guest@127.0.0.1:25672//``).
-- ``TUOYU_LOG_LEVEL`` (default ``info``), ``TUOYU_PERSONAL_DATA_KEY`` (the secret of the keyed
-  hash that finds personal data; a development default is used when unset, except with
-  ``TUOYU_ENVIRONMENT=production``, where a secret of at least 32 characters is required).
+- ``TUOYU_<SERVICE>_AMQP_URI``, else ``TUOYU_AMQP_URI``: the RabbitMQ broker, as the
+  service's own user (default ``amqp://guest:guest@127.0.0.1:25672//``; ``make run`` and the
+  process-group tests give each service a user of its own: :mod:`tuoyu_shared.broker_users`).
+- ``TUOYU_LOG_LEVEL`` (default ``info``).
+- Personal data (:mod:`tuoyu_shared.personal_data`), one set of keys per service, never shared:
+  ``TUOYU_<SERVICE>_BLIND_INDEX_KEY`` (the secret of the service's blind index, which finds a
+  person by ID number; at least 32 characters) and ``TUOYU_<SERVICE>_KEKS`` (the
+  key-encryption keys that wrap the people's data keys: ``kid:base64`` entries separated by
+  commas, 32-byte keys, the first one current, the others still accepted for unwrapping until
+  ``python -m tuoyu_<service> rotate-kek`` has rewrapped every data key). Development
+  defaults, derived from the service's name, are used when unset, except with
+  ``TUOYU_ENVIRONMENT=production``, where both must be set.
 - ``TUOYU_CONSUMER_MAX_ATTEMPTS`` (default 5), ``TUOYU_CONSUMER_RETRY_DELAY`` (seconds, 0.2),
   ``TUOYU_CONSUMER_CATCHUP_INTERVAL`` (seconds, 5), ``TUOYU_RELAY_BATCH_SIZE`` (500).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import os
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 DEFAULT_PG = "postgresql://tuoyu@127.0.0.1:25432"
 DEFAULT_AMQP = "amqp://guest:guest@127.0.0.1:25672//"
-DEV_PERSONAL_DATA_KEY = "tuoyu-development-key-not-for-production"
+DEV_KEY_PREFIX = "tuoyu-development-key-not-for-production"
 
 
 def _env(name: str, default: str) -> str:
@@ -35,7 +46,10 @@ class Settings:
     database_url: str
     amqp_uri: str
     log_level: str = "info"
-    personal_data_key: str = DEV_PERSONAL_DATA_KEY
+    #: The secret of this service's blind index (never another service's).
+    blind_index_key: str = DEV_KEY_PREFIX
+    #: ``((kid, 32-byte key), …)``: the first wraps new data keys, all unwrap.
+    keks: tuple[tuple[str, bytes], ...] = ()
     consumer_max_attempts: int = 5
     consumer_retry_delay: float = 0.2
     consumer_catchup_interval: float = 5.0
@@ -56,15 +70,60 @@ class ConfigurationError(RuntimeError):
     """The environment does not configure a service well enough to start."""
 
 
-def _personal_data_key() -> str:
-    key = _env("TUOYU_PERSONAL_DATA_KEY", DEV_PERSONAL_DATA_KEY)
-    if _env("TUOYU_ENVIRONMENT", "development") == "production":
-        if key == DEV_PERSONAL_DATA_KEY:
-            raise ConfigurationError("TUOYU_PERSONAL_DATA_KEY must be set in production: the "
-                                     "development key is in the source code")
-        if len(key) < 32:
-            raise ConfigurationError("TUOYU_PERSONAL_DATA_KEY must be at least 32 characters")
+def _production() -> bool:
+    return _env("TUOYU_ENVIRONMENT", "development") == "production"
+
+
+def _service_secret(name: str) -> str | None:
+    """A service's own secret from the environment; None outside production when unset (the
+    caller derives a development one from the service's name)."""
+    value = os.environ.get(name) or ""
+    if not value and _production():
+        raise ConfigurationError(f"{name} must be set in production (the development key "
+                                 "is derived from the service's name)")
+    return value or None
+
+
+def _blind_index_key(service: str) -> str:
+    name = f"TUOYU_{service.upper()}_BLIND_INDEX_KEY"
+    key = _service_secret(name)
+    if key is None:
+        return f"{DEV_KEY_PREFIX}:blind-index:{service}"
+    if len(key) < 32:
+        raise ConfigurationError(f"{name} must be at least 32 characters")
     return key
+
+
+def parse_keks(text: str, name: str = "TUOYU_<SERVICE>_KEKS") -> tuple[tuple[str, bytes], ...]:
+    """``"kid:base64,kid:base64"`` -> ``((kid, key), …)``; ConfigurationError, naming the
+    entry, for anything else (a missing kid, bad base64, a key that is not 32 bytes, a kid
+    given twice)."""
+    keks: list[tuple[str, bytes]] = []
+    for n, entry in enumerate(text.split(","), start=1):
+        kid, sep, encoded = entry.strip().partition(":")
+        if not sep or not kid or not encoded:
+            raise ConfigurationError(f"{name}: entry {n} is not kid:base64")
+        try:
+            std = encoded.strip().replace("-", "+").replace("_", "/")  # either alphabet
+            key = base64.b64decode(std + "=" * (-len(std) % 4), validate=True)
+        except (binascii.Error, ValueError):
+            raise ConfigurationError(f"{name}: entry {n} ({kid}) is not base64") from None
+        if len(key) != 32:
+            raise ConfigurationError(f"{name}: entry {n} ({kid}) is {len(key)} bytes, "
+                                     "not 32")
+        if any(k == kid for k, _ in keks):
+            raise ConfigurationError(f"{name}: kid {kid} is given twice")
+        keks.append((kid, key))
+    return tuple(keks)
+
+
+def _keks(service: str) -> tuple[tuple[str, bytes], ...]:
+    name = f"TUOYU_{service.upper()}_KEKS"
+    text = _service_secret(name)
+    if text is None:
+        digest = hashlib.sha256(f"{DEV_KEY_PREFIX}:kek:{service}".encode()).digest()
+        return (("dev-1", digest),)
+    return parse_keks(text, name)
 
 
 def _heartbeat() -> float:
@@ -80,9 +139,10 @@ def settings_for(service: str) -> Settings:
     return Settings(
         service=service,
         database_url=_env(prefix + "DATABASE_URL", f"{base}/tuoyu_{service}"),
-        amqp_uri=_env("TUOYU_AMQP_URI", DEFAULT_AMQP),
+        amqp_uri=_env(prefix + "AMQP_URI", _env("TUOYU_AMQP_URI", DEFAULT_AMQP)),
         log_level=_env("TUOYU_LOG_LEVEL", "info"),
-        personal_data_key=_personal_data_key(),
+        blind_index_key=_blind_index_key(service),
+        keks=_keks(service),
         consumer_max_attempts=int(_env("TUOYU_CONSUMER_MAX_ATTEMPTS", "5")),
         consumer_retry_delay=float(_env("TUOYU_CONSUMER_RETRY_DELAY", "0.2")),
         consumer_catchup_interval=float(_env("TUOYU_CONSUMER_CATCHUP_INTERVAL", "5")),

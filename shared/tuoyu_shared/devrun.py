@@ -9,6 +9,14 @@ so the workers of one machine never collide on the default 9100.
 With ``supervise_in_background()`` the group restarts a process that dies (with exponential
 backoff, one line in the output each time) and keeps the others running; ``stop()`` stops
 everything, and a process being stopped is never restarted.
+
+The systems outside Tuoyu are simulated: the group serves the public-security records
+inquiry's simulator (:mod:`tuoyu_shared.simulators.public_security`) in its own process, on
+port 8090 plus the offset (any free port if that one is taken), with the records of
+``public_security_records`` (or the file ``TUOYU_PUBLIC_SECURITY_RECORDS`` names), and gives
+every process ``TUOYU_PUBLIC_SECURITY_URL``; a test plays its faults through
+``group.public_security`` (``set_down``, ``set_deferred``). An environment that sets
+``TUOYU_PUBLIC_SECURITY_URL`` itself (a real system, a simulator of its own) gets none.
 """
 
 from __future__ import annotations
@@ -22,9 +30,10 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,12 @@ BACKENDS = (
 )
 SERVICES = (*BACKENDS, GATEWAY)
 
+#: Where the group's public-security simulator listens (plus the port offset).
+PUBLIC_SECURITY_PORT = 8090
+PUBLIC_SECURITY_URL_VAR = "TUOYU_PUBLIC_SECURITY_URL"
+#: A JSON file of the simulated records (resident ID number -> categories), if any.
+PUBLIC_SECURITY_RECORDS_VAR = "TUOYU_PUBLIC_SECURITY_RECORDS"
+
 
 @dataclass
 class _Restart:
@@ -75,8 +90,15 @@ class ProcessGroup:
     def __init__(self, env: dict[str, str], log_dir: Path, port_offset: int = 0,
                  pids_file: Path | None = None, report: Callable[[str], None] | None = None,
                  backoff_initial: float = 0.5, backoff_max: float = 30.0,
-                 stable_after: float = 60.0):
+                 stable_after: float = 60.0,
+                 public_security_records: Mapping[str, Iterable[str]] | str | Path | None = None):
         self.env = {**os.environ, **env}
+        #: The simulated public-security records inquiry, once started (None when the
+        #: environment names a system of its own).
+        self.public_security: Any = None
+        self._simulate_public_security = not self.env.get(PUBLIC_SECURITY_URL_VAR)
+        self._public_security_records = (public_security_records
+                                         or self.env.get(PUBLIC_SECURITY_RECORDS_VAR) or None)
         self.log_dir = log_dir
         # TUOYU_PORT_SHIFT moves a whole checkout's groups (a second working tree testing
         # beside the first on one machine).
@@ -135,6 +157,7 @@ class ProcessGroup:
         eventlet sets on the listening socket: the kernel spreads connections) and its RPC
         queue (consumers compete), as replicas behind a load balancer would."""
         try:
+            self.start_public_security()
             self.migrate(services)
             for spec in services:
                 for instance in range(1, instances + 1):
@@ -150,6 +173,21 @@ class ProcessGroup:
         except BaseException:
             self.stop()
             raise
+
+    def start_public_security(self) -> None:
+        """Serve the public-security simulator in this process (once) and point every process
+        started from now on at it (``TUOYU_PUBLIC_SECURITY_URL``)."""
+        if not self._simulate_public_security or self.public_security is not None:
+            return
+        from tuoyu_shared.simulators.public_security import start_simulator
+
+        try:
+            sim = start_simulator(PUBLIC_SECURITY_PORT + self.port_offset,
+                                  self._public_security_records)
+        except OSError:  # the port is taken (another group): any free one will do
+            sim = start_simulator(0, self._public_security_records)
+        self.public_security = sim
+        self.env[PUBLIC_SECURITY_URL_VAR] = sim.url
 
     def migrate(self, services: tuple[ServiceSpec, ...] = SERVICES) -> None:
         """Bring each service's schema up to date first, the way a deployment's migration
@@ -287,6 +325,8 @@ class ProcessGroup:
             self.stop_process(name, signalled=True)
         if self._supervisor is not None and self._supervisor is not threading.current_thread():
             self._supervisor.join(timeout=5)
+        if self.public_security is not None:
+            self.public_security.stop()
         if self.pids_file is not None:
             self.pids_file.unlink(missing_ok=True)
 

@@ -168,11 +168,15 @@ def to_json_value(value: Any) -> Any:
     envelopes, HTTP answers (:func:`tuoyu_shared.nameko_support.json_response`) and RPC
     replies. Dates and times as ISO 8601 (times in UTC; a naive one is taken as UTC), UUIDs
     and decimals as strings, enums as their values, tuples and sets as lists, keys as strings.
-    Sealed personal data leaves only its mask and ref: a ``sealed`` key is dropped at any
-    depth."""
+    Sealed personal data leaves only its ref (a random pseudonym): a ``sealed`` key is
+    dropped at any depth, and so is the ``masked`` of a person's value that events recorded
+    before masks left the log still hold (``{"ref", "masked"}``)."""
     if type(value) in _PLAIN:
         return value  # the common case first: most payload values are plain already
     if isinstance(value, dict):
+        if "ref" in value:
+            return {str(k): to_json_value(v) for k, v in value.items()
+                    if k != "sealed" and k != "masked"}
         return {str(k): to_json_value(v) for k, v in value.items() if k != "sealed"}
     if isinstance(value, (list, tuple, set, frozenset)):
         return [to_json_value(v) for v in value]

@@ -177,3 +177,16 @@ class Erased(TuoyuError):
 
     code = "erased"
     http_status = 410
+
+
+class RelayedError(TuoyuError):
+    """An error another service answered a call of this one with, passed on as it was (its
+    code, HTTP status and reason), so the caller's caller is told what went wrong there."""
+
+    def __init__(self, code: str, http_status: int, message: str,
+                 body: Mapping[str, Any] | None = None) -> None:
+        self.code = code  # type: ignore[misc]
+        self.http_status = http_status  # type: ignore[misc]
+        body = dict(body or {})
+        super().__init__(message, state=body.get("state"), details=body.get("details"))
+

@@ -83,7 +83,8 @@ def migrate(service: str | None, database_url: str,
 
 
 def service_main(service: str, argv: list[str] | None = None) -> int:
-    """``python -m tuoyu_<service> migrate [--create-database] [--check]``."""
+    """``python -m tuoyu_<service> migrate [--create-database] [--check]`` and
+    ``python -m tuoyu_<service> rotate-kek``."""
     from tuoyu_shared.config import settings_for
     from tuoyu_shared.logs import configure_logging
 
@@ -94,9 +95,13 @@ def service_main(service: str, argv: list[str] | None = None) -> int:
                      help="create the database first if it is absent (development)")
     run.add_argument("--check", action="store_true",
                      help="apply nothing: exit 1 if migrations are pending")
+    sub.add_parser("rotate-kek", help="rewrap every person's data key under the current "
+                   "key-encryption key (the first of TUOYU_<SERVICE>_KEKS)")
     args = parser.parse_args(argv)
     settings = settings_for(service)
     configure_logging(service, settings.log_level)
+    if args.command == "rotate-kek":
+        return _rotate_kek(service, settings)
     if args.check:
         todo = pending(service, settings.database_url)
         print("\n".join(todo) if todo else "schema is current")
@@ -112,6 +117,26 @@ def service_main(service: str, argv: list[str] | None = None) -> int:
                 print(f"{service}: data migration {step}: {result}")
         finally:
             app.close()
+    return 0
+
+
+def _rotate_kek(service: str, settings) -> int:
+    """Rewrap the data keys; exit 1 if some are wrapped by a KEK no longer configured
+    (they are listed: put that KEK back in the list and run again)."""
+    from tuoyu_shared.personal_data import PersonalDataVault
+
+    vault = PersonalDataVault.for_settings(settings)
+    try:
+        report = vault.rotate_kek()
+        usage = vault.kek_usage()
+    finally:
+        vault.close()
+    print(f"{service}: {report['rewrapped']} data key(s) rewrapped under KEK "
+          f"{report['kek_id']}; keys by KEK now: {usage or 'none'}")
+    if report["remaining"]:
+        print(f"{service}: {report['remaining']} key(s) wrapped by a KEK that is not "
+              f"configured, left as they are: {', '.join(report['unavailable'])}")
+        return 1
     return 0
 
 

@@ -180,6 +180,27 @@ class EventLogEntrypoints:
     def log_head(self) -> int:
         return self.app.log_head()
 
+    @rpc
+    def audited_calls(self, subject: str | None = None, after: int = 0,
+                      limit: int = 100) -> list[dict[str, Any]]:
+        """The auditors' calls recorded here, oldest first (after id ``after``; of one
+        subject when given): who, when, which method and ids, the correlation id."""
+        v = Validator({"subject": subject, "after": after, "limit": limit})
+        subject = v.text("subject", max_length=200, required=False)
+        after = v.integer("after", min_value=0)
+        limit = v.integer("limit", min_value=1, max_value=1000)
+        v.check()
+        import psycopg
+        from psycopg.rows import dict_row
+
+        with psycopg.connect(self.app.settings.database_url) as conn, \
+                conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(
+                "SELECT id, at, subject, role, department, district, method, arguments, "
+                "correlation_id FROM audited_calls WHERE id > %s AND (%s::text IS NULL OR "
+                "subject = %s) ORDER BY id LIMIT %s", (after, subject, subject, limit))
+            return cur.fetchall()
+
     @http("GET", "/health")
     def health(self, request: Any) -> Response:
         return json_response({"service": self.name, "status": "ok",
@@ -472,3 +493,20 @@ def read_json(request: Any) -> dict[str, Any]:
     if errors:
         raise ValidationFailed(errors)
     return data
+
+
+class PeopleEntrypoints:
+    """A person's rights (:mod:`tuoyu_shared.people`) over RPC, for a service whose
+    application mixes in :class:`~tuoyu_shared.people.PeopleCommands`; the gateway's
+    ``/api/people/…`` routes call them on every such service."""
+
+    app: Any
+
+    @rpc
+    def erase_person(self, data: dict[str, Any]) -> dict[str, Any]:
+        return self.app.erase_person(data)
+
+    @rpc
+    def export_person(self, data: dict[str, Any]) -> dict[str, Any]:
+        return self.app.export_person(data)
+

@@ -66,6 +66,17 @@ def event_log_routes(service: str) -> list[Route]:
         Route("GET", f"/api/events/{service}/head", service, "log_head",
               f"The notification id of {service}'s latest event", ("subscriber", "auditor"),
               SCOPE_CITY, respond=lambda head, path: {"head": head}, tags=("events",)),
+        Route("GET", f"/api/audit/{service}/calls", service, "audited_calls",
+              f"Auditors' calls recorded by {service} (who, when, which method and ids)",
+              ("auditor",), SCOPE_CITY,
+              query=(QueryParam("subject", max_length=200),
+                     QueryParam("after", "integer", minimum=0),
+                     QueryParam("limit", "integer", minimum=1, maximum=1000)),
+              call=lambda path, query, body: ([], {"subject": query.get("subject"),
+                                                   "after": query.get("after") or 0,
+                                                   "limit": query.get("limit") or 100}),
+              respond=lambda rows, path: {"calls": rows, "count": len(rows)},
+              tags=("audit",)),
     ]
 
 
@@ -97,6 +108,11 @@ class Route:
     max_body_bytes: int | None = None
     description: str = ""
     tags: tuple[str, ...] = field(default=())
+    #: When set, the gateway calls ``rpc`` on each of these services (``service`` is then
+    #: ``"*"``) and ``respond`` gets ``{service: result}``; every one must answer, or the
+    #: request fails naming those that did and those that did not (a person's rights, which
+    #: each service that holds personal data answers for itself).
+    services: tuple[str, ...] = ()
 
     @property
     def operation_id(self) -> str:
@@ -105,3 +121,36 @@ class Route:
 
     def status_of(self, result: Any) -> int:
         return self.status(result) if callable(self.status) else self.status
+
+
+#: Who may act on a person's rights (erasure, export): city-wide health and credit officers
+#: (an erasure spans every district and service).
+PEOPLE_ROLES = ("health_officer", "credit_officer")
+
+
+def people_routes(services: tuple[str, ...]) -> list[Route]:
+    """A person's rights over their data (:mod:`tuoyu_shared.people`), answered by every
+    service in ``services`` (those whose routes module says ``PERSONAL_DATA = True``): each
+    finds the person through its own blind index."""
+    from tuoyu_shared.people import ErasePerson, ExportPerson
+
+    return [
+        Route("POST", "/api/people/erasures", "*", "erase_person",
+              "Erase a person's data in every service (crypto-shredding), with the reason",
+              PEOPLE_ROLES, SCOPE_CITY, body=ErasePerson, writes=True, services=services,
+              call=lambda path, query, body: ([body], {}),
+              respond=lambda results, path: {"services": results},
+              description="个人信息删除 (个人信息保护法 第47条): each service deletes the "
+                          "person's key, blind-index entries and shown masks and records "
+                          "PersonalDataErased; the history still replays. Idempotent: call "
+                          "again if a service was away (503 names it). What a law obliges a "
+                          "service to keep (a practitioner's ban record) is answered as "
+                          "retained, with the reason.",
+              tags=("people",)),
+        Route("POST", "/api/people/exports", "*", "export_person",
+              "A copy of what every service holds of a person, for them (recorded)",
+              PEOPLE_ROLES, SCOPE_CITY, body=ExportPerson, services=services,
+              call=lambda path, query, body: ([body], {}),
+              respond=lambda results, path: {"services": results},
+              tags=("people",)),
+    ]

@@ -9,6 +9,7 @@ and context (correlation id, actor, department) in ``nameko.*`` headers, which t
 from __future__ import annotations
 
 import json
+import queue
 import time
 import uuid
 from typing import Any
@@ -38,6 +39,17 @@ class RemoteError(Exception):
         self.code: str | None = wire["code"] if wire else None
         self.http_status: int | None = wire["http_status"] if wire else None
         self.body: dict[str, Any] = wire["body"] if wire else {}
+
+    def as_local(self) -> Exception:
+        """The error to raise here when a call made for a command failed: the remote
+        TuoyuError as a :class:`~tuoyu_shared.errors.RelayedError` (same code and status),
+        or this RemoteError itself (a bug over there)."""
+        if self.code is None or self.http_status is None:
+            return self
+        from tuoyu_shared.errors import RelayedError
+
+        return RelayedError(self.code, self.http_status,
+                            str(self.body.get("reason") or self.value), self.body)
 
 
 class RpcTimeout(TimeoutError):
@@ -141,3 +153,30 @@ class RpcClient:
             except Exception:
                 pass
         self._conn = None
+
+
+class RpcPool:
+    """A pool of RPC clients (each is not thread-safe): a call takes an idle one, or opens a
+    new one when all are busy, and gives it back after; so there are as many connections as
+    calls at once, kept open between requests."""
+
+    def __init__(self, amqp_uri: str, timeout: float):
+        self.amqp_uri, self.timeout = amqp_uri, timeout
+        self._idle: queue.SimpleQueue[RpcClient] = queue.SimpleQueue()
+
+    def call(self, service: str, method: str, args: list, kwargs: dict,
+             rpc_context: dict[str, str] | None = None) -> Any:
+        try:
+            client = self._idle.get_nowait()
+        except queue.Empty:
+            client = RpcClient(self.amqp_uri, timeout=self.timeout)
+        try:
+            result = client.call(service, method, *args, rpc_context=rpc_context, **kwargs)
+        except (RemoteError, UnknownService):
+            self._idle.put(client)  # an answer: the connection is fine
+            raise
+        except BaseException:
+            client.close()  # a timeout or a broken connection: not reused
+            raise
+        self._idle.put(client)
+        return result

@@ -185,6 +185,10 @@ def settings_factory(servers, fresh_database):
     """Settings for a service, with a database of its own and quick retries."""
 
     def make(service: str, **overrides) -> Settings:
+        # In-process tests connect as the servers' administrator (guest on its own vhost),
+        # not as the service's broker user: they name exchanges and queues of their own
+        # (``registration-<unique>.events``). Process groups get per-service users
+        # (group_environment).
         base = settings_for(service)
         return replace(base, database_url=fresh_database(service), amqp_uri=servers.amqp_uri,
                        consumer_retry_delay=0.01, consumer_catchup_interval=0.5,
@@ -282,6 +286,10 @@ def bearer(role: str = "health_officer", district: str = "*", subject: str | Non
     return {"Authorization": f"Bearer {token(role, district, subject, institution_id)}"}
 
 
+#: The user of a test group's own connections (every permission in the group's vhost).
+TEST_BROKER_ADMIN = "tuoyu-test-admin"
+
+
 @contextlib.contextmanager
 def group_environment(servers: ServersUnderTest, prefix: str, vhost: str | None = None,
                       **extra: str) -> Iterator[dict[str, str]]:
@@ -289,7 +297,8 @@ def group_environment(servers: ServersUnderTest, prefix: str, vhost: str | None 
     module: a fresh database per service (``<prefix>_<service>``; the group migrates them)
     and, when the broker is ours to configure, a RabbitMQ virtual host of its own (the
     services' queue and exchange names are fixed, and another group may be running), deleted
-    afterwards."""
+    afterwards, with a broker user per service (``TUOYU_<SERVICE>_AMQP_URI``). On a broker
+    that is not ours (given URIs, a container) everything connects as the given user."""
     from tuoyu_shared.devrun import SERVICES
 
     admin = servers.database_url("postgres")
@@ -300,16 +309,34 @@ def group_environment(servers: ServersUnderTest, prefix: str, vhost: str | None 
                 sql.Identifier(name)))
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     amqp_uri = servers.amqp_uri
+    broker_env: dict[str, str] = {}
     own_vhost = vhost is not None and servers.rabbit is not None
     if own_vhost:
+        from tuoyu_shared.broker_users import create_broker_users, password_store, users_of
+
         servers.rabbit.ctl("delete_vhost", vhost, check=False)  # nothing from an earlier run
         servers.rabbit.ctl("add_vhost", vhost, check=False)
-        servers.rabbit.ctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-        amqp_uri = urlsplit(amqp_uri)._replace(path=f"/{vhost}").geturl()
+        # Each service's processes connect as its own user (tuoyu_shared.broker_users), as
+        # under `make run`; guest has no access to the vhost. Users are node-wide: their
+        # passwords are kept beside the servers so that groups in parallel agree on them.
+        services = [spec.name for spec in SERVICES]
+        uris = create_broker_users(
+            servers.rabbit, vhost, services, admin=TEST_BROKER_ADMIN,
+            passwords=password_store(servers.rabbit.root / "broker-users.json",
+                                     users_of(services, TEST_BROKER_ADMIN)))
+        broker_env = {f"TUOYU_{service.upper()}_AMQP_URI": uris[service]
+                      for service in services}
+        # TUOYU_AMQP_URI is the tests' own: an administrator of the vhost (a test purges a
+        # service's queue); every process of the group, the gateway too, has its own user.
+        amqp_uri = uris["admin"]
     env = {f"TUOYU_{service.upper()}_DATABASE_URL": servers.database_url(db)
            for service, db in names.items()}
-    env.update(TUOYU_AMQP_URI=amqp_uri, TUOYU_CONSUMER_CATCHUP_INTERVAL="1", **auth_env(),
-               **extra)
+    # Credit's background-check dispatch at test speed (the group itself serves the
+    # public-security simulator and sets TUOYU_PUBLIC_SECURITY_URL: ProcessGroup).
+    env.update(TUOYU_CREDIT_INQUIRY_INTERVAL="0.5", TUOYU_CREDIT_INQUIRY_RETRY="1",
+               TUOYU_CREDIT_INQUIRY_RETRY_MAX="2", TUOYU_CREDIT_INQUIRY_POLL="0.5")
+    env.update(TUOYU_AMQP_URI=amqp_uri, TUOYU_CONSUMER_CATCHUP_INTERVAL="1", **broker_env,
+               **auth_env(), **extra)
     try:
         yield env
     finally:

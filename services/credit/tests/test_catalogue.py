@@ -10,7 +10,7 @@ import fastjsonschema
 import pytest
 
 from tuoyu_credit.contract import CONTRACT
-from tuoyu_credit.domain import InstitutionCredit, Practitioner
+from tuoyu_credit.domain import RECORD_CATEGORIES, InstitutionCredit, Practitioner
 from tuoyu_credit.reactions import INSPECTION_EVENTS, SUBSIDY_EVENTS
 from tuoyu_shared.catalogue import (
     CATALOGUE_DIR,
@@ -19,14 +19,23 @@ from tuoyu_shared.catalogue import (
     validate_envelope,
 )
 from tuoyu_shared.catalogue_gen import contract_problems
+from tuoyu_shared.people import PersonalData
+from tuoyu_shared.public_security import CATEGORIES
 from tuoyu_shared.testing import check_catalogue_matches
 
 INSTITUTION = str(uuid.UUID(int=42))
 
 
 def test_every_event_has_a_publication_that_can_read_it():
-    assert contract_problems(CONTRACT, [InstitutionCredit, Practitioner]) == []
-    assert len(CONTRACT.publications) >= 17
+    assert contract_problems(CONTRACT, [InstitutionCredit, Practitioner, PersonalData]) == []
+    assert len(CONTRACT.publications) >= 21
+    assert "PersonalDataErased" in CONTRACT.published_types()
+
+
+def latest(event_type: str) -> dict:
+    versions = sorted(CATALOGUE_DIR.joinpath("credit").glob(f"{event_type}.v*.json"),
+                      key=lambda p: int(p.name.rsplit(".v", 1)[1].removesuffix(".json")))
+    return json.loads(versions[-1].read_text())
 
 
 def test_committed_schemas_match_the_contract():
@@ -47,22 +56,41 @@ def test_what_registration_reads_is_in_the_credit_schemas():
                                                       "listing_id"},
     }
     for event_type, needed in expected.items():
-        schema = json.loads((CATALOGUE_DIR / "credit" / f"{event_type}.v1.json").read_text())
+        schema = latest(event_type)
         assert needed <= set(schema["required"]), event_type
+    completed = latest("PractitionerCheckCompleted")
+    assert completed["$id"].endswith(":v2")
+    assert completed["properties"]["outcome"]["enum"] == ["cleared", "barred"]
     decided = json.loads((CATALOGUE_DIR / "credit" /
                           "InstitutionCreditListingDecided.v1.json").read_text())
     assert decided["properties"]["list_name"]["enum"] == ["trust_reward", "serious_dishonesty"]
 
 
-def test_published_personal_data_can_only_be_a_ref_and_a_mask():
-    validator = fastjsonschema.compile(json.loads(
-        (CATALOGUE_DIR / "credit" / "PractitionerRegistered.v1.json").read_text()))
-    masked = {"ref": "r", "masked": "张**"}
-    payload = {"person_ref": "r", "name": masked, "id_number": masked,
-               "registered_from": "hire"}
+def test_no_published_practitioner_event_can_carry_a_name_a_number_or_a_mask():
+    """Since version 2 a practitioner is published by ref alone; a public-security answer
+    leaves without its result and categories."""
+    validator = fastjsonschema.compile(latest("PractitionerRegistered"))
+    payload = {"person_ref": "r", "registered_from": "hire"}
     validator(payload)
-    with pytest.raises(fastjsonschema.JsonSchemaException):
-        validator({**payload, "id_number": {**masked, "sealed": "c2VhbGVk"}})
+    for extra in ({"name": {"ref": "r", "masked": "张**"}},
+                  {"id_number": {"ref": "r", "masked": "310104********0012"}}):
+        with pytest.raises(fastjsonschema.JsonSchemaException):
+            validator({**payload, **extra})
+    assert set(latest("PractitionerIdentitySealed")["properties"]) == {"person_ref"}
+    answered = latest("PractitionerInquiryAnswered")
+    assert set(answered["properties"]) == {"check_id", "person_ref", "inquiry_reference",
+                                           "answered_at"}
+    for schema in map(json.loads, (p.read_text() for p in (CATALOGUE_DIR / "credit").glob(
+            "Practitioner*.json"))):
+        if schema["$id"].endswith(":v1") and schema["title"] in (
+                "PractitionerRegistered", "PractitionerIdentitySealed"):
+            continue  # superseded: the masks of events of before
+        assert not {"name", "id_number", "masked", "result", "categories"} & set(
+            schema["properties"]), schema["$id"]
+
+
+def test_the_domain_knows_the_categories_the_inquiry_answers():
+    assert tuple(RECORD_CATEGORIES) == tuple(CATEGORIES)
 
 
 # Examples of what inspection and subsidy are to publish: valid, and invalid with the reason.

@@ -243,7 +243,7 @@ def test_bad_causes_are_refused_and_record_nothing(cause, ref, details, field, c
 # -- events: names, serialisation, replay ----------------------------------------------------
 
 D = dt.date(2025, 3, 3)
-SEALED = {"ref": "p-1", "sealed": "c2VhbGVk", "masked": "王*"}
+SEALED = {"ref": "p-1", "sealed": "c2VhbGVk"}
 
 
 def credit_history() -> InstitutionCredit:
@@ -281,13 +281,21 @@ def credit_history() -> InstitutionCredit:
 
 
 def practitioner_history() -> Practitioner:
-    person = Practitioner.register_from_hire("p-1", {"ref": "p-1", "masked": "王*"},
-                                             {"ref": "p-1", "masked": "310104********1234"})
+    person = Practitioner.register_from_hire("p-1")
+    person.request_check("check-0", "hire", INSTITUTION, D)
+    person.flag_check("check-0", "identity_unknown", "no ID number", D)
     person.seal_identity(SEALED, SEALED)
+    person.request_check("check-2", "yearly", None, D)
+    person.flag_check("check-2", "inquiry_rejected", "HTTP 400, field name", D)
+    person.retry_check("check-2", "officer-1", "the name was corrected", D)
+    person.record_inquiry_answer("check-2", "GA-2", "no_record", [],
+                                 dt.datetime(2024, 1, 2, 3, 4, tzinfo=dt.UTC), "credit", D)
     person.impose_ban("ban-1", "court_ruling", "刑法第三十七条之一", ["ruling-1"], "officer-1", D,
                       3)
     person.request_check("check-1", "hire", INSTITUTION, D)
-    person.complete_check("check-1", "officer-1", D)
+    person.bar_by_ban("check-1", "officer-1", D)
+    person.record_inquiry_answer("check-0", "GA-0", "record_found", ["abuse"],
+                                 dt.datetime(2024, 1, 2, 3, 4, tzinfo=dt.UTC), "credit", D)
     person.lift_expired_bans(dt.date(2030, 1, 1))
     return person
 
@@ -304,7 +312,8 @@ def test_published_event_types_are_outer_and_inner_names():
         "InstitutionCreditListingExpired", "InstitutionCreditListingEndedByDishonesty",
         "PractitionerRegistered",
         "PractitionerBanImposed", "PractitionerCheckRequested", "PractitionerCheckCompleted",
-        "PractitionerBanLifted", "PractitionerIdentitySealed",
+        "PractitionerBanLifted", "PractitionerIdentitySealed", "PractitionerCheckFlagged",
+        "PractitionerCheckRetried", "PractitionerInquiryAnswered",
     }
 
 

@@ -1,5 +1,6 @@
-"""Unit tests of the Practitioner aggregate: sealed personal data, bans (从业禁止) and their
-terms, and background checks answered from the bans in force."""
+"""Unit tests of the Practitioner aggregate: sealed personal data (never a mask), bans (从业禁止)
+and their terms, and background checks: barred at once by a ban in force, otherwise answered
+by the public-security inquiry (never cleared without its answer), flagged for an officer."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ from tuoyu_credit.domain import DomainRuleViolated, Practitioner, practitioner_i
 from tuoyu_shared.validation import FieldError
 
 REF = "5f0c2b9e8d7a6c5b4a3f2e1d0c9b8a7f"
-NAME = {"ref": REF, "sealed": "bmFtZQ==", "masked": "王*"}
-ID_NUMBER = {"ref": REF, "sealed": "aWQ=", "masked": "310104********1234"}
+NAME = {"ref": REF, "sealed": "bmFtZQ=="}
+ID_NUMBER = {"ref": REF, "sealed": "aWQ="}
 INSTITUTION = uuid.UUID(int=11)
 START = dt.date(2024, 5, 20)
 BASIS = "《中华人民共和国刑法》第三十七条之一"
+ANSWERED_AT = dt.datetime(2024, 5, 20, 8, 15, tzinfo=dt.UTC)
 
 
 def practitioner() -> Practitioner:
@@ -33,9 +35,20 @@ def ban(person: Practitioner, ref: str = "ban-1", term: str | int = 3,
     person.impose_ban(ref, **args)
 
 
-def checked(person: Practitioner, on: dt.date, check_id: str = "check-1") -> tuple[str, str]:
+def answer(person: Practitioner, check_id: str, on: dt.date, result: str = "no_record",
+           categories: tuple[str, ...] = ()) -> str:
+    """The public-security inquiry's answer to a pending check (reference ``GA-<check id>``)."""
+    return person.record_inquiry_answer(check_id, f"GA-{check_id}", result, list(categories),
+                                        ANSWERED_AT, "credit-service", on)
+
+
+def checked(person: Practitioner, on: dt.date, check_id: str = "check-1",
+            result: str = "no_record", categories: tuple[str, ...] = ()) -> tuple[str, str]:
+    """A check requested and answered: at once by a ban in force, else by the inquiry."""
     person.request_check(check_id, "hire", INSTITUTION, on)
-    outcome = person.complete_check(check_id, "officer-9", on, check_reference=f"ref-{check_id}")
+    outcome = person.bar_by_ban(check_id, "credit-service", on) and "barred"
+    if outcome is None:
+        outcome = answer(person, check_id, on, result, categories)
     completed = person.collect_events()[-1]
     assert completed.outcome == outcome
     return completed.outcome, completed.reference
@@ -55,6 +68,8 @@ def test_register_derives_the_id_from_the_person_ref_and_carries_sealed_data():
 @pytest.mark.parametrize("id_number, code", [
     ("310104198805201234", "invalid_type"),  # a clear number is never accepted
     ({"ref": REF, "masked": "310104********1234"}, "invalid_type"),
+    ({**ID_NUMBER, "masked": "310104********1234"}, "invalid_type"),  # never a mask
+    ({"ref": REF}, "invalid_type"),
     ({**ID_NUMBER, "ref": "someone-else"}, "inconsistent_with_person"),
 ])
 def test_register_refuses_anything_but_this_persons_sealed_data(id_number, code):
@@ -148,39 +163,73 @@ def test_a_ban_reference_is_imposed_once():
 
 # -- background checks -----------------------------------------------------------------------
 
-def test_check_is_barred_while_a_ban_is_in_force_and_cleared_after_it_lifted():
+def test_a_check_is_barred_at_once_while_a_ban_is_in_force_and_answered_after_it_lifted():
     person = practitioner()
     ban(person, term=3)
     person.collect_events()
     assert checked(person, dt.date(2025, 1, 6), "check-1") == ("barred", "ban-1")
+    assert person.check("check-1")["inquiry"] is None  # the ban list answered, no inquiry
     person.lift_expired_bans(dt.date(2027, 5, 20))
-    assert checked(person, dt.date(2027, 5, 20), "check-2") == ("cleared", "ref-check-2")
+    assert checked(person, dt.date(2027, 5, 20), "check-2") == ("cleared", "GA-check-2")
 
 
-def test_check_outcome_follows_the_dates_even_before_the_timer_lifts():
-    person = practitioner()
-    ban(person, term=3)
-    assert checked(person, dt.date(2027, 5, 20)) == ("cleared", "ref-check-1")
-    assert person.bans["ban-1"]["lifted_on"] is None
-
-
-def test_check_on_someone_never_banned_is_cleared_with_the_check_reference():
+def test_no_ban_leaves_the_check_pending_until_the_inquiry_answers():
     person = practitioner()
     person.request_check("check-1", "yearly", INSTITUTION, START)
-    assert person.complete_check("check-1", "officer-9", START) == "cleared"
-    requested, completed = person.collect_events()
+    assert person.bar_by_ban("check-1", "credit-service", START) is None
+    [requested] = person.collect_events()  # nothing but the request
     assert (requested.check_id, requested.reason, requested.institution_id,
             requested.requested_on) == ("check-1", "yearly", str(INSTITUTION), START)
-    assert (completed.outcome, completed.reference, completed.officer,
-            completed.completed_on) == ("cleared", "check-1", "officer-9", START)
-    assert person.check("check-1")["state"] == "completed"
+    assert person.check("check-1")["state"] == "requested"
+    assert person.pending_checks() == ["check-1"] and person.last_checked_on is None
+    later = START + dt.timedelta(days=2)
+    assert answer(person, "check-1", later) == "cleared"
+    answered, completed = person.collect_events()
+    assert type(answered).__qualname__ == "Practitioner.InquiryAnswered"
+    assert (answered.check_id, answered.person_ref, answered.inquiry_reference,
+            answered.result, answered.categories, answered.answered_at) == (
+        "check-1", REF, "GA-check-1", "no_record", [], ANSWERED_AT)
+    assert (completed.outcome, completed.reference, completed.officer, completed.completed_on,
+            completed.answered_by) == ("cleared", "GA-check-1", "credit-service", later,
+                                       "public_security")
+    check = person.check("check-1")
+    assert check["state"] == "completed" and check["inquiry"]["result"] == "no_record"
+    assert person.pending_checks() == []
 
 
-def test_a_ban_imposed_after_the_request_bars_the_answer():
+def test_a_record_found_bars_with_the_inquiry_reference_and_its_categories():
+    person = practitioner()
+    assert checked(person, START, "check-1", "record_found", ("violence", "abuse")) == (
+        "barred", "GA-check-1")
+    assert person.check("check-1")["inquiry"]["categories"] == ["abuse", "violence"]
+
+
+def test_a_ban_imposed_while_the_check_waits_bars_it_even_on_no_record():
     person = practitioner()
     person.request_check("check-1", "hire", INSTITUTION, START)
     ban(person, term=5)
-    assert person.complete_check("check-1", "officer-9", START) == "barred"
+    assert answer(person, "check-1", START) == "barred"
+    completed = person.collect_events()[-1]
+    assert (completed.reference, completed.answered_by) == ("ban-1", "public_security")
+    person.request_check("check-2", "hire", INSTITUTION, START)
+    assert person.bar_by_ban("check-2", "credit-service", START) == "ban-1"
+    assert person.collect_events()[-1].answered_by == "ban_list"
+
+
+@pytest.mark.parametrize("result, categories, field", [
+    ("no_record", ("abuse",), "categories"),
+    ("record_found", (), "categories"),
+    ("record_found", ("rumour",), "categories"),
+    ("clear", (), "result"),
+])
+def test_an_answer_that_does_not_hold_together_records_nothing(result, categories, field):
+    person = practitioner()
+    person.request_check("check-1", "hire", INSTITUTION, START)
+    person.collect_events()
+    with pytest.raises(FieldError) as e:
+        answer(person, "check-1", START, result, categories)
+    assert e.value.field == field
+    assert person.collect_events() == [] and person.pending_checks() == ["check-1"]
 
 
 def test_barred_reference_is_the_ban_that_bars_longest():
@@ -189,24 +238,50 @@ def test_barred_reference_is_the_ban_that_bars_longest():
     ban(person, "ban-life", term="lifetime", source="abuse_finding")
     ban(person, "ban-short", term=1)
     assert checked(person, dt.date(2024, 6, 1)) == ("barred", "ban-life")
+    assert person.bans_not_ended(dt.date(2030, 1, 1)) == ["ban-life"]
+    assert person.bans_not_ended(START - dt.timedelta(days=1)) == [
+        "ban-life", "ban-short", "ban-term"]  # not started yet: not ended either
 
 
 def test_check_steps_are_refused_out_of_order():
     person = practitioner()
     with pytest.raises(DomainRuleViolated) as e:
-        person.complete_check("check-1", "officer-9", START)
+        answer(person, "check-1", START)
     assert e.value.state == "none"
     person.request_check("check-1", "hire", INSTITUTION, START)
     with pytest.raises(DomainRuleViolated) as e:
         person.request_check("check-1", "yearly", INSTITUTION, START)
     assert e.value.state == "requested"
     with pytest.raises(FieldError) as fe:
-        person.complete_check("check-1", "officer-9", START - dt.timedelta(days=1))
+        answer(person, "check-1", START - dt.timedelta(days=1))
     assert fe.value.field == "completed_on"
-    person.complete_check("check-1", "officer-9", START)
-    with pytest.raises(DomainRuleViolated) as e:
-        person.complete_check("check-1", "officer-9", START)
-    assert e.value.state == "completed"
+    answer(person, "check-1", START)
+    for step in (lambda: answer(person, "check-1", START),
+                 lambda: person.bar_by_ban("check-1", "credit-service", START),
+                 lambda: person.flag_check("check-1", "inquiry_rejected", "r", START)):
+        with pytest.raises(DomainRuleViolated) as e:
+            step()
+        assert e.value.state == "completed"
+
+
+def test_a_flagged_check_stays_pending_and_an_officer_has_it_sent_again():
+    person = practitioner()
+    person.request_check("check-1", "hire", INSTITUTION, START)
+    person.collect_events()
+    assert person.flag_check("check-1", "inquiry_rejected", "HTTP 400, field name", START)
+    assert person.flag_check("check-1", "inquiry_rejected", "again", START) is False
+    [flagged] = person.collect_events()
+    assert (flagged.check_id, flagged.flag, flagged.reason, flagged.flagged_on) == (
+        "check-1", "inquiry_rejected", "HTTP 400, field name", START)
+    assert person.check("check-1")["state"] == "requested"
+    assert person.check("check-1")["flag"]["flag"] == "inquiry_rejected"
+    person.retry_check("check-1", "officer-2", "the name was corrected", START)
+    [retried] = person.collect_events()
+    assert (retried.officer, retried.reason) == ("officer-2", "the name was corrected")
+    assert person.check("check-1")["flag"] is None
+    with pytest.raises(DomainRuleViolated):  # not flagged: sent already
+        person.retry_check("check-1", "officer-2", "again", START)
+    assert answer(person, "check-1", START) == "cleared"
 
 
 def test_check_reason_must_be_hire_or_yearly():
@@ -228,12 +303,12 @@ def test_check_and_ban_events_carry_the_person_and_the_institution():
     assert [type(e).__qualname__.split(".")[1] for e in requested_completed_imposed_lifted] == [
         "BanImposed", "BanLifted"]  # checked() collected the check's events already
     person.request_check("check-2", "hire", INSTITUTION, dt.date(2025, 6, 1))
-    person.complete_check("check-2", "officer-9", dt.date(2025, 6, 1))
-    requested, completed = person.collect_events()
+    answer(person, "check-2", dt.date(2025, 6, 1))
+    requested, _answered, completed = person.collect_events()
     assert (requested.person_ref, requested.institution_id) == (REF, str(INSTITUTION))
     assert (completed.check_id, completed.institution_id, completed.person_ref,
             completed.outcome, completed.reference) == ("check-2", str(INSTITUTION), REF,
-                                                        "cleared", "check-2")
+                                                        "cleared", "GA-check-2")
     imposed, lifted = requested_completed_imposed_lifted
     assert (imposed.person_ref, imposed.ban_ref) == (REF, "ban-1")
     assert (lifted.person_ref, lifted.ban_ref) == (REF, "ban-1")
@@ -242,8 +317,8 @@ def test_check_and_ban_events_carry_the_person_and_the_institution():
 def test_a_yearly_check_may_name_no_institution_but_a_hire_check_must():
     person = practitioner()
     person.request_check("yearly-1", "yearly", None, START)
-    person.complete_check("yearly-1", "officer-9", START)
-    requested, completed = person.collect_events()
+    answer(person, "yearly-1", START)
+    requested, _answered, completed = person.collect_events()
     assert requested.institution_id is None and completed.institution_id is None
     with pytest.raises(FieldError) as e:
         person.request_check("hire-1", "hire", None, START)
@@ -260,24 +335,27 @@ def test_barring_ban_is_the_check_answer_without_a_check():
     assert person.barring_ban(START - dt.timedelta(days=1)) is None
 
 
-# -- a person first met in a hire ------------------------------------------------------------
+# -- a person first met in a hire (before credit issued refs) --------------------------------
 
-MASKED_NAME = {"ref": REF, "masked": "王*"}
-MASKED_ID = {"ref": REF, "masked": "310104********1234"}
-
-
-def test_a_record_opened_from_a_hire_holds_the_masks_only_until_an_officer_registers():
-    person = Practitioner.register_from_hire(REF, MASKED_NAME, MASKED_ID)
+def test_a_record_opened_from_a_hire_holds_the_ref_alone_until_an_officer_registers():
+    person = Practitioner.register_from_hire(REF)
     assert person.id == practitioner_id_for(REF)
     [registered] = person.collect_events()
     assert (registered.name, registered.id_number, registered.registered_from) == (
-        MASKED_NAME, MASKED_ID, "hire")
+        {"ref": REF}, {"ref": REF}, "hire")
     assert not person.identity_sealed
+    person.request_check("check-1", "hire", INSTITUTION, START)
+    person.flag_check("check-1", "identity_unknown", "no ID number", START)
+    person.collect_events()
+    with pytest.raises(DomainRuleViolated) as e:  # nothing to send yet
+        person.retry_check("check-1", "officer-2", "try", START)
+    assert e.value.state == "identity_unknown"
     assert person.seal_identity(NAME, ID_NUMBER) is True
     [sealed] = person.collect_events()
     assert type(sealed).__qualname__ == "Practitioner.IdentitySealed"
     assert (sealed.person_ref, sealed.name, sealed.id_number) == (REF, NAME, ID_NUMBER)
     assert person.identity_sealed and person.id_number == ID_NUMBER
+    assert person.check("check-1")["flag"] is None  # it may be sent now
     assert person.seal_identity(NAME, ID_NUMBER) is False  # idempotent
     assert person.collect_events() == []
 
@@ -288,26 +366,35 @@ def test_an_officer_registration_is_sealed_from_the_start():
     assert person.seal_identity(NAME, ID_NUMBER) is False
 
 
-@pytest.mark.parametrize("name, code", [
-    (NAME, "invalid_type"),  # sealed data is not what registration publishes
-    ({"ref": REF}, "invalid_type"),
-    ({"ref": "someone-else", "masked": "王*"}, "inconsistent_with_person"),
-    ({"ref": REF, "masked": "  "}, "required"),
-])
-def test_a_hire_record_takes_the_ref_and_the_mask_and_nothing_else(name, code):
-    with pytest.raises(FieldError) as e:
-        Practitioner.register_from_hire(REF, name, MASKED_ID)
-    assert e.value.code == code and e.value.field.startswith("name")
-
-
-def test_sealing_refuses_clear_values_and_another_persons_data():
-    person = Practitioner.register_from_hire(REF, MASKED_NAME, MASKED_ID)
+def test_sealing_refuses_clear_values_masks_and_another_persons_data():
+    person = Practitioner.register_from_hire(REF)
     person.collect_events()
-    for id_number in ("310104198805201234", {**ID_NUMBER, "ref": "someone-else"}):
+    for id_number in ("310104198805201234", {**ID_NUMBER, "ref": "someone-else"},
+                      {**ID_NUMBER, "masked": "310104********1234"}):
         with pytest.raises(FieldError) as e:
             person.seal_identity(NAME, id_number)
         assert e.value.field == "id_number"
     assert person.collect_events() == [] and not person.identity_sealed
+
+
+def test_events_of_version_1_are_read_without_their_masks():
+    """Registrations and sealings recorded with masks (before version 2) lose them when read;
+    completions of version 1 were answered by the ban list."""
+    registered = {"person_ref": REF, "registered_from": "hire",
+                  "name": {"ref": REF, "masked": "王*"},
+                  "id_number": {"ref": REF, "masked": "310104********1234"}}
+    Practitioner.Registered.upcast_v1_v2(registered)
+    assert registered["name"] == {"ref": REF} and registered["id_number"] == {"ref": REF}
+    sealed = {"person_ref": REF, "name": {**NAME, "masked": "王*"},
+              "id_number": {**ID_NUMBER, "masked": "310104********1234"}}
+    Practitioner.IdentitySealed.upcast_v1_v2(sealed)
+    assert (sealed["name"], sealed["id_number"]) == (NAME, ID_NUMBER)
+    completed = {"check_id": "c", "outcome": "cleared"}
+    Practitioner.CheckCompleted.upcast_v1_v2(completed)
+    assert completed["answered_by"] == "ban_list"
+    snapshot = {"name": {**NAME, "masked": "王*"}, "id_number": {"ref": REF, "masked": "x"}}
+    Practitioner.upcast_v1_v2(snapshot)
+    assert snapshot == {"name": NAME, "id_number": {"ref": REF}}
 
 
 # -- rosters (who must be re-checked yearly) -------------------------------------------------
@@ -351,7 +438,7 @@ def test_the_record_keeps_the_date_of_its_last_completed_check():
     person = practitioner()
     person.request_check("check-1", "hire", INSTITUTION, START)
     assert person.last_checked_on is None  # requested, not completed
-    person.complete_check("check-1", "officer-9", START)
+    answer(person, "check-1", START)
     assert person.last_checked_on == START
     later = dt.date(2025, 5, 20)
     checked(person, later, "check-2")

@@ -58,6 +58,8 @@ ROUTES = {
     "http_listings_due": "/api/officer/listings-due",
     "http_expire_listings": "/api/timers/expire-listings",
     "http_lift_expired_bans": "/api/timers/lift-expired-bans",
+    "http_pending_checks": "/api/officer/pending-checks",
+    "http_retry_check": "/api/practitioners/{0}/checks/retry",
 }
 OFFICER = bearer("credit_officer", subject="officer-1")
 
@@ -183,10 +185,37 @@ def test_credit_errors_reach_http_with_their_status_code_and_body(service, app):
     assert status == 409
     assert (body["error"], body["code"], body["state"]) == (
         "DomainRuleViolated", "rule_violated", "none")
-    ref = app.vault.person_ref(ID_NUMBER)
+    ref = app.register_practitioner({"name": "李四", "id_number": ID_NUMBER})["person_ref"]
     app.vault.erase(ref)
-    status, body = problem(call(service, "http_register_practitioner", "POST",
-                                {"name": "李四", "id_number": ID_NUMBER}))
-    assert (status, body) == (410, {"error": "PersonalDataErased", "code": "erased",
-                                    "reason": f"personal data of {ref} was erased"})
+    with pytest.raises(PermissionError):  # nothing more is sealed for an erased ref
+        app.vault.seal(ref, "x")
+    from tuoyu_shared.personal_data import PersonalDataErased
+
+    error = PersonalDataErased(f"personal data of {ref} was erased")
+    assert (error.http_status, error.code) == (410, "erased")
+    # The person comes back a new person, with a new ref.
+    status, body = call(service, "http_register_practitioner", "POST",
+                        {"name": "李四", "id_number": ID_NUMBER})
+    assert status == 201 and body["person_ref"] != ref
     assert ID_NUMBER not in json.dumps(body)
+
+
+def test_people_and_check_rpcs_delegate_to_the_application(service, app):
+    ref = service.register_practitioner({"name": "李四", "id_number": ID_NUMBER})["person_ref"]
+    exported = service.export_person({"id_number": ID_NUMBER, "purpose": "本人查阅"})
+    assert exported["refs"] == {"practitioner": ref}
+    json.dumps(exported)  # plain JSON
+    check = service.request_check(ref, {})
+    assert check["state"] == "pending"
+    app.views_projector().catch_up()  # the worker's part, done here
+    [pending] = service.pending_checks()
+    assert (pending["person_ref"], pending["check_id"]) == (ref, check["check_id"])
+    status, body = call(service, "http_pending_checks", "GET")
+    assert status == 200 and [c["check_id"] for c in body["checks"]] == [check["check_id"]]
+    status, body = call(service, "http_retry_check", "POST",
+                        {"check_id": check["check_id"], "officer": "o", "reason": "r"}, None,
+                        ref)
+    assert (status, body["state"]) == (409, "requested")  # not flagged: sent already
+    assert service.erase_person({"id_number": ID_NUMBER, "reason": "本人申请",
+                                 "legal_basis": "个人信息保护法 第47条"})["erased"] == [
+        {"kind": "practitioner", "person_ref": ref}]

@@ -7,15 +7,27 @@ lets the domain decide, and saves with optimistic concurrency
 the domain: dates are Asia/Shanghai calendar dates. The scoring and listing rules come from
 configuration (:mod:`tuoyu_credit.rules_config`).
 
-Personal data: a practitioner's name and resident ID number are sealed with the person's own key
-(:class:`PersonalDataVault`) before anything is recorded, and the person is found again through
-the keyed hash (``person_ref``). No ID number is ever stored, returned or logged in clear; free
-texts that contain one are refused. Every read of a practitioner's record is recorded in the
-append-only ``practitioner_reads`` table before it is answered (see :mod:`tuoyu_credit.reads`).
+Personal data: credit is the practitioner register (从业人员库) and issues the practitioners'
+refs, random pseudonyms, found again by ID number through credit's own blind index
+(:class:`PersonalDataVault`, kind ``practitioner``). A practitioner's name and resident ID
+number are sealed with the person's own key before anything is recorded; no mask is stored,
+and what a query shows of a person comes from the vault. No ID number is ever stored, returned
+or logged in clear; free texts that contain one are refused. Every read of a practitioner's
+record is recorded in the append-only ``practitioner_reads`` table before it is answered (see
+:mod:`tuoyu_credit.reads`). A person's data is erased on request (:class:`PeopleCommands`),
+except while a ban of theirs has not ended (未成年人保护法 第62条).
+
+Background checks (未成年人保护法 第62条): a check is requested (on hire, by registration's
+event; yearly, by the daily timer or an officer) and answered at once only when credit's own
+ban list bars the person; otherwise it waits for the public-security records inquiry, which
+:meth:`CreditApplication.dispatch_inquiries` (the worker, every few seconds) sends and follows
+up (:mod:`tuoyu_credit.inquiries`). A check is never cleared because the system was down or
+refused: it stays pending, retried or flagged for an officer.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
@@ -26,11 +38,12 @@ import psycopg
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 
-from tuoyu_credit import commands, projections, reads
-from tuoyu_credit.commands import contains_resident_id
+from tuoyu_credit import commands, inquiries, projections, reads
 from tuoyu_credit.contract import CONTRACT
 from tuoyu_credit.domain import (
+    AnsweredBy,
     CauseType,
+    CheckFlag,
     CheckOutcome,
     DomainRuleViolated,
     InstitutionCredit,
@@ -38,22 +51,31 @@ from tuoyu_credit.domain import (
     institution_credit_id_for,
     practitioner_id_for,
 )
+from tuoyu_credit.inquiries import InquirySchedule
 from tuoyu_credit.rules_config import DEFAULT_RECHECK_DAYS, CreditRules
 from tuoyu_shared.application import ServiceApplication
 from tuoyu_shared.calendar_cn import WorkingCalendar, default_calendar, shanghai_date
-from tuoyu_shared.commands import Command, parse
+from tuoyu_shared.commands import Command, contains_resident_id, parse
 from tuoyu_shared.config import Settings, settings_for
 from tuoyu_shared.context import current_context
 from tuoyu_shared.envelope import to_json_value
 from tuoyu_shared.errors import NotFound
 from tuoyu_shared.history import history_entries
 from tuoyu_shared.logs import get_logger
-from tuoyu_shared.personal_data import PersonalDataVault
+from tuoyu_shared.people import PeopleCommands
+from tuoyu_shared.personal_data import PersonalDataErased, PersonalDataVault
+from tuoyu_shared.public_security import (
+    InquiryRejected,
+    InquiryRequest,
+    InquiryUnavailable,
+    InquiryUnknown,
+    PublicSecurityInquiry,
+    inquiry_from_env,
+)
 from tuoyu_shared.validation import (
     FieldError,
     ValidationFailed,
     mask_name,
-    mask_resident_id,
     refusing_field_errors,
 )
 
@@ -61,6 +83,27 @@ log = get_logger("tuoyu.credit")
 
 #: Who completes the checks the service answers by itself (on a hire, a yearly check).
 AUTOMATIC_OFFICER = "credit-service"
+#: The kind of person credit's blind index holds.
+PRACTITIONER = "practitioner"
+#: Why a practitioner is kept whatever they ask (the refusal of an erasure names it).
+BAN_RETENTION = "未成年人保护法 第62条 / the ban list must be kept while a ban is in force"
+#: What the reads of an erased person keep of the purposes typed (see credit_0003).
+ERASED_PURPOSE = "（已删除）"
+_YEARLY_NAMESPACE = uuid.UUID("3f1d2c8a-6b0e-4f57-9d2a-8c4e1b7a5d60")
+_IDENTITY_UNKNOWN = ("the record holds the ref alone (opened from a hire before credit issued "
+                     "refs): register the person with the ID number and this ref")
+_IDENTITY_ERASED = "the person's data was erased: there is no ID number to inquire with"
+
+
+def yearly_check_id(person_ref: str, day: date) -> str:
+    """The daily timer's check of one person on one day: unique to them (it is the inquiry's
+    request id, which the public-security system keeps by person), the same on a re-run."""
+    return f"yearly-{day.isoformat()}-{uuid.uuid5(_YEARLY_NAMESPACE, person_ref).hex}"
+
+
+def _pending(person: Practitioner, check_id: str) -> bool:
+    found = person.check(check_id)
+    return found is not None and found["state"] == "requested"
 C = TypeVar("C", bound=Command)
 
 # The listing procedure's steps as commands: HTTP step name → application method.
@@ -99,7 +142,7 @@ def _read(model: type[C], data: Any, **parameters: Any) -> tuple[C, dict[str, An
     return command, clean
 
 
-class CreditApplication(ServiceApplication):
+class CreditApplication(PeopleCommands, ServiceApplication):
     name = "Credit"
     service_name = "credit"
     is_snapshotting_enabled = True
@@ -111,16 +154,22 @@ class CreditApplication(ServiceApplication):
                  clock: Callable[[], datetime] | None = None,
                  calendar: WorkingCalendar | None = None,
                  rules: CreditRules | None = None, recheck_days: int | None = None,
-                 vault: PersonalDataVault | None = None):
+                 vault: PersonalDataVault | None = None,
+                 inquiry: PublicSecurityInquiry | None = None,
+                 schedule: InquirySchedule | None = None):
         """Built by the composition root (:mod:`tuoyu_credit.bootstrap`), which reads the
-        configuration (the rules file, the re-check period); a constructor given nothing uses
-        the default rules and adapters."""
+        configuration (the rules file, the re-check period, the public-security inquiry and
+        its schedule); a constructor given nothing uses the default rules and adapters (the
+        inquiry of ``make run``'s simulator address: nothing listening there leaves the
+        checks pending)."""
         self.rules = rules or CreditRules()
         #: Days after the last completed check when someone on a roster is re-checked.
         self.recheck_days = recheck_days or DEFAULT_RECHECK_DAYS
         super().__init__(settings or settings_for(self.service_name), env)
-        self.vault = vault or PersonalDataVault(self.settings.database_url,
-                                                self.settings.personal_data_key)
+        self.vault = vault or PersonalDataVault.for_settings(self.settings)
+        #: The public-security records inquiry (未成年人保护法 第62条).
+        self.inquiry: PublicSecurityInquiry = inquiry or inquiry_from_env({})
+        self.schedule = schedule or InquirySchedule()
         self.clock = clock or (lambda: datetime.now(UTC))
         self.calendar = calendar or default_calendar()
 
@@ -177,37 +226,80 @@ class CreditApplication(ServiceApplication):
     # ---- practitioners ---------------------------------------------------------------------
     @refusing_field_errors
     def register_practitioner(self, data: dict[str, Any]) -> dict[str, Any]:
-        """Enter a person in the register: name and ID number sealed, found by person ref.
+        """Enter a person in the register (从业人员库): name and ID number sealed, the person
+        found by ID number through credit's blind index, which issues their ref (a random
+        pseudonym; other services, registration first, use the ref credit answers).
 
-        Idempotent by person: registering someone known already changes nothing, except that
-        a record opened from a hire (masks only) gets the sealed name and ID number.
+        Idempotent by person: registering someone known already changes nothing. With
+        ``person_ref``, the person is the one of a record opened from a hire by that ref alone
+        (events of before): the ID number is entered in the index under that ref, and the
+        sealed name and number go onto the record (its checks may then be sent).
         """
         command = parse(commands.RegisterPractitioner, data)
         name, id_number = command.name, command.id_number
-        ref = self.vault.person_ref(id_number)
+        if command.person_ref is not None:
+            return self._identify(command.person_ref, name, id_number)
+        ref = self.vault.enrol(PRACTITIONER, id_number)
         existing = self._practitioner(ref)
         if existing is not None and existing.identity_sealed:
             return {"person_ref": ref, "created": False}
-        sealed_name = self.vault.seal(ref, name, mask_name(name))
-        sealed_id = self.vault.seal(ref, id_number, mask_resident_id(id_number))
+        sealed_name, sealed_id = self._seal(ref, name, id_number)
         if existing is None:
             try:
                 self.save(Practitioner.register(ref, sealed_name, sealed_id))
                 return {"person_ref": ref, "created": True}
             except IntegrityError:
-                pass  # registered meanwhile (a hire, another officer): seal onto it below
+                pass  # registered meanwhile (another officer, registration): seal onto it below
+        self._update_practitioner(ref, lambda p: p.seal_identity(sealed_name, sealed_id))
+        return {"person_ref": ref, "created": False}
+
+    def _seal(self, ref: str, name: str, id_number: str) -> tuple[dict, dict]:
+        sealed = self.vault.seal_person(ref, {"name": name, "id_number": id_number},
+                                        display={"name": mask_name(name)})
+        return sealed["name"], sealed["id_number"]
+
+    def _identify(self, ref: str, name: str, id_number: str) -> dict[str, Any]:
+        """The person of a record opened by the ref alone is this ID number."""
+        person = self._practitioner(ref)
+        if person is None:
+            raise PractitionerNotFound(f"no practitioner {ref}")
+        if self.vault.is_erased(ref):  # nothing more is sealed for an erased ref
+            raise PersonalDataErased(f"personal data of {ref} was erased")
+        known = self.vault.find(PRACTITIONER, id_number)
+        if known is not None and known != ref:
+            raise DomainRuleViolated("this ID number is another practitioner's already: "
+                                     f"{known}", state="registered")
+        if person.identity_sealed:
+            if known == ref:
+                return {"person_ref": ref, "created": False}
+            raise DomainRuleViolated(f"practitioner {ref} holds another ID number",
+                                     state="identity_sealed")
+        adopted = self.vault.enrol(PRACTITIONER, id_number, ref=ref)
+        if adopted != ref:  # entered for someone else in between
+            raise DomainRuleViolated("this ID number is another practitioner's already: "
+                                     f"{adopted}", state="registered")
+        sealed_name, sealed_id = self._seal(ref, name, id_number)
         self._update_practitioner(ref, lambda p: p.seal_identity(sealed_name, sealed_id))
         return {"person_ref": ref, "created": False}
 
     @refusing_field_errors
     def impose_ban(self, person_ref: str, data: dict[str, Any]) -> str:
-        """从业禁止: a lifetime ban or one for a number of years, with its legal basis."""
+        """从业禁止: a lifetime ban or one for a number of years, with its legal basis. A check
+        of theirs still pending completes barred at once if the ban is in force today."""
         command, clean = _read(commands.ImposeBan, data, person_ref=person_ref)
         ban_ref = command.ban_ref or f"ban-{uuid.uuid4()}"
-        starts_on = command.starts_on or self.today()
-        self._update_practitioner(clean["person_ref"], lambda p: p.impose_ban(
-            ban_ref, command.source, command.legal_basis, list(command.evidence),
-            command.officer, starts_on, command.term))
+        today = self.today()
+        starts_on = command.starts_on or today
+
+        def impose(person: Practitioner) -> list[str]:
+            person.impose_ban(ban_ref, command.source, command.legal_basis,
+                              list(command.evidence), command.officer, starts_on, command.term)
+            return [check_id for check_id in person.pending_checks()
+                    if person.bar_by_ban(check_id, AUTOMATIC_OFFICER, today)]
+
+        for _ in self._update_practitioner(clean["person_ref"], impose):
+            inquiries.CHECKS_COMPLETED.labels("credit", CheckOutcome.BARRED.value,
+                                              AnsweredBy.BAN_LIST.value).inc()
         return ban_ref
 
     def lift_expired_bans(self) -> dict[str, Any]:
@@ -225,54 +317,261 @@ class CreditApplication(ServiceApplication):
                 failed.append({"person_ref": ref, "error": repr(e)})
         return {"today": today.isoformat(), "lifted": lifted, "failed": failed}
 
+    # ---- background checks (未成年人保护法 第62条) -------------------------------------------
+    def _screen(self, person: Practitioner, check_id: str, today: date) -> str:
+        """What is decided at once of a check just requested: ``barred`` by a ban in force
+        (credit's own ban list), ``flagged`` when there is no ID number to inquire with, or
+        ``pending``: it waits for the public-security inquiry."""
+        if person.bar_by_ban(check_id, AUTOMATIC_OFFICER, today) is not None:
+            return "barred"
+        if not person.identity_sealed:
+            person.flag_check(check_id, CheckFlag.IDENTITY_UNKNOWN, _IDENTITY_UNKNOWN, today)
+            return "flagged"
+        return "pending"
+
+    @staticmethod
+    def _check_answer(person: Practitioner, check_id: str) -> dict[str, Any]:
+        check = person.check(check_id)
+        assert check is not None
+        return {"check_id": check_id,
+                "state": "completed" if check["state"] == "completed" else "pending",
+                "outcome": check["outcome"], "reference": check["reference"],
+                "flag": (check["flag"] or {}).get("flag")}
+
+    def _count_screened(self, screened: str) -> None:
+        if screened == "barred":
+            inquiries.CHECKS_COMPLETED.labels("credit", CheckOutcome.BARRED.value,
+                                              AnsweredBy.BAN_LIST.value).inc()
+        elif screened == "flagged":
+            inquiries.CHECKS_FLAGGED.labels("credit", CheckFlag.IDENTITY_UNKNOWN.value).inc()
+
     @refusing_field_errors
     def request_check(self, person_ref: str, data: dict[str, Any]) -> dict[str, Any]:
-        """The yearly check (年度复查) of someone on a roster, answered at once from the bans in
-        force today: ``{check_id, outcome, reference}``."""
+        """The yearly check (年度复查) of someone on a roster, requested now: ``{check_id,
+        state, outcome, reference, flag}``. Barred at once (``state`` ``completed``, the ban's
+        reference) when a ban is in force today; otherwise ``pending`` until the
+        public-security inquiry answers (``flag`` names why an officer must act, if so)."""
         command, clean = _read(commands.RequestCheck, data, person_ref=person_ref)
         ref, institution_id = clean["person_ref"], command.institution_id
         check_id = command.check_id or f"yearly-{uuid.uuid4()}"
         today = self.today()
 
-        def check(person: Practitioner) -> dict[str, Any]:
+        def check(person: Practitioner) -> tuple[str, dict[str, Any]]:
             person.request_check(check_id, "yearly", institution_id, today)
-            outcome = person.complete_check(check_id, AUTOMATIC_OFFICER, today)
-            return {"check_id": check_id, "outcome": outcome,
-                    "reference": person.check(check_id)["reference"]}  # type: ignore[index]
+            screened = self._screen(person, check_id, today)
+            return screened, self._check_answer(person, check_id)
 
-        return self._update_practitioner(ref, check)
+        screened, answer = self._update_practitioner(ref, check)
+        self._count_screened(screened)
+        return answer
 
     def request_yearly_checks(self, today: date | None = None) -> dict[str, Any]:
-        """The daily timer: a yearly check (年度复查), requested and answered at once, of
-        everyone on at least one roster whose last completed check is ``recheck_days`` days
-        old or older. Not made for an institution (``institution_id`` None: registration's
-        hires are not touched); a barred answer reaches the employers through the ban itself
-        (``PractitionerBanImposed``). Idempotent: the check id is the day's, and a person
-        checked since is skipped."""
+        """The daily timer: a yearly check (年度复查) of everyone on at least one roster whose
+        last completed check is ``recheck_days`` days old or older and who has no yearly
+        check pending. Barred at once by a ban in force, otherwise pending for the
+        public-security inquiry (:meth:`dispatch_inquiries`). Not made for an institution
+        (``institution_id`` None: registration's hires are not touched); a barred answer
+        reaches the employers through the ban itself (``PractitionerBanImposed``).
+        Idempotent: the check id is the day's and the person's, and a person checked since,
+        or with a yearly check pending, is skipped."""
         today = today or self.today()
         due_by = today - timedelta(days=self.recheck_days)
-        check_id = f"yearly-{today.isoformat()}"
         self._catch_up_views()
         checked, failed = [], []
 
-        def check(person: Practitioner) -> str | None:
+        def check(person: Practitioner) -> tuple[str, dict[str, Any]] | None:
+            check_id = yearly_check_id(person.person_ref, today)
             last = person.last_checked_on
-            if not person.rosters or person.check(check_id) is not None or (
-                    last is not None and last > due_by):
-                return None  # left, or checked since the table was read
+            if not person.rosters or person.check(check_id) is not None or \
+                    person.pending_checks("yearly") or (last is not None and last > due_by):
+                return None  # left, checked since the table was read, or one pending
             person.request_check(check_id, "yearly", None, today)
-            return person.complete_check(check_id, AUTOMATIC_OFFICER, today)
+            return self._screen(person, check_id, today), self._check_answer(person, check_id)
 
         for ref in self._query(projections.people_due_a_yearly_check, due_by):
             try:
-                outcome = self._update_practitioner(ref, check)
+                done = self._update_practitioner(ref, check)
             except Exception as e:  # one bad record must not hold up the others
                 log.error("timer.yearly_check_failed", person_ref=ref, error=repr(e))
                 failed.append({"person_ref": ref, "error": repr(e)})
                 continue
-            if outcome is not None:
-                checked.append({"person_ref": ref, "check_id": check_id, "outcome": outcome})
+            if done is not None:
+                screened, answer = done
+                self._count_screened(screened)
+                checked.append({"person_ref": ref, **answer})
         return {"today": today.isoformat(), "checked": checked, "failed": failed}
+
+    @refusing_field_errors
+    def retry_check(self, person_ref: str, data: dict[str, Any]) -> dict[str, Any]:
+        """An officer has a flagged check sent for the inquiry again (the cause dealt with),
+        with the reason: ``{check_id, state: "pending"}``."""
+        command, clean = _read(commands.RetryCheck, data, person_ref=person_ref)
+        today = self.today()
+        self._update_practitioner(clean["person_ref"], lambda p: p.retry_check(
+            command.check_id, command.officer, command.reason, today))
+        return {"check_id": command.check_id, "state": "pending"}
+
+    def pending_checks(self) -> list[dict[str, Any]]:
+        """For an officer: the background checks not completed, flagged ones first (with
+        why), then those waiting for the public-security inquiry (attempts, last outage);
+        from the query table the worker keeps (``checks_pending``)."""
+        return self._query(projections.pending_checks)
+
+    def dispatch_inquiries(self) -> dict[str, Any]:
+        """One round of the inquiry dispatch (the worker runs it every few seconds; see
+        :mod:`tuoyu_credit.inquiries`): every pending check that is due is sent to the
+        public-security records inquiry (or asked about again), its answer recorded and the
+        check completed. An outage leaves the check pending, retried later with backoff, and
+        ends the round; a refusal flags it for an officer. ``{answered, pending, unavailable,
+        flagged, failed}`` (each a list of ``{person_ref, check_id, …}``)."""
+        now = self.clock()
+        today = shanghai_date(now)
+        self._catch_up_views()
+        result: dict[str, list[dict[str, Any]]] = {
+            "answered": [], "pending": [], "unavailable": [], "flagged": [], "failed": []}
+        for row in self._query(projections.inquiries_due, now, inquiries.ROUND_LIMIT):
+            ref, check_id = row["person_ref"], row["check_id"]
+            try:
+                kind, detail = self._dispatch_one(row, now, today)
+            except Exception as e:  # one bad record must not hold up the others
+                log.error("inquiry.dispatch_failed", person_ref=ref, check_id=check_id,
+                          error=repr(e))
+                result["failed"].append({"person_ref": ref, "check_id": check_id,
+                                         "error": repr(e)})
+                continue
+            if kind != "skipped":
+                result[kind].append({"person_ref": ref, "check_id": check_id, **detail})
+            if kind == "unavailable":
+                break  # the system is down: the others wait for the next round
+        if result["answered"] or result["flagged"]:
+            self._catch_up_views()  # the gauges count what this round completed
+        self._gauge_pending(now, today)
+        return result
+
+    def _gauge_pending(self, now: datetime, today: date) -> None:
+        try:
+            counts = self._query(projections.pending_counts, now)
+        except psycopg.Error as e:
+            log.warning("inquiry.gauge_failed", error=repr(e))
+            return
+        for state in ("due", "waiting", "flagged"):
+            inquiries.CHECKS_PENDING.labels("credit", state).set(counts[state])
+        oldest = counts["oldest_requested_on"]
+        inquiries.OLDEST_PENDING.labels("credit").set(
+            (today - date.fromisoformat(oldest)).days if oldest else 0)
+
+    def _dispatch_one(self, row: dict[str, Any], now: datetime,
+                      today: date) -> tuple[str, dict[str, Any]]:
+        ref, check_id = row["person_ref"], row["check_id"]
+        person = self._practitioner(ref)
+        if person is None or not _pending(person, check_id):
+            return "skipped", {}  # completed meanwhile: the table catches up
+        if person.barring_ban(today) is not None:  # a ban came into force meanwhile
+            barred = self._update_practitioner(ref, lambda p: p.bar_by_ban(
+                check_id, AUTOMATIC_OFFICER, today) if _pending(p, check_id) else None)
+            if barred:
+                inquiries.CHECKS_COMPLETED.labels("credit", CheckOutcome.BARRED.value,
+                                                  AnsweredBy.BAN_LIST.value).inc()
+            return "answered", {"outcome": CheckOutcome.BARRED.value}
+        id_number = self.vault.open(person.id_number) if person.identity_sealed else None
+        name = self.vault.open(person.name) if person.identity_sealed else None
+        if id_number is None or name is None:
+            why = _IDENTITY_UNKNOWN if not person.identity_sealed else _IDENTITY_ERASED
+            return self._flag(ref, check_id, CheckFlag.IDENTITY_UNKNOWN, why, today)
+        check = person.check(check_id)
+        assert check is not None
+        institution_id = check["institution_id"]
+        try:
+            request = InquiryRequest(
+                request_id=check_id, id_number=id_number, name=name, purpose=check["reason"],
+                requested_by=f"institution:{institution_id}" if institution_id
+                else "tuoyu-credit")
+        except ValueError:
+            return self._flag(ref, check_id, CheckFlag.INQUIRY_REJECTED,
+                              "the check id cannot be the inquiry's request id (letters, "
+                              "digits and ._:- only, at most 100): request a new check", today)
+        operation = "status" if row["phase"] == "poll" else "inquire"
+        started = time.monotonic()
+        try:
+            if operation == "status":
+                try:
+                    answer = self.inquiry.status(check_id)
+                except InquiryUnknown:  # it never arrived there: send it again
+                    inquiries.INQUIRIES.labels("credit", operation, "unknown").inc()
+                    operation = "inquire"
+                    answer = self.inquiry.inquire(request)
+            else:
+                answer = self.inquiry.inquire(request)
+        except InquiryUnavailable as e:
+            inquiries.INQUIRIES.labels("credit", operation, "unavailable").inc()
+            attempts = row["attempts"] + 1
+            retry_at = self.schedule.retry_at(now, attempts)
+            self._schedule(ref, check_id, row["phase"], attempts, retry_at,
+                           inquiries.unavailable_reason(e))
+            log.warning("inquiry.unavailable", person_ref=ref, check_id=check_id,
+                        attempts=attempts, retry_at=retry_at.isoformat(), code=e.code)
+            return "unavailable", {"attempts": attempts, "retry_at": retry_at.isoformat()}
+        except InquiryRejected as e:
+            inquiries.INQUIRIES.labels("credit", operation, "rejected").inc()
+            return self._flag(ref, check_id, CheckFlag.INQUIRY_REJECTED,
+                              inquiries.rejection_reason(e), today)
+        finally:
+            inquiries.INQUIRY_SECONDS.labels("credit", operation).observe(
+                time.monotonic() - started)
+        if answer is None:  # accepted, not answered yet: ask again later
+            inquiries.INQUIRIES.labels("credit", operation, "pending").inc()
+            polls = row["attempts"] + 1 if row["phase"] == "poll" else 1
+            poll_at = self.schedule.poll_at(now, polls)
+            self._schedule(ref, check_id, "poll", polls, poll_at, None)
+            return "pending", {"polls": polls, "poll_at": poll_at.isoformat()}
+        inquiries.INQUIRIES.labels("credit", operation, "answered").inc()
+        outcome = self._update_practitioner(ref, lambda p: p.record_inquiry_answer(
+            check_id, answer.reference, answer.result, list(answer.categories),
+            answer.answered_at, AUTOMATIC_OFFICER, today) if _pending(p, check_id) else None)
+        if outcome is None:
+            return "skipped", {}
+        inquiries.CHECKS_COMPLETED.labels("credit", outcome,
+                                          AnsweredBy.PUBLIC_SECURITY.value).inc()
+        log.info("inquiry.answered", person_ref=ref, check_id=check_id,
+                 inquiry_reference=answer.reference)
+        return "answered", {"outcome": outcome, "inquiry_reference": answer.reference}
+
+    def _flag(self, ref: str, check_id: str, flag: CheckFlag, reason: str,
+              today: date) -> tuple[str, dict[str, Any]]:
+        flagged = self._update_practitioner(ref, lambda p: p.flag_check(
+            check_id, flag, reason, today) if _pending(p, check_id) else False)
+        if flagged:
+            inquiries.CHECKS_FLAGGED.labels("credit", flag.value).inc()
+            log.warning("inquiry.flagged", person_ref=ref, check_id=check_id, flag=flag.value)
+        return "flagged", {"flag": flag.value, "reason": reason}
+
+    def _schedule(self, ref: str, check_id: str, phase: str, attempts: int,
+                  next_attempt_at: datetime, last_error: str | None) -> None:
+        with psycopg.connect(self.settings.database_url, autocommit=True) as conn:
+            projections.schedule_inquiry(conn, ref, check_id, phase=phase, attempts=attempts,
+                                         next_attempt_at=next_attempt_at,
+                                         last_error=last_error)
+
+    # ---- people's rights over their data (tuoyu_shared.people) ---------------------------
+    def retention_of(self, person_ref: str, kind: str) -> str | None:
+        """A practitioner with a ban not ended (in force, or starting later) is kept: the ban
+        list must be (未成年人保护法 第62条)."""
+        if kind != PRACTITIONER:
+            return None
+        person = self._practitioner(person_ref)
+        if person is not None and person.bans_not_ended(self.today()):
+            return BAN_RETENTION
+        return None
+
+    def on_person_erased(self, person_ref: str, kind: str) -> None:
+        """Credit's query tables hold a person by ref only; the reads of them keep who read,
+        when, what was asked and answered, and lose the purposes typed (free text that may
+        name them)."""
+        with psycopg.connect(self.settings.database_url, autocommit=True) as conn:
+            blanked = conn.execute(
+                "UPDATE practitioner_reads SET purpose = %s WHERE person_ref = %s "
+                "AND purpose <> %s", (ERASED_PURPOSE, person_ref, ERASED_PURPOSE)).rowcount
+        log.info("person.erased_reads_blanked", person_ref=person_ref, reads=blanked)
 
     # ---- reactions (called by the consumers; they return the aggregates to save) -----------
     def open_credit(self, institution_id: str) -> list[InstitutionCredit]:
@@ -280,21 +579,21 @@ class CreditApplication(ServiceApplication):
         credit, new = self._credit_or_new(institution_id)
         return [credit] if new else []
 
-    def check_hire(self, hire_id: str, institution_id: str, person_ref: str,
-                   name_masked: str, id_number_masked: str) -> list[Practitioner]:
-        """Registration asks about a hire: request the check (its id is the hire id) and
-        answer it at once, barred iff a ban is in force today. A person not known yet is
-        registered from the ref and the masks registration published."""
+    def check_hire(self, hire_id: str, institution_id: str,
+                   person_ref: str) -> list[Practitioner]:
+        """Registration asks about a hire: request the check (its id is the hire id). A ban
+        in force today bars it at once; otherwise it waits for the public-security inquiry
+        (:meth:`dispatch_inquiries`), and registration's hire stays pending until then. A
+        person credit does not know (a ref of before credit issued them) is registered by
+        the ref alone, their check flagged ``identity_unknown``."""
         person = self._practitioner(person_ref)
         if person is None:
-            person = Practitioner.register_from_hire(
-                person_ref, {"ref": person_ref, "masked": name_masked},
-                {"ref": person_ref, "masked": id_number_masked})
+            person = Practitioner.register_from_hire(person_ref)
         elif person.check(hire_id) is not None:
-            return []  # answered already
+            return []  # requested already
         today = self.today()
         person.request_check(hire_id, "hire", institution_id, today)
-        person.complete_check(hire_id, AUTOMATIC_OFFICER, today)
+        self._count_screened(self._screen(person, hire_id, today))
         return [person]
 
     def join_roster(self, institution_id: str, hire_id: str, person_ref: str,
@@ -496,14 +795,16 @@ class CreditApplication(ServiceApplication):
     def check_practitioner(self, data: dict[str, Any]) -> dict[str, Any]:
         """Is this person barred today? ``{barred, ban_reference}`` and nothing more.
 
-        By ``id_number`` or by ``person_ref``, with the ``purpose`` of the read; the read is
-        recorded (who, when, why, what was answered) before the answer is given.
+        By ``id_number`` (found through credit's blind index; a number credit does not hold
+        is no one barred) or by ``person_ref``, with the ``purpose`` of the read; the read is
+        recorded (who, when, why, what was answered; the ref, or none for a number credit does
+        not hold) before the answer is given.
         """
         command = parse(commands.CheckPractitioner, data)
         by_id_number = command.id_number is not None
-        ref = (self.vault.person_ref(command.id_number) if command.id_number is not None
+        ref = (self.vault.find(PRACTITIONER, command.id_number) if command.id_number is not None
                else command.person_ref)
-        person = self._practitioner(ref)  # type: ignore[arg-type]
+        person = self._practitioner(ref) if ref is not None else None
         ban_reference = person.barring_ban(self.today()) if person is not None else None
         answer = {"barred": ban_reference is not None, "ban_reference": ban_reference}
         with self.recorder.datastore.transaction(commit=True) as cur:  # type: ignore[attr-defined]

@@ -6,7 +6,7 @@ command that the gateway publishes. The application reads a payload with
 Personal data: free texts (a legal basis, a reason, evidence, a purpose...) are
 :func:`FreeText`, which refuses a text holding a resident ID number in clear
 (``personal_data``): no ID number is ever stored, returned or logged. A practitioner is named by
-the keyed hash of the ID number (:func:`PersonRef`).
+their ref, the random pseudonym credit issues (:func:`PersonRef`).
 
 Some commands also take parameters beside the payload, from the path of their URL
 (``person_ref``, ``institution_id``, ``list_name``); :func:`read_parameters` checks them with
@@ -37,59 +37,23 @@ from tuoyu_shared.commands import (
     Choice,
     Command,
     Date,
+    FreeText,
     Int,
+    PersonRef,
     ResidentId,
     Text,
     catalogue_of,
+    check_person_ref,
     field_type,
 )
-from tuoyu_shared.validation import FieldError, clean_text, validate_resident_id
+from tuoyu_shared.validation import FieldError
 
 MAX_TERM_YEARS = 100
 MAX_TERM_DAYS = 36500
-TEXT_MAX = 4000
-#: Free text that may be this long or longer (a legal basis, a reason, a statement) may span
-#: lines; names, references and purposes may not.
-MULTILINE_FROM = 2000
 MAX_REFERENCES = 100
-PERSON_REF = re.compile(r"[0-9a-f]{32}")
-_ID_NUMBER_LIKE = re.compile(r"(?<![0-9A-Za-z])[0-9]{17}[0-9Xx](?![0-9A-Za-z])")
+#: A check id: the public-security inquiry's request id too (a path segment there).
+CHECK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}")
 LIST_NAMES = [n.value for n in ListName]
-
-
-def contains_resident_id(text: str) -> bool:
-    """Whether a free text holds a valid resident ID number (which must never be stored)."""
-    for match in _ID_NUMBER_LIKE.finditer(text):
-        try:
-            validate_resident_id(match.group(0))
-            return True
-        except FieldError:
-            continue
-    return False
-
-
-# ---- checks and field types used by several commands ------------------------------------------
-def _free_text(max_length: int) -> Callable[[Any], str]:
-    multiline = max_length >= MULTILINE_FROM
-
-    def check(value: Any) -> str:
-        if not isinstance(value, str):
-            raise FieldError("", f"must be a string, got {type(value).__name__}",
-                             "invalid_type")
-        text = clean_text(value, "", max_length, multiline)
-        if contains_resident_id(text):
-            raise FieldError("", "must not contain a resident ID number", "personal_data")
-        return text
-
-    return check
-
-
-def FreeText(max_length: int = TEXT_MAX, *, optional: bool = False) -> Any:
-    """Free text like :func:`~tuoyu_shared.commands.Text`, never holding a resident ID number
-    in clear (``personal_data``); multiline from :data:`MULTILINE_FROM` characters on."""
-    return field_type(_free_text(max_length),
-                      {"type": "string", "minLength": 1, "maxLength": max_length,
-                       "description": "free text, without a resident ID number"}, optional)
 
 
 def _reference_list(value: Any) -> Any:
@@ -107,20 +71,6 @@ def _reference_list(value: Any) -> Any:
 #: (``evidence[0]``).
 References = Annotated[list[FreeText(500)], BeforeValidator(_reference_list),
                        Field(min_length=1, max_length=MAX_REFERENCES)]
-
-
-def check_person_ref(value: Any) -> str:
-    """A person ref: the keyed hash of a resident ID number (32 lowercase hex characters)."""
-    if not isinstance(value, str) or not PERSON_REF.fullmatch(value):
-        raise FieldError("", "must be a person ref (32 lowercase hex characters)",
-                         "invalid_format")
-    return value
-
-
-def PersonRef(*, optional: bool = False) -> Any:
-    """A practitioner by person ref (:func:`check_person_ref`)."""
-    return field_type(check_person_ref, {"type": "string", "pattern": "^[0-9a-f]{32}$",
-                                         "description": "person ref (keyed hash)"}, optional)
 
 
 def check_institution_id(value: Any) -> str:
@@ -188,13 +138,17 @@ def read_parameters(**values: Any) -> tuple[dict[str, Any], list[FieldError]]:
 
 # ---- practitioners ---------------------------------------------------------------------------
 class RegisterPractitioner(Command):
-    """Enter a person in the register of practitioners (从业人员): name and ID number are sealed,
-    the person is found again by person ref."""
+    """Enter a person in the register of practitioners (从业人员库): name and ID number are
+    sealed, the person is found again by ID number (credit's blind index) and known by the
+    ref credit issues."""
 
     command_name = "register_practitioner"
     name: Text(50)
     id_number: ResidentId()
     """公民身份号码."""
+    person_ref: PersonRef(optional=True) = None
+    """The ref of a record opened from a hire by the ref alone, when this is that person
+    (their checks wait for the ID number)."""
 
 
 class ImposeBan(Command):
@@ -213,15 +167,41 @@ class ImposeBan(Command):
     term: Term  # type: ignore[valid-type]
 
 
+def check_check_id(value: Any) -> str:
+    """A check's id: it is also the id of its public-security inquiry (a URL segment)."""
+    if not isinstance(value, str) or not CHECK_ID.fullmatch(value.strip()):
+        raise FieldError("", "must be 1-100 letters, digits and ._:-, starting with a letter "
+                         "or digit", "invalid_format")
+    return value.strip()
+
+
+def CheckId(*, optional: bool = False) -> Any:
+    """A check's id (:func:`check_check_id`)."""
+    return field_type(check_check_id, {"type": "string", "pattern": CHECK_ID.pattern,
+                                       "maxLength": 100}, optional)
+
+
 class RequestCheck(Command):
-    """A yearly check (年度复查) of someone on a roster, answered at once."""
+    """A yearly check (年度复查) of someone on a roster: barred at once by a ban in force,
+    otherwise pending until the public-security records inquiry answers."""
 
     command_name = "request_check"
     reason: Choice(["yearly"], optional=True) = None
     institution_id: InstitutionId(optional=True) = None
     """The institution the check is made for, if any."""
-    check_id: FreeText(200, optional=True) = None
-    """The check's id (made up when left out)."""
+    check_id: CheckId(optional=True) = None
+    """The check's id, also its inquiry's (made up when left out); unique to the person."""
+
+
+class RetryCheck(Command):
+    """Have a flagged check (the inquiry refused) sent for the inquiry again, once its cause
+    is dealt with."""
+
+    command_name = "retry_check"
+    check_id: CheckId()
+    officer: FreeText(200)
+    reason: FreeText(2000)
+    """What was done about the cause of the flag."""
 
 
 class CheckPractitioner(Command):
@@ -342,7 +322,8 @@ class CreditRegisterQuery(Command):
 
 
 COMMANDS = catalogue_of(
-    RegisterPractitioner, ImposeBan, RequestCheck, CheckPractitioner, PractitionerReads,
+    RegisterPractitioner, ImposeBan, RequestCheck, RetryCheck, CheckPractitioner,
+    PractitionerReads,
     RecordScoringCause, ProposeListing, SendListingNotice, ReceiveListingResponse,
     DecideListing, ApplyForRepair, ReviewRepair, CreditRegisterQuery,
 )

@@ -1,13 +1,19 @@
 """What credit publishes on ``credit.events``: each domain event's published type, version and
 payload fields (:mod:`tuoyu_shared.contract`). The domain's classes may change; what
 subscribers receive changes only here, with a new version and its schema in the catalogue
-(``python -m tuoyu_shared.catalogue_gen tuoyu_credit.contract:CONTRACT``).
+(``python -m tuoyu_shared.catalogue_gen tuoyu_credit.contract:CONTRACT``); what changed is in
+``shared/tuoyu_shared/catalogue/credit/CHANGES.md``.
+
+No publication carries personal data but the person's ref: names and ID numbers are sealed
+in the log and never published (nor any mask of them), and a public-security answer is
+published without its result and categories.
 """
 
 from __future__ import annotations
 
 from tuoyu_credit.domain import InstitutionCredit, Practitioner
 from tuoyu_shared.contract import Contract, Published
+from tuoyu_shared.people import PUBLICATIONS as PEOPLE_PUBLICATIONS
 
 CONTRACT = Contract("credit", [
     # ---- InstitutionCredit ---------------------------------------------------------------------
@@ -61,15 +67,24 @@ CONTRACT = Contract("credit", [
     Published(Practitioner.BanLifted, "PractitionerBanLifted", 1, (
         "person_ref", "ban_ref", "on", "reason"
     )),
-    Published(Practitioner.CheckCompleted, "PractitionerCheckCompleted", 1, (
+    Published(Practitioner.CheckCompleted, "PractitionerCheckCompleted", 2, (
         "check_id", "institution_id", "person_ref", "outcome", "reference", "officer",
-        "completed_on"
+        "completed_on", "answered_by"
     )),
     Published(Practitioner.CheckRequested, "PractitionerCheckRequested", 1, (
         "check_id", "person_ref", "reason", "institution_id", "requested_on"
     )),
-    Published(Practitioner.IdentitySealed, "PractitionerIdentitySealed", 1, (
-        "person_ref", "name", "id_number"
+    Published(Practitioner.CheckFlagged, "PractitionerCheckFlagged", 1, (
+        "check_id", "person_ref", "flag", "reason", "flagged_on"
+    )),
+    Published(Practitioner.CheckRetried, "PractitionerCheckRetried", 1, (
+        "check_id", "person_ref", "officer", "reason", "retried_on"
+    )),
+    Published(Practitioner.IdentitySealed, "PractitionerIdentitySealed", 2, (
+        "person_ref",
+    )),
+    Published(Practitioner.InquiryAnswered, "PractitionerInquiryAnswered", 1, (
+        "check_id", "person_ref", "inquiry_reference", "answered_at"
     )),
     Published(Practitioner.JoinedRoster, "PractitionerJoinedRoster", 1, (
         "person_ref", "institution_id", "hire_id", "on"
@@ -77,7 +92,9 @@ CONTRACT = Contract("credit", [
     Published(Practitioner.LeftRoster, "PractitionerLeftRoster", 1, (
         "person_ref", "institution_id", "hire_id", "on"
     )),
-    Published(Practitioner.Registered, "PractitionerRegistered", 1, (
-        "person_ref", "name", "id_number", "registered_from"
+    Published(Practitioner.Registered, "PractitionerRegistered", 2, (
+        "person_ref", "registered_from"
     )),
+    # ---- PersonalData (tuoyu_shared.people): erasures ------------------------------------------
+    *PEOPLE_PUBLICATIONS,
 ])

@@ -9,10 +9,13 @@
 - ``roster_members``: who is on which institution's roster (one row per hire not released)
   and ``last_checks``: the day of each person's last completed check; together, whom the
   daily timer must re-check yearly.
+- ``checks_pending``: the background checks requested and not completed, awaiting the
+  public-security inquiry or flagged for an officer: what the inquiry dispatch reads (with
+  its own bookkeeping columns, see ``migrations/credit_0003_background_checks.sql``).
 
 A tracked consumer applies each event with its position in one transaction; the tables can be
 dropped and rebuilt from the log at any time (:func:`rebuild`). They hold no personal data but
-person refs (keyed hashes).
+person refs (random pseudonyms).
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ from tuoyu_shared.views import View
 PROJECTION_NAME = "credit-views"
 
 # The tables are made by the migrations (migrations/credit_0002_views_and_reads.sql).
-TABLES = ("credit_register", "listings_due", "bans_due", "roster_members", "last_checks")
+TABLES = ("credit_register", "listings_due", "bans_due", "roster_members", "last_checks",
+          "checks_pending")
 
 
 def rebuild(database_url: str) -> None:
@@ -132,6 +136,41 @@ def _check_completed(env: Envelope, cur: psycopg.Cursor) -> None:
     cur.execute("INSERT INTO last_checks VALUES (%s, %s) ON CONFLICT (person_ref) DO UPDATE "
                 "SET last_checked_on = GREATEST(last_checks.last_checked_on, "
                 "EXCLUDED.last_checked_on)", (p["person_ref"], p["completed_on"]))
+    cur.execute("DELETE FROM checks_pending WHERE person_ref = %s AND check_id = %s",
+                (p["person_ref"], p["check_id"]))
+
+
+def _check_requested(env: Envelope, cur: psycopg.Cursor) -> None:
+    p = env.payload
+    cur.execute("INSERT INTO checks_pending (person_ref, check_id, reason, institution_id, "
+                "requested_on) VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                (p["person_ref"], p["check_id"], p["reason"], p["institution_id"],
+                 p["requested_on"]))
+
+
+def _check_flagged(env: Envelope, cur: psycopg.Cursor) -> None:
+    p = env.payload
+    cur.execute("UPDATE checks_pending SET state = 'flagged', flag = %s, flag_reason = %s, "
+                "flagged_on = %s WHERE person_ref = %s AND check_id = %s",
+                (p["flag"], p["reason"], p["flagged_on"], p["person_ref"], p["check_id"]))
+
+
+_SEND_AGAIN = ("state = 'awaiting_inquiry', flag = NULL, flag_reason = NULL, "
+               "flagged_on = NULL, phase = 'inquire', attempts = 0, next_attempt_at = NULL, "
+               "last_error = NULL")
+
+
+def _check_retried(env: Envelope, cur: psycopg.Cursor) -> None:
+    p = env.payload
+    cur.execute(f"UPDATE checks_pending SET {_SEND_AGAIN} "
+                "WHERE person_ref = %s AND check_id = %s", (p["person_ref"], p["check_id"]))
+
+
+def _identity_sealed(env: Envelope, cur: psycopg.Cursor) -> None:
+    """The ID number is on the record now: the checks waiting for it may be sent."""
+    cur.execute(f"UPDATE checks_pending SET {_SEND_AGAIN} "
+                "WHERE person_ref = %s AND flag = 'identity_unknown'",
+                (env.payload["person_ref"],))
 
 
 HANDLERS: dict[str, Callable[[Envelope, psycopg.Cursor], None]] = {
@@ -153,6 +192,10 @@ HANDLERS: dict[str, Callable[[Envelope, psycopg.Cursor], None]] = {
     "PractitionerBanLifted": _ban_lifted,
     "PractitionerJoinedRoster": _joined,
     "PractitionerLeftRoster": _left,
+    "PractitionerCheckRequested": _check_requested,
+    "PractitionerCheckFlagged": _check_flagged,
+    "PractitionerCheckRetried": _check_retried,
+    "PractitionerIdentitySealed": _identity_sealed,
     "PractitionerCheckCompleted": _check_completed,
 }
 
@@ -225,10 +268,57 @@ def roster_members(conn: psycopg.Connection) -> list[dict[str, Any]]:
 
 def people_due_a_yearly_check(conn: psycopg.Connection, due_by: dt.date) -> list[str]:
     """People on at least one roster whose last completed check was on ``due_by`` or
-    before (or who have none)."""
+    before (or who have none), and who have no yearly check pending (one waiting for the
+    inquiry is not asked for again each day)."""
     with conn.cursor() as cur:
         cur.execute("SELECT DISTINCT r.person_ref FROM roster_members r "
                     "LEFT JOIN last_checks c USING (person_ref) "
-                    "WHERE c.last_checked_on IS NULL OR c.last_checked_on <= %s ORDER BY 1",
+                    "WHERE (c.last_checked_on IS NULL OR c.last_checked_on <= %s) "
+                    "AND NOT EXISTS (SELECT 1 FROM checks_pending p WHERE "
+                    "p.person_ref = r.person_ref AND p.reason = 'yearly') ORDER BY 1",
                     (due_by,))
         return [row[0] for row in cur.fetchall()]
+
+
+# ---- the inquiry dispatch (checks_pending) -----------------------------------------------------
+def inquiries_due(conn: psycopg.Connection, now: dt.datetime,
+                  limit: int) -> list[dict[str, Any]]:
+    """The pending checks to send (or ask about) now, the longest waiting first."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute("SELECT person_ref, check_id, reason, institution_id::text, phase, "
+                    "attempts FROM checks_pending WHERE state = 'awaiting_inquiry' AND "
+                    "(next_attempt_at IS NULL OR next_attempt_at <= %s) "
+                    "ORDER BY next_attempt_at NULLS FIRST, requested_on, check_id LIMIT %s",
+                    (now, limit))
+        return cur.fetchall()
+
+
+def schedule_inquiry(conn: psycopg.Connection, person_ref: str, check_id: str, *,
+                     phase: str, attempts: int, next_attempt_at: dt.datetime | None,
+                     last_error: str | None) -> None:
+    """The dispatch's bookkeeping of one check (a row the projector removed meanwhile is
+    left removed)."""
+    conn.execute("UPDATE checks_pending SET phase = %s, attempts = %s, next_attempt_at = %s, "
+                 "last_error = %s WHERE person_ref = %s AND check_id = %s",
+                 (phase, attempts, next_attempt_at, last_error, person_ref, check_id))
+
+
+def pending_counts(conn: psycopg.Connection, now: dt.datetime) -> dict[str, Any]:
+    """``{"due", "waiting", "flagged", "oldest_requested_on"}`` over the pending checks."""
+    row = conn.execute(
+        "SELECT count(*) FILTER (WHERE state = 'awaiting_inquiry' AND (next_attempt_at IS NULL "
+        "OR next_attempt_at <= %s)), count(*) FILTER (WHERE state = 'awaiting_inquiry' AND "
+        "next_attempt_at > %s), count(*) FILTER (WHERE state = 'flagged'), min(requested_on) "
+        "FROM checks_pending", (now, now)).fetchone()
+    return {"due": row[0], "waiting": row[1], "flagged": row[2], "oldest_requested_on": row[3]}
+
+
+def pending_checks(conn: psycopg.Connection) -> list[dict[str, Any]]:
+    """Every pending check, for an officer: flagged ones first, with why; then those waiting
+    for the inquiry, with the dispatch's attempts and last outage."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute("SELECT person_ref, check_id, reason, institution_id::text, requested_on, "
+                    "state, flag, flag_reason, flagged_on, phase, attempts, next_attempt_at, "
+                    "last_error FROM checks_pending "
+                    "ORDER BY state = 'flagged' DESC, requested_on, person_ref, check_id")
+        return cur.fetchall()

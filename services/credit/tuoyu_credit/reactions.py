@@ -1,11 +1,12 @@
 """How the credit service reacts to the other services' events.
 
 - registration (``registration.events``): a new institution opens its credit record; a hire
-  asks for a background check, answered at once (check id = hire id); a hire confirmed puts
-  the person on the institution's roster and a release takes them off it (the roster is whom
-  the yearly check covers); a demonstration level granted is a commendation. The hire events
-  name their institution in the payload since schema version 2 (their aggregate is then the
-  institution's roster); version 1 has it as the aggregate
+  asks for a background check (check id = hire id), barred at once by a ban in force or sent
+  for the public-security inquiry (:meth:`CreditApplication.dispatch_inquiries`); a hire
+  confirmed puts the person on the institution's roster and a release takes them off it (the
+  roster is whom the yearly check covers); a demonstration level granted is a commendation.
+  The hire events name their institution in the payload since schema version 2 (their
+  aggregate is then the institution's roster); version 1 has it as the aggregate
   (:func:`tuoyu_shared.envelope.institution_id_of` reads either).
 - inspection (``inspection.events``) and subsidy (``subsidy.events``), services not built yet:
   the events they are to publish are documented in the catalogue
@@ -65,10 +66,10 @@ def _registered(app: CreditApplication, env: Envelope) -> list[Any]:
 
 def _hire_requested(app: CreditApplication, env: Envelope) -> list[Any]:
     p = env.payload
-    person = p["practitioner"]
+    # The practitioner by ref alone (the ref credit issued; masks, in events of before, are
+    # not read: nothing of a person is kept from another service's events).
     return app.check_hire(hire_id=p["hire_id"], institution_id=institution_id_of(env),
-                          person_ref=person["ref"], name_masked=person["name"]["masked"],
-                          id_number_masked=person["id_number"]["masked"])
+                          person_ref=p["practitioner"]["ref"])
 
 
 def _hired(app: CreditApplication, env: Envelope) -> list[Any]:

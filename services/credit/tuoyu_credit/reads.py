@@ -7,19 +7,22 @@ answered. The table is append-only (a trigger refuses UPDATE, DELETE and TRUNCAT
 Why a table and not an event on the Practitioner aggregate:
 
 - a person may be looked up who has no record (never hired, never banned): the lookup of their
-  ID number is still a read to account for, and there is no aggregate to put an event on; the
-  row keeps the person ref, so their reads show once a record exists;
+  ID number is still a read to account for, and there is no aggregate to put an event on; a
+  number credit's blind index does not hold is recorded without a ref (a look-up enrols
+  nobody);
 - the events of this service are published to every subscriber: who looked up whom, and the
   purpose typed by an officer, are not for the credit-sharing platform;
 - a read then costs one insert, not a read-modify-write of the person's record that contends
   with the commands on it (bans, checks).
 
 The background checks themselves (on hire, yearly) are commands: each is a ``CheckRequested`` and
-``CheckCompleted`` event on the record, with the actor and the reason, so those reads are in the
-record's history already.
+``CheckCompleted`` event on the record (with the public-security inquiry's answer between), with
+the actor and the reason, so those reads are in the record's history already.
 
-No ID number is stored: the person is the keyed hash (``person_ref``); purposes are refused if
-they contain a resident ID number.
+No ID number is stored: the person is their ref (a random pseudonym, ``person_ref``); purposes
+are refused if they contain a resident ID number. When a person's data is erased, the purposes
+of the reads of them are blanked (free text that may name them); the rest of each row stays
+(``migrations/credit_0003_background_checks.sql`` allows that one change).
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ CHECK_BY_PERSON_REF = "check_by_person_ref"
 READ_AUDIT = "read_audit"
 
 
-def record(cur: Any, person_ref: str, read_at: datetime, context: CommandContext,
+def record(cur: Any, person_ref: str | None, read_at: datetime, context: CommandContext,
            purpose: str, query: str, record_found: bool, barred: bool | None = None,
            ban_reference: str | None = None) -> int:
     """Append one read; returns its id. ``cur`` commits with the caller's transaction."""

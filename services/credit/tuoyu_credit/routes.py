@@ -18,6 +18,8 @@ from tuoyu_shared.routes import (
 )
 
 SERVICE = "credit"
+#: This service holds personal data: the gateway's /api/people/… routes call it too.
+PERSONAL_DATA = True
 CREDIT = ("credit_officer",)
 #: Steps an institution takes itself: its answer to a listing notice, a repair application.
 OPERATOR_STEPS = ("respond", "apply-repair")
@@ -56,8 +58,14 @@ ROUTES: list[Route] = [
           respond=lambda ban_ref, path: {"person_ref": path["person_ref"], "ban_ref": ban_ref},
           status=201, writes=True, tags=("credit",)),
     Route("POST", "/api/practitioners/{person_ref}/checks", SERVICE, "request_check",
-          "年度复查: the yearly check, answered at once", (*CREDIT, "health_officer"),
+          "年度复查: the yearly check, barred at once by a ban, else pending for the "
+          "public-security inquiry", (*CREDIT, "health_officer"),
           body=commands.RequestCheck,
+          call=lambda path, query, body: ([path["person_ref"], body], {}), writes=True,
+          tags=("credit",)),
+    Route("POST", "/api/practitioners/{person_ref}/checks/retry", SERVICE, "retry_check",
+          "Send a flagged background check for the public-security inquiry again", CREDIT,
+          body=commands.RetryCheck,
           call=lambda path, query, body: ([path["person_ref"], body], {}), writes=True,
           tags=("credit",)),
     Route("POST", "/api/practitioners/{person_ref}/reads", SERVICE, "practitioner_reads",
@@ -93,6 +101,10 @@ ROUTES: list[Route] = [
     Route("GET", "/api/officer/listings-due", SERVICE, "listings_due",
           "Listing procedures with a step due", (*CREDIT, "auditor"),
           respond=lambda rows, path: {"listings": rows}, tags=("credit",)),
+    Route("GET", "/api/officer/pending-checks", SERVICE, "pending_checks",
+          "Background checks not completed: flagged ones (why), then those awaiting the "
+          "public-security inquiry", (*CREDIT, "auditor"),
+          respond=lambda rows, path: {"checks": rows}, tags=("credit",)),
     Route("POST", "/api/timers/expire-listings", SERVICE, "expire_listings",
           "Run the daily timer by hand: end the listings whose term is over", CREDIT,
           SCOPE_CITY, writes=True, tags=("credit",)),

@@ -65,6 +65,27 @@ class CreditService(EventLogEntrypoints):
     def lift_expired_bans(self) -> dict[str, Any]:
         return self.app.lift_expired_bans()
 
+    @rpc
+    def retry_check(self, person_ref: str, data: dict[str, Any]) -> dict[str, Any]:
+        return self.app.retry_check(person_ref, data)
+
+    @rpc
+    def pending_checks(self) -> list[dict[str, Any]]:
+        return self.app.pending_checks()
+
+    @rpc
+    def dispatch_inquiries(self) -> dict[str, Any]:
+        return self.app.dispatch_inquiries()
+
+    # ---- RPC: people's rights over their data (tuoyu_shared.people) --------------------------
+    @rpc
+    def erase_person(self, data: dict[str, Any]) -> dict[str, Any]:
+        return self.app.erase_person(data)
+
+    @rpc
+    def export_person(self, data: dict[str, Any]) -> dict[str, Any]:
+        return to_json_value(self.app.export_person(data))
+
     # ---- RPC: institutions -----------------------------------------------------------------
     @rpc
     def record_scoring_cause(self, institution_id: str, data: dict[str, Any]) -> dict:

@@ -13,6 +13,12 @@
   lock), and the commands are idempotent (a second run the same day records nothing), so a
   restart or two workers is harmless. A failed run is tried again
   after ``TUOYU_CREDIT_TIMER_RETRY`` seconds (default 60), not a day later.
+- ``inquiries``: every ``TUOYU_CREDIT_INQUIRY_INTERVAL`` seconds (default 5), one round of the
+  background checks' dispatch to the public-security records inquiry (未成年人保护法 第62条):
+  the pending checks that are due, read from ``checks_pending``, are sent or asked about
+  again, answers recorded, outages retried with backoff (:mod:`tuoyu_credit.inquiries`). Once
+  per service at a time too (an advisory lock); its counters are on the worker's
+  ``/metrics`` (``tuoyu_background_check_*``).
 
 Run: ``python -m tuoyu_credit.worker`` (``dead-letters``, ``redrive``, ``rebuild VIEW`` for ops;
 see :mod:`tuoyu_shared.worker`). The three consumers share a name and a handler, so any of them
@@ -28,6 +34,7 @@ from typing import Any
 
 from tuoyu_credit import bootstrap
 from tuoyu_credit.application import CreditApplication
+from tuoyu_credit.inquiries import InquirySchedule
 from tuoyu_credit.reactions import inspection_consumer, registration_consumer, subsidy_consumer
 from tuoyu_shared.context import command_context
 from tuoyu_shared.logs import get_logger
@@ -74,7 +81,30 @@ class Timers(Timer):
                 "request_yearly_checks": yearly}
 
 
-__all__ = ["DAY_START_MARGIN", "WORKER", "Timers", "main", "next_run_at"]
+class InquiryDispatch(Timer):
+    """The background checks' dispatch (:meth:`CreditApplication.dispatch_inquiries`) every
+    ``schedule.interval`` seconds, once per service at a time."""
+
+    def __init__(self, app: CreditApplication, schedule: InquirySchedule | None = None,
+                 retry: float | None = None):
+        self.app = app
+        interval = (schedule or app.schedule).interval
+        super().__init__("inquiries", "credit", app.settings.database_url, self._round,
+                         interval=interval, retry=retry or interval,
+                         clock=lambda: app.clock(),
+                         failed=lambda result: bool(result["failed"]))
+
+    def _round(self) -> dict[str, Any]:
+        with command_context(actor="credit-inquiry", department="credit"):
+            result = self.app.dispatch_inquiries()
+        if any(result.values()):
+            log.info("inquiries.ran", answered=len(result["answered"]),
+                     pending=len(result["pending"]), unavailable=len(result["unavailable"]),
+                     flagged=len(result["flagged"]), failed=len(result["failed"]))
+        return result
+
+
+__all__ = ["DAY_START_MARGIN", "WORKER", "InquiryDispatch", "Timers", "main", "next_run_at"]
 
 WORKER = Worker(
     service="credit",
@@ -82,7 +112,8 @@ WORKER = Worker(
     reactions=lambda app: {"registration": registration_consumer(app),
                            "inspection": inspection_consumer(app),
                            "subsidy": subsidy_consumer(app)},
-    timers=lambda app: {"timers": Timers.from_env(app).run},
+    timers=lambda app: {"timers": Timers.from_env(app).run,
+                        "inquiries": InquiryDispatch(app).run},
 )
 
 main = WORKER.main

@@ -1,7 +1,8 @@
 """Read models of the dashboard and the handlers that project events into them.
 
 Each handler runs inside the tracked consumer's transaction (it gets the cursor), so the row
-and the consumer's position commit together. Personal data arrives masked already.
+and the consumer's position commit together. No personal data: registration's events
+publish a person as a random ref only, and the directory keeps none of it.
 
 The directory projects the institution's own events only, whose aggregate is the institution
 (``version`` is the institution's). Registration's roster and enrolment events, whose aggregate
@@ -29,11 +30,11 @@ def on_institution_registered(env: Envelope, cur: psycopg.Cursor) -> None:
     imported = env.event_type == "InstitutionImported"
     cur.execute(
         "INSERT INTO institution_directory (institution_id, name, credit_code, nature, kind, "
-        "district, street, address, places, person_in_charge, status, registered_at, version) "
-        "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+        "district, street, address, places, status, registered_at, version) "
+        "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
         (env.aggregate_id, p["name"], p["credit_code"], p["nature"], p["kind"], p["district"],
          p["street"], p["address"], p["filing"]["total_places"] if imported else 0,
-         p["person_in_charge"]["name"]["masked"], "filed" if imported else "registered",
+         "filed" if imported else "registered",
          env.occurred_at, env.aggregate_version),
     )
 
@@ -87,7 +88,7 @@ def list_institutions(conn: psycopg.Connection, district: str | None = None,
     with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
         cur.execute(
             "SELECT institution_id::text, name, credit_code, nature, kind, district, street, "
-            "address, places, person_in_charge, status, registered_at, version "
+            "address, places, status, registered_at, version "
             "FROM institution_directory WHERE (%s::text IS NULL OR district = %s) "
             "ORDER BY registered_at, name LIMIT %s OFFSET %s",
             (district, district, limit, offset))

@@ -105,6 +105,12 @@ CHECK = ("POST", "/api/practitioner-checks",
 TIMER = ("POST", "/api/timers/lift-expired-bans", None)
 EVENTS = ("GET", "/api/events/registration", None)
 DASHBOARD = ("GET", "/api/dashboard/institutions", None)
+ERASURE = ("POST", "/api/people/erasures",
+           {"id_number": sample_resident_id(8), "reason": "本人书面申请，身份已核验",
+            "legal_basis": "个人信息保护法 第四十七条"})
+AUDIT = ("GET", "/api/audit/registration/calls", None)
+EXPORT = ("POST", "/api/people/exports",
+          {"id_number": sample_resident_id(8), "purpose": "本人查阅申请"})
 
 MATRIX: list[tuple[tuple, set[tuple[str, str, str | None]]]] = [
     (REGISTER, {("health_officer", XUHUI, None), ("health_officer", CITY, None),
@@ -123,6 +129,10 @@ MATRIX: list[tuple[tuple, set[tuple[str, str, str | None]]]] = [
              for district in (XUHUI, HUANGPU, CITY)}),
     (TIMER, {("credit_officer", CITY, None)}),
     (EVENTS, {("subscriber", CITY, None), ("auditor", CITY, None)}),
+    # a person's rights span every district and service: city-wide health or credit officers
+    (ERASURE, {("health_officer", CITY, None), ("credit_officer", CITY, None)}),
+    (EXPORT, {("health_officer", CITY, None), ("credit_officer", CITY, None)}),
+    (AUDIT, {("auditor", CITY, None)}),
     # each district's officers and leaders see their own district's rows
     (DASHBOARD, {(role, district, None) for role in (
         "district_leader", "health_officer", "fire_officer", "market_officer",
@@ -307,3 +317,34 @@ def test_answers_leave_at_once_nagle_is_off_on_accepted_connections():
 
     asyncio.run(main())
     assert seen == [1]
+
+
+def test_a_persons_erasure_reaches_every_service_that_holds_personal_data(gateway, keys):
+    method, path, body = ERASURE
+    answer = gateway.request(method, path, json=body, headers=auth(keys, "health_officer"))
+    assert answer.status_code == 200, answer.text
+    assert set(answer.json()["services"]) == {"registration", "credit"}
+    called = [(service, m) for service, m, *_ in gateway.stand_in.calls]
+    assert called == [("registration", "erase_person"), ("credit", "erase_person")]
+
+
+def test_a_service_away_during_an_erasure_is_named_with_those_that_did_it(keys, tmp_path):
+    from tuoyu_shared.rpc import UnknownService
+
+    class CreditAway(StandIn):
+        def call(self, service, method, args, kwargs, rpc_context):
+            if service == "credit":
+                raise UnknownService("no service 'credit' listens for RPC calls")
+            return super().call(service, method, args, kwargs, rpc_context)
+
+    verifying = KeyRing.from_env({"TUOYU_AUTH_PUBLIC_KEYS": json.dumps(
+        {k: v[1] for k, v in keys.items()})})
+    client = TestClient(create_app(GatewaySettings(keys=verifying, rate=1000, burst=1000),
+                                   rpc=CreditAway()))
+    method, path, body = ERASURE
+    answer = client.request(method, path, json=body, headers=auth(keys, "credit_officer"))
+    assert answer.status_code == 503  # call again: the erasure is idempotent
+    problem = answer.json()
+    assert problem["code"] == "not_every_service" and problem["done"] == ["registration"]
+    assert problem["failed"]["credit"]["code"] == "service_unavailable"
+    assert "credit" in problem["detail"]

@@ -23,7 +23,6 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import queue
 import threading
 import time
 from collections.abc import Callable
@@ -41,6 +40,7 @@ from tuoyu_shared.auth import KeyRing, Principal, TokenInvalid
 from tuoyu_shared.commands import parse
 from tuoyu_shared.config import DEFAULT_AMQP
 from tuoyu_shared.context import command_context
+from tuoyu_shared.envelope import to_json_value
 from tuoyu_shared.logs import get_logger
 from tuoyu_shared.routes import (
     PUBLIC,
@@ -49,8 +49,9 @@ from tuoyu_shared.routes import (
     SCOPE_FILTER_DISTRICT,
     SCOPE_INSTITUTION,
     Route,
+    people_routes,
 )
-from tuoyu_shared.rpc import RemoteError, RpcClient, RpcTimeout, UnknownService
+from tuoyu_shared.rpc import RemoteError, RpcPool, RpcTimeout, UnknownService
 from tuoyu_shared.validation import FieldError, ValidationFailed
 
 log = get_logger("tuoyu.gateway")
@@ -78,7 +79,9 @@ class GatewaySettings:
         routes = tuple(m.strip() for m in env.get("TUOYU_GATEWAY_ROUTES", "").split(",")
                        if m.strip()) or DEFAULT_ROUTES
         revoked = env.get("TUOYU_AUTH_REVOKED_FILE")
-        return cls(amqp_uri=env.get("TUOYU_AMQP_URI") or DEFAULT_AMQP, routes=routes,
+        # its own broker user (TUOYU_GATEWAY_AMQP_URI), like every service
+        amqp_uri = env.get("TUOYU_GATEWAY_AMQP_URI") or env.get("TUOYU_AMQP_URI") or DEFAULT_AMQP
+        return cls(amqp_uri=amqp_uri, routes=routes,
                    keys=KeyRing.from_env(env), revoked_file=Path(revoked) if revoked else None,
                    max_body_bytes=int(env.get("TUOYU_GATEWAY_MAX_BODY_BYTES") or 1 << 20),
                    rate=float(env.get("TUOYU_GATEWAY_RATE") or 50),
@@ -187,37 +190,18 @@ class Metrics:
                                      buckets=(.001, .002, .005, .01, .025, .05, .1, .25, 1, 5))
 
 
-class Rpc:
-    """A pool of RPC clients (each is not thread-safe): a call takes an idle one, or opens a
-    new one when all are busy, and gives it back after; so there are as many connections as
-    calls at once, kept open between requests."""
-
-    def __init__(self, amqp_uri: str, timeout: float):
-        self.amqp_uri, self.timeout = amqp_uri, timeout
-        self._idle: queue.SimpleQueue[RpcClient] = queue.SimpleQueue()
-
-    def call(self, service: str, method: str, args: list, kwargs: dict,
-             rpc_context: dict[str, str]) -> Any:
-        try:
-            client = self._idle.get_nowait()
-        except queue.Empty:
-            client = RpcClient(self.amqp_uri, timeout=self.timeout)
-        try:
-            result = client.call(service, method, *args, rpc_context=rpc_context, **kwargs)
-        except (RemoteError, UnknownService):
-            self._idle.put(client)  # an answer: the connection is fine
-            raise
-        except BaseException:
-            client.close()  # a timeout or a broken connection: not reused
-            raise
-        self._idle.put(client)
-        return result
-
-
 def load_routes(modules: tuple[str, ...]) -> list[Route]:
+    """The routes of every module, and a person's rights over the services whose module
+    says ``PERSONAL_DATA = True``."""
     routes: list[Route] = []
+    people: list[str] = []
     for module in modules:
-        routes.extend(importlib.import_module(module).ROUTES)
+        loaded = importlib.import_module(module)
+        routes.extend(loaded.ROUTES)
+        if getattr(loaded, "PERSONAL_DATA", False):
+            people.append(loaded.SERVICE)
+    if people:
+        routes.extend(people_routes(tuple(people)))
     return routes
 
 
@@ -332,10 +316,10 @@ def _problem_of_remote(error: RemoteError) -> Problem:
 
 # ---- the application ------------------------------------------------------------------------
 def create_app(settings: GatewaySettings | None = None,
-               rpc: Rpc | None = None) -> FastAPI:
+               rpc: RpcPool | None = None) -> FastAPI:
     settings = settings or GatewaySettings.from_env()
     routes = load_routes(settings.routes)
-    rpc = rpc or Rpc(settings.amqp_uri, settings.rpc_timeout)
+    rpc = rpc or RpcPool(settings.amqp_uri, settings.rpc_timeout)
     revoked = RevocationList(settings.revoked_file)
     limiter = RateLimiter(settings.rate, settings.burst)
     metrics = Metrics()
@@ -377,6 +361,32 @@ def create_app(settings: GatewaySettings | None = None,
             raise Problem(403, "other_district",
                           f"a {principal.district} officer may not act on an institution of "
                           f"{scope.get('district')}")
+
+    def fan_out(route: Route, args: list, kwargs: dict, context: dict) -> dict[str, Any]:
+        """``route.rpc`` on each of ``route.services``; all must answer."""
+        results: dict[str, Any] = {}
+        failed: dict[str, dict[str, Any]] = {}
+        first: Problem | None = None
+        for service in route.services:
+            try:
+                results[service] = rpc.call(service, route.rpc, args, kwargs, context)
+            except RemoteError as e:
+                problem = _problem_of_remote(e)
+                failed[service] = {"status": problem.status, "code": problem.code,
+                                   "detail": problem.detail}
+                first = first or problem
+            except (RpcTimeout, UnknownService, OSError, ConnectionError) as e:
+                failed[service] = {"status": 503, "code": "service_unavailable",
+                                   "detail": f"{service} did not answer ({type(e).__name__})"}
+                first = first or Problem(503, "service_unavailable", "")
+        if failed:
+            status = first.status if first is not None else 503
+            raise Problem(status, "not_every_service",
+                          f"{len(failed)} of {len(route.services)} services did not do it: "
+                          + ", ".join(f"{s} ({f['code']}: {f['detail']})"
+                                      for s, f in failed.items()),
+                          extra={"done": sorted(results), "failed": failed})
+        return results
 
     def endpoint(route: Route) -> Callable[..., Any]:
         label = f"{route.method} {route.path}"
@@ -424,8 +434,11 @@ def create_app(settings: GatewaySettings | None = None,
                 correlation = request.headers.get("x-correlation-id")
                 rpc_started = time.perf_counter()
                 with command_context(correlation_id=correlation[:100] if correlation else None):
-                    result = await run_in_threadpool(rpc.call, route.service, route.rpc, args,
-                                                     kwargs, context)
+                    if route.services:
+                        result = await run_in_threadpool(fan_out, route, args, kwargs, context)
+                    else:
+                        result = await run_in_threadpool(rpc.call, route.service, route.rpc,
+                                                         args, kwargs, context)
                 metrics.rpc_latency.labels(route.service).observe(
                     time.perf_counter() - rpc_started)
                 if (route.scope == SCOPE_FILTER_DISTRICT and principal is not None
@@ -438,7 +451,9 @@ def create_app(settings: GatewaySettings | None = None,
                              actor=principal.subject, route=label, path=path)
                 status = route.status_of(result)
                 metrics.requests.labels(label, str(status)).inc()
-                return JSONResponse(route.respond(result, path), status_code=status)
+                # the public encoding: kombu's JSON gives datetimes back as datetimes
+                return JSONResponse(to_json_value(route.respond(result, path)),
+                                    status_code=status)
             except Problem as problem:
                 return refuse(problem, label)
             except ValidationFailed as e:

@@ -39,8 +39,8 @@ FRIDAY = datetime(2025, 1, 24, 2, 0, tzinfo=UTC)
 REMOVAL_DUE = date(2025, 2, 7)
 
 
-def make_app(settings) -> RegistrationApplication:
-    return bootstrap.application(settings, clock=lambda: FRIDAY,
+def make_app(settings, practitioners=None) -> RegistrationApplication:
+    return bootstrap.application(settings, clock=lambda: FRIDAY, practitioners=practitioners,
                                  calendar=WorkingCalendar.from_file())
 
 
@@ -50,8 +50,8 @@ def settings(settings_factory):
 
 
 @pytest.fixture
-def app(settings):
-    application = make_app(settings)
+def app(settings, practitioners):
+    application = make_app(settings, practitioners)
     yield application
     application.close()
 
@@ -127,7 +127,7 @@ def fail(*args, **kwargs):
 def test_a_ban_opens_cases_at_exactly_the_current_employers_whatever_the_views(
         app, monkeypatch, views):
     first, second, former, elsewhere = (filed(app, n) for n in (1, 2, 3, 4))
-    ref = app.vault.person_ref(sample_resident_id(61))
+    ref = app._practitioner_ref("测试人员", sample_resident_id(61))
     credit = CreditLog()
     consumer = credit_consumer(app, log_reader=credit)
     hires = {i: request_hire(app, i, 61) for i in (first, second, former)}
@@ -166,7 +166,7 @@ def test_a_ban_opens_cases_at_exactly_the_current_employers_whatever_the_views(
 
 def test_the_record_follows_every_roster_change_in_the_same_transaction(app):
     institution_id = filed(app, 1)
-    ref = app.vault.person_ref(sample_resident_id(63))
+    ref = app._practitioner_ref("测试人员", sample_resident_id(63))
     hire_id = request_hire(app, institution_id, 63)
     record = app.repository.get(employment_record_id_for(ref))
     assert record.hires == {hire_id: {"institution_id": institution_id, "status": "pending"}}
@@ -196,7 +196,7 @@ def test_a_ban_while_a_hire_is_pending_opens_no_case_and_the_check_refuses_it(ap
     on the same aggregate, so a check answered after the ban refuses the hire; a hire still
     pending when the ban reaches here is not on the roster and gets no case."""
     employer, hiring = filed(app, 1), filed(app, 2)
-    ref = app.vault.person_ref(sample_resident_id(64))
+    ref = app._practitioner_ref("测试人员", sample_resident_id(64))
     credit = CreditLog()
     consumer = credit_consumer(app, log_reader=credit)
     employed = request_hire(app, employer, 64)
@@ -215,7 +215,7 @@ def test_concurrent_hires_of_one_person_are_all_on_their_record(app):
     """Hires of the same person requested at several institutions at once contend for one
     record: the losers retry on fresh state (:meth:`update`), and none is lost."""
     institutions = [filed(app, n) for n in range(1, 5)]
-    ref = app.vault.person_ref(sample_resident_id(65))
+    ref = app._practitioner_ref("测试人员", sample_resident_id(65))
     barrier = threading.Barrier(len(institutions))
     hires: dict[str, str] = {}
     errors: list[BaseException] = []
@@ -244,11 +244,12 @@ def test_concurrent_hires_of_one_person_are_all_on_their_record(app):
 
 
 def test_hires_recorded_before_employment_records_are_carried_over_once(settings,
-                                                                        monkeypatch):
-    earlier = make_app(settings)  # an empty log: nothing to carry, no mark left
+                                                                        monkeypatch,
+                                                                        practitioners):
+    earlier = make_app(settings, practitioners)  # an empty log: nothing to carry, no mark left
     assert earlier.recorder.max_tracking_id(EMPLOYMENT_CARRY_OVER) is None
     kept, left, since = filed(earlier, 1), filed(earlier, 2), filed(earlier, 3)
-    ref = earlier.vault.person_ref(sample_resident_id(66))
+    ref = earlier._practitioner_ref("测试人员", sample_resident_id(66))
     # Hires as the earlier version recorded them: the institutions' events alone.
     with monkeypatch.context() as m:
         m.setattr(earlier, "_employment_records_for", lambda objs: [])
@@ -283,11 +284,11 @@ def test_hires_recorded_before_employment_records_are_carried_over_once(settings
     app.close()
 
 
-def test_the_migrate_command_carries_hires_over(settings, monkeypatch):
+def test_the_migrate_command_carries_hires_over(settings, monkeypatch, practitioners):
     """An upgrade is ``migrate`` and nothing else: the data migration runs after the schema's."""
-    earlier = make_app(settings)
+    earlier = make_app(settings, practitioners)
     institution = filed(earlier, 1)
-    ref = earlier.vault.person_ref(sample_resident_id(67))
+    ref = earlier._practitioner_ref("测试人员", sample_resident_id(67))
     with monkeypatch.context() as m:  # recorded as the earlier version did: no record
         m.setattr(earlier, "_employment_records_for", lambda objs: [])
         hire_cleared(earlier, institution, 67)

@@ -28,7 +28,7 @@ from tuoyu_registration.samples import (
 from tuoyu_shared.catalogue import validate_envelope
 
 CODE = sample_credit_code(1)
-PERSON = {"ref": "r", "name": {"ref": "r", "sealed": "x", "masked": "王**"}}
+PERSON = {"ref": "r", "name": {"ref": "r", "sealed": "x"}}
 
 
 # ---- domain ---------------------------------------------------------------------------------
@@ -78,7 +78,7 @@ def app(settings_factory):
 def counts(app) -> tuple[int, int]:
     with psycopg.connect(app.settings.database_url) as conn:
         return (conn.execute("SELECT count(*) FROM registration_events").fetchone()[0],
-                conn.execute("SELECT count(*) FROM personal_data_keys").fetchone()[0])
+                conn.execute("SELECT count(*) FROM person_keys").fetchone()[0])
 
 
 def filed(app, data) -> str:

@@ -40,8 +40,9 @@ FRIDAY = datetime(2025, 1, 24, 2, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def app(settings_factory):
+def app(settings_factory, practitioners):
     application = RegistrationApplication(settings_factory("registration"),
+                                          practitioners=practitioners,
                                           clock=lambda: FRIDAY,
                                           calendar=WorkingCalendar.from_file())
     yield application
@@ -201,7 +202,7 @@ def test_many_writers_on_one_roster_are_serialised_and_nothing_is_lost(app, monk
     assert roster.version == 1 + 2 * len(people)  # opened, then requested and hired each
     for n, hire_id in hires.items():
         record = app.repository.get(employment_record_id_for(
-            app.vault.person_ref(sample_resident_id(n))))
+            app._practitioner_ref("测试人员", sample_resident_id(n))))
         assert record.hires == {hire_id: {"institution_id": institution_id,
                                           "status": "employed"}}
     assert app.repository.get(app._id(institution_id)).version == 3  # untouched
@@ -251,7 +252,7 @@ def test_a_deregistration_saves_the_institution_and_its_roster_in_one_transactio
         "InstitutionPractitionerReleased", "RosterClosed", "EmploymentRecordReleased",
         "EmploymentRecordReleased"]
     assert {a for _, a in log[start + 1:start + 4]} == {roster_id}
-    assert app.current_employers(app.vault.person_ref(sample_resident_id(92))) == []
+    assert app.current_employers(app._practitioner_ref("测试人员", sample_resident_id(92))) == []
 
 
 def test_the_record_history_and_reads_as_of_a_version_combine_the_three_streams(app):
@@ -295,7 +296,7 @@ def test_the_views_name_the_institution_of_a_roster_event(app):
     institution_id = filed(app)
     hire_id = request_hire(app, institution_id, 96)
     app.save(*app.on_background_check_completed(check_completed(hire_id, institution_id)))
-    ref = app.vault.person_ref(sample_resident_id(96))
+    ref = app._practitioner_ref("测试人员", sample_resident_id(96))
     app.save(*app.on_practitioner_barred({"practitioner_ref": ref, "ban_reference": "BAN-96"}))
     app.views_projector().catch_up()
     assert app.employers_of(ref) == [institution_id]

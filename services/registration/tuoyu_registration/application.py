@@ -52,22 +52,22 @@ from tuoyu_registration.importer import (
     partition_rows,
     read_rows,
 )
+from tuoyu_registration.practitioners import PractitionerRegister
 from tuoyu_shared.application import ServiceApplication
 from tuoyu_shared.calendar_cn import WorkingCalendar, default_calendar, shanghai_date
 from tuoyu_shared.commands import parse
 from tuoyu_shared.config import Settings
 from tuoyu_shared.context import command_context, current_context
 from tuoyu_shared.envelope import to_json_value
-from tuoyu_shared.errors import Conflict, NotFound
+from tuoyu_shared.errors import Conflict, NotFound, Unavailable
 from tuoyu_shared.history import history_entries
+from tuoyu_shared.people import PeopleCommands
 from tuoyu_shared.personal_data import PersonalDataErased, PersonalDataVault
 from tuoyu_shared.validation import (
     FieldError,
     ValidationFailed,
     Validator,
     mask_name,
-    mask_phone,
-    mask_resident_id,
     refusing_field_errors,
 )
 
@@ -90,7 +90,7 @@ class InstitutionNotFound(NotFound):
     """No institution of this id in the register."""
 
 
-class RegistrationApplication(ServiceApplication):
+class RegistrationApplication(PeopleCommands, ServiceApplication):
     """The register of childcare providers (托育机构登记备案).
 
     Per institution three aggregates, each a stream of its own: the :class:`Institution`
@@ -136,12 +136,14 @@ class RegistrationApplication(ServiceApplication):
                  clock: Callable[[], datetime] | None = None,
                  calendar: WorkingCalendar | None = None,
                  standards: CareStandards | None = None,
-                 vault: PersonalDataVault | None = None):
+                 vault: PersonalDataVault | None = None,
+                 practitioners: PractitionerRegister | None = None):
         """Built by the composition root (:mod:`tuoyu_registration.bootstrap`), which reads
         the configuration; a constructor given nothing uses the defaults of each adapter."""
         super().__init__(settings, env)
-        self.vault = vault or PersonalDataVault(self.settings.database_url,
-                                                self.settings.personal_data_key)
+        self.vault = vault or PersonalDataVault.for_settings(self.settings)
+        #: credit's practitioner register (从业人员库), which issues practitioners' refs
+        self.practitioners = practitioners
         self.clock = clock or (lambda: datetime.now(UTC))
         self.calendar = calendar or default_calendar()
         self.standards = standards or CareStandards()
@@ -152,12 +154,27 @@ class RegistrationApplication(ServiceApplication):
     # ---- personal data ---------------------------------------------------------------------
     def _seal_person(self, name: str, id_number: str, phone: str | None,
                      ref: str | None = None) -> dict[str, Any]:
-        """Seal a person's data under their own key (written only once input is valid)."""
-        values = {"name": (name, mask_name(name)),
-                  "id_number": (id_number, mask_resident_id(id_number))}
+        """Seal a person's data under their own key (written only once input is valid); a
+        person in charge is found through this service's blind index (a new one gets a
+        random ref), a practitioner comes with the ref credit's register gave them. Only
+        the name's mask may be shown (by queries, from the vault): never in an event."""
+        values = {"name": name, "id_number": id_number}
         if phone is not None:
-            values["phone"] = (phone, mask_phone(phone))
-        return self.vault.seal_person(ref or self.vault.person_ref(id_number), values)
+            values["phone"] = phone
+        ref = ref or self.vault.enrol("person_in_charge", id_number)
+        return self.vault.seal_person(ref, values, display={"name": mask_name(name)})
+
+    def _practitioner_ref(self, name: str, id_number: str) -> str:
+        """The practitioner's ref: this service's blind index, else credit's practitioner
+        register (which enters them if new, and gives the ref every service knows them by),
+        then kept in the index. Unavailable (503) when the register cannot be asked."""
+        ref = self.vault.find("practitioner", id_number)
+        if ref is None:
+            if self.practitioners is None:
+                raise Unavailable("the practitioner register (credit) is not configured")
+            ref = self.practitioners.register(name, id_number)
+            ref = self.vault.enrol("practitioner", id_number, ref)
+        return ref
 
     # ---- loading and saving ----------------------------------------------------------------
     def _id(self, institution_id: UUID | str) -> UUID:
@@ -477,10 +494,16 @@ class RegistrationApplication(ServiceApplication):
         # Refuse an unknown id, or a hire the institution does not allow, before sealing:
         # a refused hire stores no personal data (nor a key for it).
         institution = self._get(institution_id)
-        ref = self.vault.person_ref(person[1])  # computed, nothing written
+        self._roster(institution).check_can_hire(None, institution.status)
+        ref = self._practitioner_ref(person[0], person[1])
         self._roster(institution).check_can_hire(ref, institution.status)
         hire_id = str(uuid.uuid4())
-        practitioner = self._seal_person(*person, ref=ref)
+        try:
+            practitioner = self._seal_person(*person, ref=ref)
+        except PersonalDataErased:
+            # Erased here, kept by the register (a ban in force): the hire is asked about by
+            # ref alone, so credit's check answers it; nothing of theirs is stored again.
+            practitioner = {"ref": ref}
         self._with_roster(institution.id, lambda i, roster: roster.request_hire(
             hire_id, practitioner, role, certificates, self.today(), i.status))
         return hire_id
@@ -622,7 +645,7 @@ class RegistrationApplication(ServiceApplication):
                 continue
             seen[code] = parsed.row
             fresh.append(parsed)
-        refs = [self.vault.person_ref(p.person[1]) for p in fresh]
+        refs = self.vault.enrol_many("person_in_charge", [p.person[1] for p in fresh])
         self.vault.ensure_keys(refs)
         sealed, sealable = {}, []
         for parsed, ref in zip(fresh, refs, strict=True):
@@ -772,6 +795,12 @@ class RegistrationApplication(ServiceApplication):
             until = later[0].timestamp if later else None
         roster: Roster | None = self._as_of(roster_id_for(uid), until)
         reports: EnrolmentReports | None = self._as_of(enrolment_reports_id_for(uid), until)
+        hires = roster.roster if roster is not None else inst.roster
+        shown = self.vault.display([inst.person_in_charge["ref"], *(
+            h["practitioner_ref"] for h in hires.values())])
+        hires = {hire_id: {**{k: v for k, v in h.items() if k != "name"},
+                           "name": shown[h["practitioner_ref"]]}
+                 for hire_id, h in hires.items()}
         return {
             "institution_id": str(inst.id),
             "name": inst.name,
@@ -783,7 +812,7 @@ class RegistrationApplication(ServiceApplication):
             "street": inst.street,
             "address": inst.address,
             "status": inst.status,
-            "person_in_charge": inst.person_in_charge["name"]["masked"],
+            "person_in_charge": shown[inst.person_in_charge["ref"]],
             "places": inst.places,
             "filing": to_json_value(inst.filing),
             "filing_findings": inst.filing_findings,
@@ -794,7 +823,7 @@ class RegistrationApplication(ServiceApplication):
             "affordable": inst.affordable,
             "demonstration": inst.demonstration,
             "enrolment": reports.months if reports is not None else inst.enrolment,
-            "roster": roster.roster if roster is not None else inst.roster,
+            "roster": hires,
             "staff_cases": roster.staff_cases if roster is not None else inst.staff_cases,
             "credit_lists": inst.credit_lists,
             "suspension": inst.suspension,

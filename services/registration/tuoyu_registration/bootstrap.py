@@ -3,7 +3,9 @@
 Configuration read here:
 
 - the service's settings (``TUOYU_REGISTRATION_DATABASE_URL``, the broker, the personal-data
-  key; :func:`tuoyu_shared.config.settings_for`);
+  keys; :func:`tuoyu_shared.config.settings_for`);
+- credit's practitioner register, over RPC on the same broker
+  (:mod:`tuoyu_registration.practitioners`);
 - ``TUOYU_REGISTRATION_STANDARDS``: a JSON file of the filing standards
   (:meth:`~tuoyu_registration.domain.CareStandards.from_dict`); without it, the defaults, each
   with its source;
@@ -24,9 +26,11 @@ from typing import Any
 
 from tuoyu_registration.application import EMPLOYMENT_CARRY_OVER, RegistrationApplication
 from tuoyu_registration.domain import CareStandards
+from tuoyu_registration.practitioners import PractitionerRegister, RpcPractitionerRegister
 from tuoyu_shared.bootstrap import CompositionRoot, DataMigration
 from tuoyu_shared.calendar_cn import WorkingCalendar, default_calendar
 from tuoyu_shared.config import Settings
+from tuoyu_shared.people import carry_over_step
 from tuoyu_shared.personal_data import PersonalDataVault
 
 STANDARDS_VAR = "TUOYU_REGISTRATION_STANDARDS"
@@ -41,10 +45,12 @@ def standards_from_env(env: dict[str, str] | None = None) -> CareStandards:
 
 def build(settings: Settings, *, clock: Callable[[], datetime] | None = None,
           calendar: WorkingCalendar | None = None, standards: CareStandards | None = None,
-          vault: PersonalDataVault | None = None) -> RegistrationApplication:
+          vault: PersonalDataVault | None = None,
+          practitioners: PractitionerRegister | None = None) -> RegistrationApplication:
     return RegistrationApplication(
         settings,
-        vault=vault or PersonalDataVault(settings.database_url, settings.personal_data_key),
+        vault=vault or PersonalDataVault.for_settings(settings),
+        practitioners=practitioners or RpcPractitionerRegister(settings.amqp_uri),
         clock=clock or (lambda: datetime.now(UTC)),
         calendar=calendar or default_calendar(),
         standards=standards or standards_from_env())
@@ -59,7 +65,8 @@ def _employment_carry_over_pending(app: RegistrationApplication) -> bool:
 ROOT = CompositionRoot(
     service="registration",
     build=build,
-    data_migrations=[DataMigration("employment-records", _employment_carry_over_pending,
+    data_migrations=[carry_over_step(),
+                     DataMigration("employment-records", _employment_carry_over_pending,
                                    RegistrationApplication.carry_over_employment)],
 )
 

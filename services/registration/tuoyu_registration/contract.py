@@ -22,6 +22,7 @@ from tuoyu_registration.domain import (
     Roster,
 )
 from tuoyu_shared.contract import Contract, Published
+from tuoyu_shared.people import PUBLICATIONS as PEOPLE_PUBLICATIONS
 
 CONTRACT = Contract("registration", [
     # ---- Institution ---------------------------------------------------------------------------
@@ -155,5 +156,6 @@ CONTRACT = Contract("registration", [
     Published(EnrolmentReports.Reported, "InstitutionEnrolmentReported", 2, (
         "institution_id", "month", "classes", "children", "second_children", "third_children"
     )),
-
+    # ---- a person's erasure (tuoyu_shared.people) ------------------------------------------------
+    *PEOPLE_PUBLICATIONS,
 ])

@@ -398,8 +398,11 @@ def _enrolment_figures(report: Any) -> dict[str, int]:
 
 def _hire_entry(practitioner: dict[str, Any], role: str,
                 certificates: list[str]) -> dict[str, Any]:
-    return {"practitioner_ref": practitioner["ref"], "name": practitioner["name"]["masked"],
-            "role": role, "certificates": certificates, "status": "pending"}
+    # no name: what may be shown of a person comes from the vault (person_display), never
+    # from the log or the state (events recorded before masks left them still carry one,
+    # which replay ignores)
+    return {"practitioner_ref": practitioner["ref"], "role": role,
+            "certificates": certificates, "status": "pending"}
 
 
 def _set_hire(roster: dict[str, dict[str, Any]], hire_id: str, **changes: Any) -> None:

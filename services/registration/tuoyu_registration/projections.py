@@ -1,7 +1,7 @@
 """The registration service's own query tables, projected from its own notification log.
 
 - ``public_register``: the public disclosure (信息公示) of filed institutions: public facts only,
-  the person in charge masked.
+  the person in charge by ref (the queries show the mask the vault keeps for them).
 - ``filing_deadlines``: filings awaiting a receipt or a verification, with their due dates.
 - ``staff_roster``: who works where (by person ref), for the reaction to a ban.
 - ``staff_cases``: open and closed removal cases of barred practitioners.
@@ -24,6 +24,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from tuoyu_shared.envelope import Envelope, institution_id_of
+from tuoyu_shared.personal_data import ERASED_MASK
 from tuoyu_shared.views import View
 
 PROJECTION_NAME = "registration-views"
@@ -48,10 +49,10 @@ def _registered(env: Envelope, cur: psycopg.Cursor) -> None:
     p = env.payload
     cur.execute(
         "INSERT INTO public_register (institution_id, name, credit_code, nature, kind, "
-        "district, street, address, person_in_charge, status, updated_at) "
+        "district, street, address, person_in_charge_ref, status, updated_at) "
         "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,'registered',%s)",
         (env.aggregate_id, p["name"], p["credit_code"], p["nature"], p["kind"], p["district"],
-         p["street"], p["address"], p["person_in_charge"]["name"]["masked"], env.occurred_at))
+         p["street"], p["address"], p["person_in_charge"]["ref"], env.occurred_at))
 
 
 def _imported(env: Envelope, cur: psycopg.Cursor) -> None:
@@ -92,16 +93,16 @@ def _change_filed(env: Envelope, cur: psycopg.Cursor) -> None:
     if "total_places" in changes:
         columns["places"] = changes["total_places"]
     if "person_in_charge" in changes:
-        columns["person_in_charge"] = changes["person_in_charge"]["name"]["masked"]
+        columns["person_in_charge_ref"] = changes["person_in_charge"]["ref"]
     if columns:
         _set(cur, env, **columns)
 
 
 def _hire_requested(env: Envelope, cur: psycopg.Cursor) -> None:
     p = env.payload
-    cur.execute("INSERT INTO staff_roster VALUES (%s,%s,%s,%s,%s,'pending')",
-                (p["hire_id"], institution_id_of(env), p["practitioner"]["ref"],
-                 p["practitioner"]["name"]["masked"], p["role"]))
+    cur.execute("INSERT INTO staff_roster (hire_id, institution_id, practitioner_ref, role, "
+                "status) VALUES (%s,%s,%s,%s,'pending')",
+                (p["hire_id"], institution_id_of(env), p["practitioner"]["ref"], p["role"]))
 
 
 def _roster_status(status: str) -> Callable[[Envelope, psycopg.Cursor], None]:
@@ -179,9 +180,13 @@ VIEW = View(PROJECTION_NAME, "registration", TABLES, project)
 
 
 # ---- queries --------------------------------------------------------------------------------
+# What is shown of a person comes from the vault's person_display (erased with the person),
+# never from these tables, which hold refs only (a rebuild shows the same after an erasure).
 PUBLIC_COLUMNS = ("institution_id::text, name, credit_code, nature, kind, district, street, "
-                  "address, person_in_charge, status, places, filed_on, affordable, "
-                  "guide_price_fen, demonstration_level, non_compliance, credit_lists")
+                  "address, coalesce((SELECT shown FROM person_display d WHERE d.person_ref = "
+                  f"person_in_charge_ref AND d.field = 'name'), '{ERASED_MASK}') AS "
+                  "person_in_charge, status, places, filed_on, affordable, guide_price_fen, "
+                  "demonstration_level, non_compliance, credit_lists")
 
 
 def public_disclosure(conn: psycopg.Connection, *, district: str | None = None,
@@ -219,11 +224,14 @@ def open_staff_cases(conn: psycopg.Connection, today: Any) -> list[dict[str, Any
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
             "SELECT c.case_id, c.institution_id::text, r.name AS institution_name, r.district, "
-            "s.name AS practitioner, c.ban_reference, c.opened_on, c.due_on, "
+            f"coalesce(d.shown, '{ERASED_MASK}') AS practitioner, c.ban_reference, "
+            "c.opened_on, c.due_on, "
             "c.due_on < %s AS overdue FROM staff_cases c "
             "JOIN public_register r USING (institution_id) "
             "LEFT JOIN staff_roster s ON s.practitioner_ref = c.practitioner_ref "
             "AND s.institution_id = c.institution_id AND s.status = 'employed' "
+            "LEFT JOIN person_display d ON d.person_ref = c.practitioner_ref "
+            "AND d.field = 'name' "
             "WHERE c.closed_on IS NULL ORDER BY c.due_on", (today,))
         return cur.fetchall()
 

@@ -25,6 +25,8 @@ from tuoyu_shared.routes import (
 )
 
 SERVICE = "registration"
+#: This service holds personal data: the gateway's /api/people/… routes call it too.
+PERSONAL_DATA = True
 READERS = (*OFFICER_ROLES, "auditor", "operator")
 
 #: Commands on one institution: name → (who may send it, summary).

@@ -21,6 +21,7 @@ from tuoyu_shared.nameko_support import (
     ApplicationProvider,
     CommandContextProvider,
     EventLogEntrypoints,
+    PeopleEntrypoints,
 )
 
 
@@ -33,7 +34,7 @@ def _institution_command(name: str):
     return rpc(command)
 
 
-class RegistrationService(EventLogEntrypoints):
+class RegistrationService(PeopleEntrypoints, EventLogEntrypoints):
     name = "registration"
 
     app: RegistrationApplication = ApplicationProvider(bootstrap.application)

@@ -10,9 +10,13 @@ from .institution_credit import (
 )
 from .practitioner import (
     LIFETIME,
+    RECORD_CATEGORIES,
+    AnsweredBy,
     BanSource,
+    CheckFlag,
     CheckOutcome,
     CheckReason,
+    InquiryResult,
     Practitioner,
     practitioner_id_for,
 )
@@ -21,12 +25,16 @@ from .rules import GRADES, CauseType, ListingRules, ScoringRules, Severity
 __all__ = [
     "GRADES",
     "LIFETIME",
+    "RECORD_CATEGORIES",
+    "AnsweredBy",
     "BanSource",
     "CauseType",
+    "CheckFlag",
     "CheckOutcome",
     "CheckReason",
     "Decision",
     "DomainRuleViolated",
+    "InquiryResult",
     "InstitutionCredit",
     "ListName",
     "ListingRules",

@@ -1,21 +1,36 @@
 """A practitioner's record (从业人员): background checks and bans (从业禁止, 污点禁入).
 
-The person is known by ``person_ref``, a keyed hash of the resident ID number computed outside
-the domain; name and ID number arrive already sealed (``{"ref", "sealed", "masked"}``, see
-:mod:`tuoyu_shared.personal_data`) and the domain only carries them.
+The person is known by ``person_ref``, a random pseudonym the credit service issues (credit is
+the practitioner register, 从业人员库: other services ask it for a practitioner's ref and use
+that one); it is found again by ID number through credit's blind index, outside the domain.
+Name and ID number arrive already sealed (``{"ref", "sealed"}``, see
+:mod:`tuoyu_shared.personal_data`) and the domain only carries them. No mask is ever stored:
+what may be shown of a person comes from the vault.
 
-A record may also be opened from a hire that registration asked about
-(:meth:`Practitioner.register_from_hire`): the credit service then knows the person only by the
-ref and the masks that registration published, never the sealed values. When an officer later
-registers the same person with the name and ID number, they are sealed onto the record
-(``IdentitySealed``).
+A record may also have been opened from a hire that registration asked about before credit
+issued practitioner refs (:meth:`Practitioner.register_from_hire`, events of that time only):
+it holds the ref alone (``{"ref"}``), and its checks cannot be sent for the public-security
+inquiry (flagged ``identity_unknown``) until an officer registers the same person with the
+name and ID number, which are then sealed onto the record (``IdentitySealed``).
 
 A ban comes from a court ruling (a 从业禁止 order) or an abuse finding, with a legal basis and
 a term: lifetime, or a number of years from ``starts_on``. A term ban covers
-``[starts_on, starts_on + years)`` and is lifted by the daily timer once it has ended. A
-background check (on hire, and yearly for everyone on a roster) answers ``barred`` if a ban is
-in force on the day the check is completed, with that ban's reference, and ``cleared``
-otherwise. The domain computes the answer; the caller does not supply it.
+``[starts_on, starts_on + years)`` and is lifted by the daily timer once it has ended.
+
+A background check (未成年人保护法 第62条; on hire, and yearly for everyone on a roster) is
+requested, then answered in one of two ways, never otherwise:
+
+- **barred at once** by credit's own ban list (:meth:`Practitioner.bar_by_ban`): a ban in
+  force on the day, cited by its reference;
+- **by the public-security records inquiry** (:meth:`Practitioner.record_inquiry_answer`): the
+  answer (its reference, result, the categories of a record, when it was answered) is
+  recorded, and the check completes ``barred`` on a record found (or a ban in force by then),
+  ``cleared`` only on "no record" with no ban in force.
+
+Until then the check is pending; it may be flagged for an officer (:meth:`flag_check`: the
+identity unknown, the inquiry refused), and an officer may have a flagged check sent again
+(:meth:`retry_check`). Whether the external system was down is not the domain's business: an
+outage records nothing, and a check is never completed for want of an answer.
 
 Reads of the record are audited by the application layer, not here.
 """
@@ -48,9 +63,12 @@ _PRACTITIONER_NAMESPACE = uuid.UUID("7224e79d-159e-407b-a887-0d73adabe40f")
 
 LIFETIME = "lifetime"
 
+#: The offences 未成年人保护法 第62条 names, as the public-security inquiry reports them.
+RECORD_CATEGORIES = ("sexual_offence", "abuse", "violence", "trafficking")
+
 
 def practitioner_id_for(person_ref: str) -> uuid.UUID:
-    """One record per person: the id is derived from the keyed hash of the ID number."""
+    """One record per person: the id is derived from the person's ref."""
     return uuid.uuid5(_PRACTITIONER_NAMESPACE, require_text(person_ref, "person_ref", 200))
 
 
@@ -64,9 +82,26 @@ class CheckOutcome(StrEnum):
     BARRED = "barred"
 
 
+class AnsweredBy(StrEnum):
+    BAN_LIST = "ban_list"  # credit's own ban list: a ban in force
+    PUBLIC_SECURITY = "public_security"  # the public-security records inquiry
+
+
+class InquiryResult(StrEnum):
+    NO_RECORD = "no_record"
+    RECORD_FOUND = "record_found"
+
+
+class CheckFlag(StrEnum):
+    #: The record holds the ref alone: no ID number to send (an officer registers the person).
+    IDENTITY_UNKNOWN = "identity_unknown"
+    #: The public-security system refused the inquiry itself (the data must be corrected).
+    INQUIRY_REJECTED = "inquiry_rejected"
+
+
 class RegisteredFrom(StrEnum):
-    OFFICER = "officer"  # an officer entered the name and ID number (sealed)
-    HIRE = "hire"  # a hire registration asked about: the ref and the masks only
+    OFFICER = "officer"  # entered with the name and ID number (sealed)
+    HIRE = "hire"  # a hire registration asked about before refs were credit's: the ref only
 
 
 class BanSource(StrEnum):
@@ -74,31 +109,23 @@ class BanSource(StrEnum):
     ABUSE_FINDING = "abuse_finding"  # an established finding of abuse or violence
 
 
-#: Published personal data: the ref and the mask only (the relay drops ``sealed``; the schema
-#: refuses anything else, so a clear value could never leave).
-_PUBLISHED_PERSONAL: dict[str, Any] = {
-    "additionalProperties": False, "required": ["ref", "masked"],
-    "properties": {"ref": {"type": "string"}, "masked": {"type": "string"}}}
+def _without_mask(value: Any) -> Any:
+    """A stored personal value of schema version 1 without its mask (``masked``): masks are
+    never kept in the log any more."""
+    if isinstance(value, dict):
+        return {k: v for k, v in value.items() if k != "masked"}
+    return value
 
 
 def _require_sealed(value: object, field: str, person_ref: str) -> dict[str, str]:
-    """Sealed personal data of this person: never a clear value."""
-    if not isinstance(value, Mapping) or not {"ref", "sealed", "masked"} <= set(value):
-        raise FieldError(field, "must be sealed personal data (ref, sealed, masked), never "
-                         "a clear value", "invalid_type")
+    """Sealed personal data of this person, ``{"ref", "sealed"}``: never a clear value, never
+    a mask."""
+    if not isinstance(value, Mapping) or set(value) != {"ref", "sealed"}:
+        raise FieldError(field, "must be sealed personal data (ref, sealed), never a clear "
+                         "value or a mask", "invalid_type")
     if value["ref"] != person_ref:
         raise FieldError(field, "was sealed for another person", "inconsistent_with_person")
     return {str(k): require_text(v, f"{field}.{k}", 10000) for k, v in value.items()}
-
-
-def _require_masked(value: object, field: str, person_ref: str) -> dict[str, str]:
-    """A published view of this person's data: the ref and the mask, nothing else."""
-    if not isinstance(value, Mapping) or set(value) != {"ref", "masked"}:
-        raise FieldError(field, "must be the ref and the mask only (ref, masked)",
-                         "invalid_type")
-    if value["ref"] != person_ref:
-        raise FieldError(field, "was masked for another person", "inconsistent_with_person")
-    return {"ref": person_ref, "masked": require_text(value["masked"], f"{field}.masked", 200)}
 
 
 def _require_term(term: object) -> int | None:
@@ -114,29 +141,51 @@ def _require_term(term: object) -> int | None:
 class Practitioner(Aggregate):
     """A person who works, or applies to work, in childcare."""
 
+    #: Version 2: personal values without masks (snapshots of version 1 are upcast).
+    class_version = 2
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        for field in ("name", "id_number"):
+            if field in state:
+                state[field] = _without_mask(state[field])
+
     class Registered(Aggregate.Created):
-        """The person entered the credit service's register: by an officer (name and ID number
-        sealed) or from a hire that registration asked about (the ref and the masks only)."""
+        """The person entered the credit service's register (从业人员库): with the name and
+        ID number, sealed (``registered_from`` ``officer``), or, before credit issued the
+        practitioners' refs, from a hire registration asked about (``hire``: the ref alone).
+        Since version 2 no mask is published (nor stored): only the ref."""
 
         person_ref: str
         name: dict[str, str]
         id_number: dict[str, str]
         registered_from: str
 
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["name"] = _without_mask(state["name"])
+            state["id_number"] = _without_mask(state["id_number"])
+
         payload_schema: ClassVar[dict[str, Any]] = {
-            "name": _PUBLISHED_PERSONAL, "id_number": _PUBLISHED_PERSONAL,
             "registered_from": {"enum": [r.value for r in RegisteredFrom]}}
 
     class IdentitySealed(Aggregate.Event):
         """An officer registered a person first known from a hire: the name and the ID number,
-        sealed, are now on the record."""
+        sealed, are now on the record (its checks flagged ``identity_unknown`` may be sent
+        for the inquiry). Since version 2 no mask is published (nor stored)."""
 
         person_ref: str
         name: dict[str, str]
         id_number: dict[str, str]
 
-        payload_schema: ClassVar[dict[str, Any]] = {
-            "name": _PUBLISHED_PERSONAL, "id_number": _PUBLISHED_PERSONAL}
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["name"] = _without_mask(state["name"])
+            state["id_number"] = _without_mask(state["id_number"])
 
     class CheckRequested(Aggregate.Event):
         """A background check was asked for (on hire or yearly)."""
@@ -150,10 +199,54 @@ class Practitioner(Aggregate):
         payload_schema: ClassVar[dict[str, Any]] = {
             "reason": {"enum": [r.value for r in CheckReason]}}
 
+    class InquiryAnswered(Aggregate.Event):
+        """The public-security records inquiry (公安机关违法犯罪记录查询, 未成年人保护法 第62条)
+        answered a check: its reference (查询编号), the result, the categories of a record
+        found, when it answered. Published without the result and the categories (a
+        criminal record is not for subscribers: the check's outcome follows in
+        ``PractitionerCheckCompleted``)."""
+
+        check_id: str
+        person_ref: str
+        inquiry_reference: str
+        result: str
+        categories: list[str]
+        answered_at: dt.datetime
+
+    class CheckFlagged(Aggregate.Event):
+        """A pending check needs an officer: ``identity_unknown`` (the record holds no ID
+        number to inquire with: register the person) or ``inquiry_rejected`` (the
+        public-security system refused the inquiry; ``reason`` names its status, field and
+        code, never a value). The check stays pending: it is never cleared for this."""
+
+        check_id: str
+        person_ref: str
+        flag: str
+        reason: str
+        flagged_on: dt.date
+
+        payload_schema: ClassVar[dict[str, Any]] = {
+            "flag": {"enum": [f.value for f in CheckFlag]}}
+
+    class CheckRetried(Aggregate.Event):
+        """An officer had a flagged check sent for the inquiry again (after the cause was
+        dealt with), with the reason."""
+
+        check_id: str
+        person_ref: str
+        officer: str
+        reason: str
+        retried_on: dt.date
+
     class CheckCompleted(Aggregate.Event):
-        """The check's answer: ``barred`` with the ban's reference, or ``cleared`` with the
-        check's reference. ``institution_id`` is the institution that asked (a hire's check id
-        is the hire id), None for a yearly check not made for an institution."""
+        """The check's answer, and what answered it (``answered_by``): credit's own ban list
+        (``ban_list``: ``barred`` with the reference of the ban in force; before version 2
+        also ``cleared`` when no ban was in force, with the check's id) or the public-security
+        records inquiry (``public_security``: ``barred`` with the inquiry's reference when it
+        found a record, or with the ban's when a ban came into force meanwhile; ``cleared``
+        with the inquiry's reference, only on no record and no ban in force).
+        ``institution_id`` is the institution that asked (a hire's check id is the hire id),
+        None for a yearly check not made for an institution."""
 
         check_id: str
         institution_id: str | None
@@ -162,9 +255,17 @@ class Practitioner(Aggregate):
         reference: str
         officer: str
         completed_on: dt.date
+        answered_by: str
+
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["answered_by"] = AnsweredBy.BAN_LIST.value  # answered at once, from bans
 
         payload_schema: ClassVar[dict[str, Any]] = {
-            "outcome": {"enum": [o.value for o in CheckOutcome]}}
+            "outcome": {"enum": [o.value for o in CheckOutcome]},
+            "answered_by": {"enum": [a.value for a in AnsweredBy]}}
 
     class JoinedRoster(Aggregate.Event):
         """The person joined an institution's roster (registration confirmed hire
@@ -230,25 +331,23 @@ class Practitioner(Aggregate):
     @classmethod
     def register(cls, person_ref: str, name: Mapping[str, str],
                  id_number: Mapping[str, str]) -> Practitioner:
-        """An officer registers the person: name and ID number sealed."""
+        """The person enters the register with the name and ID number, sealed."""
         person_ref = require_text(person_ref, "person_ref", 200)
         return cls(person_ref=person_ref, name=_require_sealed(name, "name", person_ref),
                    id_number=_require_sealed(id_number, "id_number", person_ref),
                    registered_from=RegisteredFrom.OFFICER.value)
 
     @classmethod
-    def register_from_hire(cls, person_ref: str, name: Mapping[str, str],
-                           id_number: Mapping[str, str]) -> Practitioner:
-        """Open the record of a person first met in a hire: the ref and the masks that
-        registration published (``{"ref", "masked"}``), no sealed value."""
+    def register_from_hire(cls, person_ref: str) -> Practitioner:
+        """Open the record of a person first met in a hire, by the ref alone (a hire
+        registration asked about with a ref credit did not issue: events of before)."""
         person_ref = require_text(person_ref, "person_ref", 200)
-        return cls(person_ref=person_ref, name=_require_masked(name, "name", person_ref),
-                   id_number=_require_masked(id_number, "id_number", person_ref),
-                   registered_from=RegisteredFrom.HIRE.value)
+        return cls(person_ref=person_ref, name={"ref": person_ref},
+                   id_number={"ref": person_ref}, registered_from=RegisteredFrom.HIRE.value)
 
     @property
     def identity_sealed(self) -> bool:
-        """Whether the record holds the sealed ID number (not only its mask)."""
+        """Whether the record holds the sealed ID number (not the ref alone)."""
         return "sealed" in self.id_number
 
     def seal_identity(self, name: Mapping[str, str], id_number: Mapping[str, str]) -> bool:
@@ -266,6 +365,10 @@ class Practitioner(Aggregate):
                        id_number: dict[str, str]) -> None:
         self.name = name
         self.id_number = id_number
+        for check in self.checks.values():  # the identity is known now: they may be sent
+            if check["state"] == "requested" and (check.get("flag") or {}).get(
+                    "flag") == CheckFlag.IDENTITY_UNKNOWN:
+                check["flag"] = None
 
     # -- queries ----------------------------------------------------------------------------
 
@@ -286,6 +389,13 @@ class Practitioner(Aggregate):
             return None
         return max(bans, key=lambda b: b["ends_on"] or dt.date.max)["ban_ref"]
 
+    def bans_not_ended(self, on: dt.date) -> list[str]:
+        """The refs of the bans in force on ``on`` or starting later (a term not yet ended):
+        what the ban list must keep (未成年人保护法 第62条)."""
+        on = require_date(on, "on")
+        return sorted(ban["ban_ref"] for ban in self.bans.values()
+                      if ban["ends_on"] is None or on < ban["ends_on"])
+
     @property
     def rosters(self) -> list[str]:
         """The institutions whose roster the person is on now (by a hire not released)."""
@@ -305,7 +415,17 @@ class Practitioner(Aggregate):
 
     def check(self, check_id: str) -> dict[str, Any] | None:
         found = self.checks.get(check_id)
-        return copy.deepcopy(found) if found else None
+        if not found:
+            return None
+        found = copy.deepcopy(found)
+        found.setdefault("inquiry", None)  # a check recorded before the inquiry
+        found.setdefault("flag", None)
+        return found
+
+    def pending_checks(self, reason: CheckReason | str | None = None) -> list[str]:
+        """The ids of the checks requested and not completed (of one reason, if given)."""
+        return sorted(c["check_id"] for c in self.checks.values()
+                      if c["state"] == "requested" and (reason is None or c["reason"] == reason))
 
     # -- background checks ------------------------------------------------------------------
 
@@ -335,42 +455,130 @@ class Practitioner(Aggregate):
             "check_id": check_id, "state": "requested", "reason": reason,
             "institution_id": institution_id, "requested_on": requested_on,
             "outcome": None, "reference": None, "completed_on": None, "completed_by": None,
+            "inquiry": None, "flag": None,
         }
 
-    def complete_check(self, check_id: str, officer: str, completed_on: dt.date,
-                       check_reference: str | None = None) -> str:
-        """Answer a requested check; returns the outcome (``cleared`` or ``barred``).
-
-        The outcome is computed from the bans in force on ``completed_on``. When barred, the
-        reference is that of the ban that bars longest (a lifetime ban first); when cleared,
-        it is ``check_reference`` (by default the check id).
-        """
+    def _pending(self, check_id: object, action: str) -> dict[str, Any]:
         found = self.checks.get(check_id) if isinstance(check_id, str) else None
         state = found["state"] if found else "none"
         if state != "requested":
-            raise DomainRuleViolated(f"cannot complete check {check_id!r}: it is {state} "
+            raise DomainRuleViolated(f"cannot {action} check {check_id!r}: it is {state} "
                                      f"(needs requested)", state=state)
+        return found  # type: ignore[return-value]
+
+    def bar_by_ban(self, check_id: str, officer: str, on: dt.date) -> str | None:
+        """Credit's own ban list, checked at once: when a ban is in force on ``on``, complete
+        the check ``barred`` citing it and return the ban's reference; otherwise record
+        nothing and return None (the check waits for the inquiry)."""
+        found = self._pending(check_id, "bar")
         officer = require_text(officer, "officer", 200)
-        completed_on = require_date(completed_on, "completed_on")
-        require_not_before(completed_on, found["requested_on"], "completed_on",  # type: ignore[index]
-                           "the request")
-        reference = require_text(check_id if check_reference is None else check_reference,
-                                 "check_reference", 200)
-        barring = self.barring_ban(completed_on)
-        outcome = CheckOutcome.CLEARED if barring is None else CheckOutcome.BARRED
+        on = require_date(on, "on")
+        barring = self.barring_ban(on)
+        if barring is None:
+            return None
+        require_not_before(on, found["requested_on"], "completed_on", "the request")
+        self._complete_check(check_id=check_id, institution_id=found["institution_id"],
+                             person_ref=self.person_ref, outcome=CheckOutcome.BARRED.value,
+                             reference=barring, officer=officer, completed_on=on,
+                             answered_by=AnsweredBy.BAN_LIST.value)
+        return barring
+
+    def record_inquiry_answer(self, check_id: str, inquiry_reference: str,
+                              result: InquiryResult | str, categories: list[str] | tuple[str, ...],
+                              answered_at: dt.datetime, officer: str, on: dt.date) -> str:
+        """The public-security inquiry answered: record the answer and complete the check;
+        returns the outcome. ``barred`` on a record found (the inquiry's reference) or a ban
+        in force on ``on`` (the ban's reference); ``cleared`` (the inquiry's reference) only
+        on no record and no ban in force."""
+        found = self._pending(check_id, "answer")
+        inquiry_reference = require_text(inquiry_reference, "inquiry_reference", 100)
+        answer = require_choice(result, "result", InquiryResult)
+        if isinstance(categories, str) or not isinstance(categories, (list, tuple)):
+            raise FieldError("categories", "must be a list of categories", "invalid_type")
+        unknown = [c for c in categories if c not in RECORD_CATEGORIES]
+        if unknown:
+            raise FieldError("categories", f"unknown categories {unknown!r}", "invalid_choice")
+        kinds = [c for c in RECORD_CATEGORIES if c in categories]
+        if (answer is InquiryResult.RECORD_FOUND) != bool(kinds):
+            raise FieldError("categories", "a record found names its categories, no record "
+                             "none", "inconsistent")
+        if not isinstance(answered_at, dt.datetime) or answered_at.tzinfo is None:
+            raise FieldError("answered_at", "must be an aware datetime", "invalid_type")
+        officer = require_text(officer, "officer", 200)
+        on = require_date(on, "on")
+        require_not_before(on, found["requested_on"], "completed_on", "the request")
+        self._answer_inquiry(check_id=check_id, person_ref=self.person_ref,
+                             inquiry_reference=inquiry_reference, result=answer.value,
+                             categories=kinds, answered_at=answered_at.astimezone(dt.UTC))
+        barring = self.barring_ban(on)
         if barring is not None:
-            reference = barring
-        self._complete_check(check_id=check_id, institution_id=found["institution_id"],  # type: ignore[index]
+            outcome, reference = CheckOutcome.BARRED, barring
+        elif answer is InquiryResult.RECORD_FOUND:
+            outcome, reference = CheckOutcome.BARRED, inquiry_reference
+        else:
+            outcome, reference = CheckOutcome.CLEARED, inquiry_reference
+        self._complete_check(check_id=check_id, institution_id=found["institution_id"],
                              person_ref=self.person_ref, outcome=outcome.value,
-                             reference=reference, officer=officer, completed_on=completed_on)
+                             reference=reference, officer=officer, completed_on=on,
+                             answered_by=AnsweredBy.PUBLIC_SECURITY.value)
         return outcome.value
+
+    @event(InquiryAnswered)
+    def _answer_inquiry(self, check_id: str, person_ref: str, inquiry_reference: str,
+                        result: str, categories: list[str], answered_at: dt.datetime) -> None:
+        self.checks[check_id]["inquiry"] = {
+            "reference": inquiry_reference, "result": result, "categories": list(categories),
+            "answered_at": answered_at}
+
+    def flag_check(self, check_id: str, flag: CheckFlag | str, reason: str,
+                   on: dt.date) -> bool:
+        """Flag a pending check for an officer. Returns False, recording nothing, when it
+        carries that flag already."""
+        found = self._pending(check_id, "flag")
+        kind = require_choice(flag, "flag", CheckFlag)
+        reason = require_text(reason, "reason", 500)
+        on = require_date(on, "on")
+        if (found.get("flag") or {}).get("flag") == kind.value:
+            return False
+        self._flag_check(check_id=check_id, person_ref=self.person_ref, flag=kind.value,
+                         reason=reason, flagged_on=on)
+        return True
+
+    @event(CheckFlagged)
+    def _flag_check(self, check_id: str, person_ref: str, flag: str, reason: str,
+                    flagged_on: dt.date) -> None:
+        self.checks[check_id]["flag"] = {"flag": flag, "reason": reason, "on": flagged_on}
+
+    def retry_check(self, check_id: str, officer: str, reason: str, on: dt.date) -> None:
+        """An officer has a flagged check sent for the inquiry again. A check whose identity
+        is unknown cannot be: the person must be registered with the ID number first."""
+        found = self._pending(check_id, "retry")
+        officer = require_text(officer, "officer", 200)
+        reason = require_text(reason, "reason")
+        on = require_date(on, "on")
+        flag = (found.get("flag") or {}).get("flag")
+        if flag is None:
+            raise DomainRuleViolated(f"check {check_id} is not flagged: it is sent already",
+                                     state="requested")
+        if not self.identity_sealed:
+            raise DomainRuleViolated(f"check {check_id} cannot be sent: the record holds no "
+                                     "ID number (register the person first)",
+                                     state=CheckFlag.IDENTITY_UNKNOWN.value)
+        self._retry_check(check_id=check_id, person_ref=self.person_ref, officer=officer,
+                          reason=reason, retried_on=on)
+
+    @event(CheckRetried)
+    def _retry_check(self, check_id: str, person_ref: str, officer: str, reason: str,
+                     retried_on: dt.date) -> None:
+        self.checks[check_id]["flag"] = None
 
     @event(CheckCompleted)
     def _complete_check(self, check_id: str, institution_id: str | None, person_ref: str,
-                        outcome: str, reference: str, officer: str,
-                        completed_on: dt.date) -> None:
+                        outcome: str, reference: str, officer: str, completed_on: dt.date,
+                        answered_by: str) -> None:
         self.checks[check_id].update(state="completed", outcome=outcome, reference=reference,
-                                     completed_on=completed_on, completed_by=officer)
+                                     completed_on=completed_on, completed_by=officer,
+                                     answered_by=answered_by)
 
     # -- rosters ----------------------------------------------------------------------------
 
