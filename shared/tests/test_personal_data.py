@@ -374,3 +374,15 @@ def test_the_rotate_kek_command_rewraps_a_service_s_keys(fresh_database):
         assert after.open(sealed) == "王晓梅"
     finally:
         after.close()
+
+
+def test_the_settings_never_print_their_secrets():
+    settings = settings_for("registration")
+    assert settings.blind_index_key not in repr(settings)
+    assert all(repr(key) not in repr(settings) for _, key in settings.keks)
+
+
+def test_a_missing_kek_is_a_503_for_ops_not_a_bug():
+    from tuoyu_shared.errors import Unavailable
+
+    assert issubclass(KeyUnavailable, Unavailable) and KeyUnavailable.http_status == 503

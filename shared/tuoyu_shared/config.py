@@ -27,7 +27,7 @@ import base64
 import binascii
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
 DEFAULT_PG = "postgresql://tuoyu@127.0.0.1:25432"
@@ -47,9 +47,10 @@ class Settings:
     amqp_uri: str
     log_level: str = "info"
     #: The secret of this service's blind index (never another service's).
-    blind_index_key: str = DEV_KEY_PREFIX
-    #: ``((kid, 32-byte key), …)``: the first wraps new data keys, all unwrap.
-    keks: tuple[tuple[str, bytes], ...] = ()
+    blind_index_key: str = field(default=DEV_KEY_PREFIX, repr=False)
+    #: ``((kid, 32-byte key), …)``: the first wraps new data keys, all unwrap. (Neither
+    #: secret is in the settings' repr: a traceback never prints them.)
+    keks: tuple[tuple[str, bytes], ...] = field(default=(), repr=False)
     consumer_max_attempts: int = 5
     consumer_retry_delay: float = 0.2
     consumer_catchup_interval: float = 5.0

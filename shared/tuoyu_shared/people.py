@@ -93,7 +93,8 @@ class ErasePerson(Command):
     id_number: ResidentId()
     """公民身份号码 of the person (found through the service's blind index; never stored)."""
     reason: FreeText(2000)
-    """Why (the person's request, its date and how their identity was verified)."""
+    """Why: the request's reference and date and how the requester's identity was verified,
+    never the person's name (the reason stays in the log and is published)."""
     legal_basis: FreeText(500)
     """个人信息保护法 第47条, …"""
 
@@ -105,7 +106,7 @@ class ExportPerson(Command):
     id_number: ResidentId()
     """公民身份号码 of the person."""
     purpose: FreeText(500)
-    """Why (the person's request and how their identity was verified)."""
+    """Why: the request's reference and date, never the person's name (it is recorded)."""
 
 
 COMMANDS = {"erase_person": ErasePerson, "export_person": ExportPerson}
@@ -153,20 +154,25 @@ class PeopleCommands:
         erased, retained = [], []
         today = self.today() if hasattr(self, "today") else dt.datetime.now(dt.UTC).date()
         for kind, ref in refs.items():
-            reason = self.retention_of(ref, kind)
-            if reason:  # kept by law: this ref stays, the others go
-                retained.append({"kind": kind, "person_ref": ref, "reason": reason})
-                log.info("person.retained", person_ref=ref, kind=kind)
-                continue
-            record = PersonalData(person_ref=ref, kind=kind, reason=command.reason,
-                                  legal_basis=command.legal_basis, erased_on=today)
-            try:  # the event first: an erasure is never done unrecorded
-                self.save(record)  # type: ignore[attr-defined]
-                erased.append({"kind": kind, "person_ref": ref})
-            except IntegrityError:
-                pass  # recorded by an earlier call that did not finish: finish it
-            self.vault.erase(ref)
-            self.on_person_erased(ref, kind)
+            # Under the person's lock: a command that would make the data one the law keeps
+            # (credit's ban) takes it too, so it comes wholly before or wholly after.
+            with self.vault.person_lock(ref):
+                reason = self.retention_of(ref, kind)
+                if reason:  # kept by law: this ref stays, the others go
+                    retained.append({"kind": kind, "person_ref": ref, "reason": reason})
+                    log.info("person.retained", person_ref=ref, kind=kind)
+                    continue
+                record = PersonalData(person_ref=ref, kind=kind, reason=command.reason,
+                                      legal_basis=command.legal_basis, erased_on=today)
+                try:  # the event first: an erasure is never done unrecorded
+                    self.save(record)  # type: ignore[attr-defined]
+                    erased.append({"kind": kind, "person_ref": ref})
+                except IntegrityError:
+                    pass  # recorded by an earlier call that did not finish: finish it
+                # the service's own tables before the key and the index: until the index
+                # entry goes, a call again finds the ref and finishes what failed
+                self.on_person_erased(ref, kind)
+                self.vault.erase(ref)
             log.info("person.erased", person_ref=ref, kind=kind)
         return {"erased": erased, "retained": retained}
 
@@ -250,6 +256,18 @@ def _kind_of(path: str, topic: str) -> str | None:
 
 
 def carry_over_personal_data(app: Any) -> dict[str, Any]:
+    """:func:`_carry_over` under a lock of the database: processes starting together wait,
+    and the one that finds the old table gone has nothing to do."""
+    import psycopg
+
+    with psycopg.connect(app.settings.database_url, autocommit=True) as lock:
+        lock.execute("SELECT pg_advisory_lock(hashtextextended('carry-over-personal-data', 0))")
+        if lock.execute("SELECT to_regclass('personal_data_keys')").fetchone()[0] is None:
+            return {"keys": 0, "erased": 0, "indexed": 0, "shown": 0}
+        return _carry_over(app)
+
+
+def _carry_over(app: Any) -> dict[str, Any]:
     """Bring a database of the scheme before (data keys in clear in ``personal_data_keys``,
     masks in the events) into this one, then drop the old table. Idempotent; resumes.
 
@@ -258,7 +276,8 @@ def carry_over_personal_data(app: Any) -> dict[str, Any]:
     2. the log read once: each sealed ID number opened and entered in this service's blind
        index under the ref the events already use, and each name's mask (opened, or the mask
        the old event held) kept in ``person_display``;
-    3. ``personal_data_keys`` dropped.
+    3. ``personal_data_keys`` dropped. Stop the processes of the release before first: a key
+       one of them writes to the old table after step 1 would be dropped with it.
 
     The refs recorded before stay in the log (it is never rewritten): they were a keyed hash
     of the number under the secret the services used to share (``TUOYU_PERSONAL_DATA_KEY``),

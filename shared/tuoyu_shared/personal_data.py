@@ -43,14 +43,15 @@ import hmac
 import os
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from tuoyu_shared.errors import Erased
+from tuoyu_shared.errors import Erased, Unavailable
 
 # The tables person_keys and person_index come from the kit's migrations (kit_0003).
 
@@ -72,9 +73,9 @@ class PersonalDataErased(Erased, PermissionError):
     PermissionError, as it was before it had a type of its own."""
 
 
-class KeyUnavailable(RuntimeError):
+class KeyUnavailable(Unavailable, RuntimeError):
     """A data key is wrapped by a KEK that is not configured any more (rotate before you
-    remove a KEK from ``TUOYU_<SERVICE>_KEKS``)."""
+    remove a KEK from ``TUOYU_<SERVICE>_KEKS``): 503, for ops to mend."""
 
 
 def new_person_ref() -> str:
@@ -365,6 +366,18 @@ class PersonalDataVault:
             "SELECT wrapped_key IS NULL FROM person_keys WHERE person_ref = %s",
             (person_ref,)).fetchone()
         return bool(row and row[0])
+
+    # ---- one person at a time -------------------------------------------------------------
+    @contextmanager
+    def person_lock(self, person_ref: str) -> Iterator[None]:
+        """Hold the person's lock (a PostgreSQL advisory lock of this service's database,
+        on a connection of its own) across several steps that must not interleave with
+        another process's: an erasure's retention check and the erasure, against a ban;
+        two identifications of one record. Released when the block ends."""
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 7321))",
+                         ("person:" + person_ref,))
+            yield  # the lock goes with the connection, however the block ends
 
     # ---- erasure ---------------------------------------------------------------------------
     def erase(self, person_ref: str) -> bool:

@@ -39,6 +39,7 @@ from tuoyu_registration.samples import sample_credit_code, sample_resident_id
 from tuoyu_shared.catalogue import SchemaViolation, validate_envelope
 from tuoyu_shared.context import command_context
 from tuoyu_shared.envelope import Envelope
+from tuoyu_shared.personal_data import PersonalDataErased
 from tuoyu_shared.public_security import HttpPublicSecurityInquiry
 from tuoyu_shared.simulators.public_security import start_simulator
 from tuoyu_shared.testing import wait_for
@@ -1537,3 +1538,43 @@ def test_messages_delivered_together_out_of_order_twice_and_after_a_gap_apply_on
     assert score(app, institution_id)[0] == 88
     consumer.handle_many(delivered(2, 6))  # redelivered: nothing
     assert score(app, institution_id)[0] == 88
+
+
+def test_a_ban_and_an_erasure_at_once_never_leave_a_banned_person_unfindable(app):
+    """The erasure decides under the person's lock, which a ban takes too: a ban imposed
+    while the erasure holds it waits, then finds the person erased and is refused (with
+    what to do instead); a ban on an erased ref alone would bar nobody hired again."""
+    import threading
+
+    ref = app.register_practitioner({"name": NAME, "id_number": ID_2})["person_ref"]
+    other = CreditApplication(app.settings, clock=app.clock)  # another process, in effect
+    entered, results = threading.Event(), {}
+    retention_of = app.retention_of
+
+    def slow_retention(person_ref, kind):
+        entered.set()
+        time.sleep(0.5)  # the ban arrives while the erasure is deciding
+        return retention_of(person_ref, kind)
+
+    app.retention_of = slow_retention
+
+    def erase():
+        results["erasure"] = app.erase_person({"id_number": ID_2, **ERASURE})
+
+    eraser = threading.Thread(target=erase)
+    eraser.start()
+    assert entered.wait(5)
+    try:
+        with pytest.raises(PersonalDataErased, match="register the person again by ID number"):
+            other.impose_ban(ref, {"source": "court_ruling", "legal_basis": "刑法 第三十七条之一",
+                                   "evidence": ["(2025)沪0104刑初1号"], "officer": "officer-1",
+                                   "term": "lifetime"})
+    finally:
+        eraser.join(10)
+        other.close()
+    assert results["erasure"]["erased"] == [{"kind": "practitioner", "person_ref": ref}]
+    assert app._practitioner(ref).bans == {}  # no ban on a ref nobody can be found by
+    # The way on: the person registered again (a new ref), the ban imposed on it.
+    again = app.register_practitioner({"name": NAME, "id_number": ID_2})["person_ref"]
+    ban(app, again)
+    assert app.check_practitioner({"id_number": ID_2, "purpose": "入职审查"})["barred"]

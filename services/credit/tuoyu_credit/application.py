@@ -238,7 +238,8 @@ class CreditApplication(PeopleCommands, ServiceApplication):
         command = parse(commands.RegisterPractitioner, data)
         name, id_number = command.name, command.id_number
         if command.person_ref is not None:
-            return self._identify(command.person_ref, name, id_number)
+            with self.vault.person_lock(command.person_ref):  # one identification at a time
+                return self._identify(command.person_ref, name, id_number)
         ref = self.vault.enrol(PRACTITIONER, id_number)
         existing = self._practitioner(ref)
         if existing is not None and existing.identity_sealed:
@@ -297,7 +298,17 @@ class CreditApplication(PeopleCommands, ServiceApplication):
             return [check_id for check_id in person.pending_checks()
                     if person.bar_by_ban(check_id, AUTOMATIC_OFFICER, today)]
 
-        for _ in self._update_practitioner(clean["person_ref"], impose):
+        ref = clean["person_ref"]
+        # Under the person's lock, against an erasure deciding meanwhile that nothing keeps
+        # them; a person erased already can no longer be found by ID number, so a ban on that
+        # ref alone would bar nobody who is hired again: refused, with what to do instead.
+        with self.vault.person_lock(ref):
+            if self.vault.is_erased(ref):
+                raise PersonalDataErased(
+                    f"personal data of {ref} was erased: register the person again by ID "
+                    "number (POST /api/practitioners) and impose the ban on the ref it gives")
+            barred = self._update_practitioner(ref, impose)
+        for _ in barred:
             inquiries.CHECKS_COMPLETED.labels("credit", CheckOutcome.BARRED.value,
                                               AnsweredBy.BAN_LIST.value).inc()
         return ban_ref

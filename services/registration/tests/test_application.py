@@ -251,3 +251,25 @@ def test_the_scheme_before_is_carried_over_keys_wrapped_people_indexed(app):
     assert app.erase_person({"id_number": id_number, "reason": "本人申请",
                              "legal_basis": "第47条"})["erased"][0]["person_ref"] == old_ref
     assert app.vault.open(person["name"]) is None
+
+
+def test_an_erasure_that_failed_half_way_is_finished_by_calling_again(app, monkeypatch):
+    data = sample_registration(8)
+    id_number = data["person_in_charge"]["id_number"]
+    app.register_institution(data)
+    ref = app.vault.find("person_in_charge", id_number)
+    erasure = {"id_number": id_number, "reason": "申请 2025-001", "legal_basis": "第47条"}
+    calls = []
+
+    def failing_once(person_ref, kind):
+        calls.append(person_ref)
+        if len(calls) == 1:
+            raise psycopg.OperationalError("the connection dropped")
+
+    monkeypatch.setattr(app, "on_person_erased", failing_once)
+    with pytest.raises(psycopg.OperationalError):
+        app.erase_person(erasure)
+    assert app.vault.find("person_in_charge", id_number) == ref  # still found: not done
+    assert app.erase_person(erasure) == {"erased": [], "retained": []}  # recorded before
+    assert calls == [ref, ref] and app.vault.find("person_in_charge", id_number) is None
+    assert app.vault.is_erased(ref)

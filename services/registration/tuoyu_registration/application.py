@@ -173,7 +173,8 @@ class RegistrationApplication(PeopleCommands, ServiceApplication):
             if self.practitioners is None:
                 raise Unavailable("the practitioner register (credit) is not configured")
             ref = self.practitioners.register(name, id_number)
-            ref = self.vault.enrol("practitioner", id_number, ref)
+            if not self.vault.is_erased(ref):  # erased here, kept by the register: not
+                ref = self.vault.enrol("practitioner", id_number, ref)  # found here again
         return ref
 
     # ---- loading and saving ----------------------------------------------------------------
