@@ -386,3 +386,26 @@ def test_a_missing_kek_is_a_503_for_ops_not_a_bug():
     from tuoyu_shared.errors import Unavailable
 
     assert issubclass(KeyUnavailable, Unavailable) and KeyUnavailable.http_status == 503
+
+
+def test_a_mask_shown_while_an_erasure_commits_does_not_survive_it(vaults, database):
+    """set_display waits for an erasure in flight on the person's key row, then sees it."""
+    import threading
+
+    vault = vaults()
+    ref = vault.enrol("practitioner", ID_NUMBER)
+    vault.seal_person(ref, {"name": "张三丰"}, display={"name": "张**"})
+    done = threading.Event()
+    with psycopg.connect(database) as eraser:  # an erasure, its key row updated, not committed
+        eraser.execute("UPDATE person_keys SET wrapped_key = NULL, kek_id = NULL, "
+                       "erased_at = now() WHERE person_ref = %s", (ref,))
+        other = vaults()
+        shower = threading.Thread(target=lambda: (other.set_display({ref: {"name": "张**"}}),
+                                                  done.set()))
+        shower.start()
+        assert not done.wait(0.5)  # waits for the erasure
+        eraser.execute("DELETE FROM person_display WHERE person_ref = %s", (ref,))
+        eraser.commit()
+    shower.join(5)
+    assert done.is_set()
+    assert vault.display([ref]) == {ref: ERASED_MASK}

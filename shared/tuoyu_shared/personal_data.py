@@ -325,8 +325,13 @@ class PersonalDataVault:
         self._connection().execute(
             "INSERT INTO person_display (person_ref, field, shown) "
             "SELECT r, f, m FROM unnest(%s::text[], %s::text[], %s::text[]) AS t(r, f, m) "
-            "WHERE NOT EXISTS (SELECT 1 FROM person_keys k WHERE k.person_ref = t.r "
-            "AND k.wrapped_key IS NULL) "  # never again for an erased person
+            # Never for an erased person. The live key's row is locked (FOR SHARE): an
+            # erasure under way is waited for and then seen, and an erasure that comes after
+            # waits for this insert, then deletes it (erase updates the key row first). A
+            # person without any key row (the carry-over of events of before) is shown too.
+            "WHERE EXISTS (SELECT 1 FROM person_keys k WHERE k.person_ref = t.r "
+            "AND k.wrapped_key IS NOT NULL FOR SHARE) "
+            "OR NOT EXISTS (SELECT 1 FROM person_keys k WHERE k.person_ref = t.r) "
             "ON CONFLICT (person_ref, field) DO UPDATE SET shown = EXCLUDED.shown",
             ([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]))
 
@@ -386,10 +391,8 @@ class PersonalDataVault:
         was there to erase."""
         conn = self._connection()
         with conn.transaction():
-            index = conn.execute("DELETE FROM person_index WHERE person_ref = %s",
-                                 (person_ref,)).rowcount
-            index += conn.execute("DELETE FROM person_display WHERE person_ref = %s",
-                                  (person_ref,)).rowcount
+            # the key first: a concurrent set_display holding the key row waits here, and
+            # its mask is deleted below (see set_display)
             key = conn.execute(
                 "INSERT INTO person_keys (person_ref, wrapped_key, kek_id, erased_at) "
                 "VALUES (%s, NULL, NULL, now()) ON CONFLICT (person_ref) DO UPDATE SET "
@@ -397,6 +400,10 @@ class PersonalDataVault:
                 "erased_at = coalesce(person_keys.erased_at, now()) "
                 "WHERE person_keys.wrapped_key IS NOT NULL RETURNING (xmax = 0)",
                 (person_ref,)).fetchone()
+            index = conn.execute("DELETE FROM person_index WHERE person_ref = %s",
+                                 (person_ref,)).rowcount
+            index += conn.execute("DELETE FROM person_display WHERE person_ref = %s",
+                                  (person_ref,)).rowcount
         self._remember(person_ref, None)
         return bool(index) or (key is not None and not key[0])
 
