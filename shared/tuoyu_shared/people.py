@@ -112,16 +112,18 @@ class ExportPerson(Command):
 COMMANDS = {"erase_person": ErasePerson, "export_person": ExportPerson}
 
 
-def _sealed_values(value: Any, refs: set[str], path: str = "") -> Iterator[tuple[str, dict]]:
+def _sealed_values(value: Any, path: str = "") -> Iterator[tuple[str, dict]]:
+    """Every sealed value in an event's state, with its path (``person_in_charge.name``,
+    ``items[0].name``)."""
     if isinstance(value, dict):
-        if "sealed" in value and value.get("ref") in refs:
+        if "sealed" in value and isinstance(value.get("ref"), str):
             yield path, value
             return
         for k, v in value.items():
-            yield from _sealed_values(v, refs, f"{path}.{k}" if path else str(k))
+            yield from _sealed_values(v, f"{path}.{k}" if path else str(k))
     elif isinstance(value, (list, tuple)):
         for n, v in enumerate(value):
-            yield from _sealed_values(v, refs, f"{path}[{n}]")
+            yield from _sealed_values(v, f"{path}[{n}]")
 
 
 class PeopleCommands:
@@ -228,7 +230,8 @@ class PeopleCommands:
                 originator_id=row["originator_id"], originator_version=row[
                     "originator_version"], topic=row["topic"], state=bytes(row["state"])))
             opened = {path: self.vault.open(sealed)
-                      for path, sealed in _sealed_values(vars(domain_event), refs)}
+                      for path, sealed in _sealed_values(vars(domain_event))
+                      if sealed["ref"] in refs}
             values = {path: v for path, v in opened.items() if v is not None}  # erased: none
             if not values and type(domain_event) is not PersonalData.Erased:
                 continue
@@ -314,7 +317,7 @@ def _carry_over(app: Any) -> dict[str, Any]:
                 originator_id=row["originator_id"],
                 originator_version=row["originator_version"], topic=row["topic"],
                 state=bytes(row["state"])))
-            for path, sealed in _all_sealed(vars(domain_event)):
+            for path, sealed in _sealed_values(vars(domain_event)):
                 field = path.rsplit(".", 1)[-1]
                 if field == "id_number":
                     kind = _kind_of(path, row["topic"])
@@ -332,18 +335,6 @@ def _carry_over(app: Any) -> dict[str, Any]:
         conn.execute("DROP TABLE IF EXISTS personal_data_keys")
     return {"keys": keys, "erased": len(wrapped) - keys, "indexed": len(indexed),
             "shown": len(shown)}
-
-
-def _all_sealed(value: Any, path: str = "") -> Iterator[tuple[str, dict]]:
-    if isinstance(value, dict):
-        if "sealed" in value and isinstance(value.get("ref"), str):
-            yield path, value
-            return
-        for k, v in value.items():
-            yield from _all_sealed(v, f"{path}.{k}" if path else str(k))
-    elif isinstance(value, (list, tuple)):
-        for v in value:
-            yield from _all_sealed(v, path)
 
 
 def carry_over_step() -> Any:
