@@ -145,6 +145,16 @@ class ServiceProcessRecorder(PostgresProcessRecorder):
         return notification_ids
 
 
+def project_events(aggregate: Any, domain_events: Any) -> Any:
+    """The library's ``project_aggregate`` without its ``isinstance`` check of each event
+    against a runtime-checkable Protocol (an ``assert``, which ``typing`` answers by walking the
+    protocol's attributes: 40% of the time of loading a 60-event aggregate, measured). Every
+    event of the store is an event class of the library's, which mutates."""
+    for domain_event in domain_events:
+        aggregate = domain_event.mutate(aggregate)
+    return aggregate
+
+
 class BatchRepository(Repository):
     """The library's repository, with an identity map while a batch is open
     (:meth:`ServiceApplication.batch`): within it, getting an aggregate (latest version) a
@@ -161,6 +171,7 @@ class BatchRepository(Repository):
         return repository  # type: ignore[return-value]
 
     def get(self, aggregate_id: Any, *, version: int | None = None, **kwargs: Any) -> Any:
+        kwargs.setdefault("projector_func", project_events)
         seen = getattr(self._batch, "seen", None)
         if seen is None or version is not None:
             return super().get(aggregate_id, version=version, **kwargs)
@@ -329,6 +340,23 @@ class ServiceApplication(Application[UUID]):
         ``load`` and the command again on fresh state; those that did not change are only
         read (their versions are not checked)."""
         return _run_and_save(self.save, load, command, retries)
+
+    def update_creating(self, aggregate_id: UUID,
+                        command: Callable[[Any], tuple[T, Sequence[Any]]],
+                        retries: int = 30) -> T:
+        """:meth:`update` of a command that also creates aggregates: ``command(aggregate)``
+        returns its result and the new aggregates, which are saved with the aggregate in one
+        transaction (a plan's draw and the visits it schedules). A conflict runs the command
+        again on fresh state (new aggregates with derived ids then collide, never doubled)."""
+        created: list[Any] = []
+
+        def run(aggregate: Any) -> T:
+            result, new = command(aggregate)
+            created[:] = new
+            return result
+
+        return _run_and_save(lambda *loaded: self.save(*loaded, *created),
+                             lambda: (self.repository.get(aggregate_id),), run, retries)
 
     # Reacting to other services, effectively once.
     def tracking_position(self, tracking_name: str) -> int:

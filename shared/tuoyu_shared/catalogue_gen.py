@@ -46,7 +46,7 @@ def _type_schema(tp: Any) -> dict[str, Any]:
         inner = _type_schema(options[0]) if len(options) == 1 else {
             "anyOf": [_type_schema(a) for a in options]}
         return {"anyOf": [inner, {"type": "null"}]}
-    if origin in (list, tuple, set, frozenset):
+    if origin in (list, tuple, set, frozenset) or tp in (list, tuple):
         args = typing.get_args(tp)
         return {"type": "array", **({"items": _type_schema(args[0])} if args else {})}
     if origin is dict or tp is dict:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Annotated, Any, ClassVar, TypeVar
+from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError, WithJsonSchema
 from pydantic_core import PydanticCustomError
@@ -53,6 +54,7 @@ __all__ = [
     "Command",
     "CreditCode",
     "Date",
+    "InstitutionId",
     "Int",
     "Items",
     "MoneyFen",
@@ -420,3 +422,22 @@ def PersonRef(*, optional: bool = False) -> Any:
     return field_type(check_person_ref, {"type": "string", "pattern": "^[0-9a-f]{32}$",
                                          "description": "person ref (random pseudonym)"},
                       optional)
+
+
+def check_institution_id(value: Any) -> str:
+    """An institution id (a UUID), in its canonical form."""
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, str) and len(value) <= 100:
+        try:
+            return str(UUID(value))
+        except ValueError:
+            pass
+    shown = repr(value)[:60] if isinstance(value, str) else type(value).__name__
+    raise FieldError("", f"must be an institution id (a UUID), got {shown}", "invalid_format")
+
+
+def InstitutionId(*, optional: bool = False) -> Any:
+    """An institution id (:func:`check_institution_id`); a blank one is refused, not absent."""
+    return field_type(check_institution_id, {"type": "string", "format": "uuid"}, optional,
+                      blank_is_absent=False)

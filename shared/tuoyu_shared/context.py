@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 import structlog
 
@@ -66,3 +67,24 @@ def command_context(
             yield ctx
         finally:
             _current.reset(token)
+
+
+#: Who called, as their verified token says (:class:`tuoyu_shared.auth.Principal`), while a
+#: call made with a token runs; None for calls from inside the system (timers, consumers,
+#: tools). Not recorded in events (the context's actor and department are): for checks an
+#: application makes beyond the gateway's, such as the caller's district.
+_principal: contextvars.ContextVar[Any] = contextvars.ContextVar("tuoyu_principal",
+                                                                  default=None)
+
+
+def current_principal() -> Any:
+    return _principal.get()
+
+
+@contextmanager
+def acting_as(principal: Any) -> Iterator[Any]:
+    token = _principal.set(principal)
+    try:
+        yield principal
+    finally:
+        _principal.reset(token)

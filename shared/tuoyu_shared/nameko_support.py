@@ -107,6 +107,10 @@ class CommandContextProvider(DependencyProvider):
             actor=principal.subject if principal else data.get("actor"),
             department=principal.department if principal else data.get("department"),
             correlation_id=data.get("correlation_id"), causation_id=data.get("causation_id")))
+        if principal is not None:
+            from tuoyu_shared.context import acting_as
+
+            stack.enter_context(acting_as(principal))
         self._stacks[worker_ctx] = stack
         self._principals[worker_ctx] = principal
 

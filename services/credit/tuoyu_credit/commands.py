@@ -18,7 +18,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from typing import Annotated, Any
-from uuid import UUID
 
 from pydantic import BeforeValidator, Field
 from pydantic_core import PydanticCustomError
@@ -38,11 +37,13 @@ from tuoyu_shared.commands import (
     Command,
     Date,
     FreeText,
+    InstitutionId,
     Int,
     PersonRef,
     ResidentId,
     Text,
     catalogue_of,
+    check_institution_id,
     check_person_ref,
     field_type,
 )
@@ -71,25 +72,6 @@ def _reference_list(value: Any) -> Any:
 #: (``evidence[0]``).
 References = Annotated[list[FreeText(500)], BeforeValidator(_reference_list),
                        Field(min_length=1, max_length=MAX_REFERENCES)]
-
-
-def check_institution_id(value: Any) -> str:
-    """An institution id (a UUID), in its canonical form."""
-    if isinstance(value, UUID):
-        return str(value)
-    if isinstance(value, str) and len(value) <= 100:
-        try:
-            return str(UUID(value))
-        except ValueError:
-            pass
-    shown = repr(value)[:60] if isinstance(value, str) else type(value).__name__
-    raise FieldError("", f"must be an institution id (a UUID), got {shown}", "invalid_format")
-
-
-def InstitutionId(*, optional: bool = False) -> Any:
-    """An institution id (:func:`check_institution_id`); a blank one is refused, not absent."""
-    return field_type(check_institution_id, {"type": "string", "format": "uuid"}, optional,
-                      blank_is_absent=False)
 
 
 def check_list_name(value: Any) -> str:
