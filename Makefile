@@ -32,6 +32,7 @@ bench: setup
 	$(PY) bench/run.py
 	$(PY) bench/credit.py
 	$(PY) bench/paths.py
+	$(PY) bench/inspection.py
 
 clean: stop
 	rm -rf .local bench-results

@@ -10,8 +10,8 @@ are forbidden to that role), and none (only the public register answers); in its
 cases schemathesis also drops or garbles the token itself. Path parameters are, about half of
 the time, those of an institution and a practitioner the test made, so commands reach the
 service and not only the gateway's checks. Around each request the event log heads of
-registration and credit (their own ``GET /health``) are read: a 4xx must leave both where they
-were, and be a problem (RFC 9457).
+registration, credit and inspection (their own ``GET /health``) are read: a 4xx must leave
+them where they were, and be a problem (RFC 9457).
 
 ``TUOYU_SCHEMATHESIS_EXAMPLES`` sets the examples per operation (default 8; derandomized, so
 a run is repeatable).
@@ -40,7 +40,7 @@ from tuoyu_shared.testing import bearer, group_environment
 PORT_OFFSET = 600
 VHOST = "tuoyu-schemathesis"
 EXAMPLES = int(os.environ.get("TUOYU_SCHEMATHESIS_EXAMPLES", "8"))
-EVENT_SOURCED = ("registration", "credit")
+EVENT_SOURCED = ("registration", "credit", "inspection")
 NUMBERS = itertools.count(700)  # sample institutions and practitioners of this module
 PROBLEM = "application/problem+json"
 UNPARSABLE = b"Invalid HTTP request received."
@@ -103,12 +103,14 @@ def made(group):
 def test_the_schema_names_every_route(gateway_schema):
     from tuoyu_credit.routes import ROUTES as CREDIT
     from tuoyu_dashboard.routes import ROUTES as DASHBOARD
+    from tuoyu_inspection.routes import ROUTES as INSPECTION
     from tuoyu_registration.routes import ROUTES as REGISTRATION
 
     operations = {(op.method.upper(), op.path) for op in
                   (result.ok() for result in gateway_schema.get_all_operations())}
     people = {("POST", "/api/people/erasures"), ("POST", "/api/people/exports")}  # the kit's
-    assert operations == {(r.method, r.path) for r in (*REGISTRATION, *CREDIT, *DASHBOARD)} | \
+    assert operations == {(r.method, r.path) for r in (*REGISTRATION, *CREDIT, *DASHBOARD,
+                                                      *INSPECTION)} | \
         people
 
 

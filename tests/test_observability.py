@@ -24,7 +24,9 @@ EVENT_SOURCED = ("registration", "credit")
 PARTS = {"registration": {"relay", "views", "credit"},
          "dashboard": {"dashboard"},
          "credit": {"relay", "views", "registration", "inspection", "subsidy", "timers",
-                    "inquiries"}}
+                    "inquiries"},
+         "inspection": {"relay", "views", "inspection-directory", "inspection-grades",
+                        "timers"}}
 
 
 #: Through the gateway, as a city-wide health officer unless a test says otherwise.

@@ -393,8 +393,80 @@ def registration_from_credit_case(registration, credit, settings_factory) -> Cas
     return Case(consumer, log, b, fix, applied, redriven)
 
 
+def inspection_directory_case(registration, credit, settings_factory) -> Case:
+    """Inspection's directory of institutions (the frame its plans draw from)."""
+    from tuoyu_inspection.projections import DIRECTORY_VIEW
+
+    a, b, c = registration_log_with_nul(registration)
+    settings = settings_factory("inspection", consumer_max_attempts=MAX_ATTEMPTS)
+    consumer = DIRECTORY_VIEW.consumer(settings, ApplicationLog(registration))
+
+    def rows() -> dict[str, tuple]:
+        with psycopg.connect(settings.database_url) as conn:
+            return {r[0]: r[1:] for r in conn.execute(
+                "SELECT institution_id::text, street, status FROM institution_directory")}
+
+    def applied() -> None:
+        assert set(rows()) == {a, c}
+
+    def redriven() -> None:
+        assert rows()[b] == ("天平路街道", "filing_submitted")
+
+    return Case(consumer, ApplicationLog(registration), b, strip_nul_fix, applied, redriven)
+
+
+def inspection_views_case(registration, credit, settings_factory) -> Case:
+    """Inspection's own views: a visit whose institution's name has a NUL (written straight
+    through the domain), then its cancellation."""
+    from tuoyu_inspection import bootstrap
+    from tuoyu_inspection.domain import SupervisionVisit
+    from tuoyu_shared.context import command_context
+
+    app = bootstrap.application(settings_factory("inspection",
+                                                 consumer_max_attempts=MAX_ATTEMPTS))
+    checklist = app._checklist("joint-supervision", None)
+
+    def visit(name: str) -> SupervisionVisit:
+        v = SupervisionVisit(
+            institution_id=str(uuid.uuid4()), institution_name=name, district="徐汇区",
+            kind="targeted", trigger="complaint", reference="投诉", plan_id=None, period=None,
+            departments=["health"], inspectors={"health": ["h1"]}, checklist=checklist,
+            scheduled_on=datetime_date(), draw_seed=None)
+        app.save(v)
+        return v
+
+    with command_context(actor="h1", department="health"):
+        b = visit(f"阳光{NUL}托育园")
+        a = visit("星星托育园")
+        b.cancel("机构已停业", "h1", datetime_date())
+        app.save(b)
+        c = visit("月亮托育园")
+    consumer = app.views_projector()
+
+    def rows() -> dict[str, tuple]:
+        with psycopg.connect(app.settings.database_url) as conn:
+            return {r[0]: r[1:] for r in conn.execute(
+                "SELECT visit_id::text, institution_name, status FROM inspection_visits")}
+
+    def applied() -> None:
+        assert set(rows()) == {str(a.id), str(c.id)}
+
+    def redriven() -> None:
+        assert rows()[str(b.id)] == ("阳光托育园", "cancelled")
+
+    return Case(consumer, ApplicationLog(app), str(b.id), strip_nul_fix, applied, redriven)
+
+
+def datetime_date():
+    import datetime
+
+    return datetime.date(2026, 3, 2)
+
+
 CASES = {
     "registration views <- registration": registration_views_case,
+    "inspection directory <- registration": inspection_directory_case,
+    "inspection views <- inspection": inspection_views_case,
     "dashboard <- registration": dashboard_case,
     "credit <- registration": credit_from_registration_case,
     "credit <- inspection": credit_from_inspection_case,

@@ -82,9 +82,10 @@ def servers() -> tuple[LocalPostgres, LocalRabbitMQ]:
     return LocalPostgres(RUN_DIR, PG_PORT), LocalRabbitMQ(RUN_DIR, AMQP_PORT, "tuoyu-run")
 
 
-def load_demo(gateway: str, token: str) -> None:
+def load_demo(gateway: str, token: str) -> str | None:
     """Two institutions: one through filing, affordable designation and an enrolment
-    report; one registered and awaiting its filing. Re-running finds them there already."""
+    report; one registered and awaiting its filing. Re-running finds them there already.
+    Returns the filed one's id (None on a re-run)."""
     registration = gateway
     officer = {"Authorization": f"Bearer {token}"}
     code = "91310104MA1FL8XK0"
@@ -103,7 +104,7 @@ def load_demo(gateway: str, token: str) -> None:
     status, reply = http_json("POST", f"{registration}/api/institutions", first, officer)
     if status == 409:
         print("demo: data loaded by an earlier run (`make clean` starts afresh)")
-        return
+        return None
     print(f"demo: register {first['name']}: HTTP {status}")
     base = f"{registration}/api/institutions/{reply['institution_id']}"
     for command, body in (
@@ -123,6 +124,57 @@ def load_demo(gateway: str, token: str) -> None:
     second = sample_registration(2, name="天平社区托育点", kind="community_childcare_point")
     status, _ = http_json("POST", f"{registration}/api/institutions", second, officer)
     print(f"demo: register {second['name']}: HTTP {status}")
+    return base.rsplit("/", 1)[1]
+
+
+#: The demo's inspectors: the 徐汇区 officers of the three departments (DEMO_TOKENS).
+INSPECTORS = {"health": DEMO_TOKENS[0], "market_regulation": DEMO_TOKENS[2],
+              "fire_rescue": DEMO_TOKENS[3]}
+
+
+def load_inspection_demo(gateway: str, tokens: dict, institution_id: str) -> None:
+    """Joint supervision: the three departments' inspectors on their rosters, this year's
+    joint random-inspection plan of 徐汇区 drawn (its visit of the filed institution
+    scheduled), and health's part of the checklist recorded; market regulation and fire
+    rescue are left for whoever tries the demo."""
+    def auth(department: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {tokens[INSPECTORS[department]]}"}
+
+    deadline = time.monotonic() + 30  # registration's events reach inspection's directory
+    while time.monotonic() < deadline:
+        _, listing = http_json("GET", f"{gateway}/api/inspection/institutions", None,
+                               auth("health"))
+        if any(r["institution_id"] == institution_id and r["status"] == "filed"
+               for r in listing.get("institutions", [])):
+            break
+        time.sleep(0.3)
+    for department, (_, _, subject) in INSPECTORS.items():
+        http_json("POST", f"{gateway}/api/inspection/inspectors",
+                  {"department": department, "inspector": subject}, auth(department))
+    year = datetime.now(ZoneInfo("Asia/Shanghai")).strftime("%Y")
+    status, plan = http_json("POST", f"{gateway}/api/inspection/plans", {
+        "title": f"徐汇区{year}年托育机构联合双随机抽查", "period": year, "district": "徐汇区",
+        "departments": list(INSPECTORS), "target_count": 1, "inspectors_per_department": 1},
+        auth("health"))
+    print(f"demo: inspection plan: HTTP {status}")
+    if status != 201:
+        return
+    http_json("POST", f"{gateway}/api/inspection/plans/{plan['plan_id']}/seed", {},
+              auth("health"))
+    status, drawn = http_json("POST", f"{gateway}/api/inspection/plans/{plan['plan_id']}/draw",
+                              {}, auth("health"))
+    print(f"demo: draw: HTTP {status}")
+    if status != 200 or not drawn.get("targets"):
+        return
+    target = drawn["targets"][0]
+    visit = f"{gateway}/api/institutions/{target['institution_id']}/visits/{target['visit_id']}"
+    _, detail = http_json("GET", visit, None, auth("health"))
+    codes = [i["code"] for i in detail.get("items", []) if i["department"] == "health"]
+    results = [{"item": code, "result": "met"} for code in codes]
+    if results:
+        results[0] = {**results[0], "result": "partly_met", "note": "晨检记录有两日缺签"}
+    status, _ = http_json("POST", f"{visit}/results", {"results": results}, auth("health"))
+    print(f"demo: health's checklist items: HTTP {status}")
 
 
 def this_month() -> str:
@@ -227,7 +279,9 @@ def start() -> None:
         group.supervise_in_background()
         gateway = group.url("gateway")
         officer = tokens[DEMO_TOKENS[0]]
-        load_demo(gateway, officer)
+        filed = load_demo(gateway, officer)
+        if filed is not None:
+            load_inspection_demo(gateway, tokens, filed)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             _, listing = http_json("GET", f"{gateway}/api/dashboard/institutions", None,
@@ -246,6 +300,9 @@ Tuoyu is running. Everything goes through the gateway, with a token:
   Officer views:          {gateway}/api/officer/filings-awaiting  …/staff-cases
   Credit report:          {gateway}/api/institutions/<id>/credit
   Dashboard read model:   {gateway}/api/dashboard/institutions
+  Joint supervision:      {gateway}/api/inspection/plans  …/visits  …/rectifications
+                          {gateway}/api/institutions/<id>/visits/<visit id>
+  Inspection results:     {gateway}/api/public/inspection-results   (公示, no token needed)
   Events (subscribers):   {gateway}/api/events/registration
   Health:                 {"  ".join(group.url(s.name) + "/health" for s in SERVICES)}
   Workers' health:        {"  ".join(group.worker_url(s.name) + "/health" for s in BACKENDS)}

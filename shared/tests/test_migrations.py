@@ -19,7 +19,9 @@ from tuoyu_shared.config import settings_for
 from tuoyu_shared.migrate import migrate, pending
 
 FIXTURES = Path(__file__).parent / "fixtures"
-SERVICES = ("registration", "credit", "dashboard")
+SERVICES = ("registration", "credit", "dashboard", "inspection")
+#: The services of the previous release (whose schema dumps are in the fixtures).
+RELEASED = ("registration", "credit", "dashboard")
 PREVIOUS_RELEASE = "1373ad8"
 
 
@@ -64,6 +66,9 @@ def works_on(service: str, database_url: str) -> None:
                 from tuoyu_registration.samples import sample_registration
 
                 app.register_institution(sample_registration(1))
+            elif service == "inspection":
+                app.publish_default_checklists()
+                app.enrol_inspector({"department": "health", "inspector": "h1"})
             else:
                 from tuoyu_registration.samples import sample_resident_id
 
@@ -95,7 +100,7 @@ def test_a_service_refuses_to_start_on_a_database_not_migrated(fresh_database):
         RegistrationApplication(replace(settings_for("registration"), database_url=url))
 
 
-@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize("service", RELEASED)
 def test_migrate_upgrades_a_database_of_the_previous_release(service, fresh_database):
     psql = shutil.which("psql") or "/usr/lib/postgresql/15/bin/psql"
     if not os.path.exists(psql):

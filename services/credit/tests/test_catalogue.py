@@ -140,9 +140,12 @@ def test_every_upstream_event_the_service_consumes_is_documented():
         assert set(schema["required"]) == set(schema["properties"])
         assert "Published by the" in schema["description"]  # when it is published
     assert set(VALID) == {*INSPECTION_EVENTS, *SUBSIDY_EVENTS}
-    assert {p.name for p in (CATALOGUE_DIR / "inspection").glob("*.json")} | {
-        p.name for p in (CATALOGUE_DIR / "subsidy").glob("*.json")} == {
-        f"{t}.v1.json" for t in VALID}
+    # inspection's catalogue is its whole contract now (its own tests check it against the
+    # contract); the subsidy service is not built yet: its files are exactly what credit reads
+    assert {f"{t}.v1.json" for t in INSPECTION_EVENTS} <= {
+        p.name for p in (CATALOGUE_DIR / "inspection").glob("*.json")}
+    assert {p.name for p in (CATALOGUE_DIR / "subsidy").glob("*.json")} == {
+        f"{t}.v1.json" for t in SUBSIDY_EVENTS}
 
 
 @pytest.mark.parametrize("event_type", sorted(VALID))

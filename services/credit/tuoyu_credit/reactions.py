@@ -8,12 +8,12 @@
   The hire events name their institution in the payload since schema version 2 (their
   aggregate is then the institution's roster); version 1 has it as the aggregate
   (:func:`tuoyu_shared.envelope.institution_id_of` reads either).
-- inspection (``inspection.events``) and subsidy (``subsidy.events``), services not built yet:
-  the events they are to publish are documented in the catalogue
-  (``shared/tuoyu_shared/catalogue/inspection/`` and ``.../subsidy/``); each moves the score
-  of the institution once, with the envelope's ``event_id`` as the cause. Their envelopes are
-  checked against those schemas before they are applied: a message that does not match is
-  retried and then parked, never half-applied.
+- inspection (``inspection.events``: findings, overdue rectifications, refusals, clean
+  periods) and subsidy (``subsidy.events``, a service not built yet, whose events are
+  documented in ``shared/tuoyu_shared/catalogue/subsidy/``): each moves the score of the
+  institution once, with the envelope's ``event_id`` as the cause. Their envelopes are
+  checked against the catalogue's schemas before they are applied (inspection's relay checks
+  them too): a message that does not match is retried and then parked, never half-applied.
 
 Each upstream has its own :class:`TrackedConsumer` (its own queue, position and log reader for
 gap filling over RPC); all three record their effects with their position in one transaction
@@ -142,7 +142,8 @@ CHECKED_SOURCES = frozenset({"inspection", "subsidy"})
 
 
 class NotYetDeployedLog(RpcLog):
-    """The log of a service that may not run yet (inspection, subsidy).
+    """The log of a service that may not run yet (subsidy; inspection where it is not
+    deployed).
 
     While no such service takes RPC calls, its log head counts as 0, so the consumer's idle
     catch-up stays quiet instead of warning every few seconds. Reading a range still fails

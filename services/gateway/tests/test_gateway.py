@@ -111,6 +111,17 @@ ERASURE = ("POST", "/api/people/erasures",
 AUDIT = ("GET", "/api/audit/registration/calls", None)
 EXPORT = ("POST", "/api/people/exports",
           {"id_number": sample_resident_id(8), "purpose": "本人查阅申请"})
+VISIT = f"/api/institutions/{INSTITUTION}/visits/5e0c8f0a-7d1b-4c2a-9e3f-6a7b8c9d0e1f"
+PLAN = ("POST", "/api/inspection/plans",
+        {"title": "2026年一季度联合抽查", "period": "2026-Q1", "departments": ["health"],
+         "district": XUHUI, "target_count": 3})
+FINDING = ("POST", f"{VISIT}/findings",
+           {"item": "safety.fire_drills", "severity": "major", "description": "未开展演练"})
+EVIDENCE = ("POST", f"{VISIT}/evidence",
+            {"filename": "a.jpg", "content_type": "image/jpeg", "content_base64": "AAAA",
+             "sha256": "a" * 64, "order_id": "5e0c8f0a-7d1b-4c2a-9e3f-6a7b8c9d0e1f"})
+RECTIFICATIONS = ("GET", "/api/inspection/rectifications", None)
+INSPECTING = ("health_officer", "market_officer", "fire_officer")
 
 MATRIX: list[tuple[tuple, set[tuple[str, str, str | None]]]] = [
     (REGISTER, {("health_officer", XUHUI, None), ("health_officer", CITY, None),
@@ -133,6 +144,15 @@ MATRIX: list[tuple[tuple, set[tuple[str, str, str | None]]]] = [
     (ERASURE, {("health_officer", CITY, None), ("credit_officer", CITY, None)}),
     (EXPORT, {("health_officer", CITY, None), ("credit_officer", CITY, None)}),
     (AUDIT, {("auditor", CITY, None)}),
+    # inspection: a plan of a district by its own (or city-wide) inspecting officers
+    (PLAN, {(role, district, None) for role in INSPECTING for district in (XUHUI, CITY)}),
+    (FINDING, {(role, district, None) for role in INSPECTING for district in (XUHUI, CITY)}),
+    # an institution answers its own rectification orders with evidence
+    (EVIDENCE, {(role, district, None) for role in INSPECTING for district in (XUHUI, CITY)}
+     | {("operator", XUHUI, INSTITUTION)}),
+    (RECTIFICATIONS, {(role, district, None) for role in (
+        "district_leader", "health_officer", "fire_officer", "market_officer",
+        "credit_officer", "auditor") for district in (XUHUI, HUANGPU, CITY)}),
     # each district's officers and leaders see their own district's rows
     (DASHBOARD, {(role, district, None) for role in (
         "district_leader", "health_officer", "fire_officer", "market_officer",

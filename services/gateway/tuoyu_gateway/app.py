@@ -56,7 +56,8 @@ from tuoyu_shared.validation import FieldError, ValidationFailed
 
 log = get_logger("tuoyu.gateway")
 
-DEFAULT_ROUTES = ("tuoyu_registration.routes", "tuoyu_credit.routes", "tuoyu_dashboard.routes")
+DEFAULT_ROUTES = ("tuoyu_registration.routes", "tuoyu_credit.routes", "tuoyu_dashboard.routes",
+                  "tuoyu_inspection.routes")
 PROBLEM = "application/problem+json"
 
 
@@ -419,8 +420,8 @@ def create_app(settings: GatewaySettings | None = None,
                     elif route.scope == SCOPE_BODY_DISTRICT and not principal.may_see_district(
                             body.get("district")):
                         raise Problem(403, "other_district",
-                                      f"a {principal.district} officer may not register an "
-                                      f"institution of {body.get('district')}")
+                                      f"a {principal.district} officer may not act for "
+                                      f"{body.get('district')}: {route.summary}")
                     elif route.scope == SCOPE_FILTER_DISTRICT and not principal.city_wide:
                         if query.get("district") not in (None, principal.district):
                             raise Problem(403, "other_district",
