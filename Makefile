@@ -33,6 +33,7 @@ bench: setup
 	$(PY) bench/credit.py
 	$(PY) bench/paths.py
 	$(PY) bench/inspection.py
+	$(PY) bench/subsidy.py
 
 clean: stop
 	rm -rf .local bench-results

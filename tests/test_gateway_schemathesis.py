@@ -10,7 +10,7 @@ are forbidden to that role), and none (only the public register answers); in its
 cases schemathesis also drops or garbles the token itself. Path parameters are, about half of
 the time, those of an institution and a practitioner the test made, so commands reach the
 service and not only the gateway's checks. Around each request the event log heads of
-registration, credit and inspection (their own ``GET /health``) are read: a 4xx must leave
+registration, credit, inspection and subsidy (their own ``GET /health``) are read: a 4xx must leave
 them where they were, and be a problem (RFC 9457).
 
 ``TUOYU_SCHEMATHESIS_EXAMPLES`` sets the examples per operation (default 8; derandomized, so
@@ -40,7 +40,7 @@ from tuoyu_shared.testing import bearer, group_environment
 PORT_OFFSET = 600
 VHOST = "tuoyu-schemathesis"
 EXAMPLES = int(os.environ.get("TUOYU_SCHEMATHESIS_EXAMPLES", "8"))
-EVENT_SOURCED = ("registration", "credit", "inspection")
+EVENT_SOURCED = ("registration", "credit", "inspection", "subsidy")
 NUMBERS = itertools.count(700)  # sample institutions and practitioners of this module
 PROBLEM = "application/problem+json"
 UNPARSABLE = b"Invalid HTTP request received."
@@ -105,12 +105,13 @@ def test_the_schema_names_every_route(gateway_schema):
     from tuoyu_dashboard.routes import ROUTES as DASHBOARD
     from tuoyu_inspection.routes import ROUTES as INSPECTION
     from tuoyu_registration.routes import ROUTES as REGISTRATION
+    from tuoyu_subsidy.routes import ROUTES as SUBSIDY
 
     operations = {(op.method.upper(), op.path) for op in
                   (result.ok() for result in gateway_schema.get_all_operations())}
     people = {("POST", "/api/people/erasures"), ("POST", "/api/people/exports")}  # the kit's
     assert operations == {(r.method, r.path) for r in (*REGISTRATION, *CREDIT, *DASHBOARD,
-                                                      *INSPECTION)} | \
+                                                      *INSPECTION, *SUBSIDY)} | \
         people
 
 

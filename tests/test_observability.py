@@ -26,7 +26,8 @@ PARTS = {"registration": {"relay", "views", "credit"},
          "credit": {"relay", "views", "registration", "inspection", "subsidy", "timers",
                     "inquiries"},
          "inspection": {"relay", "views", "inspection-directory", "inspection-grades",
-                        "timers"}}
+                        "timers"},
+         "subsidy": {"relay", "views", "registration", "credit", "timers"}}
 
 
 #: Through the gateway, as a city-wide health officer unless a test says otherwise.

@@ -44,6 +44,7 @@ DEMO_TOKENS = (
     ("market_officer", "徐汇区", "徐汇区市场监管局-王强"),
     ("fire_officer", "徐汇区", "徐汇区消防救援支队-刘洋"),
     ("credit_officer", "*", "市信用办-陈静"),
+    ("finance_officer", "*", "区财政局-周洁"),
     ("district_leader", "徐汇区", "徐汇区副区长-赵敏"),
     ("auditor", "*", "市审计局-孙磊"),
     ("subscriber", "*", "省托育服务平台"),
@@ -130,6 +131,39 @@ def load_demo(gateway: str, token: str) -> str | None:
 #: The demo's inspectors: the 徐汇区 officers of the three departments (DEMO_TOKENS).
 INSPECTORS = {"health": DEMO_TOKENS[0], "market_regulation": DEMO_TOKENS[2],
               "fire_rescue": DEMO_TOKENS[3]}
+
+
+def load_subsidy_demo(gateway: str, tokens: dict, institution_id: str) -> None:
+    """This year's budgets (the seed's district budget of 600,000 yuan, and an upper-level
+    fund), and the filed affordable institution's opening grant drafted and submitted: it waits
+    for a health officer's review."""
+    def auth(token_of: tuple) -> dict[str, str]:
+        return {"Authorization": f"Bearer {tokens[token_of]}"}
+
+    finance = auth(next(t for t in DEMO_TOKENS if t[0] == "finance_officer"))
+    health = auth(DEMO_TOKENS[0])
+    year = int(datetime.now(ZoneInfo("Asia/Shanghai")).strftime("%Y"))
+    for fund, fen in (("district", 60_000_000), ("upper_level", 40_000_000)):
+        status, _ = http_json("POST", f"{gateway}/api/subsidy/budgets", {
+            "year": year, "fund": fund, "allocated_fen": fen,
+            "document": f"{year}年托育补助预算"}, finance)
+        print(f"demo: {fund} budget: HTTP {status}")
+    deadline = time.monotonic() + 30  # registration's events reach the subsidy service
+    while time.monotonic() < deadline:
+        _, standing = http_json("GET", f"{gateway}/api/institutions/{institution_id}/"
+                                       "subsidy-standing", None, health)
+        if standing.get("affordable") and standing.get("status") == "filed":
+            break
+        time.sleep(0.3)
+    status, drafted = http_json("POST", f"{gateway}/api/institutions/{institution_id}/"
+                                        "subsidy-applications",
+                                {"program": "opening-grant", "year": year}, health)
+    print(f"demo: opening grant drafted: HTTP {status}")
+    if status == 201:
+        status, _ = http_json("POST", f"{gateway}/api/institutions/{institution_id}/subsidy-"
+                                      f"applications/{drafted['application_id']}/submission",
+                              {}, health)
+        print(f"demo: opening grant submitted: HTTP {status}")
 
 
 def load_inspection_demo(gateway: str, tokens: dict, institution_id: str) -> None:
@@ -282,6 +316,7 @@ def start() -> None:
         filed = load_demo(gateway, officer)
         if filed is not None:
             load_inspection_demo(gateway, tokens, filed)
+            load_subsidy_demo(gateway, tokens, filed)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             _, listing = http_json("GET", f"{gateway}/api/dashboard/institutions", None,
@@ -303,6 +338,7 @@ Tuoyu is running. Everything goes through the gateway, with a token:
   Joint supervision:      {gateway}/api/inspection/plans  …/visits  …/rectifications
                           {gateway}/api/institutions/<id>/visits/<visit id>
   Inspection results:     {gateway}/api/public/inspection-results   (公示, no token needed)
+  Subsidies:              {gateway}/api/subsidy/applications  …/budgets  …/programs  …/batches
   Events (subscribers):   {gateway}/api/events/registration
   Health:                 {"  ".join(group.url(s.name) + "/health" for s in SERVICES)}
   Workers' health:        {"  ".join(group.worker_url(s.name) + "/health" for s in BACKENDS)}

@@ -23,7 +23,7 @@ from tuoyu_shared.commands import (
 from tuoyu_shared.validation import FieldError, ValidationFailed
 
 #: Every service that declares its commands (``tuoyu_<svc>.commands.COMMANDS``).
-SERVICES_WITH_COMMANDS = ["registration", "credit", "inspection"]
+SERVICES_WITH_COMMANDS = ["registration", "credit", "inspection", "subsidy"]
 
 
 class Place(Command):

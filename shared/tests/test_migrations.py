@@ -19,7 +19,7 @@ from tuoyu_shared.config import settings_for
 from tuoyu_shared.migrate import migrate, pending
 
 FIXTURES = Path(__file__).parent / "fixtures"
-SERVICES = ("registration", "credit", "dashboard", "inspection")
+SERVICES = ("registration", "credit", "dashboard", "inspection", "subsidy")
 #: The services of the previous release (whose schema dumps are in the fixtures).
 RELEASED = ("registration", "credit", "dashboard")
 PREVIOUS_RELEASE = "1373ad8"
@@ -60,12 +60,15 @@ def works_on(service: str, database_url: str) -> None:
             assert list_institutions(conn) == []
     else:
         module = __import__(f"tuoyu_{service}.application", fromlist=["x"])
-        app = getattr(module, f"{service.capitalize()}Application")(settings)
+        app = (module.SubsidyApp(settings) if service == "subsidy"
+               else getattr(module, f"{service.capitalize()}Application")(settings))
         try:
             if service == "registration":
                 from tuoyu_registration.samples import sample_registration
 
                 app.register_institution(sample_registration(1))
+            elif service == "subsidy":
+                app.publish_default_programs()
             elif service == "inspection":
                 app.publish_default_checklists()
                 app.enrol_inspector({"department": "health", "inspector": "h1"})

@@ -3,7 +3,7 @@
 Each service is two processes: its nameko adapter (RPC + HTTP, under eventlet) and its worker
 (relay and tracked consumers, plain threads). Ports and URIs come in through the environment,
 exactly as in a deployment. Each worker serves ``/health`` and ``/metrics`` on a port of its
-own (``worker_http_port``: 9101-9104, plus the group's port offset like the services' ports),
+own (``worker_http_port``: 9101-9105, plus the group's port offset like the services' ports),
 so the workers of one machine never collide on the default 9100.
 
 With ``supervise_in_background()`` the group restarts a process that dies (with exponential
@@ -65,6 +65,8 @@ BACKENDS = (
                 9103),
     ServiceSpec("inspection", "tuoyu_inspection.service:InspectionService", 8004,
                 "tuoyu_inspection.worker", 9104),
+    ServiceSpec("subsidy", "tuoyu_subsidy.service:SubsidyService", 8005,
+                "tuoyu_subsidy.worker", 9105),
 )
 SERVICES = (*BACKENDS, GATEWAY)
 

@@ -122,6 +122,11 @@ EVIDENCE = ("POST", f"{VISIT}/evidence",
              "sha256": "a" * 64, "order_id": "5e0c8f0a-7d1b-4c2a-9e3f-6a7b8c9d0e1f"})
 RECTIFICATIONS = ("GET", "/api/inspection/rectifications", None)
 INSPECTING = ("health_officer", "market_officer", "fire_officer")
+APPLICATION = f"/api/institutions/{INSTITUTION}/subsidy-applications"
+SUBSIDY_DRAFT = ("POST", APPLICATION, {"program": "opening-grant", "year": 2026})
+SUBSIDY_REVIEW = ("POST", f"{APPLICATION}/5e0c8f0a-7d1b-4c2a-9e3f-6a7b8c9d0e1f/review",
+                  {"approved": True})
+SUBSIDY_BATCH = ("POST", "/api/subsidy/batches", {"cycle": "2026-07"})
 
 MATRIX: list[tuple[tuple, set[tuple[str, str, str | None]]]] = [
     (REGISTER, {("health_officer", XUHUI, None), ("health_officer", CITY, None),
@@ -150,6 +155,11 @@ MATRIX: list[tuple[tuple, set[tuple[str, str, str | None]]]] = [
     # an institution answers its own rectification orders with evidence
     (EVIDENCE, {(role, district, None) for role in INSPECTING for district in (XUHUI, CITY)}
      | {("operator", XUHUI, INSTITUTION)}),
+    # subsidy: operators apply for their own institution, health reviews, finance pays
+    (SUBSIDY_DRAFT, {("health_officer", XUHUI, None), ("health_officer", CITY, None),
+                     ("operator", XUHUI, INSTITUTION)}),
+    (SUBSIDY_REVIEW, {("health_officer", XUHUI, None), ("health_officer", CITY, None)}),
+    (SUBSIDY_BATCH, set()),  # finance only (below): no caller of this matrix
     (RECTIFICATIONS, {(role, district, None) for role in (
         "district_leader", "health_officer", "fire_officer", "market_officer",
         "credit_officer", "auditor") for district in (XUHUI, HUANGPU, CITY)}),
@@ -192,6 +202,14 @@ def test_roles_by_district_are_allowed_or_refused_as_specified(gateway, keys, en
             problem = answer.json()
             assert problem["status"] == 403 and problem["code"] and problem["detail"]
             assert gateway.stand_in.writes() == [], (caller, "a refused request reached RPC")
+
+
+def test_finance_alone_pays_and_city_wide(gateway, keys):
+    method, path, body = SUBSIDY_BATCH
+    assert gateway.request(method, path, json=body, headers=auth(
+        keys, "finance_officer", CITY)).status_code == 201
+    assert gateway.request(method, path, json=body, headers=auth(
+        keys, "finance_officer", XUHUI)).status_code == 403
 
 
 def test_a_district_officer_sees_only_their_district_in_lists(gateway, keys):
@@ -343,9 +361,10 @@ def test_a_persons_erasure_reaches_every_service_that_holds_personal_data(gatewa
     method, path, body = ERASURE
     answer = gateway.request(method, path, json=body, headers=auth(keys, "health_officer"))
     assert answer.status_code == 200, answer.text
-    assert set(answer.json()["services"]) == {"registration", "credit"}
+    assert set(answer.json()["services"]) == {"registration", "credit", "subsidy"}
     called = [(service, m) for service, m, *_ in gateway.stand_in.calls]
-    assert called == [("registration", "erase_person"), ("credit", "erase_person")]
+    assert called == [("registration", "erase_person"), ("credit", "erase_person"),
+                      ("subsidy", "erase_person")]
 
 
 def test_a_service_away_during_an_erasure_is_named_with_those_that_did_it(keys, tmp_path):
@@ -365,6 +384,7 @@ def test_a_service_away_during_an_erasure_is_named_with_those_that_did_it(keys, 
     answer = client.request(method, path, json=body, headers=auth(keys, "credit_officer"))
     assert answer.status_code == 503  # call again: the erasure is idempotent
     problem = answer.json()
-    assert problem["code"] == "not_every_service" and problem["done"] == ["registration"]
+    assert problem["code"] == "not_every_service"
+    assert problem["done"] == ["registration", "subsidy"]
     assert problem["failed"]["credit"]["code"] == "service_unavailable"
     assert "credit" in problem["detail"]

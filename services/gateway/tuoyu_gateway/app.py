@@ -57,7 +57,7 @@ from tuoyu_shared.validation import FieldError, ValidationFailed
 log = get_logger("tuoyu.gateway")
 
 DEFAULT_ROUTES = ("tuoyu_registration.routes", "tuoyu_credit.routes", "tuoyu_dashboard.routes",
-                  "tuoyu_inspection.routes")
+                  "tuoyu_inspection.routes", "tuoyu_subsidy.routes")
 PROBLEM = "application/problem+json"
 
 
