@@ -369,3 +369,31 @@ def test_the_views_follow_the_log(app, upstream, budgets, clock):
     assert [p["program"] for p in district["programs"]] == ["opening-grant"]
     with psycopg.connect(app.settings.database_url) as conn:
         assert conn.execute("SELECT count(*) FROM subsidy_programs").fetchone()[0] == 4
+
+
+def test_a_childs_data_is_erased_unless_a_payment_on_it_stands(app, upstream, budgets, clock):
+    institution = upstream.institution(enrolment={"2026-06": (10, 5, 5)})
+    paid, drafted_only = child_id(11, "20250101"), child_id(12, "20250201")
+    application = draft(app, institution, "fee-subsidy", children=[
+        {"id_number": paid, "month": "2026-06", "birth_order": 2, "evidence": "户口簿"}])
+    aid = application["application_id"]
+    submit(app, institution, aid)
+    approve(app, institution, aid)
+    clock.advance(8)
+    with as_("timer", "system"):
+        app.close_notices()
+    with as_("finance"):
+        batch = app.create_batch({"cycle": "2026-07"})
+        app.import_results(batch["batch_id"], {"lines": [
+            {"application_id": aid, "status": "paid", "reference": "B9"}]})
+    # (the ledger not brought up to date here: the erasure does it before it decides)
+    draft(app, institution, "fee-subsidy", children=[
+        {"id_number": drafted_only, "month": "2026-06", "birth_order": 2, "evidence": "出生证"}])
+    request = {"reason": "本人书面申请 2026-07-06，身份已核验", "legal_basis": "个人信息保护法 第四十七条"}
+    with as_("health"):
+        kept = app.erase_person({"id_number": paid, **request})
+        gone = app.erase_person({"id_number": drafted_only, **request})
+    assert kept["erased"] == [] and "会计档案" in kept["retained"][0]["reason"]
+    assert [e["kind"] for e in gone["erased"]] == ["child"]
+    exported = app.export_person({"id_number": paid, "purpose": "本人查阅申请"})
+    assert exported["refs"]["child"]

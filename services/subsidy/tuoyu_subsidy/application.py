@@ -820,8 +820,10 @@ class SubsidyApp(PeopleCommands, ServiceApplication):
 
     # ---- people's rights (tuoyu_shared.people) ---------------------------------------------
     def retention_of(self, person_ref: str, kind: str) -> str | None:
+        # the ledger brought up to the log first: a payment just recorded is counted
+        self.catch_up_views()
         rows = self._query("SELECT 1 FROM subsidy_ledger WHERE child_ref = %s AND entry = "
-                           "'paid' LIMIT 1", (person_ref,))
+                           "'paid_child' LIMIT 1", (person_ref,))
         return ACCOUNTING_RETENTION if rows else None
 
     def daily(self) -> dict[str, Any]:
