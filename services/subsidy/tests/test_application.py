@@ -388,8 +388,10 @@ def test_a_childs_data_is_erased_unless_a_payment_on_it_stands(app, upstream, bu
             {"application_id": aid, "status": "paid", "reference": "B9"}]})
     # (the ledger not brought up to date here: the erasure does it before it decides)
     draft(app, institution, "fee-subsidy", children=[
-        {"id_number": drafted_only, "month": "2026-06", "birth_order": 2, "evidence": "出生证"}])
-    request = {"reason": "本人书面申请 2026-07-06，身份已核验", "legal_basis": "个人信息保护法 第四十七条"}
+        {"id_number": drafted_only, "month": "2026-06", "birth_order": 2,
+         "evidence": "出生证"}])
+    request = {"reason": "本人书面申请 2026-07-06，身份已核验",
+               "legal_basis": "个人信息保护法 第四十七条"}
     with as_("health"):
         kept = app.erase_person({"id_number": paid, **request})
         gone = app.erase_person({"id_number": drafted_only, **request})
