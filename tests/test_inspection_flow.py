@@ -64,7 +64,7 @@ def test_a_joint_visit_lowers_the_credit_grade_and_is_made_public(system):
         rows = [r for r in reply.get("institutions", []) if r["status"] == "filed"]
         return rows[0] if rows else None
 
-    row = wait_for(known, what="the institution in inspection's directory")
+    row = wait_for(known, what="the institution in inspection's directory", timeout=90)
     assert row["institution_id"] == institution and row["grade"] == "B"
 
     for department in OFFICERS:
@@ -110,10 +110,11 @@ def test_a_joint_visit_lowers_the_credit_grade_and_is_made_public(system):
         status, credit = call(system, "GET", f"/api/institutions/{institution}/credit")
         return credit if status == 200 and credit.get("grade") == "C" else None
 
-    credit = wait_for(graded, what="credit's grade from the finding")
+    credit = wait_for(graded, what="credit's grade from the finding", timeout=90)
     assert credit["score"] == 80
     # and inspection hears of the new grade (the next draw weighs it)
-    wait_for(lambda: (known() or {}).get("grade") == "C", what="the grade in inspection")
+    wait_for(lambda: (known() or {}).get("grade") == "C", what="the grade in inspection",
+             timeout=90)
 
     status, reply = call(system, "POST", f"{visit}/publication", {})
     assert status == 200 and reply["published"]
@@ -123,7 +124,7 @@ def test_a_joint_visit_lowers_the_credit_grade_and_is_made_public(system):
                                      f"?district={quote(district)}")
         return reply.get("results") or None
 
-    (result,) = wait_for(public, what="the public result")
+    (result,) = wait_for(public, what="the public result", timeout=90)
     assert result["outcome"] == "failed" and "安全出口上锁" not in repr(result)
     assert "fire-7" not in repr(result)
 
@@ -136,7 +137,7 @@ def test_a_joint_visit_lowers_the_credit_grade_and_is_made_public(system):
         rows = reply.get("rectifications", [])
         return rows[0] if rows else None
 
-    open_order = wait_for(order, what="the open order")
+    open_order = wait_for(order, what="the open order", timeout=90)
     proof = b"%PDF-1.4 exits unlocked, photo attached"
     body = {"filename": "整改报告.pdf", "content_type": "application/pdf",
             "content_base64": base64.b64encode(proof).decode(),

@@ -90,7 +90,7 @@ def test_a_fraud_clawback_reaches_credit_over_rabbitmq(registration, subsidy, cr
         report = credit.institution_credit_report(institution)
         return report if report["score"] < 100 else None
 
-    report = wait_for(scored, what="credit scoring the clawback")
+    report = wait_for(scored, what="credit scoring the clawback", timeout=90)
     assert report["score"] == 70 and report["grade"] == "C"
     (cause,) = [h for h in report["history"] if h.get("cause_type") == "subsidy_clawback_fraud"
                 or "subsidy" in str(h)]

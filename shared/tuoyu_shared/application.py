@@ -392,6 +392,28 @@ class ServiceApplication(Application[UUID]):
     #: The view (:class:`tuoyu_shared.views.View`) of the service's query tables, if any.
     views: ClassVar[Any] = None
 
+    def query(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
+        """Rows of a read on the service's query tables, as JSON values (dates ISO)."""
+        import psycopg
+        from psycopg.rows import dict_row
+
+        from tuoyu_shared.envelope import to_json_value
+
+        with psycopg.connect(self.settings.database_url, autocommit=True) as conn, \
+                conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(sql, params)
+            return to_json_value(cur.fetchall())
+
+    def catch_up_views(self) -> None:
+        """Bring the service's own query tables up to its log now (a timer about to read
+        them; a decision that may read them), beside the worker's projector: both apply
+        under the view's tracking row, effectively once."""
+        projector = self.views_projector()
+        try:
+            projector.catch_up()
+        finally:
+            projector.store.close()
+
     def views_projector(self) -> Any:
         """A follower of this service's own log into its query tables. Each thread that
         projects needs its own (it holds a database connection)."""

@@ -514,3 +514,18 @@ class PeopleEntrypoints:
     def export_person(self, data: dict[str, Any]) -> dict[str, Any]:
         return self.app.export_person(data)
 
+
+def passing_rpc(application_class: type, names: Any) -> dict[str, Any]:
+    """RPC methods that hand their arguments, as they are, to the application's methods of
+    those names (a thin adapter declared as a list): ``locals().update(passing_rpc(App,
+    NAMES))`` in the nameko service class. Each keeps the application method's docstring."""
+
+    def passing(name: str) -> Any:
+        def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+            return getattr(self.app, name)(*args, **kwargs)
+
+        method.__name__ = name
+        method.__doc__ = getattr(application_class, name).__doc__
+        return rpc(method)
+
+    return {name: passing(name) for name in names}

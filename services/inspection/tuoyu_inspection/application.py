@@ -24,10 +24,8 @@ from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
-import psycopg
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
-from psycopg.rows import dict_row
 
 from tuoyu_inspection import commands, projections
 from tuoyu_inspection.checklists import default_checklists
@@ -131,12 +129,6 @@ class InspectionApplication(ServiceApplication):
         return shanghai_date(self.clock())
 
     # ---- helpers ---------------------------------------------------------------------------
-    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        with psycopg.connect(self.settings.database_url, autocommit=True) as conn, \
-                conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(sql, params)
-            return to_json_value(cur.fetchall())
-
     @staticmethod
     def _caller() -> tuple[str, str]:
         ctx = current_context()
@@ -209,7 +201,7 @@ class InspectionApplication(ServiceApplication):
             raise VisitNotFound(f"institution {institution} has no visit {visit_id}") from None
 
     def _institution(self, institution_id: str) -> dict[str, Any]:
-        rows = self._query(
+        rows = self.query(
             "SELECT d.institution_id::text, d.name, d.district, d.kind, d.status, "
             "COALESCE(g.grade, %s) AS grade, g.grade IS NOT NULL AS graded "
             "FROM institution_directory d LEFT JOIN institution_grades g USING (institution_id) "
@@ -415,7 +407,7 @@ class InspectionApplication(ServiceApplication):
         self._require_department((*plan.departments, LEAD), "draw this plan")
         self._require_district(plan.district, "draw the plan")
         checklist = self._checklist(plan.template_id, plan.template_version)
-        frame_rows = self._query(
+        frame_rows = self.query(
             "SELECT d.institution_id::text AS institution_id, d.name, d.district, "
             "COALESCE(g.grade, %s) AS grade FROM institution_directory d "
             "LEFT JOIN institution_grades g USING (institution_id) "
@@ -451,7 +443,7 @@ class InspectionApplication(ServiceApplication):
         plan = self._plan(plan_id)
         self._require_district(plan.district, "read the plan")
         out = plan.as_dict()
-        out["progress"] = self._query(
+        out["progress"] = self.query(
             "SELECT status, count(*)::int AS visits FROM inspection_visits WHERE plan_id = %s "
             "GROUP BY status ORDER BY status", (str(plan.id),))
         return to_json_value(out)
@@ -474,7 +466,7 @@ class InspectionApplication(ServiceApplication):
 
     def plans(self, district: str | None = None, status: str | None = None,
               limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
-        return self._query(
+        return self.query(
             "SELECT p.plan_id::text, p.title, p.period, p.starts_on, p.ends_on, p.departments, "
             "p.district, p.status, p.target_count, p.drawn, p.clean, p.planned_on, "
             "(SELECT count(*) FROM inspection_visits v WHERE v.plan_id = p.plan_id "
@@ -491,7 +483,7 @@ class InspectionApplication(ServiceApplication):
         inspected without a finding, an overdue order or a refusal in the period."""
         today = self.today()
         self.catch_up_views()
-        due = self._query("SELECT plan_id::text FROM inspection_plans WHERE status = 'drawn' "
+        due = self.query("SELECT plan_id::text FROM inspection_plans WHERE status = 'drawn' "
                           "AND ends_on < %s ORDER BY ends_on, plan_id", (today,))
         closed, failed = [], []
         for row in due:
@@ -517,7 +509,7 @@ class InspectionApplication(ServiceApplication):
         records = []
         for target in plan.targets:
             institution_id = target["institution_id"]
-            rows = self._query(
+            rows = self.query(
                 "SELECT visit_id::text FROM inspection_visits WHERE institution_id = %s "
                 "AND scheduled_on BETWEEN %s AND %s", (institution_id, plan.starts_on,
                                                       plan.ends_on))
@@ -551,13 +543,6 @@ class InspectionApplication(ServiceApplication):
 
     def _exists(self, aggregate_id: UUID) -> bool:
         return bool(self.recorder.select_events(aggregate_id, desc=True, limit=1))
-
-    def catch_up_views(self) -> None:
-        projector = self.views_projector()
-        try:
-            projector.catch_up()
-        finally:
-            projector.store.close()
 
     # ---- targeted visits -------------------------------------------------------------------
     def schedule_targeted_visit(self, institution_id: str,
@@ -793,7 +778,7 @@ class InspectionApplication(ServiceApplication):
         recorded overdue (RectificationOverdue, once per order)."""
         today = self.today()
         self.catch_up_views()
-        rows = self._query(
+        rows = self.query(
             "SELECT order_id::text, visit_id::text FROM inspection_orders "
             "WHERE state = 'ordered' AND NOT overdue AND due_on < %s ORDER BY due_on, order_id",
             (today,))
@@ -825,7 +810,7 @@ class InspectionApplication(ServiceApplication):
         """The timer: each ended visit whose publication deadline has come is made public."""
         today = self.today()
         self.catch_up_views()
-        rows = self._query(
+        rows = self.query(
             "SELECT visit_id::text FROM inspection_visits WHERE published_on IS NULL "
             "AND status IN ('concluded', 'refused') AND publish_by <= %s "
             "ORDER BY publish_by, visit_id", (today,))
@@ -848,7 +833,7 @@ class InspectionApplication(ServiceApplication):
             except FieldError as e:
                 raise ValidationFailed([FieldError("institution_id", e.reason, e.code)]) \
                     from None
-        rows = self._query(
+        rows = self.query(
             "SELECT result, published_on FROM inspection_public_results "
             "WHERE (%s::text IS NULL OR district = %s) "
             "AND (%s::uuid IS NULL OR institution_id = %s::uuid) "
@@ -874,7 +859,7 @@ class InspectionApplication(ServiceApplication):
         q = _read(commands.VisitsQuery, data)
         _, department = self._caller()
         hidden = ["scheduled", "cancelled"] if department == OPERATOR else []
-        return self._query(
+        return self.query(
             "SELECT v.visit_id::text, v.institution_id::text, v.institution_name, v.district, "
             "v.kind, v.trigger, v.plan_id::text, v.period, v.departments, v.status, v.outcome, "
             "v.score, v.findings, v.scheduled_on, v.started_on, v.ended_on, v.publish_by, "
@@ -899,7 +884,7 @@ class InspectionApplication(ServiceApplication):
         condition = {"open": "state IN ('ordered', 'evidence_submitted')",
                      "overdue": "state IN ('ordered', 'evidence_submitted') AND overdue",
                      "accepted": "state = 'accepted'", "all": "true"}[q.state]
-        return self._query(
+        return self.query(
             "SELECT order_id::text, visit_id::text, institution_id::text, institution_name, "
             "district, finding_id, item, severity, department, ordered_on, due_on, state, "
             "overdue, overdue_on, escalation, closed_on FROM inspection_orders "
@@ -922,18 +907,18 @@ class InspectionApplication(ServiceApplication):
                 "department", f"must be one of {', '.join(commands.DEPARTMENTS)}",
                 "invalid_choice")])
         params = {"dept": department, "district": district}
-        visits = self._query(
+        visits = self.query(
             "SELECT status, count(*)::int AS visits FROM inspection_visits "
             "WHERE %(dept)s = ANY(departments) AND status IN ('scheduled', 'in_progress') "
             "AND (%(district)s::text IS NULL OR district = %(district)s) "
             "GROUP BY status ORDER BY status", params)
-        orders = self._query(
+        orders = self.query(
             "SELECT count(*) FILTER (WHERE state = 'evidence_submitted')::int AS to_reinspect, "
             "count(*) FILTER (WHERE state = 'ordered' AND overdue)::int AS overdue, "
             "count(*) FILTER (WHERE state = 'ordered' AND NOT overdue)::int AS awaiting "
             "FROM inspection_orders WHERE department = %(dept)s "
             "AND (%(district)s::text IS NULL OR district = %(district)s)", params)[0]
-        plans = self._query(
+        plans = self.query(
             "SELECT p.plan_id::text, p.title, p.period, p.status, p.drawn, "
             "(SELECT count(*) FROM inspection_visits v WHERE v.plan_id = p.plan_id "
             " AND v.status IN ('concluded', 'refused'))::int AS done "
@@ -948,13 +933,13 @@ class InspectionApplication(ServiceApplication):
         """Findings by checklist area and severity; visits by outcome."""
         q = _read(commands.StatisticsQuery, data)
         params = {"district": q.district, "since": q.since, "until": q.until}
-        findings = self._query(
+        findings = self.query(
             "SELECT area, severity, count(*)::int AS findings FROM inspection_findings "
             "WHERE (%(district)s::text IS NULL OR district = %(district)s) "
             "AND (%(since)s::date IS NULL OR recorded_on >= %(since)s) "
             "AND (%(until)s::date IS NULL OR recorded_on <= %(until)s) "
             "GROUP BY area, severity ORDER BY area, severity", params)
-        outcomes = self._query(
+        outcomes = self.query(
             "SELECT COALESCE(outcome, status) AS outcome, count(*)::int AS visits "
             "FROM inspection_visits "
             "WHERE (%(district)s::text IS NULL OR district = %(district)s) "
@@ -966,7 +951,7 @@ class InspectionApplication(ServiceApplication):
     def institutions(self, data: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """The institutions the service knows, with their grade (the draw's frame)."""
         q = _read(commands.InstitutionsQuery, data)
-        return self._query(
+        return self.query(
             "SELECT d.institution_id::text, d.name, d.district, d.kind, d.status, "
             "COALESCE(g.grade, %(ungraded)s) AS grade, g.score FROM institution_directory d "
             "LEFT JOIN institution_grades g USING (institution_id) "

@@ -10,29 +10,14 @@ port serves only ``/health`` and ``/metrics``.
 
 from __future__ import annotations
 
-from typing import Any
-
-from nameko.rpc import rpc
-
 from tuoyu_inspection import bootstrap
 from tuoyu_inspection.application import InspectionApplication
 from tuoyu_shared.nameko_support import (
     ApplicationProvider,
     CommandContextProvider,
     EventLogEntrypoints,
+    passing_rpc,
 )
-
-
-def _passes(name: str):
-    """An RPC method that hands its arguments to the application's method of that name."""
-
-    def method(self, *args: Any, **kwargs: Any) -> Any:
-        return getattr(self.app, name)(*args, **kwargs)
-
-    method.__name__ = name
-    method.__doc__ = getattr(InspectionApplication, name).__doc__
-    return rpc(method)
-
 
 #: The application's commands and queries served over RPC, as they are.
 RPC_METHODS = (
@@ -53,6 +38,4 @@ class InspectionService(EventLogEntrypoints):
     app: InspectionApplication = ApplicationProvider(bootstrap.application)
     context = CommandContextProvider()
 
-    for _name in RPC_METHODS:
-        locals()[_name] = _passes(_name)
-    del _name
+    locals().update(passing_rpc(InspectionApplication, RPC_METHODS))

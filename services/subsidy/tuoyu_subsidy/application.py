@@ -28,10 +28,8 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 from uuid import UUID
 
-import psycopg
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
-from psycopg.rows import dict_row
 
 from tuoyu_shared.application import ServiceApplication
 from tuoyu_shared.calendar_cn import WorkingCalendar, default_calendar, shanghai_date
@@ -143,12 +141,6 @@ class SubsidyApp(PeopleCommands, ServiceApplication):
         return shanghai_date(self.clock())
 
     # ---- helpers ---------------------------------------------------------------------------
-    def _query(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
-        with psycopg.connect(self.settings.database_url, autocommit=True) as conn, \
-                conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(sql, params)
-            return to_json_value(cur.fetchall())
-
     @staticmethod
     def _caller() -> tuple[str, str]:
         ctx = current_context()
@@ -159,13 +151,6 @@ class SubsidyApp(PeopleCommands, ServiceApplication):
             return self.repository.get(aggregate_id)
         except AggregateNotFoundError:
             return None
-
-    def catch_up_views(self) -> None:
-        projector = self.views_projector()
-        try:
-            projector.catch_up()
-        finally:
-            projector.store.close()
 
     def _application(self, application_id: Any, institution_id: Any | None = None
                      ) -> SubsidyApplication:
@@ -219,7 +204,7 @@ class SubsidyApp(PeopleCommands, ServiceApplication):
         return _retrying(attempt, 30)
 
     def programs(self) -> list[dict[str, Any]]:
-        return self._query("SELECT code, kind, title, year, version, terms FROM "
+        return self.query("SELECT code, kind, title, year, version, terms FROM "
                            "subsidy_programs ORDER BY code, year, version")
 
     def default_programs_pending(self) -> bool:
@@ -271,11 +256,11 @@ class SubsidyApp(PeopleCommands, ServiceApplication):
 
     def budgets(self, year: int | None = None) -> list[dict[str, Any]]:
         """Each fund's budget (allocated, reserved, paid, free), and by program."""
-        rows = self._query("SELECT year, fund, allocated_fen, reserved_fen, paid_fen, "
+        rows = self.query("SELECT year, fund, allocated_fen, reserved_fen, paid_fen, "
                            "allocated_fen - reserved_fen - paid_fen AS free_fen "
                            "FROM subsidy_budgets WHERE (%(y)s::int IS NULL OR year = %(y)s) "
                            "ORDER BY year, fund", {"y": year})
-        by_program = self._query(
+        by_program = self.query(
             "SELECT year, program, sum(amount_fen) FILTER (WHERE state IN ('in_notice', "
             "'payable', 'in_batch'))::bigint AS reserved_fen, sum(paid_fen - clawed_fen)"
             "::bigint AS paid_fen FROM subsidy_applications WHERE (%(y)s::int IS NULL OR "
@@ -553,7 +538,7 @@ class SubsidyApp(PeopleCommands, ServiceApplication):
         becomes payable."""
         today = self.today()
         self.catch_up_views()
-        rows = self._query("SELECT application_id::text FROM subsidy_applications WHERE "
+        rows = self.query("SELECT application_id::text FROM subsidy_applications WHERE "
                            "state = 'in_notice' AND notice_until < %s ORDER BY notice_until",
                            (today,))
         closed, failed = [], []
@@ -574,7 +559,7 @@ class SubsidyApp(PeopleCommands, ServiceApplication):
         actor = self._require_finance("create payment batches")
         today = self.today()
         self.catch_up_views()
-        candidates = [r["application_id"] for r in self._query(
+        candidates = [r["application_id"] for r in self.query(
             "SELECT application_id::text FROM subsidy_applications WHERE state = 'payable' "
             "ORDER BY application_id")]
 
@@ -606,7 +591,7 @@ class SubsidyApp(PeopleCommands, ServiceApplication):
         return to_json_value(self._batch(batch_id).as_dict())
 
     def batches(self, cycle: str | None = None) -> list[dict[str, Any]]:
-        return self._query("SELECT batch_id::text, cycle, total_fen, lines, paid, failed, "
+        return self.query("SELECT batch_id::text, cycle, total_fen, lines, paid, failed, "
                            "closed, created_on FROM subsidy_batches WHERE (%(c)s::text IS NULL "
                            "OR cycle = %(c)s) ORDER BY created_on DESC, batch_id",
                            {"c": cycle})
@@ -790,7 +775,7 @@ class SubsidyApp(PeopleCommands, ServiceApplication):
     def applications(self, data: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """Applications by state, with their deadlines (notice end, appeal decision)."""
         q = _read(commands.ApplicationsQuery, data)
-        return self._query(
+        return self.query(
             "SELECT application_id::text, institution_id::text, institution_name, district, "
             "program, kind, year, state, amount_fen, paid_fen, clawed_fen, submitted_on, "
             "notice_until, appeal_decide_by, updated_on FROM subsidy_applications "
@@ -807,7 +792,7 @@ class SubsidyApp(PeopleCommands, ServiceApplication):
         """Money per institution, program or child ref: each approval, payment, clawback and
         reversal, in fen."""
         q = _read(commands.LedgerQuery, data)
-        return self._query(
+        return self.query(
             "SELECT entry, application_id::text, institution_id::text, program, year, "
             "child_ref, month, amount_fen, recorded_on FROM subsidy_ledger "
             "WHERE (%(inst)s::text IS NULL OR institution_id::text = %(inst)s) "
@@ -822,7 +807,7 @@ class SubsidyApp(PeopleCommands, ServiceApplication):
     def retention_of(self, person_ref: str, kind: str) -> str | None:
         # the ledger brought up to the log first: a payment just recorded is counted
         self.catch_up_views()
-        rows = self._query("SELECT 1 FROM subsidy_ledger WHERE child_ref = %s AND entry = "
+        rows = self.query("SELECT 1 FROM subsidy_ledger WHERE child_ref = %s AND entry = "
                            "'paid_child' LIMIT 1", (person_ref,))
         return ACCOUNTING_RETENTION if rows else None
 

@@ -7,28 +7,15 @@ serves ``/health`` and ``/metrics`` only.
 
 from __future__ import annotations
 
-from typing import Any
-
-from nameko.rpc import rpc
-
 from tuoyu_shared.nameko_support import (
     ApplicationProvider,
     CommandContextProvider,
     EventLogEntrypoints,
     PeopleEntrypoints,
+    passing_rpc,
 )
 from tuoyu_subsidy import bootstrap
 from tuoyu_subsidy.application import SubsidyApp
-
-
-def _passes(name: str):
-    def method(self, *args: Any, **kwargs: Any) -> Any:
-        return getattr(self.app, name)(*args, **kwargs)
-
-    method.__name__ = name
-    method.__doc__ = getattr(SubsidyApp, name).__doc__
-    return rpc(method)
-
 
 RPC_METHODS = (
     "publish_program", "programs", "open_budget", "allocate_budget", "budgets", "budget",
@@ -46,6 +33,4 @@ class SubsidyService(PeopleEntrypoints, EventLogEntrypoints):
     app: SubsidyApp = ApplicationProvider(bootstrap.application)
     context = CommandContextProvider()
 
-    for _name in RPC_METHODS:
-        locals()[_name] = _passes(_name)
-    del _name
+    locals().update(passing_rpc(SubsidyApp, RPC_METHODS))
