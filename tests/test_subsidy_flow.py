@@ -17,22 +17,15 @@ from tuoyu_registration.samples import sample_filing_submission, sample_registra
 from tuoyu_shared.consumer import ApplicationLog
 from tuoyu_shared.context import command_context
 from tuoyu_shared.relay import Relay
-from tuoyu_shared.testing import wait_for
+from tuoyu_shared.testing import FixedClock, wait_for
 from tuoyu_subsidy import bootstrap
 from tuoyu_subsidy.reactions import credit_consumer, registration_consumer
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 7, 6, 2, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
 def subsidy(settings_factory):
-    app = bootstrap.application(settings_factory("subsidy"), clock=Clock())
+    app = bootstrap.application(settings_factory("subsidy"),
+                                clock=FixedClock(datetime(2026, 7, 6, 2, 0, tzinfo=UTC)))
     yield app
     app.close()
 

@@ -372,3 +372,19 @@ def check_catalogue_matches(contract: Any) -> None:
     superseded = {path for path in committed - set(generated)
                   if split(path)[1] < current.get(split(path)[0], 0)}
     assert committed - superseded == set(generated), "a schema without a publication"
+
+
+class FixedClock:
+    """A clock a test sets and moves (``clock.now``, ``clock.advance(days)``), for an
+    application's ``clock=``."""
+
+    def __init__(self, now: Any):
+        self.now = now
+
+    def __call__(self) -> Any:
+        return self.now
+
+    def advance(self, days: int) -> None:
+        from datetime import timedelta
+
+        self.now += timedelta(days=days)

@@ -42,7 +42,7 @@ from tuoyu_shared.envelope import Envelope
 from tuoyu_shared.personal_data import PersonalDataErased
 from tuoyu_shared.public_security import HttpPublicSecurityInquiry
 from tuoyu_shared.simulators.public_security import start_simulator
-from tuoyu_shared.testing import wait_for
+from tuoyu_shared.testing import FixedClock, wait_for
 from tuoyu_shared.validation import ValidationFailed, mask_resident_id
 
 # Monday 2025-03-03, 10:00 in Shanghai.
@@ -60,15 +60,7 @@ NAME = "张三丰"
 SCHEDULE = InquirySchedule(interval=1, initial_retry=60, max_retry=600, poll=30)
 
 
-class Clock:
-    def __init__(self, now: datetime):
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, days: int) -> None:
-        self.now += timedelta(days=days)
+Clock = FixedClock
 
 
 @pytest.fixture

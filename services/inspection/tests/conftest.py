@@ -5,7 +5,7 @@ registration's and credit's events would put them there."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -17,20 +17,13 @@ from tuoyu_inspection.projections import DIRECTORY_VIEW, GRADES_VIEW
 from tuoyu_shared.blobs import LocalBlobStore
 from tuoyu_shared.context import command_context
 from tuoyu_shared.envelope import Envelope
+from tuoyu_shared.testing import FixedClock
 
 # Monday 2026-03-02, 10:00 in Shanghai.
 MONDAY = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
 
 
-class Clock:
-    def __init__(self, now: datetime):
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, days: int) -> None:
-        self.now += timedelta(days=days)
+Clock = FixedClock
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ from tuoyu_registration.samples import (
 from tuoyu_shared.calendar_cn import WorkingCalendar
 from tuoyu_shared.catalogue import validate_envelope
 from tuoyu_shared.context import command_context
+from tuoyu_shared.testing import FixedClock
 from tuoyu_shared.validation import ValidationFailed
 
 # Friday 2025-01-24 in Shanghai: 5 working days later, across the Spring Festival with its
@@ -32,12 +33,7 @@ from tuoyu_shared.validation import ValidationFailed
 FRIDAY = datetime(2025, 1, 24, 2, 0, tzinfo=UTC)
 
 
-class Clock:
-    def __init__(self, now: datetime):
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
+Clock = FixedClock
 
 
 @pytest.fixture

@@ -5,13 +5,14 @@ the service's reaction handler)."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from tuoyu_shared.context import command_context
 from tuoyu_shared.envelope import Envelope
+from tuoyu_shared.testing import FixedClock
 from tuoyu_subsidy import bootstrap
 from tuoyu_subsidy.application import SubsidyApp
 from tuoyu_subsidy.reactions import subsidy_handler
@@ -20,15 +21,7 @@ from tuoyu_subsidy.reactions import subsidy_handler
 MONDAY = datetime(2026, 7, 6, 2, 0, tzinfo=UTC)
 
 
-class Clock:
-    def __init__(self, now: datetime):
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, days: int) -> None:
-        self.now += timedelta(days=days)
+Clock = FixedClock
 
 
 @pytest.fixture
