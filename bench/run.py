@@ -497,7 +497,8 @@ def bench_load_long_history(servers: Servers, events: int,
                 year, m = divmod(month, 12)
                 data = sample_enrolment(f"{1900 + year}-{m + 1:02d}")
                 reports.report(data["month"], data["classes"], data["second_children"],
-                               data["third_children"], institution.facts, app.standards)
+                               data["third_children"], data["health_managed_children"],
+                               institution.facts, app.standards)
                 month += 1
             app.save(reports)
         checks.equal("history: reports version", reports.version, events)

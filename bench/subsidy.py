@@ -112,7 +112,8 @@ def setup(env: dict[str, str], institutions: int, month: str, checks: Checks) ->
             {"class_type": "toddler", "children": 14, "carers": 3,
              "age_bands": {"m12_18": 6, "m18_24": 8}},
             {"class_type": "older", "children": 18, "carers": 3,
-             "age_bands": {"m24_36": 18}}]))  # the classes sample_csv files
+             "age_bands": {"m24_36": 18}}],  # the classes sample_csv files
+            health_managed_children=30))  # of the 32 children
         if (a, b) != (200, 200):
             raise RuntimeError(f"preparing {iid}: {a} {str(ra)[:300]} / {b} {str(rb)[:300]}")
         return a + b

@@ -251,7 +251,10 @@ def test_an_institution_of_the_previous_release_is_read_as_it_was_and_carried_ov
         reports = store.get(EnrolmentReports.id_for(a))
         opened, carried, corrected, reported = reports
         assert carried.months == before["enrolment"]
-        assert corrected.previous == before["enrolment"]["2025-02"]
+        # (health management was never reported then: unknown)
+        assert corrected.previous == {**before["enrolment"]["2025-02"],
+                                      "health_managed_children": None}
+        assert (reported.health_managed_children, corrected.health_managed_children) == (36, 36)
         assert sorted(app.institution(a)["enrolment"]) == ["2025-01", "2025-02", "2025-03"]
 
         # Deregistered then: a check answered late hires nobody, and nothing is written.

@@ -3,9 +3,16 @@ EnrolmentReports' (given the institution's facts): plain Python, no database."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date
 
 import pytest
+from eventsourcing.persistence import (
+    DatetimeAsISO,
+    JSONTranscoder,
+    Mapper,
+    UUIDAsHex,
+)
 
 from tuoyu_registration.domain import (
     CareStandards,
@@ -64,7 +71,8 @@ def event_types(institution: Institution) -> list[str]:
 
 def enrolment(month="2025-03", **overrides):
     data = sample_enrolment(month, **overrides)
-    return data["month"], data["classes"], data["second_children"], data["third_children"]
+    return (data["month"], data["classes"], data["second_children"], data["third_children"],
+            data["health_managed_children"])
 
 
 # ---- registration ---------------------------------------------------------------------------
@@ -426,42 +434,117 @@ def test_monthly_enrolment_report_and_correction():
     with pytest.raises(DomainRuleViolated) as e:
         reports.report(*enrolment(), institution.facts)
     assert "correction" in str(e.value)
-    month, classes, second, third = enrolment(second_children=10)
-    reports.correct(month, classes, second, third, "miscounted", institution.facts)
+    month, classes, second, third, health = enrolment(second_children=10)
+    reports.correct(month, classes, second, third, health, "miscounted", institution.facts)
     assert reports.months["2025-03"]["second_children"] == 10
     corrected = reports.collect_events()[-1]
     assert corrected.previous["second_children"] != 10  # the previous figures kept
+
+
+def test_health_managed_children_are_some_of_the_children_enrolled():
+    """健康管理: 0 to the children reported (40 in the sample); beyond, the report or the
+    correction is refused naming the field, and nothing changes."""
+    institution = filed()
+    reports = reports_of(institution)
+    reports.collect_events()
+    month, classes, second, third, _ = enrolment()
+    for health, code in ((41, "inconsistent"), (-1, "out_of_range")):
+        with pytest.raises(FieldError) as e:
+            reports.report(month, classes, second, third, health, institution.facts)
+        assert (e.value.field, e.value.code) == ("health_managed_children", code)
+        assert reports.months == {} and reports.pending_events == []
+    reports.report(month, classes, second, third, 40, institution.facts)  # all of them
+    assert reports.months["2025-03"]["health_managed_children"] == 40
+    reports.collect_events()
+    with pytest.raises(FieldError) as e:
+        reports.correct(month, classes, second, third, 41, "miscounted", institution.facts)
+    assert e.value.field == "health_managed_children" and "40" in e.value.reason
+    assert reports.months["2025-03"]["health_managed_children"] == 40
+    assert reports.pending_events == []
+    reports.correct(month, classes, second, third, 35, "miscounted", institution.facts)
+    [corrected] = reports.collect_events()
+    assert (corrected.health_managed_children, corrected.previous["health_managed_children"]
+            ) == (35, 40)
+    assert reports.months["2025-03"]["health_managed_children"] == 35
+
+
+def _stored_as_version_2(event):
+    """The event as version 2 stored it (no health_managed_children), read back now."""
+    transcoder = JSONTranscoder()
+    for transcoding in (UUIDAsHex(), DatetimeAsISO()):
+        transcoder.register(transcoding)
+    mapper = Mapper(transcoder=transcoder)
+    stored = mapper.to_stored_event(event)
+    state = transcoder.decode(stored.state)
+    assert state.pop("class_version") == 3
+    del state["health_managed_children"]
+    state["class_version"] = 2
+    return mapper.to_domain_event(dataclasses.replace(stored, state=transcoder.encode(state)))
+
+
+def test_reports_recorded_before_health_management_read_as_unknown():
+    """Version 2 events (and snapshots of the state then) had no health_managed_children:
+    upcast, it is None (unknown), in the state too, and published as null (version 3)."""
+    institution = filed()
+    reports = reports_of(institution)
+    reports.report(*enrolment(), institution.facts)
+    month, classes, second, third, health = enrolment(second_children=10)
+    reports.correct(month, classes, second, third, health, "miscounted", institution.facts)
+    opened, *figures = reports.collect_events()
+    old = [opened, *(_stored_as_version_2(e) for e in figures)]
+    assert [type(e).__qualname__ for e in old] == [
+        "EnrolmentReports.Opened", "EnrolmentReports.Reported", "EnrolmentReports.Corrected"]
+    reported, corrected = old[1], old[2]
+    assert reported.health_managed_children is None and reported.children == 40
+    assert corrected.health_managed_children is None and corrected.second_children == 10
+    replayed = None
+    for e in old[:2]:
+        replayed = e.mutate(replayed)
+    assert replayed.months["2025-03"]["health_managed_children"] is None
+    for n, e in enumerate(old[1:], 1):
+        envelope = envelope_from_event("registration", n, e)
+        assert envelope.schema_version == 3
+        assert envelope.payload["health_managed_children"] is None
+        validate_envelope(envelope.to_dict())
+    # the functions themselves, and a snapshot of the state before the figure was asked
+    for cls in (EnrolmentReports.Reported, EnrolmentReports.Corrected):
+        state = {"month": "2025-03", "children": 40}
+        cls.upcast_v2_v3(state)
+        assert state["health_managed_children"] is None
+    state = {"institution_id": "i", "months": {"2025-03": {"children": 40}}}
+    EnrolmentReports.upcast_v1_v2(state)
+    assert state["months"]["2025-03"]["health_managed_children"] is None
 
 
 def test_a_month_is_one_month_however_it_is_written():
     institution = filed()
     reports = reports_of(institution)
     facts = institution.facts
-    month, classes, second, third = enrolment()
-    reports.report("2025-3", classes, second, third, facts)
+    month, classes, second, third, health = enrolment()
+    reports.report("2025-3", classes, second, third, health, facts)
     assert list(reports.months) == ["2025-03"]
     with pytest.raises(DomainRuleViolated) as e:
-        reports.report("2025-03", classes, second, third, facts)
+        reports.report("2025-03", classes, second, third, health, facts)
     assert "correction" in str(e.value)
-    reports.correct("2025-3", classes, 10, third, "miscounted", facts)
+    reports.correct("2025-3", classes, 10, third, health, "miscounted", facts)
     assert list(reports.months) == ["2025-03"]
     assert reports.months["2025-03"]["second_children"] == 10
     with pytest.raises(FieldError) as fe:
-        reports.report("2025-13", classes, second, third, facts)
+        reports.report("2025-13", classes, second, third, health, facts)
     assert fe.value.field == "month"
 
 
 def test_no_enrolment_for_a_month_before_the_filing_receipt():
     institution = filed()  # receipt issued on 2025-03-10
     reports = reports_of(institution)
-    month, classes, second, third = enrolment("2025-02")
+    month, classes, second, third, health = enrolment("2025-02")
     with pytest.raises(DomainRuleViolated) as e:
-        reports.report(month, classes, second, third, institution.facts)
+        reports.report(month, classes, second, third, health, institution.facts)
     assert e.value.state == "filed"
     assert "2025-02" in str(e.value) and "2025-03" in str(e.value)
     # months compare as (year, month): 2024-12 is before 2025-03 too
     with pytest.raises(DomainRuleViolated):
-        reports.report("2024-12", classes, second, third, institution.facts)
+        reports.report("2024-12", classes, second, third, health, institution.facts)
 
 
 def test_enrolment_beyond_places_or_ratio_is_refused():
@@ -469,15 +552,15 @@ def test_enrolment_beyond_places_or_ratio_is_refused():
     reports = reports_of(institution)
     too_many = [{"class_type": "older", "children": 21, "carers": 3, "age_bands": {}}]
     with pytest.raises(FieldError) as e:
-        reports.report("2025-03", too_many, 0, 0, institution.facts)
+        reports.report("2025-03", too_many, 0, 0, 0, institution.facts)
     assert e.value.code in ("exceeds_places", "ratio_not_met")
     short_of_carers = [{"class_type": "toddler", "children": 11, "carers": 2, "age_bands": {}}]
     with pytest.raises(FieldError) as e:
-        reports.report("2025-03", short_of_carers, 0, 0, institution.facts)
+        reports.report("2025-03", short_of_carers, 0, 0, 0, institution.facts)
     assert e.value.code == "ratio_not_met"
     no_such_class = [{"class_type": "mixed", "children": 1, "carers": 1, "age_bands": {}}]
     with pytest.raises(FieldError) as e:
-        reports.report("2025-03", no_such_class, 0, 0, institution.facts)
+        reports.report("2025-03", no_such_class, 0, 0, 0, institution.facts)
     assert e.value.code == "not_filed"
 
 
@@ -486,9 +569,9 @@ def test_enrolment_is_checked_against_the_places_filed_now():
     reports = reports_of(institution)
     institution.file_change({"classes": [{"class_type": "older", "places": 20, "carers": 3}]},
                             D3)
-    month, classes, second, third = enrolment()  # it has infant and toddler classes
+    month, classes, second, third, health = enrolment()  # it has infant and toddler classes
     with pytest.raises(FieldError) as e:
-        reports.report(month, classes, second, third, institution.facts)
+        reports.report(month, classes, second, third, health, institution.facts)
     assert e.value.code == "not_filed"
 
 
@@ -589,15 +672,15 @@ def test_the_roster_and_reports_events_are_published_as_before_with_the_institut
     roster.open_staff_removal_case("c1", "p1", "BAN-9", D3, D3)
     roster.release("h1", D3, "left")
     reports.report(*enrolment(), institution.facts)
-    month, classes, second, third = enrolment(second_children=10)
-    reports.correct(month, classes, second, third, "miscounted", institution.facts)
+    month, classes, second, third, health = enrolment(second_children=10)
+    reports.correct(month, classes, second, third, health, "miscounted", institution.facts)
     events = [*roster.collect_events()[1:], *reports.collect_events()[1:]]
     envelopes = [envelope_from_event("registration", n, e) for n, e in enumerate(events, 1)]
     assert [(e.event_type, e.schema_version) for e in envelopes] == [
         ("InstitutionPractitionerHireRequested", 2), ("InstitutionPractitionerHired", 2),
         ("InstitutionStaffRemovalCaseOpened", 2), ("InstitutionPractitionerReleased", 2),
-        ("InstitutionStaffRemovalCaseClosed", 2), ("InstitutionEnrolmentReported", 2),
-        ("InstitutionEnrolmentReportCorrected", 2)]
+        ("InstitutionStaffRemovalCaseClosed", 2), ("InstitutionEnrolmentReported", 3),
+        ("InstitutionEnrolmentReportCorrected", 3)]
     for envelope in envelopes:
         assert envelope.payload["institution_id"] == str(institution.id)
         assert institution_id_of(envelope) == str(institution.id)
@@ -643,7 +726,9 @@ def test_what_the_institutions_own_stream_recorded_is_carried_over():
     assert event_types(roster) == ["Roster.Opened", "Roster.CarriedOver"]
     assert event_types(reports) == ["EnrolmentReports.Opened", "EnrolmentReports.CarriedOver"]
     assert roster.roster == institution.roster and roster.staff_cases == institution.staff_cases
-    assert reports.months == institution.enrolment
+    # the institution's stream never recorded health management: unknown (None)
+    assert reports.months == {month: {**figures, "health_managed_children": None}
+                              for month, figures in institution.enrolment.items()}
     # the rules go on from there
     with pytest.raises(DomainRuleViolated):
         roster.check_can_hire("p1", institution.status)  # employed already

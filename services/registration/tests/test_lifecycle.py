@@ -3,6 +3,7 @@ commands, deadlines in working days, query tables, history, concurrency and the 
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from datetime import UTC, datetime
 
@@ -10,7 +11,7 @@ import psycopg
 import pytest
 
 from tuoyu_registration.application import InstitutionNotFound, RegistrationApplication
-from tuoyu_registration.domain import DomainRuleViolated
+from tuoyu_registration.domain import DomainRuleViolated, EnrolmentReports
 from tuoyu_registration.samples import (
     file_sample_institution as filed,
 )
@@ -275,6 +276,79 @@ def test_a_month_reported_once_however_it_is_written(app, clock):
     error = refused_by_rule(app, "report_enrolment", institution_id,
                             sample_enrolment("2024-12"))
     assert error.state == "filed" and "2024-12" in str(error) and "2025-01" in str(error)
+
+
+def test_health_managed_children_are_published_with_the_report_and_its_correction(app):
+    """健康管理: the figure a report and its correction give is in the published payloads
+    (InstitutionEnrolmentReported and ...Corrected, version 3) and in the month's figures;
+    a report without it, or with more than the children reported, is refused naming it."""
+    institution_id = filed(app)
+    start = app.log_head() + 1
+    [error] = refused(app, "report_enrolment", institution_id,
+                      sample_enrolment("2025-01", health_managed_children=41))  # of 40
+    assert (error["field"], error["code"]) == ("health_managed_children", "inconsistent")
+    without = sample_enrolment("2025-01")
+    del without["health_managed_children"]
+    for command, extra in (("report_enrolment", {}), ("correct_enrolment", {"reason": "r"})):
+        [error] = refused(app, command, institution_id, {**without, **extra})
+        assert (error["field"], error["code"]) == ("health_managed_children", "required")
+    app.report_enrolment(institution_id, sample_enrolment("2025-01"))  # 36 of the 40
+    app.correct_enrolment(institution_id, {
+        **sample_enrolment("2025-01", health_managed_children=38),
+        "reason": "two yearly health checks recorded late"})
+    published = [e for e in app.read_log(start, 100)
+                 if e.event_type.startswith("InstitutionEnrolmentReport")]
+    assert [(e.event_type, e.schema_version, e.payload["children"],
+             e.payload["health_managed_children"]) for e in published] == [
+        ("InstitutionEnrolmentReported", 3, 40, 36),
+        ("InstitutionEnrolmentReportCorrected", 3, 40, 38)]
+    assert published[1].payload["previous"]["health_managed_children"] == 36
+    for envelope in published:
+        assert envelope.payload["institution_id"] == institution_id
+        validate_envelope(envelope.to_dict())
+    assert app.institution(institution_id)["enrolment"]["2025-01"] == {
+        "children": 40, "second_children": 9, "third_children": 2,
+        "health_managed_children": 38}
+
+
+def _stored_as_version_2(mapper, event):
+    """How version 2 stored the event: without health_managed_children."""
+    stored = mapper.to_stored_event(event)
+    state = dict(vars(event))
+    for name in ("originator_id", "originator_version", "health_managed_children"):
+        del state[name]
+    data = mapper.transcoder.encode({**state, "class_version": 2})
+    if mapper.compressor:
+        data = mapper.compressor.compress(data)
+    if mapper.cipher:
+        data = mapper.cipher.encrypt(data)
+    return dataclasses.replace(stored, state=data)
+
+
+def test_a_report_stored_before_health_management_has_it_unknown(app):
+    """A report of version 2 in the log: read, its month's figure is None; published (a
+    replay, a gap filled) as version 3 with null; a correction keeps None as previous."""
+    institution_id = filed(app)
+    institution = app.repository.get(app._id(institution_id))
+    reports = EnrolmentReports.for_institution(institution)
+    figures = sample_enrolment("2025-01")
+    reports.report(figures["month"], figures["classes"], figures["second_children"],
+                   figures["third_children"], 36, institution.facts)
+    opened, reported = reports.collect_events()
+    start = app.log_head() + 1
+    app.recorder.insert_events([app.mapper.to_stored_event(opened),
+                                _stored_as_version_2(app.mapper, reported)])
+    assert app.institution(institution_id)["enrolment"]["2025-01"][
+        "health_managed_children"] is None
+    app.correct_enrolment(institution_id, {**figures, "reason": "health figure added"})
+    published = {e.event_type: e for e in app.read_log(start, 100)}
+    assert published["InstitutionEnrolmentReported"].schema_version == 3
+    assert published["InstitutionEnrolmentReported"].payload["health_managed_children"] is None
+    corrected = published["InstitutionEnrolmentReportCorrected"].payload
+    assert corrected["health_managed_children"] == 36
+    assert corrected["previous"]["health_managed_children"] is None
+    for envelope in published.values():
+        validate_envelope(envelope.to_dict())
 
 
 def test_concurrent_commands_on_one_institution_are_all_kept(app, clock):

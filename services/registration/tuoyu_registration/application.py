@@ -471,20 +471,21 @@ class RegistrationApplication(PeopleCommands, ServiceApplication):
 
     @refusing_field_errors
     def report_enrolment(self, institution_id: str, data: dict[str, Any]) -> None:
-        """月度在托报告: children by class and age band, second and third children."""
-        month, classes, second, third = parse(commands.ReportEnrolment, data).report()
+        """月度在托报告: children by class and age band, second and third children, children
+        under health management (健康管理)."""
+        month, classes, second, third, health = parse(commands.ReportEnrolment, data).report()
         self._refuse_future_month(month)
         self._with_reports(institution_id, lambda i, reports: reports.report(
-            month, classes, second, third, i.facts, self.standards))
+            month, classes, second, third, health, i.facts, self.standards))
 
     @refusing_field_errors
     def correct_enrolment(self, institution_id: str, data: dict[str, Any]) -> None:
         command = parse(commands.CorrectEnrolment, data)
-        month, classes, second, third = command.report()
+        month, classes, second, third, health = command.report()
         reason = command.reason
         self._refuse_future_month(month)
         self._with_reports(institution_id, lambda i, reports: reports.correct(
-            month, classes, second, third, reason, i.facts, self.standards))
+            month, classes, second, third, health, reason, i.facts, self.standards))
 
     @refusing_field_errors
     def request_hire(self, institution_id: str, data: dict[str, Any]) -> str:

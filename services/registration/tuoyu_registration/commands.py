@@ -231,7 +231,8 @@ class EnrolmentClass(Command):
 
 
 class ReportEnrolment(Command):
-    """月度在托报告: children by class and age band, second and third children."""
+    """月度在托报告: children by class and age band, second and third children, children under
+    health management."""
 
     command_name = "report_enrolment"
     month: Month  # type: ignore[valid-type]
@@ -240,15 +241,19 @@ class ReportEnrolment(Command):
     """二孩 enrolled."""
     third_children: Int(0, 10000)
     """三孩 enrolled."""
+    health_managed_children: Int(0, 10000)
+    """健康管理: enrolled children with a current health record (健康档案) and a yearly health
+    check this year; at most the children reported."""
 
-    def report(self) -> tuple[str, list[dict[str, Any]], int, int]:
+    def report(self) -> tuple[str, list[dict[str, Any]], int, int, int]:
         classes = []
         for item in self.classes:
             bands = item.age_bands.model_dump() if item.age_bands is not None else {}
             classes.append({"class_type": item.class_type, "children": item.children,
                             "carers": item.carers,
                             "age_bands": {b: n for b, n in bands.items() if n}})
-        return self.month, classes, self.second_children, self.third_children
+        return (self.month, classes, self.second_children, self.third_children,
+                self.health_managed_children)
 
 
 class CorrectEnrolment(ReportEnrolment):

@@ -9,7 +9,8 @@ and a subscriber ignores types it does not use. An institution's roster and enro
 were the Institution's until the roster and the reports became aggregates of their own: the
 Institution's classes still replay the old ones (published as v1, as they were), and the new
 aggregates publish the same types as v2, with ``institution_id`` in the payload (the
-envelope's ``aggregate_id`` is then the roster's or the reports' stream).
+envelope's ``aggregate_id`` is then the roster's or the reports' stream). The enrolment reports
+are v3: ``health_managed_children`` (健康管理) added, null in the reports recorded before.
 """
 
 from __future__ import annotations
@@ -148,13 +149,14 @@ CONTRACT = Contract("registration", [
     Published(EnrolmentReports.CarriedOver, "EnrolmentReportsCarriedOver", 1, (
         "institution_id", "months", "institution_version"
     )),
-    Published(EnrolmentReports.Corrected, "InstitutionEnrolmentReportCorrected", 2, (
+    Published(EnrolmentReports.Corrected, "InstitutionEnrolmentReportCorrected", 3, (
         "institution_id", "month", "classes", "children", "second_children", "third_children",
-        "previous", "reason"
+        "previous", "reason", "health_managed_children"
     )),
     Published(EnrolmentReports.Opened, "EnrolmentReportsOpened", 1, ("institution_id",)),
-    Published(EnrolmentReports.Reported, "InstitutionEnrolmentReported", 2, (
-        "institution_id", "month", "classes", "children", "second_children", "third_children"
+    Published(EnrolmentReports.Reported, "InstitutionEnrolmentReported", 3, (
+        "institution_id", "month", "classes", "children", "second_children", "third_children",
+        "health_managed_children"
     )),
     # ---- a person's erasure (tuoyu_shared.people) ------------------------------------------------
     *PEOPLE_PUBLICATIONS,

@@ -374,6 +374,21 @@ def check_enrolment(kind: str, classes_filed: list[dict[str, Any]],
     return total
 
 
+def check_health_managed(health_managed_children: int, children: int) -> None:
+    """健康管理: the children under health management (a current health record and this
+    year's health check) are some of the ``children`` enrolled: 0 to ``children``."""
+    if (isinstance(health_managed_children, bool)
+            or not isinstance(health_managed_children, int)):
+        raise FieldError("health_managed_children", "must be an integer", "invalid_type")
+    if health_managed_children < 0:
+        raise FieldError("health_managed_children", "must be at least 0, got "
+                         f"{health_managed_children}", "out_of_range")
+    if health_managed_children > children:
+        raise FieldError("health_managed_children", "children under health management "
+                         f"({health_managed_children}) cannot outnumber the {children} "
+                         "children enrolled", "inconsistent")
+
+
 @dataclass(frozen=True)
 class InstitutionFacts:
     """What the rules of an institution's :class:`Roster` and :class:`EnrolmentReports` need
@@ -1406,13 +1421,24 @@ class EnrolmentReports(Aggregate):
     given by the application.
 
     Its events are published under the types subscribers have always received
-    (``InstitutionEnrolmentReported``, ``InstitutionEnrolmentReportCorrected``), as schema
-    version 2: the envelope's aggregate is the reports, and ``institution_id`` in the payload
-    names the institution. Version 1 of each is the institution's own event, in the
-    institution streams written before reports had streams of their own.
+    (``InstitutionEnrolmentReported``, ``InstitutionEnrolmentReportCorrected``): the envelope's
+    aggregate is the reports, and ``institution_id`` in the payload names the institution
+    (since version 2); version 3 adds ``health_managed_children`` (健康管理), None in the
+    reports recorded before it was asked. Version 1 of each is the institution's own event,
+    in the institution streams written before reports had streams of their own.
     """
 
     id_for = staticmethod(enrolment_reports_id_for)
+
+    # Version 2 of the state: each month's figures have health_managed_children (None where
+    # unknown: reported before the figure was asked, or carried over).
+    class_version = 2
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        # Snapshots taken before the figure was asked: unknown for every month.
+        for figures in state.get("months", {}).values():
+            figures.setdefault("health_managed_children", None)
 
     class Opened(Aggregate.Created):
         """The institution's monthly reports have a stream of their own from now on."""
@@ -1430,9 +1456,11 @@ class EnrolmentReports(Aggregate):
     def __init__(self, institution_id: str):
         self.institution_id = str(institution_id)
         # The figures later rules need (month → {children, second_children,
-        # third_children}), not the whole reports (those are in the events): the state stays
-        # small however many months are reported, which keeps snapshots cheap.
-        self.months: dict[str, dict[str, int]] = {}
+        # third_children, health_managed_children}), not the whole reports (those are in the
+        # events): the state stays small however many months are reported, which keeps
+        # snapshots cheap. health_managed_children is None where unknown (a month reported
+        # before the figure was asked, or carried over from the institution's stream).
+        self.months: dict[str, dict[str, int | None]] = {}
 
     class CarriedOver(Aggregate.Event):
         """The months the institution's own stream recorded before reports had streams of
@@ -1448,7 +1476,9 @@ class EnrolmentReports(Aggregate):
                           "institution_version": {"minimum": 1}}
 
         def apply(self, aggregate: EnrolmentReports) -> None:
-            aggregate.months = {k: dict(v) for k, v in self.months.items()}
+            # The institution's stream never recorded health management: unknown.
+            aggregate.months = {k: {"health_managed_children": None, **v}
+                                for k, v in self.months.items()}
 
     @classmethod
     def for_institution(cls, institution: Institution) -> EnrolmentReports:
@@ -1463,12 +1493,15 @@ class EnrolmentReports(Aggregate):
         return reports
 
     class Reported(Aggregate.Event):
-        """月度在托报告: children by class and age band; second and third children. Since
-        version 2 recorded in the institution's reports (the envelope's aggregate):
-        ``institution_id`` names the institution."""
+        """月度在托报告: children by class and age band; second and third children; children
+        under health management (健康管理). Since version 2 recorded in the institution's
+        reports (the envelope's aggregate): ``institution_id`` names the institution. Since
+        version 3 ``health_managed_children``: the enrolled children with a current health
+        record (健康档案) and this year's health check, at most ``children``; null in a report
+        recorded before version 3 (unknown)."""
 
         event_type = "InstitutionEnrolmentReported"
-        class_version = 2
+        class_version = 3
 
         institution_id: str
         month: str  # YYYY-MM
@@ -1476,15 +1509,24 @@ class EnrolmentReports(Aggregate):
         children: int
         second_children: int
         third_children: int
+        health_managed_children: int | None
 
-        payload_schema = {"institution_id": {"format": "uuid"}}
+        payload_schema = {"institution_id": {"format": "uuid"},
+                          "health_managed_children": {"minimum": 0}}
+
+        @staticmethod
+        def upcast_v2_v3(state: dict[str, Any]) -> None:
+            # Reported before the figure was asked: unknown.
+            state["health_managed_children"] = None
 
     class Corrected(Aggregate.Event):
         """A month already reported, corrected; the previous figures are kept. Since version 2
-        recorded in the institution's reports: ``institution_id`` names the institution."""
+        recorded in the institution's reports: ``institution_id`` names the institution.
+        Since version 3 ``health_managed_children`` (健康管理, as in the report; null in a
+        correction recorded before version 3, and in ``previous`` where it was unknown)."""
 
         event_type = "InstitutionEnrolmentReportCorrected"
-        class_version = 2
+        class_version = 3
 
         institution_id: str
         month: str
@@ -1492,13 +1534,20 @@ class EnrolmentReports(Aggregate):
         children: int
         second_children: int
         third_children: int
+        health_managed_children: int | None
         previous: dict[str, Any]
         reason: str
 
-        payload_schema = {"institution_id": {"format": "uuid"}}
+        payload_schema = {"institution_id": {"format": "uuid"},
+                          "health_managed_children": {"minimum": 0}}
+
+        @staticmethod
+        def upcast_v2_v3(state: dict[str, Any]) -> None:
+            # Corrected before the figure was asked: unknown.
+            state["health_managed_children"] = None
 
     def _check(self, month: str, classes: list[dict[str, Any]], second_children: int,
-               third_children: int, facts: InstitutionFacts,
+               third_children: int, health_managed_children: int, facts: InstitutionFacts,
                standards: CareStandards) -> int:
         if facts.status not in (Status.FILED.value, Status.SUSPENDED.value):
             raise DomainRuleViolated(
@@ -1512,50 +1561,58 @@ class EnrolmentReports(Aggregate):
             raise DomainRuleViolated(
                 f"cannot report enrolment for {month}: the institution was filed in "
                 f"{filed_on.year:04d}-{filed_on.month:02d} (filing receipt)", state=facts.status)
-        return check_enrolment(facts.kind, facts.filed_classes, classes, second_children,
-                               third_children, standards)
+        children = check_enrolment(facts.kind, facts.filed_classes, classes, second_children,
+                                   third_children, standards)
+        check_health_managed(health_managed_children, children)
+        return children
 
     def report(self, month: str, classes: list[dict[str, Any]], second_children: int,
-               third_children: int, facts: InstitutionFacts,
+               third_children: int, health_managed_children: int, facts: InstitutionFacts,
                standards: CareStandards = DEFAULT_STANDARDS) -> None:
         """Report a month (``YYYY-MM``; "2025-1" is "2025-01"), once."""
         month = normalise_month(month)
         if month in self.months:
             raise DomainRuleViolated(f"{month} is reported already: send a correction",
                                      state=facts.status)
-        children = self._check(month, classes, second_children, third_children, facts,
-                               standards)
+        children = self._check(month, classes, second_children, third_children,
+                               health_managed_children, facts, standards)
         self._report(institution_id=self.institution_id, month=month, classes=classes,
                      children=children, second_children=second_children,
-                     third_children=third_children)
+                     third_children=third_children,
+                     health_managed_children=health_managed_children)
 
     @event(Reported)
     def _report(self, institution_id: str, month: str, classes: list[dict[str, Any]],
-                children: int, second_children: int, third_children: int) -> None:
+                children: int, second_children: int, third_children: int,
+                health_managed_children: int | None) -> None:
         self.months[month] = {"children": children, "second_children": second_children,
-                              "third_children": third_children}
+                              "third_children": third_children,
+                              "health_managed_children": health_managed_children}
 
     def correct(self, month: str, classes: list[dict[str, Any]], second_children: int,
-                third_children: int, reason: str, facts: InstitutionFacts,
-                standards: CareStandards = DEFAULT_STANDARDS) -> None:
+                third_children: int, health_managed_children: int, reason: str,
+                facts: InstitutionFacts, standards: CareStandards = DEFAULT_STANDARDS) -> None:
         """Correct a month reported already, keeping its previous figures in the event."""
         month = normalise_month(month)
         if month not in self.months:
             raise DomainRuleViolated(f"{month} was never reported: report it first",
                                      state=facts.status)
-        children = self._check(month, classes, second_children, third_children, facts,
-                               standards)
+        children = self._check(month, classes, second_children, third_children,
+                               health_managed_children, facts, standards)
         self._correct(institution_id=self.institution_id, month=month, classes=classes,
                       children=children, second_children=second_children,
-                      third_children=third_children, previous=dict(self.months[month]),
-                      reason=reason)
+                      third_children=third_children,
+                      health_managed_children=health_managed_children,
+                      previous=dict(self.months[month]), reason=reason)
 
     @event(Corrected)
     def _correct(self, institution_id: str, month: str, classes: list[dict[str, Any]],
                  children: int, second_children: int, third_children: int,
-                 previous: dict[str, Any], reason: str) -> None:
+                 health_managed_children: int | None, previous: dict[str, Any],
+                 reason: str) -> None:
         self.months[month] = {"children": children, "second_children": second_children,
-                              "third_children": third_children}
+                              "third_children": third_children,
+                              "health_managed_children": health_managed_children}
 
 
 # ---- a credit code's registration cases (登记案卷) -----------------------------------------

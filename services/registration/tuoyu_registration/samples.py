@@ -64,6 +64,7 @@ def sample_enrolment(month: str, **overrides) -> dict:
         ],
         "second_children": 9,
         "third_children": 2,
+        "health_managed_children": 36,
     }
     data.update(overrides)
     return data

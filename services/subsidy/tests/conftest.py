@@ -45,8 +45,9 @@ class Upstream:
         self.handle = subsidy_handler(app)
 
     def send(self, source: str, event_type: str, aggregate_id: str,
-             payload: dict[str, Any]) -> None:
-        env = Envelope(event_id=str(uuid.uuid4()), event_type=event_type, schema_version=1,
+             payload: dict[str, Any], schema_version: int = 1) -> Envelope:
+        env = Envelope(event_id=str(uuid.uuid4()), event_type=event_type,
+                       schema_version=schema_version,
                        source=source, aggregate_id=aggregate_id, aggregate_version=1,
                        notification_id=0, occurred_at="2026-01-05T02:00:00+00:00",
                        actor="officer", department="health", correlation_id="",
@@ -54,6 +55,7 @@ class Upstream:
         with self.app.batch():
             changed = self.handle(env)
             self.app.save(*changed)
+        return env
 
     def institution(self, *, affordable: bool = True, grade: str = "B",
                     enrolment: dict[str, tuple[int, int, int]] | None = None,

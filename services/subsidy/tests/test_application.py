@@ -7,11 +7,14 @@ fitted."""
 from __future__ import annotations
 
 import threading
+import uuid
 
+import fastjsonschema
 import psycopg
 import pytest
 
 from tuoyu_registration.samples import sample_resident_id
+from tuoyu_shared.catalogue import payload_schema
 from tuoyu_shared.context import command_context
 from tuoyu_shared.errors import Conflict, Forbidden
 from tuoyu_shared.validation import ValidationFailed, validate_resident_id
@@ -78,6 +81,32 @@ def test_the_operating_grant_pays_each_month_reported(app, upstream):
     (line,) = refused["lines"]
     assert line["refusal"] == {"rule": "enrolment_reported",
                                "fact": "no enrolment reported for 2026-07"}
+
+
+def test_enrolment_reports_of_version_3_are_read_their_health_figure_ignored(app, upstream):
+    """Registration publishes its monthly reports as version 3, with health_managed_children
+    (健康管理): the standing takes the month's children from them as before."""
+    institution = upstream.institution()
+    figures = {"institution_id": institution, "month": "2026-06", "classes": [],
+               "children": 40, "second_children": 5, "third_children": 1,
+               "health_managed_children": 36}
+    sent = [upstream.send("registration", "InstitutionEnrolmentReported", str(uuid.uuid4()),
+                          figures, schema_version=3),
+            upstream.send("registration", "InstitutionEnrolmentReportCorrected",
+                          str(uuid.uuid4()), {
+                              **figures, "children": 42, "health_managed_children": 38,
+                              "previous": {"children": 40, "second_children": 5,
+                                           "third_children": 1,
+                                           "health_managed_children": 36},
+                              "reason": "miscounted"}, schema_version=3)]
+    for envelope in sent:  # what registration publishes, as the catalogue has it
+        fastjsonschema.validate(payload_schema("registration", envelope.event_type, 3),
+                                envelope.payload)
+    assert app.standing_for(institution).enrolment["2026-06"] == {
+        "children": 42, "second_children": 5, "third_children": 1}
+    application = draft(app, institution, "operating-grant", months=["2026-06"])
+    result = submit(app, institution, application["application_id"])
+    assert result["eligible"] and result["amount_fen"] == 42 * 50_000
 
 
 def test_the_fee_subsidy_by_birth_order_age_and_enrolment_cap(app, upstream):
