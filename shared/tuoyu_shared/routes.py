@@ -44,6 +44,19 @@ class QueryParam:
     enum: tuple[str, ...] | None = None
 
 
+@dataclass(frozen=True)
+class StaticPages:
+    """Files a service ships for people's browsers (a page, its scripts, vendored libraries),
+    served by the gateway under ``prefix`` from the directory ``directory`` of the installed
+    package ``package`` (the gateway imports the routes module, so the package is there).
+    They hold no data: the page asks the service's routes for it with the reader's token."""
+
+    prefix: str
+    package: str
+    directory: str
+    index: str = "index.html"
+
+
 def _no_args(path: dict[str, str], query: dict[str, Any], body: Any) -> tuple[list, dict]:
     return [], {}
 
@@ -113,6 +126,10 @@ class Route:
     #: request fails naming those that did and those that did not (a person's rights, which
     #: each service that holds personal data answers for itself).
     services: tuple[str, ...] = ()
+    #: When set, the answer is a file, not JSON: the RPC result is ``{"filename",
+    #: "media_type", "content_base64"}`` and the gateway sends the bytes as an attachment
+    #: (a spreadsheet, a PDF); this is the media type the OpenAPI document names.
+    file_media_type: str | None = None
 
     @property
     def operation_id(self) -> str:

@@ -13,6 +13,7 @@ A worker's command line also lets ops look after its consumers and views:
     python -m tuoyu_dashboard.worker redrive ID [ID…]  # apply them again
     python -m tuoyu_dashboard.worker redrive --all     # every open one, in notification order
     python -m tuoyu_dashboard.worker rebuild VIEW      # drop a view and replay it from the log
+    python -m tuoyu_dashboard.worker rebuild --all     # every view of the service
 """
 
 from __future__ import annotations
@@ -108,11 +109,17 @@ def worker_main(parts: Callable[[], dict[str, Callable[[threading.Event], None]]
                        help="every open letter of every consumer, in notification order")
     rebuild = sub.add_parser("rebuild", help="drop a view and replay it from the log")
     rebuild.add_argument("view", nargs="?", help="the view's name (none: list them)")
+    rebuild.add_argument("--all", action="store_true", dest="all_views",
+                         help="every view of the service, one after another")
     args = parser.parse_args(argv)
     if args.command in (None, "run"):
         return _run(parts, service, metrics, args.http_port)
     if args.command == "rebuild":
         found_views = views() if views else {}
+        if args.all_views:
+            for name, rebuild_view in found_views.items():
+                print(f"rebuilt {name} from {rebuild_view()} events")
+            return 0
         if args.view is None:
             print("\n".join(found_views) or "no views")
             return 0

@@ -21,6 +21,7 @@ and ``/docs`` (a page with no asset from outside) describe it all.
 from __future__ import annotations
 
 import importlib
+import importlib.resources
 import json
 import os
 import threading
@@ -49,6 +50,7 @@ from tuoyu_shared.routes import (
     SCOPE_FILTER_DISTRICT,
     SCOPE_INSTITUTION,
     Route,
+    StaticPages,
     people_routes,
 )
 from tuoyu_shared.rpc import RemoteError, RpcPool, RpcTimeout, UnknownService
@@ -204,6 +206,26 @@ def load_routes(modules: tuple[str, ...]) -> list[Route]:
     if people:
         routes.extend(people_routes(tuple(people)))
     return routes
+
+
+def load_pages(modules: tuple[str, ...]) -> list[StaticPages]:
+    """The pages (static files) the services' routes modules ship (``PAGES``)."""
+    pages: list[StaticPages] = []
+    for module in modules:
+        pages.extend(getattr(importlib.import_module(module), "PAGES", ()))
+    return pages
+
+
+def _file_response(result: Any) -> Response:
+    """A file answer (``Route.file_media_type``): the bytes, as an attachment."""
+    import base64
+    from urllib.parse import quote
+
+    content = base64.b64decode(result["content_base64"])
+    name = str(result.get("filename") or "download")
+    return Response(content, media_type=str(result["media_type"]), headers={
+        "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name)}",
+        "Cache-Control": "no-store"})
 
 
 # ---- request pieces ----------------------------------------------------------------------------
@@ -452,6 +474,8 @@ def create_app(settings: GatewaySettings | None = None,
                              actor=principal.subject, route=label, path=path)
                 status = route.status_of(result)
                 metrics.requests.labels(label, str(status)).inc()
+                if route.file_media_type is not None:
+                    return _file_response(result)
                 # the public encoding: kombu's JSON gives datetimes back as datetimes
                 return JSONResponse(to_json_value(route.respond(result, path)),
                                     status_code=status)
@@ -488,6 +512,19 @@ def create_app(settings: GatewaySettings | None = None,
                           include_in_schema=False)
 
     document = openapi_document(routes)
+
+    from starlette.responses import RedirectResponse
+    from starlette.staticfiles import StaticFiles
+
+    for page in load_pages(settings.routes):
+        directory = importlib.resources.files(page.package).joinpath(page.directory)
+
+        def redirect(request: Request, prefix: str = page.prefix) -> RedirectResponse:
+            return RedirectResponse(f"{prefix}/", status_code=307)
+
+        app.add_api_route(page.prefix, redirect, methods=["GET"], include_in_schema=False)
+        app.mount(page.prefix, StaticFiles(directory=str(directory), html=True),
+                  name=page.prefix.strip("/"))
 
     @app.get("/openapi.json", include_in_schema=False)
     def openapi() -> JSONResponse:
@@ -555,7 +592,9 @@ def openapi_document(routes: list[Route]) -> dict[str, Any]:
                 "Roles: " + ", ".join(route.allow) + f". District scope: {route.scope}."),
             "tags": list(route.tags), "parameters": parameters,
             "responses": {str(route.status if isinstance(route.status, int) else 200): {
-                "description": "Done", "content": {"application/json": {"schema": {}}}},
+                "description": "Done", "content": {route.file_media_type or "application/json": {
+                    "schema": {"type": "string", "format": "binary"}
+                    if route.file_media_type else {}}}},
                 "400": problem, "401": problem, "403": problem, "404": problem,
                 "409": problem, "413": problem, "429": problem},
         }
