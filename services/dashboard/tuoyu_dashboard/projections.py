@@ -1,20 +1,430 @@
-"""Read models of the dashboard: the directory of institutions (:mod:`tuoyu_shared.directory`,
-projected from registration's log) and the queries on it.
+"""Read models of the dashboard, projected from every service's log.
+
+Each upstream feeds its own view (a tracked consumer: effectively once, in order):
+
+- ``dashboard`` (registration): the directory of institutions (:mod:`tuoyu_shared.directory`)
+  and ``dash_institution_history``: one row per institution per state, valid from the event
+  that made it until the next event of the same institution (``valid_to``), with what the
+  indicators count (status, places, 普惠, the latest monthly report's children and
+  health-managed children, staff on the roster and those with a certificate) and the event
+  behind it; ``dash_hires`` keeps each hire's certificate and state;
+- ``dashboard-credit`` (credit): grades over time, listings, practitioner bans;
+- ``dashboard-inspection`` (inspection): plans, visits, findings by checklist area, orders;
+- ``dashboard-subsidy`` (subsidy): applications, budgets and every movement of them.
+
+Times are the events' own (``occurred_at``, UTC), so a past day's figures are what the
+services had recorded by then, however late the dashboard learnt it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import psycopg
 
 from tuoyu_shared.directory import REGISTRATION_HANDLERS, project_registration
+from tuoyu_shared.envelope import Envelope, institution_id_of
 from tuoyu_shared.views import View
 
-__all__ = ["REGISTRATION_HANDLERS", "REGISTRATION_VIEW", "list_institutions",
-           "project_registration"]
+Handler = Callable[[Envelope, psycopg.Cursor], None]
 
-#: The directory of institutions, projected from registration's log.
-REGISTRATION_VIEW = View("dashboard", "registration", ("institution_directory",),
-                         project_registration)
+# ---- registration ----------------------------------------------------------------------------
+HISTORY_COLUMNS = ("name", "district", "street", "nature", "kind", "status", "places",
+                   "affordable", "report_month", "enrolled", "health_managed", "staff",
+                   "certified_staff")
+_INSERT_COLUMNS = ", ".join(HISTORY_COLUMNS)
+_SQL_CACHE: dict[tuple, str] = {}
+FILED = ("filed", "suspended")
+
+
+def _history_sql(set_keys: tuple[str, ...], add_keys: tuple[str, ...]) -> str:
+    key = (set_keys, add_keys)
+    found = _SQL_CACHE.get(key)
+    if found is None:
+        exprs = []
+        for column in HISTORY_COLUMNS:
+            if column in set_keys:
+                exprs.append(f"%(set_{column})s")
+            elif column in add_keys:
+                exprs.append(f"greatest(c.{column} + %(add_{column})s, 0)")
+            else:
+                exprs.append(f"c.{column}")
+        found = _SQL_CACHE[key] = (
+            "WITH c AS (UPDATE dash_institution_history "
+            "SET valid_to = greatest(%(at)s::timestamptz, valid_from) "
+            "WHERE institution_id = %(id)s AND valid_to IS NULL RETURNING *) "
+            f"INSERT INTO dash_institution_history (institution_id, valid_from, valid_to, "
+            f"{_INSERT_COLUMNS}, notification_id, event_id, event_type) "
+            f"SELECT c.institution_id, c.valid_to, NULL, {', '.join(exprs)}, %(n)s, %(e)s, %(t)s "
+            "FROM c")
+    return found
+
+
+def change_institution(env: Envelope, cur: psycopg.Cursor, institution_id: str,
+                       set_: dict[str, Any] | None = None,
+                       add: dict[str, int] | None = None) -> None:
+    """Close the institution's current row at the event's time and open one with the change
+    (``set_``: new values, ``add``: amounts added to counters)."""
+    set_ = set_ or {}
+    add = {k: v for k, v in (add or {}).items() if v}
+    params: dict[str, Any] = {"at": env.occurred_at, "id": institution_id,
+                              "n": env.notification_id, "e": env.event_id, "t": env.event_type}
+    params.update({f"set_{k}": v for k, v in set_.items()})
+    params.update({f"add_{k}": v for k, v in add.items()})
+    cur.execute(_history_sql(tuple(sorted(set_)), tuple(sorted(add))), params)
+
+
+def _registered(env: Envelope, cur: psycopg.Cursor) -> None:
+    p = env.payload
+    imported = env.event_type == "InstitutionImported"
+    cur.execute(
+        f"INSERT INTO dash_institution_history (institution_id, valid_from, {_INSERT_COLUMNS}, "
+        "notification_id, event_id, event_type) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, "
+        "false, NULL, 0, 0, 0, 0, %s, %s, %s) ON CONFLICT DO NOTHING",
+        (env.aggregate_id, env.occurred_at, p["name"], p["district"], p["street"], p["nature"],
+         p["kind"], "filed" if imported else "registered",
+         p["filing"]["total_places"] if imported else 0,
+         env.notification_id, env.event_id, env.event_type))
+
+
+def _status(status: str) -> Handler:
+    return lambda env, cur: change_institution(env, cur, env.aggregate_id,
+                                               {"status": status})
+
+
+def _filing_submitted(env: Envelope, cur: psycopg.Cursor) -> None:
+    change_institution(env, cur, env.aggregate_id,
+                       {"status": "filing_submitted",
+                        "places": env.payload["filing"]["total_places"]})
+
+
+def _change_filed(env: Envelope, cur: psycopg.Cursor) -> None:
+    changes = env.payload["changes"]
+    set_ = {k: changes[k] for k in ("name", "district", "street") if k in changes}
+    if "total_places" in changes:
+        set_["places"] = changes["total_places"]
+    change_institution(env, cur, env.aggregate_id, set_)
+
+
+def _report(env: Envelope, cur: psycopg.Cursor) -> None:
+    """A month reported or corrected: it is the latest report unless a later month is in."""
+    p = env.payload
+    institution_id = institution_id_of(env)
+    cur.execute("SELECT report_month FROM dash_institution_history "
+                "WHERE institution_id = %s AND valid_to IS NULL", (institution_id,))
+    row = cur.fetchone()
+    if row is None or (row[0] is not None and row[0] > p["month"]):
+        return
+    change_institution(env, cur, institution_id, {
+        "report_month": p["month"], "enrolled": int(p["children"]),
+        "health_managed": int(p.get("health_managed_children") or 0)})
+
+
+def _reports_carried_over(env: Envelope, cur: psycopg.Cursor) -> None:
+    months = env.payload.get("months") or {}
+    if not months:
+        return
+    month = max(months)
+    figures = months[month]
+    change_institution(env, cur, institution_id_of(env), {
+        "report_month": month, "enrolled": int(figures.get("children") or 0),
+        "health_managed": int(figures.get("health_managed_children") or 0)})
+
+
+def _hire_requested(env: Envelope, cur: psycopg.Cursor) -> None:
+    p = env.payload
+    cur.execute("INSERT INTO dash_hires (institution_id, hire_id, certified, state) "
+                "VALUES (%s, %s, %s, 'pending') ON CONFLICT (institution_id, hire_id) DO UPDATE "
+                "SET certified = EXCLUDED.certified, state = 'pending'",
+                (institution_id_of(env), p["hire_id"], bool(p.get("certificates"))))
+
+
+def _hire_moved(state: str, staff: int) -> Handler:
+    def handle(env: Envelope, cur: psycopg.Cursor) -> None:
+        institution_id = institution_id_of(env)
+        cur.execute("UPDATE dash_hires SET state = %s WHERE institution_id = %s AND hire_id = %s "
+                    "AND state <> %s RETURNING certified",
+                    (state, institution_id, env.payload["hire_id"], state))
+        row = cur.fetchone()
+        if row is not None and staff:
+            change_institution(env, cur, institution_id,
+                               add={"staff": staff, "certified_staff": staff if row[0] else 0})
+    return handle
+
+
+def _roster_carried_over(env: Envelope, cur: psycopg.Cursor) -> None:
+    """The roster the institution's own stream kept, taken over by the roster's stream: its
+    hires as they stood (the counts are the institution's already, from the v1 events)."""
+    institution_id = institution_id_of(env)
+    for hire_id, entry in (env.payload.get("roster") or {}).items():
+        state = {"employed": "hired"}.get(entry.get("status"), entry.get("status") or "pending")
+        cur.execute("INSERT INTO dash_hires (institution_id, hire_id, certified, state) "
+                    "VALUES (%s, %s, %s, %s) ON CONFLICT (institution_id, hire_id) DO NOTHING",
+                    (institution_id, hire_id, bool(entry.get("certificates")), state))
+
+
+def _affordable(value: bool) -> Handler:
+    return lambda env, cur: change_institution(env, cur, env.aggregate_id,
+                                               {"affordable": value})
+
+
+HISTORY_HANDLERS: dict[str, Handler] = {
+    "InstitutionRegistered": _registered,
+    "InstitutionImported": _registered,
+    "InstitutionFilingSubmitted": _filing_submitted,
+    "InstitutionFiled": _status("filed"),
+    "InstitutionChangeFiled": _change_filed,
+    "InstitutionSuspendedForRectification": _status("suspended"),
+    "InstitutionResumed": _status("filed"),
+    "InstitutionDeregistered": _status("deregistered"),
+    "InstitutionAffordableDesignated": _affordable(True),
+    "InstitutionAffordableDesignationWithdrawn": _affordable(False),
+    "InstitutionEnrolmentReported": _report,
+    "InstitutionEnrolmentReportCorrected": _report,
+    "EnrolmentReportsCarriedOver": _reports_carried_over,
+    "InstitutionPractitionerHireRequested": _hire_requested,
+    "InstitutionPractitionerHired": _hire_moved("hired", +1),
+    "InstitutionPractitionerHireRefused": _hire_moved("refused", 0),
+    "InstitutionPractitionerReleased": _hire_moved("released", -1),
+    "RosterCarriedOver": _roster_carried_over,
+}
+
+
+def project_registration_indicators(env: Envelope, cur: psycopg.Cursor) -> None:
+    """The directory and the institutions' history, from one registration event."""
+    project_registration(env, cur)
+    handler = HISTORY_HANDLERS.get(env.event_type)
+    if handler is not None:
+        handler(env, cur)
+
+
+# ---- credit ----------------------------------------------------------------------------------
+def _credit_change(env: Envelope, cur: psycopg.Cursor, grade: str | None,
+                   score: int | None) -> None:
+    institution_id = env.payload.get("institution_id") or env.aggregate_id
+    cur.execute(
+        "WITH c AS (UPDATE dash_credit_history SET valid_to = greatest(%(at)s::timestamptz, "
+        "valid_from) WHERE institution_id = %(id)s AND valid_to IS NULL RETURNING *) "
+        "INSERT INTO dash_credit_history (institution_id, valid_from, grade, score, "
+        "notification_id, event_id, event_type) "
+        "SELECT %(id)s, coalesce((SELECT valid_to FROM c), %(at)s::timestamptz), "
+        "coalesce(%(grade)s, (SELECT grade FROM c)), coalesce(%(score)s, (SELECT score FROM c)), "
+        "%(n)s, %(e)s, %(t)s WHERE %(grade)s::text IS NOT NULL OR EXISTS (SELECT 1 FROM c)",
+        {"at": env.occurred_at, "id": institution_id, "grade": grade, "score": score,
+         "n": env.notification_id, "e": env.event_id, "t": env.event_type})
+
+
+def _listing_decided(env: Envelope, cur: psycopg.Cursor) -> None:
+    p = env.payload
+    if p["decision"] != "listed":
+        return
+    cur.execute("INSERT INTO dash_listings (listing_id, institution_id, list_name, listed_at, "
+                "term_start, term_end, notification_id, event_id) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                (p["listing_id"], p["institution_id"], p["list_name"], env.occurred_at,
+                 p.get("term_start"), p.get("term_end"), env.notification_id, env.event_id))
+
+
+def _listing_ended(env: Envelope, cur: psycopg.Cursor) -> None:
+    p = env.payload
+    if env.event_type == "InstitutionCreditRepairReviewed" and not p.get("approved"):
+        return
+    cur.execute("UPDATE dash_listings SET ended_at = %s WHERE listing_id = %s "
+                "AND ended_at IS NULL", (env.occurred_at, p["listing_id"]))
+
+
+def _ban_imposed(env: Envelope, cur: psycopg.Cursor) -> None:
+    p = env.payload
+    cur.execute("INSERT INTO dash_bans (ban_ref, person_ref, imposed_at, ends_on, "
+                "notification_id, event_id) VALUES (%s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT DO NOTHING",
+                (p["ban_ref"], p["person_ref"], env.occurred_at, p.get("ends_on"),
+                 env.notification_id, env.event_id))
+
+
+CREDIT_HANDLERS: dict[str, Handler] = {
+    "InstitutionCreditOpened": lambda env, cur: _credit_change(
+        env, cur, env.payload["grade"], env.payload.get("score")),
+    "InstitutionCreditGradeChanged": lambda env, cur: _credit_change(
+        env, cur, env.payload["new_grade"], None),
+    "InstitutionCreditScoreChanged": lambda env, cur: _credit_change(
+        env, cur, None, env.payload.get("new_score")),
+    "InstitutionCreditListingDecided": _listing_decided,
+    "InstitutionCreditListingExpired": _listing_ended,
+    "InstitutionCreditListingRemovedEarly": _listing_ended,
+    "InstitutionCreditRepairReviewed": _listing_ended,
+    "PractitionerBanImposed": _ban_imposed,
+    "PractitionerBanLifted": lambda env, cur: cur.execute(
+        "UPDATE dash_bans SET lifted_at = %s WHERE ban_ref = %s AND lifted_at IS NULL",
+        (env.occurred_at, env.payload["ban_ref"])),
+}
+
+
+def project_credit(env: Envelope, cur: psycopg.Cursor) -> None:
+    handler = CREDIT_HANDLERS.get(env.event_type)
+    if handler is not None:
+        handler(env, cur)
+
+
+# ---- inspection ------------------------------------------------------------------------------
+def _plan_created(env: Envelope, cur: psycopg.Cursor) -> None:
+    p = env.payload
+    cur.execute("INSERT INTO dash_plans (plan_id, title, district, period, target_count, "
+                "created_at, notification_id) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT DO NOTHING",
+                (env.aggregate_id, p["title"], p.get("district"), p["period"],
+                 p["target_count"], env.occurred_at, env.notification_id))
+
+
+def _visit_scheduled(env: Envelope, cur: psycopg.Cursor) -> None:
+    p = env.payload
+    areas = {}
+    item_areas = {}
+    for area in (p.get("checklist") or {}).get("areas") or []:
+        areas[area["code"]] = area.get("name") or area["code"]
+        for item in area.get("items") or []:
+            item_areas[item["code"]] = area["code"]
+    for code, title in areas.items():
+        cur.execute("INSERT INTO dash_checklist_areas (area, title) VALUES (%s, %s) "
+                    "ON CONFLICT (area) DO UPDATE SET title = EXCLUDED.title", (code, title))
+    cur.execute("INSERT INTO dash_visits (visit_id, institution_id, district, plan_id, kind, "
+                "item_areas, scheduled_at, notification_id, event_id) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                (env.aggregate_id, p["institution_id"], p["district"], p.get("plan_id"),
+                 p["kind"], psycopg.types.json.Jsonb(item_areas), env.occurred_at,
+                 env.notification_id, env.event_id))
+
+
+def _visit_column(column: str, value: Callable[[Envelope], Any] | None = None) -> Handler:
+    def handle(env: Envelope, cur: psycopg.Cursor) -> None:
+        extra = ", outcome = %s" if value is not None else ""
+        params = [env.occurred_at] + ([value(env)] if value is not None else [])
+        cur.execute(f"UPDATE dash_visits SET {column} = %s{extra} WHERE visit_id = %s",
+                    (*params, env.aggregate_id))
+    return handle
+
+
+def _finding(env: Envelope, cur: psycopg.Cursor) -> None:
+    p = env.payload
+    cur.execute(
+        "INSERT INTO dash_findings (finding_id, visit_id, institution_id, district, area, "
+        "severity, recorded_at, notification_id, event_id) "
+        "SELECT %s, v.visit_id, v.institution_id, v.district, "
+        "coalesce(v.item_areas ->> %s, 'unknown'), %s, %s, %s, %s FROM dash_visits v "
+        "WHERE v.visit_id = %s ON CONFLICT DO NOTHING",
+        (p["finding_id"], p.get("item"), p["severity"], env.occurred_at, env.notification_id,
+         env.event_id, p["visit_id"]))
+
+
+def _ordered(env: Envelope, cur: psycopg.Cursor) -> None:
+    p = env.payload
+    cur.execute(
+        "INSERT INTO dash_rectifications (order_id, visit_id, institution_id, district, "
+        "severity, due_on, ordered_at, notification_id, event_id) "
+        "SELECT %s, v.visit_id, v.institution_id, v.district, %s, %s, %s, %s, %s "
+        "FROM dash_visits v WHERE v.visit_id = %s ON CONFLICT DO NOTHING",
+        (p["order_id"], p["severity"], p["due_on"], env.occurred_at, env.notification_id,
+         env.event_id, p["visit_id"]))
+
+
+def _reinspected(env: Envelope, cur: psycopg.Cursor) -> None:
+    p = env.payload
+    if not p.get("accepted"):
+        return
+    cur.execute("UPDATE dash_rectifications SET corrected_on = %s, corrected_at = %s "
+                "WHERE visit_id = %s AND order_id = %s AND corrected_at IS NULL",
+                (p["reinspected_on"], env.occurred_at, env.aggregate_id, p["order_id"]))
+
+
+INSPECTION_HANDLERS: dict[str, Handler] = {
+    "InspectionPlanCreated": _plan_created,
+    "InspectionPlanDrawn": lambda env, cur: cur.execute(
+        "UPDATE dash_plans SET drawn_at = %s, drawn = %s WHERE plan_id = %s",
+        (env.occurred_at, len(env.payload.get("targets") or []), env.aggregate_id)),
+    "InspectionPlanClosed": lambda env, cur: cur.execute(
+        "UPDATE dash_plans SET closed_at = %s WHERE plan_id = %s",
+        (env.occurred_at, env.aggregate_id)),
+    "VisitScheduled": _visit_scheduled,
+    "VisitConcluded": _visit_column("concluded_at", lambda env: env.payload["outcome"]),
+    "InspectionRefused": _visit_column("refused_at"),
+    "VisitCancelled": _visit_column("cancelled_at"),
+    "InspectionFindingRecorded": _finding,
+    "RectificationOrdered": _ordered,
+    "RectificationReinspected": _reinspected,
+}
+
+
+def project_inspection(env: Envelope, cur: psycopg.Cursor) -> None:
+    handler = INSPECTION_HANDLERS.get(env.event_type)
+    if handler is not None:
+        handler(env, cur)
+
+
+# ---- subsidy ---------------------------------------------------------------------------------
+def _drafted(env: Envelope, cur: psycopg.Cursor) -> None:
+    p = env.payload
+    cur.execute("INSERT INTO dash_subsidy_applications (application_id, institution_id, "
+                "district, program, kind, year, drafted_at) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT DO NOTHING",
+                (env.aggregate_id, p["institution_id"], p["district"], p["program"], p["kind"],
+                 p["year"], env.occurred_at))
+
+
+def _budget_opened(env: Envelope, cur: psycopg.Cursor) -> None:
+    p = env.payload
+    cur.execute("INSERT INTO dash_budgets (budget_id, year, fund, opened_at) "
+                "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                (env.aggregate_id, p["year"], p["fund"], env.occurred_at))
+    _entry("allocated")(env, cur)
+
+
+def _entry(kind: str) -> Handler:
+    def handle(env: Envelope, cur: psycopg.Cursor) -> None:
+        p = env.payload
+        amount = p["allocated_fen"] if kind == "allocated" else p["amount_fen"]
+        cur.execute("INSERT INTO dash_budget_entries (notification_id, budget_id, kind, "
+                    "application_id, amount_fen, at, event_id) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                    (env.notification_id, env.aggregate_id, kind, p.get("application_id"),
+                     amount, env.occurred_at, env.event_id))
+    return handle
+
+
+SUBSIDY_HANDLERS: dict[str, Handler] = {
+    "SubsidyApplicationDrafted": _drafted,
+    "BudgetOpened": _budget_opened,
+    "BudgetAllocated": _entry("allocated"),
+    "BudgetReserved": _entry("reserved"),
+    "BudgetReleased": _entry("released"),
+    "BudgetCommitted": _entry("committed"),
+    "BudgetReturned": _entry("returned"),
+}
+
+
+def project_subsidy(env: Envelope, cur: psycopg.Cursor) -> None:
+    handler = SUBSIDY_HANDLERS.get(env.event_type)
+    if handler is not None:
+        handler(env, cur)
+
+
+# ---- the views -------------------------------------------------------------------------------
+#: The directory and the institutions' history, projected from registration's log.
+REGISTRATION_VIEW = View("dashboard", "registration",
+                         ("institution_directory", "dash_institution_history", "dash_hires"),
+                         project_registration_indicators)
+CREDIT_VIEW = View("dashboard-credit", "credit",
+                   ("dash_credit_history", "dash_listings", "dash_bans"), project_credit)
+INSPECTION_VIEW = View("dashboard-inspection", "inspection",
+                       ("dash_plans", "dash_visits", "dash_checklist_areas", "dash_findings",
+                        "dash_rectifications"), project_inspection)
+SUBSIDY_VIEW = View("dashboard-subsidy", "subsidy",
+                    ("dash_subsidy_applications", "dash_budgets", "dash_budget_entries"),
+                    project_subsidy)
+VIEWS = (REGISTRATION_VIEW, CREDIT_VIEW, INSPECTION_VIEW, SUBSIDY_VIEW)
+
+__all__ = ["CREDIT_VIEW", "INSPECTION_VIEW", "REGISTRATION_HANDLERS", "REGISTRATION_VIEW",
+           "SUBSIDY_VIEW", "VIEWS", "list_institutions", "project_registration_indicators"]
 
 
 def list_institutions(conn: psycopg.Connection, district: str | None = None,
