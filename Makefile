@@ -34,6 +34,7 @@ bench: setup
 	$(PY) bench/paths.py
 	$(PY) bench/inspection.py
 	$(PY) bench/subsidy.py
+	$(PY) bench/dashboard.py
 
 clean: stop
 	rm -rf .local bench-results

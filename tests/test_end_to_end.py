@@ -231,7 +231,8 @@ def test_each_view_rebuilt_from_the_command_line_equals_the_live_one(system):
         import psycopg
 
         with psycopg.connect(system.env["TUOYU_DASHBOARD_DATABASE_URL"]) as conn:
-            dash = conn.execute("SELECT notification_id FROM consumer_tracking").fetchone()
+            dash = conn.execute("SELECT notification_id FROM consumer_tracking WHERE "
+                                "consumer='dashboard' AND upstream='registration'").fetchone()
         with psycopg.connect(system.env["TUOYU_REGISTRATION_DATABASE_URL"]) as conn:
             own = conn.execute("SELECT notification_id FROM consumer_tracking "
                                "WHERE consumer='registration-views'").fetchone()

@@ -22,7 +22,8 @@ PORT_OFFSET = 400
 VHOST = "tuoyu-observability"
 EVENT_SOURCED = ("registration", "credit")
 PARTS = {"registration": {"relay", "views", "credit"},
-         "dashboard": {"dashboard"},
+         "dashboard": {"dashboard", "dashboard-credit", "dashboard-inspection",
+                       "dashboard-subsidy"},
          "credit": {"relay", "views", "registration", "inspection", "subsidy", "timers",
                     "inquiries"},
          "inspection": {"relay", "views", "inspection-directory", "inspection-grades",

@@ -11,6 +11,8 @@ import os
 import signal
 import sys
 import time
+import urllib.error
+import urllib.request
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -126,6 +128,25 @@ def load_demo(gateway: str, token: str) -> str | None:
     status, _ = http_json("POST", f"{registration}/api/institutions", second, officer)
     print(f"demo: register {second['name']}: HTTP {status}")
     return base.rsplit("/", 1)[1]
+
+
+#: Population, under-three population and communities by street for the dashboard's
+#: indicators (made-up figures of the demo's district, not official statistics).
+DEMO_REFERENCE = Path(__file__).with_name("demo-reference.csv")
+
+
+def load_reference_demo(gateway: str, token: str) -> None:
+    """This year's reference data (人口基础数据) for the demo's district, from a CSV."""
+    year = datetime.now(ZoneInfo("Asia/Shanghai")).year
+    request = urllib.request.Request(
+        f"{gateway}/api/dashboard/reference-data?year={year}&source=demo-reference.csv",
+        data=DEMO_REFERENCE.read_bytes(), method="POST",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "text/csv"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            print(f"demo: reference data {year}: HTTP {resp.status}")
+    except urllib.error.HTTPError as e:
+        print(f"demo: reference data {year}: HTTP {e.code} {e.read()[:200]!r}")
 
 
 #: The demo's inspectors: the 徐汇区 officers of the three departments (DEMO_TOKENS).
@@ -317,6 +338,7 @@ def start() -> None:
         if filed is not None:
             load_inspection_demo(gateway, tokens, filed)
             load_subsidy_demo(gateway, tokens, filed)
+            load_reference_demo(gateway, tokens[DEMO_TOKENS[1]])
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             _, listing = http_json("GET", f"{gateway}/api/dashboard/institutions", None,
@@ -334,7 +356,8 @@ Tuoyu is running. Everything goes through the gateway, with a token:
                           POST {gateway}/api/institutions, …/<id>/<command>
   Officer views:          {gateway}/api/officer/filings-awaiting  …/staff-cases
   Credit report:          {gateway}/api/institutions/<id>/credit
-  Dashboard read model:   {gateway}/api/dashboard/institutions
+  Dashboard (指标看板):    {gateway}/dashboard/#token={tokens[DEMO_TOKENS[6]]}
+                          (the 徐汇区 leader's token; API: {gateway}/api/dashboard/indicators)
   Joint supervision:      {gateway}/api/inspection/plans  …/visits  …/rectifications
                           {gateway}/api/institutions/<id>/visits/<visit id>
   Inspection results:     {gateway}/api/public/inspection-results   (公示, no token needed)

@@ -43,7 +43,11 @@ def test_what_each_service_may_touch_comes_from_its_code():
     registration, credit = access_of("registration"), access_of("credit")
     dashboard, gateway = access_of("dashboard"), access_of("gateway")
     assert registration.consumes == (("registration.credit.events", "credit.events"),)
-    assert dashboard.consumes == (("dashboard.registration.events", "registration.events"),)
+    assert dashboard.consumes == (  # a view per upstream
+        ("dashboard.registration.events", "registration.events"),
+        ("dashboard-credit.credit.events", "credit.events"),
+        ("dashboard-inspection.inspection.events", "inspection.events"),
+        ("dashboard-subsidy.subsidy.events", "subsidy.events"))
     assert ("credit.registration.events", "registration.events") in credit.consumes
     assert (registration.publishes, credit.publishes) == ("registration.events", "credit.events")
     assert dashboard.publishes is None  # a read model: no log, no relay
