@@ -67,5 +67,10 @@ class View:
             count = consumer.catch_up()
         finally:
             consumer.store.close()
+        # A replay writes the tables anew: their statistics (and visibility map, which
+        # index-only scans need) are brought up to date now, not when autovacuum comes by.
+        with psycopg.connect(settings.database_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(
+                sql.SQL(", ").join(map(sql.Identifier, self.tables))))
         log.info("view.rebuilt", view=self.name, upstream=self.upstream, events=count)
         return count

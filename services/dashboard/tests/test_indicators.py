@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from tuoyu_dashboard import indicators as ind
-from tuoyu_dashboard.projections import REGISTRATION_VIEW
+from tuoyu_dashboard.projections import REGISTRATION_TABLES, REGISTRATION_VIEW
 from tuoyu_dashboard.reference import load_reference
 from tuoyu_registration import bootstrap
 from tuoyu_registration.samples import (
@@ -183,13 +183,17 @@ def test_the_monthly_series_and_a_rebuild_row_by_row(world):
         with psycopg.connect(dashboard.database_url) as conn:
             return {t: conn.execute(f"SELECT to_jsonb(t) - 'updated_at' FROM {t} t "
                                     "ORDER BY 1").fetchall()
-                    for t in REGISTRATION_VIEW.tables}
+                    for t in REGISTRATION_TABLES}
 
     live = tables()
     assert len(live["dash_institution_history"]) > 3
     count = REGISTRATION_VIEW.rebuild(dashboard, ApplicationLog(registration))
     assert count > 0
     assert tables() == live
+    with psycopg.connect(dashboard.database_url) as conn:  # the kept counts went with it
+        assert conn.execute("SELECT count(*) FROM dash_snapshot_instants").fetchone()[0] == 0
+        again = ind.series(conn, dt.date(2026, 4, 15), 3, district)
+    assert again == series
 
 
 def test_bad_reference_data_is_reported_and_nothing_loaded(settings_factory):
@@ -207,3 +211,26 @@ def test_bad_reference_data_is_reported_and_nothing_loaded(settings_factory):
             load_reference(conn, 2026, "district,street,people\n", "tester")
         assert caught.value.errors[0].field == "header"
         assert conn.execute("SELECT count(*) FROM dash_reference_rows").fetchone()[0] == 0
+
+
+def test_counts_kept_for_a_past_instant_are_forgotten_when_an_earlier_event_arrives(world):
+    """A late event (recorded upstream before an instant whose counts are kept, projected
+    after) replaces what was kept: the figures are always what the history says."""
+    registration, dashboard, clock = world
+    district = f"迟到区{uuid.uuid4().hex[:6]}"
+    build_district(registration, dashboard, clock, district)
+    day = dt.date(2026, 3, 20)
+    with psycopg.connect(dashboard.database_url) as conn:
+        kept = ind.indicators(conn, day, district)["total"]["counts"]["registered"]
+        assert conn.execute("SELECT count(*) FROM dash_snapshot_instants WHERE at = %s",
+                            (ind.cutoff(day),)).fetchone()[0] == 1
+    assert kept == 3
+    clock.now = DAY2  # recorded on 2026-03-10, before the instant kept
+    _register(registration, 7999, district, "西街道")
+    _project(registration, dashboard)
+    with psycopg.connect(dashboard.database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM dash_snapshot_instants WHERE at = %s",
+                            (ind.cutoff(day),)).fetchone()[0] == 0
+        assert ind.indicators(conn, day, district)["total"]["counts"]["registered"] == 4
+        assert ind.indicators(conn, dt.date(2026, 3, 9), district)[
+            "total"]["counts"]["registered"] == 3

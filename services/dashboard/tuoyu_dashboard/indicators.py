@@ -21,8 +21,6 @@ import json
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -82,23 +80,32 @@ BY_CODE = {i.code: i for i in INDICATORS}
 
 
 def figure(num: int | None, den: int | None, unit: str) -> dict[str, Any]:
-    """A ratio kept exact, its value, and its display rounded to 2 decimals."""
+    """A ratio kept exact, its value (``num / den`` of Python's integers: the nearest float to
+    the exact ratio), and its display rounded half up to 2 decimals, in integers."""
     if num is None or den is None or den == 0:
         return {"numerator": num, "denominator": den, "value": None, "display": "—"}
-    ratio = Fraction(num, den)
-    shown = ratio * 100 if unit == "percent" else ratio
-    rounded = (Decimal(shown.numerator) / Decimal(shown.denominator)).quantize(
-        Decimal("0.01"), rounding=ROUND_HALF_UP)
-    return {"numerator": num, "denominator": den, "value": float(ratio),
-            "display": f"{rounded}%" if unit == "percent" else f"{rounded}"}
+    scaled = num * (10000 if unit == "percent" else 100)
+    sign = "-" if (scaled < 0) != (den < 0) and scaled else ""
+    hundredths = (2 * abs(scaled) + abs(den)) // (2 * abs(den))
+    shown = f"{sign}{hundredths // 100}.{hundredths % 100:02d}"
+    return {"numerator": num, "denominator": den, "value": num / den,
+            "display": f"{shown}%" if unit == "percent" else shown}
+
+
+_TARGETS: dict[tuple[str, float], dict[str, dict[str, Any]]] = {}
 
 
 def targets() -> dict[str, dict[str, Any]]:
     """Targets by indicator (``value``: a fraction for rates; ``source``), from
-    ``targets.json`` beside this module or the file ``TUOYU_DASHBOARD_TARGETS_FILE`` names."""
+    ``targets.json`` beside this module or the file ``TUOYU_DASHBOARD_TARGETS_FILE`` names
+    (read again when it changes)."""
     path = os.environ.get(TARGETS_VAR) or str(Path(__file__).with_name("targets.json"))
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)["targets"]
+    key = (path, os.stat(path).st_mtime)
+    if key not in _TARGETS:
+        with open(path, encoding="utf-8") as f:
+            _TARGETS.clear()
+            _TARGETS[key] = json.load(f)["targets"]
+    return _TARGETS[key]
 
 
 def definitions() -> list[dict[str, Any]]:
@@ -148,11 +155,22 @@ def month_ends(last: dt.date, months: int) -> list[dt.date]:
     return sorted(days)
 
 
+def _institutions(alias: str, at: dt.datetime | None) -> tuple[str, list[Any]]:
+    """The institutions' states at ``at`` (None: now), as a table for a FROM clause: the
+    current rows, or each institution's latest history row recorded before the instant."""
+    if at is None:
+        return f"dash_institution_now {alias}", []
+    return ("(SELECT DISTINCT ON (institution_id) * FROM dash_institution_history "
+            "WHERE valid_from < %s::timestamptz ORDER BY institution_id, notification_id DESC) "
+            f"{alias}", [at])
+
+
 def _valid(alias: str, at: dt.datetime | None) -> tuple[str, list[Any]]:
-    """The condition that a history row is the state at ``at`` (None: now)."""
+    """The condition that a credit history row is the state at ``at`` (None: now)."""
     if at is None:
         return f"{alias}.valid_to IS NULL", []
-    return f"tstzrange({alias}.valid_from, {alias}.valid_to, '(]') @> %s::timestamptz", [at]
+    return (f"{alias}.valid_from < %s::timestamptz AND ({alias}.valid_to IS NULL "
+            f"OR {alias}.valid_to >= %s::timestamptz)", [at, at])
 
 
 # ---- reference data --------------------------------------------------------------------------
@@ -187,7 +205,7 @@ SELECT {key}h.district, h.street,
   coalesce(sum(h.staff) FILTER (WHERE h.status <> 'deregistered'), 0) AS staff,
   coalesce(sum(h.certified_staff) FILTER (WHERE h.status <> 'deregistered'), 0)
     AS certified_staff
-FROM {source} WHERE {valid} AND (%s::text IS NULL OR h.district = %s)
+FROM {source} WHERE (%s::text IS NULL OR h.district = %s)
 GROUP BY {key}h.district, h.street
 """
 COUNT_NAMES = ("registered", "filed", "places", "affordable_places", "affordable_institutions",
@@ -197,9 +215,43 @@ REFERENCE_NAMES = ("population", "under_three", "communities")
 
 def _street_counts(cur: psycopg.Cursor, at: dt.datetime | None,
                    district: str | None) -> list[dict]:
-    valid, params = _valid("h", at)
-    cur.execute(_COUNTS.format(key="", source="dash_institution_history h", valid=valid),
-                (*params, district, district))
+    """The counts by street now (``at`` None, or an instant to come: the current rows), or
+    at a past instant: kept once computed (``dash_area_snapshots``)."""
+    if at is not None and at > dt.datetime.now(dt.UTC):
+        at = None
+    if at is None:
+        source, params = _institutions("h", None)
+        cur.execute(_COUNTS.format(key="", source=source), (*params, district, district))
+        return cur.fetchall()
+    rows = _kept_counts(cur, at, district)
+    if rows is not None:
+        return rows
+    with cur.connection.transaction():
+        # No event is applied while the counts are computed and kept (the projector's
+        # statements that forget kept instants wait for this lock), so what is kept is
+        # what the history says at that instant.
+        cur.execute("LOCK TABLE dash_snapshot_instants IN SHARE MODE")
+        rows = _kept_counts(cur, at, district)
+        if rows is not None:
+            return rows
+        source, params = _institutions("h", at)
+        cur.execute(_COUNTS.format(key="", source=source), (*params, None, None))
+        every = cur.fetchall()
+        cur.execute("INSERT INTO dash_snapshot_instants (at) VALUES (%s)", (at,))
+        cur.executemany(
+            f"INSERT INTO dash_area_snapshots (at, district, street, {', '.join(COUNT_NAMES)}) "
+            f"VALUES (%s, %s, %s{', %s' * len(COUNT_NAMES)})",
+            [(at, r["district"], r["street"], *(r[n] for n in COUNT_NAMES)) for r in every])
+    return [r for r in every if district is None or r["district"] == district]
+
+
+def _kept_counts(cur: psycopg.Cursor, at: dt.datetime,
+                 district: str | None) -> list[dict] | None:
+    cur.execute("SELECT 1 FROM dash_snapshot_instants WHERE at = %s", (at,))
+    if cur.fetchone() is None:
+        return None
+    cur.execute(f"SELECT district, street, {', '.join(COUNT_NAMES)} FROM dash_area_snapshots "
+                "WHERE at = %s AND (%s::text IS NULL OR district = %s)", (at, district, district))
     return cur.fetchall()
 
 
@@ -244,8 +296,9 @@ def _with_figures(counts: dict[str, Any], street: bool = False) -> dict[str, Any
 
 
 def indicators(conn: psycopg.Connection, as_of: dt.date | dt.datetime | None = None,
-               district: str | None = None) -> dict[str, Any]:
-    """Every indicator in all (the caller's scope), by district and by street."""
+               district: str | None = None, streets: bool | None = None) -> dict[str, Any]:
+    """Every indicator in all (the caller's scope), by district and, for one district (or
+    when ``streets`` asks), by street."""
     day = day_of(as_of)
     at = cutoff(as_of) if as_of is not None else None
     with conn.cursor(row_factory=dict_row) as cur:
@@ -260,7 +313,8 @@ def indicators(conn: psycopg.Connection, as_of: dt.date | dt.datetime | None = N
                       for d, c in areas["districts"].items()],
         "streets": [{"district": d, "street": s, "in_reference": c["in_reference"],
                      **_with_figures(c, street=True)}
-                    for (d, s), c in areas["streets"].items()],
+                    for (d, s), c in areas["streets"].items()]
+        if streets or (streets is None and district is not None) else None,
     }
 
 
@@ -275,25 +329,16 @@ def _version_json(version: dict | None) -> dict | None:
 def series(conn: psycopg.Connection, as_of: dt.date | dt.datetime | None = None, months: int = 12,
            district: str | None = None) -> dict[str, Any]:
     """Each indicator at the end of each month (the last one: as of the day), in all and by
-    district: one query over the history for all the months."""
+    district (each past month end's counts kept once computed)."""
     last = day_of(as_of)
     days = month_ends(last, months)
     instants = [cutoff(d) for d in days]
     if isinstance(as_of, dt.datetime):
         instants[-1] = cutoff(as_of)
     if as_of is None:
-        instants[-1] = dt.datetime.now(dt.UTC) + dt.timedelta(days=3650)
+        instants[-1] = None  # now
     with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(
-            _COUNTS.format(key="t.at, ", source="unnest(%s::timestamptz[]) AS t(at) "
-                           "JOIN dash_institution_history h ON "
-                           "tstzrange(h.valid_from, h.valid_to, '(]') @> t.at",
-                           valid="true"),
-            (instants, district, district))
-        rows = cur.fetchall()
-        by_instant: dict[dt.datetime, list[dict]] = {}
-        for row in rows:
-            by_instant.setdefault(row["at"], []).append(row)
+        by_instant = {at: _street_counts(cur, at, district) for at in instants}
         points = []
         reference_cache: dict[int, tuple] = {}
         for day, at in zip(days, instants, strict=True):
@@ -319,13 +364,13 @@ def institutions_behind(conn: psycopg.Connection, code: str,
     of the day, each with its figures and the event behind its state."""
     indicator = BY_CODE[code]
     at = cutoff(as_of) if as_of is not None else None
-    valid, params = _valid("h", at)
+    source, params = _institutions("h", at)
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
             "SELECT h.institution_id::text, h.name, h.district, h.street, h.status, h.places, "
             "h.affordable, h.report_month, h.enrolled, h.health_managed, h.staff, "
             "h.certified_staff, h.valid_from, h.notification_id, h.event_id, h.event_type "
-            f"FROM dash_institution_history h WHERE {valid} AND h.status <> 'deregistered' "
+            f"FROM {source} WHERE h.status <> 'deregistered' "
             "AND (%s::text IS NULL OR h.district = %s) AND (%s::text IS NULL OR h.street = %s) "
             "ORDER BY h.district, h.street, h.name, h.institution_id LIMIT %s",
             (*params, district, district, street, street, limit))
@@ -365,7 +410,8 @@ def institution_history(conn: psycopg.Connection, institution_id: str) -> list[d
     """Every state of one institution the dashboard holds, each with the event that made it."""
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
-            "SELECT valid_from, valid_to, name, district, street, status, places, affordable, "
+            "SELECT valid_from, lead(valid_from) OVER (ORDER BY notification_id) AS valid_to, "
+            "name, district, street, status, places, affordable, "
             "report_month, enrolled, health_managed, staff, certified_staff, notification_id, "
             "event_id, event_type FROM dash_institution_history WHERE institution_id = %s "
             "ORDER BY notification_id", (institution_id,))
@@ -469,8 +515,7 @@ def inspection(conn: psycopg.Connection, as_of: dt.date | dt.datetime | None = N
         cur.execute(
             "SELECT r.order_id, r.institution_id::text, h.name, r.district, r.severity, "
             "r.due_on, r.event_id FROM dash_rectifications r "
-            "LEFT JOIN dash_institution_history h ON h.institution_id = r.institution_id "
-            " AND h.valid_to IS NULL "
+            "LEFT JOIN dash_institution_now h ON h.institution_id = r.institution_id "
             "WHERE r.ordered_at < %(at)s AND r.due_on < %(day)s "
             "AND NOT coalesce(r.corrected_at < %(at)s, false) "
             "AND (%(district)s::text IS NULL OR r.district = %(district)s) "
@@ -497,23 +542,22 @@ def credit(conn: psycopg.Connection, as_of: dt.date | dt.datetime | None = None,
     and the practitioners barred (city-wide: a ban is a person's), as of the day."""
     day = day_of(as_of)
     at = cutoff(as_of) if as_of is not None else None
-    valid_h, params_h = _valid("h", at)
+    source_h, params_h = _institutions("h", at)
     valid_c, params_c = _valid("c", at)
     far = at or dt.datetime.now(dt.UTC) + dt.timedelta(days=3650)
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
             "SELECT coalesce(c.grade, 'ungraded') AS grade, count(*) AS institutions "
-            f"FROM dash_institution_history h LEFT JOIN dash_credit_history c "
+            f"FROM {source_h} LEFT JOIN dash_credit_history c "
             f"ON c.institution_id = h.institution_id AND {valid_c} "
-            f"WHERE {valid_h} AND h.status <> 'deregistered' "
+            "WHERE h.status <> 'deregistered' "
             "AND (%s::text IS NULL OR h.district = %s) GROUP BY 1 ORDER BY 1",
-            (*params_c, *params_h, district, district))
+            (*params_h, *params_c, district, district))
         grades = cur.fetchall()
         cur.execute(
             "SELECT l.listing_id, l.list_name, l.institution_id::text, h.name, h.district, "
             "l.listed_at, l.term_end, l.event_id FROM dash_listings l "
-            f"JOIN dash_institution_history h ON h.institution_id = l.institution_id "
-            f"AND {valid_h} "
+            f"JOIN {source_h} ON h.institution_id = l.institution_id "
             "WHERE l.listed_at < %s AND (l.ended_at IS NULL OR l.ended_at >= %s) "
             "AND (l.term_end IS NULL OR l.term_end >= %s) "
             "AND (%s::text IS NULL OR h.district = %s) ORDER BY l.list_name, l.listed_at",

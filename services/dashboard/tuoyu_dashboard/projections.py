@@ -2,12 +2,13 @@
 
 Each upstream feeds its own view (a tracked consumer: effectively once, in order):
 
-- ``dashboard`` (registration): the directory of institutions (:mod:`tuoyu_shared.directory`)
-  and ``dash_institution_history``: one row per institution per state, valid from the event
-  that made it until the next event of the same institution (``valid_to``), with what the
-  indicators count (status, places, 普惠, the latest monthly report's children and
-  health-managed children, staff on the roster and those with a certificate) and the event
-  behind it; ``dash_hires`` keeps each hire's certificate and state;
+- ``dashboard`` (registration): the directory of institutions (:mod:`tuoyu_shared.directory`),
+  ``dash_institution_now`` (each institution's current state) and ``dash_institution_history``
+  (appended to: one row per institution per state, valid from the event that made it until
+  the next row of the same institution), with what the indicators count (status, places,
+  普惠, the latest monthly report's children and health-managed children, staff on the
+  roster and those with a certificate) and the event behind it; ``dash_hires`` keeps each
+  hire's certificate and state;
 - ``dashboard-credit`` (credit): grades over time, listings, practitioner bans;
 - ``dashboard-inspection`` (inspection): plans, visits, findings by checklist area, orders;
 - ``dashboard-subsidy`` (subsidy): applications, budgets and every movement of them.
@@ -35,57 +36,80 @@ HISTORY_COLUMNS = ("name", "district", "street", "nature", "kind", "status", "pl
                    "certified_staff")
 _INSERT_COLUMNS = ", ".join(HISTORY_COLUMNS)
 _SQL_CACHE: dict[tuple, str] = {}
+#: The counts kept for instants after this event are no longer what the history says.
+_FORGET = "forgotten AS (DELETE FROM dash_snapshot_instants WHERE at > %(at)s::timestamptz)"
 FILED = ("filed", "suspended")
 
 
-def _history_sql(set_keys: tuple[str, ...], add_keys: tuple[str, ...]) -> str:
-    key = (set_keys, add_keys)
+def _history_sql(set_keys: tuple[str, ...], add_keys: tuple[str, ...],
+                 exprs: tuple[tuple[str, str], ...] = (), where: str = "",
+                 ctes: str = "") -> str:
+    """One statement (no answer awaited, so a batch pipelines): the institution's current row
+    (``dash_institution_now``) changed in place, when ``where`` holds, with columns set, added
+    to or computed (``exprs``, over the row's values before and ``ctes``), and the new state
+    appended to its history. The history is only ever appended to: no index entry is
+    rewritten to close a row."""
+    key = (set_keys, add_keys, exprs, where, ctes)
     found = _SQL_CACHE.get(key)
     if found is None:
-        exprs = []
+        computed = dict(exprs)
+        sets = []
         for column in HISTORY_COLUMNS:
             if column in set_keys:
-                exprs.append(f"%(set_{column})s")
+                sets.append(f"{column} = %(set_{column})s")
             elif column in add_keys:
-                exprs.append(f"greatest(c.{column} + %(add_{column})s, 0)")
-            else:
-                exprs.append(f"c.{column}")
+                sets.append(f"{column} = greatest({column} + %(add_{column})s, 0)")
+            elif column in computed:
+                sets.append(f"{column} = {computed[column]}")
         found = _SQL_CACHE[key] = (
-            "WITH c AS (UPDATE dash_institution_history "
-            "SET valid_to = greatest(%(at)s::timestamptz, valid_from) "
-            "WHERE institution_id = %(id)s AND valid_to IS NULL RETURNING *) "
-            f"INSERT INTO dash_institution_history (institution_id, valid_from, valid_to, "
+            f"WITH {_FORGET}, {ctes}c AS (UPDATE dash_institution_now "
+            f"SET valid_from = greatest(%(at)s::timestamptz, valid_from), {', '.join(sets)}, "
+            "notification_id = %(n)s, event_id = %(e)s, event_type = %(t)s "
+            f"WHERE institution_id = %(id)s{where} RETURNING *) "
+            f"INSERT INTO dash_institution_history (institution_id, valid_from, "
             f"{_INSERT_COLUMNS}, notification_id, event_id, event_type) "
-            f"SELECT c.institution_id, c.valid_to, NULL, {', '.join(exprs)}, %(n)s, %(e)s, %(t)s "
-            "FROM c")
+            f"SELECT institution_id, valid_from, {_INSERT_COLUMNS}, notification_id, event_id, "
+            "event_type FROM c")
     return found
 
 
 def change_institution(env: Envelope, cur: psycopg.Cursor, institution_id: str,
                        set_: dict[str, Any] | None = None,
-                       add: dict[str, int] | None = None) -> None:
-    """Close the institution's current row at the event's time and open one with the change
-    (``set_``: new values, ``add``: amounts added to counters)."""
+                       add: dict[str, int] | None = None, *,
+                       exprs: tuple[tuple[str, str], ...] = (), where: str = "",
+                       ctes: str = "", **params: Any) -> None:
+    """The institution's next state, as of the event (``set_``: new values, ``add``: amounts
+    added to counters; ``exprs``, ``where``, ``ctes`` and ``params``: SQL of a handler's
+    own)."""
     set_ = set_ or {}
     add = {k: v for k, v in (add or {}).items() if v}
-    params: dict[str, Any] = {"at": env.occurred_at, "id": institution_id,
-                              "n": env.notification_id, "e": env.event_id, "t": env.event_type}
-    params.update({f"set_{k}": v for k, v in set_.items()})
-    params.update({f"add_{k}": v for k, v in add.items()})
-    cur.execute(_history_sql(tuple(sorted(set_)), tuple(sorted(add))), params)
+    values: dict[str, Any] = {"at": env.occurred_at, "id": institution_id,
+                              "n": env.notification_id, "e": env.event_id, "t": env.event_type,
+                              **params}
+    values.update({f"set_{k}": v for k, v in set_.items()})
+    values.update({f"add_{k}": v for k, v in add.items()})
+    if not (set_ or add or exprs):
+        return
+    cur.execute(_history_sql(tuple(sorted(set_)), tuple(sorted(add)), exprs, where, ctes),
+                values)
 
 
 def _registered(env: Envelope, cur: psycopg.Cursor) -> None:
     p = env.payload
     imported = env.event_type == "InstitutionImported"
     cur.execute(
+        f"WITH {_FORGET}, c AS (INSERT INTO dash_institution_now (institution_id, valid_from, "
+        f"{_INSERT_COLUMNS}, notification_id, event_id, event_type) VALUES (%(id)s, %(at)s, "
+        "%(name)s, %(district)s, %(street)s, %(nature)s, %(kind)s, %(status)s, %(places)s, "
+        "false, NULL, 0, 0, 0, 0, %(n)s, %(e)s, %(t)s) ON CONFLICT DO NOTHING RETURNING *) "
         f"INSERT INTO dash_institution_history (institution_id, valid_from, {_INSERT_COLUMNS}, "
-        "notification_id, event_id, event_type) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, "
-        "false, NULL, 0, 0, 0, 0, %s, %s, %s) ON CONFLICT DO NOTHING",
-        (env.aggregate_id, env.occurred_at, p["name"], p["district"], p["street"], p["nature"],
-         p["kind"], "filed" if imported else "registered",
-         p["filing"]["total_places"] if imported else 0,
-         env.notification_id, env.event_id, env.event_type))
+        f"notification_id, event_id, event_type) SELECT institution_id, valid_from, "
+        f"{_INSERT_COLUMNS}, notification_id, event_id, event_type FROM c",
+        {"id": env.aggregate_id, "at": env.occurred_at, "name": p["name"],
+         "district": p["district"], "street": p["street"], "nature": p["nature"],
+         "kind": p["kind"], "status": "filed" if imported else "registered",
+         "places": p["filing"]["total_places"] if imported else 0,
+         "n": env.notification_id, "e": env.event_id, "t": env.event_type})
 
 
 def _status(status: str) -> Handler:
@@ -110,15 +134,10 @@ def _change_filed(env: Envelope, cur: psycopg.Cursor) -> None:
 def _report(env: Envelope, cur: psycopg.Cursor) -> None:
     """A month reported or corrected: it is the latest report unless a later month is in."""
     p = env.payload
-    institution_id = institution_id_of(env)
-    cur.execute("SELECT report_month FROM dash_institution_history "
-                "WHERE institution_id = %s AND valid_to IS NULL", (institution_id,))
-    row = cur.fetchone()
-    if row is None or (row[0] is not None and row[0] > p["month"]):
-        return
-    change_institution(env, cur, institution_id, {
+    change_institution(env, cur, institution_id_of(env), {
         "report_month": p["month"], "enrolled": int(p["children"]),
-        "health_managed": int(p.get("health_managed_children") or 0)})
+        "health_managed": int(p.get("health_managed_children") or 0)},
+        where=" AND (report_month IS NULL OR report_month <= %(month)s)", month=p["month"])
 
 
 def _reports_carried_over(env: Envelope, cur: psycopg.Cursor) -> None:
@@ -141,15 +160,23 @@ def _hire_requested(env: Envelope, cur: psycopg.Cursor) -> None:
 
 
 def _hire_moved(state: str, staff: int) -> Handler:
+    """A hire on the roster (``staff`` +1), off it (-1) or refused (0): the hire's state and,
+    once per move, the institution's staff counts, in one statement."""
+    moved = ("moved AS (UPDATE dash_hires SET state = %(state)s WHERE institution_id = %(id)s "
+             "AND hire_id = %(hire)s AND state <> %(state)s RETURNING certified), ")
+
     def handle(env: Envelope, cur: psycopg.Cursor) -> None:
         institution_id = institution_id_of(env)
-        cur.execute("UPDATE dash_hires SET state = %s WHERE institution_id = %s AND hire_id = %s "
-                    "AND state <> %s RETURNING certified",
-                    (state, institution_id, env.payload["hire_id"], state))
-        row = cur.fetchone()
-        if row is not None and staff:
-            change_institution(env, cur, institution_id,
-                               add={"staff": staff, "certified_staff": staff if row[0] else 0})
+        if not staff:
+            cur.execute("UPDATE dash_hires SET state = %s WHERE institution_id = %s "
+                        "AND hire_id = %s", (state, institution_id, env.payload["hire_id"]))
+            return
+        change_institution(
+            env, cur, institution_id, ctes=moved, where=" AND EXISTS (SELECT 1 FROM moved)",
+            exprs=(("staff", "greatest(staff + %(delta)s, 0)"),
+                   ("certified_staff", "greatest(certified_staff + CASE WHEN (SELECT "
+                                       "certified FROM moved) THEN %(delta)s ELSE 0 END, 0)")),
+            state=state, hire=env.payload["hire_id"], delta=staff)
     return handle
 
 
@@ -409,9 +436,13 @@ def project_subsidy(env: Envelope, cur: psycopg.Cursor) -> None:
 
 
 # ---- the views -------------------------------------------------------------------------------
+#: What registration's log is projected into (a rebuild reproduces it row by row) ...
+REGISTRATION_TABLES = ("institution_directory", "dash_institution_now", "dash_institution_history",
+                       "dash_hires")
+#: ... and the counts at past instants kept from it (emptied with it, computed again).
+KEPT_COUNTS = ("dash_area_snapshots", "dash_snapshot_instants")
 #: The directory and the institutions' history, projected from registration's log.
-REGISTRATION_VIEW = View("dashboard", "registration",
-                         ("institution_directory", "dash_institution_history", "dash_hires"),
+REGISTRATION_VIEW = View("dashboard", "registration", REGISTRATION_TABLES + KEPT_COUNTS,
                          project_registration_indicators)
 CREDIT_VIEW = View("dashboard-credit", "credit",
                    ("dash_credit_history", "dash_listings", "dash_bans"), project_credit)

@@ -47,10 +47,15 @@ ROUTES: list[Route] = [
           tags=("dashboard",)),
     Route("GET", "/api/dashboard/indicators", SERVICE, "indicators",
           "The indicators (备案率, 每千人口托位数, 入托率, 托位使用率, 普惠托育率, street "
-          "coverage, places per community, 持证率, 健康管理率) in all, by district and street, "
-          "with their definitions and targets, now or as of a day",
-          READERS, SCOPE_FILTER_DISTRICT, query=(AS_OF, DISTRICT),
-          call=lambda path, query, body: ([], _as_of(query)), tags=("dashboard",)),
+          "coverage, places per community, 持证率, 健康管理率) in all, by district and (for a "
+          "district, or with streets=true) by street, with their definitions and targets, now "
+          "or as of a day",
+          READERS, SCOPE_FILTER_DISTRICT,
+          query=(AS_OF, DISTRICT, QueryParam("streets", "boolean",
+                                             "by street too (default: for a district)")),
+          call=lambda path, query, body: ([], {**_as_of(query),
+                                               "streets": query.get("streets")}),
+          tags=("dashboard",)),
     Route("GET", "/api/dashboard/indicators/series", SERVICE, "indicator_series",
           "Each indicator at the end of each month (the last: the day), in all and by district",
           READERS, SCOPE_FILTER_DISTRICT,

@@ -145,10 +145,11 @@ class DashboardService:
 
     # ---- indicators ---------------------------------------------------------------------
     @rpc
-    def indicators(self, as_of: str | None = None, district: str | None = None) -> dict:
+    def indicators(self, as_of: str | None = None, district: str | None = None,
+                   streets: bool | None = None) -> dict:
         day, district = _day(as_of), _district(district)
         with self.store as conn:
-            return ind.indicators(conn, day, district)
+            return ind.indicators(conn, day, district, streets)
 
     @rpc
     def indicator_series(self, as_of: str | None = None, months: int = 12,

@@ -110,7 +110,7 @@ function renderAreas(data) {
   const def = data.definitions.find((d) => d.code === code);
   const byStreet = !!data.district;
   $("by-label").textContent = byStreet ? "街道" : "区";
-  const rows = byStreet ? data.streets.filter((s) => s.indicators[code]) : data.districts;
+  const rows = byStreet ? (data.streets || []).filter((s) => s.indicators[code]) : data.districts;
   const names = rows.map((r) => (byStreet ? r.street : r.district));
   const values = rows.map((r) => {
     const v = r.indicators[code]?.value;
@@ -200,7 +200,12 @@ function renderCredit(c) {
 
 // ---- tables ------------------------------------------------------------------------------
 function renderStreets(data) {
-  const defs = data.definitions.filter((d) => d.code !== "affordable_street_coverage");
+  const byStreet = Array.isArray(data.streets);
+  $("streets-title").textContent = byStreet ? "各街道明细" : "各区明细";
+  const rows = byStreet ? data.streets : data.districts.map((d) => ({ ...d, street: "（全区）",
+    in_reference: true }));
+  const defs = data.definitions.filter((d) => byStreet ? d.code !== "affordable_street_coverage"
+    : true);
   const head = $("streets-table").tHead;
   head.replaceChildren();
   const hr = el("tr");
@@ -209,7 +214,7 @@ function renderStreets(data) {
   head.append(hr);
   const body = $("streets-table").tBodies[0];
   body.replaceChildren();
-  for (const s of data.streets) {
+  for (const s of rows) {
     const tr = el("tr");
     tr.append(el("td", s.district), el("td", s.street + (s.in_reference ? "" : "（无基础数据）")));
     for (const d of defs) {
