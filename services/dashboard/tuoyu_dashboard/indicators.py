@@ -157,8 +157,9 @@ def month_ends(last: dt.date, months: int) -> list[dt.date]:
 
 def _institutions(alias: str, at: dt.datetime | None) -> tuple[str, list[Any]]:
     """The institutions' states at ``at`` (None: now), as a table for a FROM clause: the
-    current rows, or each institution's latest history row recorded before the instant."""
-    if at is None:
+    current rows (also for an instant to come), or each institution's latest history row
+    recorded before the instant."""
+    if at is None or at > dt.datetime.now(dt.UTC):
         return f"dash_institution_now {alias}", []
     return ("(SELECT DISTINCT ON (institution_id) * FROM dash_institution_history "
             "WHERE valid_from < %s::timestamptz ORDER BY institution_id, notification_id DESC) "
@@ -243,6 +244,22 @@ def _street_counts(cur: psycopg.Cursor, at: dt.datetime | None,
             f"VALUES (%s, %s, %s{', %s' * len(COUNT_NAMES)})",
             [(at, r["district"], r["street"], *(r[n] for n in COUNT_NAMES)) for r in every])
     return [r for r in every if district is None or r["district"] == district]
+
+
+def _kept_counts_of(cur: psycopg.Cursor, instants: list[dt.datetime],
+                    district: str | None) -> dict[dt.datetime, list[dict]]:
+    """The kept counts of those instants that are kept, in one query."""
+    cur.execute("SELECT i.at, s.district, s.street, "
+                + ", ".join(f"s.{n}" for n in COUNT_NAMES) +
+                " FROM dash_snapshot_instants i LEFT JOIN dash_area_snapshots s ON s.at = i.at "
+                "AND (%s::text IS NULL OR s.district = %s) WHERE i.at = ANY(%s)",
+                (district, district, instants))
+    found: dict[dt.datetime, list[dict]] = {}
+    for row in cur.fetchall():
+        rows = found.setdefault(row.pop("at"), [])
+        if row["district"] is not None:
+            rows.append(row)
+    return found
 
 
 def _kept_counts(cur: psycopg.Cursor, at: dt.datetime,
@@ -338,7 +355,10 @@ def series(conn: psycopg.Connection, as_of: dt.date | dt.datetime | None = None,
     if as_of is None:
         instants[-1] = None  # now
     with conn.cursor(row_factory=dict_row) as cur:
-        by_instant = {at: _street_counts(cur, at, district) for at in instants}
+        by_instant = _kept_counts_of(cur, [at for at in instants if at is not None], district)
+        for at in instants:  # now, and instants not kept yet
+            if at not in by_instant:
+                by_instant[at] = _street_counts(cur, at, district)
         points = []
         reference_cache: dict[int, tuple] = {}
         for day, at in zip(days, instants, strict=True):
