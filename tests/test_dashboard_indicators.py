@@ -64,7 +64,10 @@ def raw(system, method: str, path: str, data: bytes | None = None,
 def load_csv(system, year: int, text: str, headers=None) -> tuple[int, dict]:
     status, body, _ = raw(system, "POST", f"/api/dashboard/reference-data?year={year}",
                           text.encode(), {"Content-Type": "text/csv", **(headers or {})})
-    return status, json.loads(body or b"{}")
+    try:
+        return status, json.loads(body or b"{}")
+    except ValueError:
+        raise AssertionError(f"not JSON ({status}): {body[:300]!r}") from None
 
 
 def ok(reply: tuple[int, dict], status: int = 200) -> dict:
@@ -334,6 +337,9 @@ def test_the_page_in_a_real_browser(system, district):
             page.click("#cards .card[data-indicator=filing_rate]")
             page.wait_for_selector("#drill-table tbody tr")
             assert page.locator("#drill-table tbody tr").count() == 3
+            page.click("#drill-table tbody tr:first-child")  # its states and their events
+            page.wait_for_selector("#history-table tbody tr")
+            assert page.locator("#history-table tbody tr").count() >= 3
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
             assert external == [], external

@@ -136,8 +136,13 @@ DEMO_REFERENCE = Path(__file__).with_name("demo-reference.csv")
 
 
 def load_reference_demo(gateway: str, token: str) -> None:
-    """This year's reference data (人口基础数据) for the demo's district, from a CSV."""
+    """This year's reference data (人口基础数据) for the demo's district, from a CSV, unless
+    this year's is loaded already."""
     year = datetime.now(ZoneInfo("Asia/Shanghai")).year
+    _, loaded = http_json("GET", f"{gateway}/api/dashboard/reference-data?year={year}", None,
+                          {"Authorization": f"Bearer {token}"})
+    if loaded.get("count"):
+        return
     request = urllib.request.Request(
         f"{gateway}/api/dashboard/reference-data?year={year}&source=demo-reference.csv",
         data=DEMO_REFERENCE.read_bytes(), method="POST",
@@ -338,7 +343,7 @@ def start() -> None:
         if filed is not None:
             load_inspection_demo(gateway, tokens, filed)
             load_subsidy_demo(gateway, tokens, filed)
-            load_reference_demo(gateway, tokens[DEMO_TOKENS[1]])
+        load_reference_demo(gateway, tokens[DEMO_TOKENS[1]])
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             _, listing = http_json("GET", f"{gateway}/api/dashboard/institutions", None,

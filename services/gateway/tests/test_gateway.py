@@ -388,3 +388,21 @@ def test_a_service_away_during_an_erasure_is_named_with_those_that_did_it(keys, 
     assert problem["done"] == ["registration", "subsidy"]
     assert problem["failed"]["credit"]["code"] == "service_unavailable"
     assert "credit" in problem["detail"]
+
+
+def test_a_broker_that_refuses_the_connection_is_a_503_problem_not_a_500(keys, tmp_path):
+    """Seen: RabbitMQ answered Connection.open with 541 INTERNAL_ERROR (a virtual host down),
+    an AMQP error and not an OSError; the gateway answered a bare 500."""
+    from amqp.exceptions import InternalError
+
+    class BrokerDown(StandIn):
+        def call(self, service, method, args, kwargs, rpc_context):
+            raise InternalError("Connection.open: (541) INTERNAL_ERROR - vhost 'x' is down")
+
+    verifying = KeyRing.from_env({"TUOYU_AUTH_PUBLIC_KEYS": json.dumps(
+        {k: v[1] for k, v in keys.items()})})
+    client = TestClient(create_app(GatewaySettings(keys=verifying, rate=1000, burst=1000),
+                                   rpc=BrokerDown()), raise_server_exceptions=False)
+    answer = client.get("/api/dashboard/indicators", headers=auth(keys, "health_officer"))
+    assert answer.status_code == 503, answer.text
+    assert answer.json()["code"] == "broker_unavailable"

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from amqp.exceptions import AMQPError
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -398,7 +399,7 @@ def create_app(settings: GatewaySettings | None = None,
                 failed[service] = {"status": problem.status, "code": problem.code,
                                    "detail": problem.detail}
                 first = first or problem
-            except (RpcTimeout, UnknownService, OSError, ConnectionError) as e:
+            except (RpcTimeout, UnknownService, OSError, ConnectionError, AMQPError) as e:
                 failed[service] = {"status": 503, "code": "service_unavailable",
                                    "detail": f"{service} did not answer ({type(e).__name__})"}
                 first = first or Problem(503, "service_unavailable", "")
@@ -497,7 +498,9 @@ def create_app(settings: GatewaySettings | None = None,
             except UnknownService:
                 return refuse(Problem(503, "service_unavailable",
                                       f"{route.service} is not running"), label)
-            except (OSError, ConnectionError):
+            except (OSError, ConnectionError, AMQPError):
+                # the broker unreachable, or refusing the connection (an AMQP error: a
+                # virtual host down, a resource alarm): the request may be tried again
                 log.exception("gateway.broker_unavailable")
                 return refuse(Problem(503, "broker_unavailable",
                                       "the message broker cannot be reached"), label)

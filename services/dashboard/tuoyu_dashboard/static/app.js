@@ -7,7 +7,8 @@ const STATUS_NAMES = { registered: "已登记", filing_submitted: "备案审核�
   suspended: "停业整顿", deregistered: "已注销" };
 const GRADE_NAMES = { A: "A 级", B: "B 级", C: "C 级", D: "D 级", ungraded: "未评级" };
 const SEVERITY_NAMES = { minor: "轻微", major: "较重", serious: "严重", critical: "重大" };
-const FUND_NAMES = { central: "中央", provincial: "省级", municipal: "市级", district: "区级" };
+const FUND_NAMES = { central: "中央", provincial: "省级", municipal: "市级", district: "区级财政",
+  upper_level: "上级补助" };
 
 const state = { token: null, data: {}, charts: {}, definitions: [] };
 window.__dashboard = state; // read by the browser test
@@ -267,9 +268,33 @@ async function drill(code) {
       el("td", STATUS_NAMES[i.status] || i.status), el("td", i.numerator ?? "", "num"),
       el("td", i.denominator ?? "", "num"),
       el("td", `${i.event.type} #${i.event.notification_id}`), el("td", shanghaiTime(i.state_since)));
+    tr.title = "点击查看该机构的全部状态和事件";
+    tr.className = "clickable";
+    tr.addEventListener("click", () => history(i.institution_id, i.name));
     body.append(tr);
   }
+  $("history").hidden = true;
   $("drill").scrollIntoView({ behavior: "smooth" });
+}
+
+// every state of one institution the dashboard counts, each with the event that made it
+async function history(institutionId, name) {
+  const data = await api(`/institutions/${institutionId}/history`);
+  state.data.history = data;
+  $("history").hidden = false;
+  $("history-title").textContent = `${name}：${data.count} 个状态`;
+  const body = $("history-table").tBodies[0];
+  body.replaceChildren();
+  for (const h of data.states) {
+    const tr = el("tr");
+    tr.append(el("td", shanghaiTime(h.valid_from)), el("td", h.event_type),
+      el("td", h.notification_id, "num"), el("td", STATUS_NAMES[h.status] || h.status),
+      el("td", h.places, "num"), el("td", h.affordable ? "是" : "否"),
+      el("td", h.report_month || ""), el("td", h.enrolled, "num"),
+      el("td", `${h.certified_staff} / ${h.staff}`, "num"));
+    body.append(tr);
+  }
+  $("history").scrollIntoView({ behavior: "smooth" });
 }
 
 // ---- loading -----------------------------------------------------------------------------
