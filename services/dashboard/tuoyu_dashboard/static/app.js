@@ -270,7 +270,7 @@ async function drill(code) {
       el("td", `${i.event.type} #${i.event.notification_id}`), el("td", shanghaiTime(i.state_since)));
     tr.title = "点击查看该机构的全部状态和事件";
     tr.className = "clickable";
-    tr.addEventListener("click", () => history(i.institution_id, i.name));
+    tr.addEventListener("click", () => showHistory(i.institution_id, i.name));
     body.append(tr);
   }
   $("history").hidden = true;
@@ -278,7 +278,7 @@ async function drill(code) {
 }
 
 // every state of one institution the dashboard counts, each with the event that made it
-async function history(institutionId, name) {
+async function showHistory(institutionId, name) {
   const data = await api(`/institutions/${institutionId}/history`);
   state.data.history = data;
   $("history").hidden = false;
