@@ -36,14 +36,13 @@ import sys
 import time
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import psycopg
 from paths import group_of_services, percentile
 from psycopg.types.json import Jsonb
-from run import Checks, bench_servers, machine_info
+from run import Checks, bench_servers, machine_info, save_report
 
 from tuoyu_dashboard.projections import REGISTRATION_VIEW
 from tuoyu_dashboard.reference import load_reference
@@ -53,7 +52,6 @@ from tuoyu_shared.devrun import SERVICES
 from tuoyu_shared.envelope import Envelope
 from tuoyu_shared.testing import bearer
 
-RESULTS = Path(__file__).resolve().parent.parent / "bench-results"
 VIEW_TARGET_MS = 50
 REBUILD_TARGET = 5000
 DISTRICTS = [f"第{k + 1}区" for k in range(16)]
@@ -280,22 +278,10 @@ def main(argv: list[str] | None = None) -> int:
               "log": {"events": len(events), **totals}, "baseline_raw_log_read": read,
               "rebuild": rebuilt, "views": answered, "targets": targets,
               "checks_failed": checks.failures}
-    RESULTS.mkdir(exist_ok=True)
-    latest = RESULTS / "dashboard-latest.json"
-    previous = json.loads(latest.read_text()) if latest.exists() else None
-    flagged = []
-    if previous and previous.get("settings") == report["settings"]:
-        if rebuilt["per_second"] < 0.8 * previous["rebuild"]["per_second"]:
-            flagged.append(f"rebuild {rebuilt['per_second']}/s, was "
-                           f"{previous['rebuild']['per_second']}/s")
-        for name, r in answered.items():
-            old = previous.get("views", {}).get(name)
-            if old and r["p50_ms"] > 1.2 * old["p50_ms"]:
-                flagged.append(f"{name} p50 {r['p50_ms']} ms, was {old['p50_ms']} ms")
-    report["regressions"] = flagged
-    text = json.dumps(report, ensure_ascii=False, indent=2)
-    latest.write_text(text)
-    (RESULTS / f"dashboard-{stamp:%Y%m%dT%H%M%SZ}.json").write_text(text)
+    previous = save_report("dashboard", report, stamp, [
+        ("rebuild events/s", ("rebuild", "per_second"), "higher"),
+        *[(f"{name} p50 ms", ("views", name, "p50_ms"), "lower") for name in answered]])
+    flagged = report["regressions"]
     print(f"\nbaseline raw log read: {read['per_second']}/s; rebuild {rebuilt['per_second']}/s "
           f"({rebuilt['ratio_to_raw_read']}x)")
     for t in targets:

@@ -34,19 +34,17 @@ import sys
 import threading
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import psycopg
 from paths import group_of_services, percentile
-from run import Checks, bench_raw_save, bench_servers, machine_info
+from run import Checks, bench_raw_save, bench_servers, machine_info, save_report
 
 from tuoyu_registration.samples import sample_csv
 from tuoyu_shared.devrun import SERVICES
 from tuoyu_shared.testing import bearer
 
-RESULTS = Path(__file__).resolve().parent.parent / "bench-results"
 LIST_TARGET_MS = 50
 CLIENTS = 8
 HEALTH = bearer("health_officer", subject="bench-health")
@@ -264,21 +262,10 @@ def main(argv: list[str] | None = None) -> int:
               "visits_recorded": recorded, "list_open_rectifications": listing,
               "sql_open_rectifications": direct, "targets": targets_met,
               "checks_failed": checks.failures}
-    RESULTS.mkdir(exist_ok=True)
-    latest = RESULTS / "inspection-latest.json"
-    previous = json.loads(latest.read_text()) if latest.exists() else None
-    flagged = []
-    if previous and previous.get("settings") == report["settings"]:
-        if recorded["visits_per_second"] < 0.8 * previous["visits_recorded"]["visits_per_second"]:
-            flagged.append(f"visits recorded {recorded['visits_per_second']}/s, was "
-                           f"{previous['visits_recorded']['visits_per_second']}/s")
-        if listing["p50_ms"] > 1.2 * previous["list_open_rectifications"]["p50_ms"]:
-            flagged.append(f"open rectifications p50 {listing['p50_ms']} ms, was "
-                           f"{previous['list_open_rectifications']['p50_ms']} ms")
-    report["regressions"] = flagged
-    text = json.dumps(report, ensure_ascii=False, indent=2)
-    latest.write_text(text)
-    (RESULTS / f"inspection-{stamp:%Y%m%dT%H%M%SZ}.json").write_text(text)
+    previous = save_report("inspection", report, stamp, [
+        ("visits recorded/s", ("visits_recorded", "visits_per_second"), "higher"),
+        ("open rectifications p50 ms", ("list_open_rectifications", "p50_ms"), "lower")])
+    flagged = report["regressions"]
     print(f"\nbaseline raw_eventsourcing_save: {raw.per_second:.1f}/s")
     print(f"visits recorded through the gateway ({CLIENTS} clients, {len(items)} items each): "
           f"{recorded['visits_per_second']}/s ({recorded['requests_per_second']} requests/s, "

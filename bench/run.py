@@ -588,6 +588,33 @@ def server_versions(servers: Servers) -> dict[str, str]:
     return versions
 
 
+def save_report(name: str, report: dict[str, Any], stamp: datetime,
+                figures: list[tuple[str, tuple[str, ...], str]]) -> dict[str, Any] | None:
+    """Compare ``report`` with the previous ``<name>-latest.json`` of the same settings (each
+    of ``figures``: a label, its key path, ``"higher"`` or ``"lower"`` is better; one over 20%
+    worse goes into ``report["regressions"]``), then write it as ``<name>-latest.json`` and
+    ``<name>-<UTC timestamp>.json``. Returns the previous report (None: there was none)."""
+    RESULTS_DIR.mkdir(exist_ok=True)
+    latest = RESULTS_DIR / f"{name}-latest.json"
+    previous = json.loads(latest.read_text()) if latest.exists() else None
+    flagged = []
+    if previous and previous.get("settings") == report.get("settings"):
+        for label, keys, better in figures:
+            now, before = report, previous
+            for key in keys:
+                now, before = now.get(key, {}), (before or {}).get(key)
+            if not isinstance(before, int | float) or not isinstance(now, int | float):
+                continue
+            worse = now < 0.8 * before if better == "higher" else now > 1.2 * before
+            if worse:
+                flagged.append(f"{label} {now}, was {before}")
+    report["regressions"] = flagged
+    text = json.dumps(report, ensure_ascii=False, indent=2)
+    latest.write_text(text)
+    (RESULTS_DIR / f"{name}-{stamp:%Y%m%dT%H%M%SZ}.json").write_text(text)
+    return previous
+
+
 def machine_info() -> dict[str, Any]:
     return {
         "nproc": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")

@@ -23,26 +23,23 @@ with the same settings is flagged.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import threading
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import psycopg
 from inspection import Client, stats
 from paths import group_of_services
-from run import Checks, bench_raw_save, bench_servers, machine_info
+from run import Checks, bench_raw_save, bench_servers, machine_info, save_report
 
 from tuoyu_registration.samples import sample_csv, sample_enrolment
 from tuoyu_shared.devrun import SERVICES
 from tuoyu_shared.testing import bearer
 from tuoyu_shared.validation import resident_id_check_character
 
-RESULTS = Path(__file__).resolve().parent.parent / "bench-results"
 CLIENTS = 8
 CHILDREN = 9  # sample_enrolment reports nine second children a month
 AMOUNT = CHILDREN * 30_000  # fen: the shipped fee subsidy's birth-order-2 rate
@@ -236,18 +233,10 @@ def main(argv: list[str] | None = None) -> int:
               "settings": {"quick": args.quick, "institutions": institutions},
               "baseline": raw.as_dict(), "claims": claims, "approvals": approvals,
               "checks_failed": checks.failures}
-    RESULTS.mkdir(exist_ok=True)
-    latest = RESULTS / "subsidy-latest.json"
-    previous = json.loads(latest.read_text()) if latest.exists() else None
-    flagged = []
-    if previous and previous.get("settings") == report["settings"]:
-        for part, key in (("claims", "claims_per_second"), ("approvals", "per_second")):
-            if report[part][key] < 0.8 * previous[part][key]:
-                flagged.append(f"{part} {report[part][key]}/s, was {previous[part][key]}/s")
-    report["regressions"] = flagged
-    text = json.dumps(report, ensure_ascii=False, indent=2)
-    latest.write_text(text)
-    (RESULTS / f"subsidy-{stamp:%Y%m%dT%H%M%SZ}.json").write_text(text)
+    previous = save_report("subsidy", report, stamp, [
+        ("claims/s", ("claims", "claims_per_second"), "higher"),
+        ("approvals/s", ("approvals", "per_second"), "higher")])
+    flagged = report["regressions"]
     print(f"\nbaseline raw_eventsourcing_save: {raw.per_second:.1f}/s")
     print(f"claims through the gateway ({CLIENTS} clients, {CHILDREN} children each): "
           f"{claims['claims_per_second']}/s ({claims['child_lines_per_second']} child lines/s, "
