@@ -228,11 +228,23 @@ def test_a_district_reader_sees_their_district_only(system, district):
 
 
 def test_bad_input_is_refused_with_the_field_and_changes_nothing(system, district):
-    for as_of, reason in (("2026-13-01", "YYYY-MM-DD"), ("2999-01-01", "after today"),
-                          ("2026-06-30T10:00:00", "offset")):
-        status, reply = call(system, "GET", f"/api/dashboard/indicators?as_of={as_of}")
+    for as_of, reason in (("2026-13-01", "YYYY-MM-DD"), ("2999-01-01", "2100"),
+                          ("2099-01-01", "after today"),
+                          ("2026-06-30T10:00:00", "offset"),
+                          ("0001-01-01T00:00:00+01:00", "2000"),
+                          ("9999-12-31T23:00:00-10:00", "2000")):
+        status, reply = call(system, "GET", f"/api/dashboard/indicators?as_of={quote(as_of)}")
         assert status == 400 and reply["errors"][0]["field"] == "as_of", reply
         assert reason in reply["errors"][0]["reason"]
+    import http.client
+    from urllib.parse import urlsplit
+
+    address = urlsplit(system.url("gateway"))
+    connection = http.client.HTTPConnection(address.hostname, address.port, timeout=30)
+    connection.request("GET", "/dashboard?prefix=https://evil.example")
+    answer = connection.getresponse()
+    assert answer.status == 307 and answer.getheader("location") == "/dashboard/"
+    connection.close()  # nothing of the request goes into the redirect
     status, reply = call(system, "GET", "/api/dashboard/indicators/nope/institutions")
     assert status == 400 and reply["errors"][0]["field"] == "code"
     before = ok(call(system, "GET", "/api/dashboard/reference-data"))["count"]

@@ -234,3 +234,116 @@ def test_counts_kept_for_a_past_instant_are_forgotten_when_an_earlier_event_arri
         assert ind.indicators(conn, day, district)["total"]["counts"]["registered"] == 4
         assert ind.indicators(conn, dt.date(2026, 3, 9), district)[
             "total"]["counts"]["registered"] == 3
+
+
+def _envelope(n: int, event_type: str, aggregate: str, at: dt.datetime, payload: dict,
+              version: int = 1):
+    from tuoyu_shared.envelope import Envelope
+
+    return Envelope(event_id=str(uuid.uuid4()), event_type=event_type, schema_version=version,
+                    source="registration", aggregate_id=aggregate, aggregate_version=1,
+                    notification_id=n, occurred_at=at.isoformat(), actor="t", department="t",
+                    correlation_id="", causation_id="", payload=payload)
+
+
+def _apply(dashboard, handler, envelopes) -> None:
+    with psycopg.connect(dashboard.database_url) as conn, conn.cursor() as cur:
+        for envelope in envelopes:
+            handler(envelope, cur)
+
+
+def test_a_state_redriven_after_later_events_of_other_streams_is_the_latest(settings_factory):
+    """Seen in review: a parked InstitutionFiled re-driven after the institution's report (a
+    stream of its own, not held behind it) was taken for an older state at every past
+    instant. The states are numbered in the order they were applied."""
+    from tuoyu_dashboard.projections import project_registration_indicators
+
+    dashboard = settings_factory("dashboard")
+    institution, reports = str(uuid.uuid4()), str(uuid.uuid4())
+    district = f"重放区{uuid.uuid4().hex[:6]}"
+    t = DAY1
+    registered = {"name": "甲园", "credit_code": "x", "nature": "for_profit",
+                  "kind": "childcare_institution", "registering_authority": "x",
+                  "person_in_charge": {"ref": "p"}, "district": district, "street": "东街道",
+                  "address": "x"}
+    _apply(dashboard, project_registration_indicators, [
+        _envelope(1, "InstitutionRegistered", institution, t, registered),
+        _envelope(2, "InstitutionFilingSubmitted", institution, t, {
+            "filing": {"total_places": 45}, "submitted_on": "2026-03-02",
+            "receipt_due_on": "2026-03-09", "findings": []}),
+        # n=4 (the report) applied before n=3 (the filing's receipt, parked and re-driven)
+        _envelope(4, "InstitutionEnrolmentReported", reports, t, {
+            "institution_id": institution, "month": "2026-03", "classes": [], "children": 10,
+            "second_children": 0, "third_children": 0, "health_managed_children": 5}, 3),
+        _envelope(3, "InstitutionFiled", institution, t, {
+            "receipt_number": "BA-1", "issued_on": "2026-03-02",
+            "verification_due_on": "2026-03-30"}),
+    ])
+    with psycopg.connect(dashboard.database_url) as conn:
+        now = ind.indicators(conn, None, district)["total"]["counts"]
+        past = ind.indicators(conn, dt.date(2026, 3, 5), district)["total"]["counts"]
+        states = ind.institution_history(conn, institution)
+    assert now["filed"] == past["filed"] == 1
+    assert now["enrolled"] == past["enrolled"] == 10
+    assert states[-1]["event_type"] == "InstitutionFiled"
+
+
+def test_two_days_computed_at_once_do_not_deadlock_and_instants_are_not_kept(world):
+    import threading
+
+    registration, dashboard, clock = world
+    district = f"并发区{uuid.uuid4().hex[:6]}"
+    build_district(registration, dashboard, clock, district)
+    answers: dict[str, int] = {}
+    errors: list[BaseException] = []
+
+    def ask(day: dt.date) -> None:
+        try:
+            with psycopg.connect(dashboard.database_url, autocommit=True) as conn:
+                answers[day.isoformat()] = ind.indicators(conn, day, district)[
+                    "total"]["counts"]["registered"]
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    for _ in range(3):
+        threads = [threading.Thread(target=ask, args=(dt.date(2026, 3, d),))
+                   for d in (11, 12, 13, 14)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert errors == [] and set(answers.values()) == {3}
+    with psycopg.connect(dashboard.database_url, autocommit=True) as conn:
+        kept = conn.execute("SELECT count(*) FROM dash_snapshot_instants").fetchone()[0]
+        at = dt.datetime(2026, 3, 5, 10, 42, tzinfo=ind.SHANGHAI)
+        assert ind.indicators(conn, at, district)["total"]["counts"]["registered"] == 3
+        assert conn.execute("SELECT count(*) FROM dash_snapshot_instants").fetchone()[0] == kept
+
+
+def test_a_trust_listing_ended_by_a_dishonesty_listing_is_no_longer_counted(settings_factory):
+    from tuoyu_dashboard.projections import project_credit, project_registration_indicators
+
+    dashboard = settings_factory("dashboard")
+    institution = str(uuid.uuid4())
+    district = f"信用区{uuid.uuid4().hex[:6]}"
+    _apply(dashboard, project_registration_indicators, [_envelope(
+        1, "InstitutionRegistered", institution, DAY1, {
+            "name": "乙园", "credit_code": "y", "nature": "for_profit",
+            "kind": "childcare_institution", "registering_authority": "x",
+            "person_in_charge": {"ref": "p"}, "district": district, "street": "东街道",
+            "address": "x"})])
+    listed = {"institution_id": institution, "listing_id": "L1", "list_name": "trust_reward",
+              "decision": "listed", "decided_on": "2026-03-02", "officer": "o", "reason": "r",
+              "legal_basis": "b", "evidence": [], "term_start": "2026-03-02",
+              "term_end": "2027-03-02"}
+    _apply(dashboard, project_credit, [_envelope(1, "InstitutionCreditListingDecided",
+                                                 institution, DAY1, listed)])
+    with psycopg.connect(dashboard.database_url) as conn:
+        assert ind.credit(conn, None, district)["listed"] == {"trust_reward": 1}
+    _apply(dashboard, project_credit, [_envelope(
+        2, "InstitutionCreditListingEndedByDishonesty", institution, DAY2, {
+            "institution_id": institution, "listing_id": "L1", "list_name": "trust_reward",
+            "on": "2026-03-10", "dishonesty_listing_id": "L2"})])
+    with psycopg.connect(dashboard.database_url) as conn:
+        assert ind.credit(conn, None, district)["listed"] == {}
+        assert ind.credit(conn, dt.date(2026, 3, 5), district)["listed"] == {"trust_reward": 1}

@@ -162,7 +162,7 @@ def _institutions(alias: str, at: dt.datetime | None) -> tuple[str, list[Any]]:
     if at is None or at > dt.datetime.now(dt.UTC):
         return f"dash_institution_now {alias}", []
     return ("(SELECT DISTINCT ON (institution_id) * FROM dash_institution_history "
-            "WHERE valid_from < %s::timestamptz ORDER BY institution_id, notification_id DESC) "
+            "WHERE valid_from < %s::timestamptz ORDER BY institution_id, revision DESC) "
             f"{alias}", [at])
 
 
@@ -224,24 +224,31 @@ def _street_counts(cur: psycopg.Cursor, at: dt.datetime | None,
         source, params = _institutions("h", None)
         cur.execute(_COUNTS.format(key="", source=source), (*params, district, district))
         return cur.fetchall()
-    rows = _kept_counts(cur, at, district)
+    rows = _kept_counts_of(cur, [at], district).get(at)
     if rows is not None:
         return rows
+    source, params = _institutions("h", at)
+    if at.astimezone(SHANGHAI).timetz().replace(tzinfo=None) != dt.time(0):
+        # an instant within a day (an auditor's "as of 10:42"): computed, not kept, so that
+        # readers cannot fill the store with instants
+        cur.execute(_COUNTS.format(key="", source=source), (*params, district, district))
+        return cur.fetchall()
     with cur.connection.transaction():
-        # No event is applied while the counts are computed and kept (the projector's
-        # statements that forget kept instants wait for this lock), so what is kept is
-        # what the history says at that instant.
-        cur.execute("LOCK TABLE dash_snapshot_instants IN SHARE MODE")
-        rows = _kept_counts(cur, at, district)
+        # No event is applied while a day's counts are computed and kept (the projector's
+        # statements that forget kept instants take ROW EXCLUSIVE, which this lock excludes;
+        # it also excludes another computation, which would otherwise deadlock with this one
+        # on their inserts), so what is kept is what the history says at that instant.
+        cur.execute("LOCK TABLE dash_snapshot_instants IN SHARE ROW EXCLUSIVE MODE")
+        rows = _kept_counts_of(cur, [at], district).get(at)
         if rows is not None:
             return rows
-        source, params = _institutions("h", at)
         cur.execute(_COUNTS.format(key="", source=source), (*params, None, None))
         every = cur.fetchall()
-        cur.execute("INSERT INTO dash_snapshot_instants (at) VALUES (%s)", (at,))
+        cur.execute("INSERT INTO dash_snapshot_instants (at) VALUES (%s) ON CONFLICT DO NOTHING",
+                    (at,))
         cur.executemany(
             f"INSERT INTO dash_area_snapshots (at, district, street, {', '.join(COUNT_NAMES)}) "
-            f"VALUES (%s, %s, %s{', %s' * len(COUNT_NAMES)})",
+            f"VALUES (%s, %s, %s{', %s' * len(COUNT_NAMES)}) ON CONFLICT DO NOTHING",
             [(at, r["district"], r["street"], *(r[n] for n in COUNT_NAMES)) for r in every])
     return [r for r in every if district is None or r["district"] == district]
 
@@ -260,16 +267,6 @@ def _kept_counts_of(cur: psycopg.Cursor, instants: list[dt.datetime],
         if row["district"] is not None:
             rows.append(row)
     return found
-
-
-def _kept_counts(cur: psycopg.Cursor, at: dt.datetime,
-                 district: str | None) -> list[dict] | None:
-    cur.execute("SELECT 1 FROM dash_snapshot_instants WHERE at = %s", (at,))
-    if cur.fetchone() is None:
-        return None
-    cur.execute(f"SELECT district, street, {', '.join(COUNT_NAMES)} FROM dash_area_snapshots "
-                "WHERE at = %s AND (%s::text IS NULL OR district = %s)", (at, district, district))
-    return cur.fetchall()
 
 
 def _areas(streets: Iterable[dict], reference: Sequence[dict]) -> dict[str, Any]:
@@ -430,11 +427,11 @@ def institution_history(conn: psycopg.Connection, institution_id: str) -> list[d
     """Every state of one institution the dashboard holds, each with the event that made it."""
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
-            "SELECT valid_from, lead(valid_from) OVER (ORDER BY notification_id) AS valid_to, "
+            "SELECT valid_from, lead(valid_from) OVER (ORDER BY revision) AS valid_to, revision, "
             "name, district, street, status, places, affordable, "
             "report_month, enrolled, health_managed, staff, certified_staff, notification_id, "
             "event_id, event_type FROM dash_institution_history WHERE institution_id = %s "
-            "ORDER BY notification_id", (institution_id,))
+            "ORDER BY revision", (institution_id,))
         rows = cur.fetchall()
     return [{**r, "valid_from": r["valid_from"].isoformat(),
              "valid_to": r["valid_to"] and r["valid_to"].isoformat()} for r in rows]

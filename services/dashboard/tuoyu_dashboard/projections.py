@@ -64,12 +64,12 @@ def _history_sql(set_keys: tuple[str, ...], add_keys: tuple[str, ...],
         found = _SQL_CACHE[key] = (
             f"WITH {_FORGET}, {ctes}c AS (UPDATE dash_institution_now "
             f"SET valid_from = greatest(%(at)s::timestamptz, valid_from), {', '.join(sets)}, "
-            "notification_id = %(n)s, event_id = %(e)s, event_type = %(t)s "
-            f"WHERE institution_id = %(id)s{where} RETURNING *) "
+            "notification_id = %(n)s, event_id = %(e)s, event_type = %(t)s, "
+            f"revision = revision + 1 WHERE institution_id = %(id)s{where} RETURNING *) "
             f"INSERT INTO dash_institution_history (institution_id, valid_from, "
-            f"{_INSERT_COLUMNS}, notification_id, event_id, event_type) "
+            f"{_INSERT_COLUMNS}, notification_id, event_id, event_type, revision) "
             f"SELECT institution_id, valid_from, {_INSERT_COLUMNS}, notification_id, event_id, "
-            "event_type FROM c")
+            "event_type, revision FROM c")
     return found
 
 
@@ -280,6 +280,7 @@ CREDIT_HANDLERS: dict[str, Handler] = {
     "InstitutionCreditListingDecided": _listing_decided,
     "InstitutionCreditListingExpired": _listing_ended,
     "InstitutionCreditListingRemovedEarly": _listing_ended,
+    "InstitutionCreditListingEndedByDishonesty": _listing_ended,
     "InstitutionCreditRepairReviewed": _listing_ended,
     "PractitionerBanImposed": _ban_imposed,
     "PractitionerBanLifted": lambda env, cur: cur.execute(

@@ -15,6 +15,7 @@ import datetime as dt
 from typing import Any
 
 import psycopg
+from amqp.exceptions import AMQPError
 from nameko.extensions import DependencyProvider
 from nameko.rpc import rpc
 from nameko.web.handlers import http
@@ -96,6 +97,8 @@ def _day(value: Any, field: str = "as_of") -> dt.date | dt.datetime | None:
     if isinstance(parsed, dt.datetime) and parsed.tzinfo is None:
         raise ValidationFailed([FieldError(field, "a time needs its offset (+08:00)",
                                            "invalid")])
+    if not 2000 <= parsed.year <= 2100:  # before converting: the edges of time overflow
+        raise ValidationFailed([FieldError(field, "must be from 2000 to 2100", "invalid")])
     if ind.day_of(parsed) > ind.today():
         raise ValidationFailed([FieldError(field, "cannot be after today", "future")])
     if ind.day_of(parsed).year < 2000:
@@ -265,7 +268,8 @@ class DashboardService:
                 heads[view.upstream] = {"head": int(head or 0),
                                         "oldest": str(first[0]["occurred_at"]) if first
                                         else None}
-            except (RemoteError, RpcTimeout, UnknownService, OSError, ConnectionError) as e:
+            except (RemoteError, RpcTimeout, UnknownService, OSError, ConnectionError,
+                    AMQPError) as e:
                 heads[view.upstream] = f"no answer: {type(e).__name__}"
         return heads
 

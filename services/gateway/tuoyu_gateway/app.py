@@ -217,6 +217,16 @@ def load_pages(modules: tuple[str, ...]) -> list[StaticPages]:
     return pages
 
 
+def _redirect_to(location: str) -> Callable[[], Response]:
+    """An endpoint that sends the browser to ``location`` (a fixed path: nothing of the
+    request goes into it)."""
+    from starlette.responses import RedirectResponse
+
+    def redirect() -> Response:
+        return RedirectResponse(location, status_code=307)
+    return redirect
+
+
 def _file_response(result: Any) -> Response:
     """A file answer (``Route.file_media_type``): the bytes, as an attachment."""
     import base64
@@ -516,16 +526,13 @@ def create_app(settings: GatewaySettings | None = None,
 
     document = openapi_document(routes)
 
-    from starlette.responses import RedirectResponse
     from starlette.staticfiles import StaticFiles
 
     for page in load_pages(settings.routes):
         directory = importlib.resources.files(page.package).joinpath(page.directory)
 
-        def redirect(request: Request, prefix: str = page.prefix) -> RedirectResponse:
-            return RedirectResponse(f"{prefix}/", status_code=307)
-
-        app.add_api_route(page.prefix, redirect, methods=["GET"], include_in_schema=False)
+        app.add_api_route(page.prefix, _redirect_to(f"{page.prefix}/"), methods=["GET"],
+                          include_in_schema=False)
         app.mount(page.prefix, StaticFiles(directory=str(directory), html=True),
                   name=page.prefix.strip("/"))
 
