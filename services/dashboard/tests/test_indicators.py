@@ -347,3 +347,31 @@ def test_a_trust_listing_ended_by_a_dishonesty_listing_is_no_longer_counted(sett
     with psycopg.connect(dashboard.database_url) as conn:
         assert ind.credit(conn, None, district)["listed"] == {}
         assert ind.credit(conn, dt.date(2026, 3, 5), district)["listed"] == {"trust_reward": 1}
+
+
+def test_a_report_that_states_no_health_figure_is_left_out_of_the_rate(settings_factory):
+    """A report of before the figure existed (v2, upcast with null): its children are left
+    out of 健康管理率 (neither managed nor not), and still count as enrolled."""
+    from tuoyu_dashboard.projections import project_registration_indicators
+
+    dashboard = settings_factory("dashboard")
+    district = f"健康区{uuid.uuid4().hex[:6]}"
+    envelopes = []
+    for k, managed in enumerate((None, 8)):
+        institution = str(uuid.uuid4())
+        envelopes += [
+            _envelope(10 * k + 1, "InstitutionImported", institution, DAY1, {
+                "name": f"园{k}", "credit_code": f"c{k}", "nature": "for_profit",
+                "kind": "childcare_institution", "registering_authority": "x",
+                "person_in_charge": {"ref": "p"}, "district": district, "street": "东街道",
+                "address": "x", "filing": {"total_places": 45}, "receipt": {}, "source": "t"}),
+            _envelope(10 * k + 2, "InstitutionEnrolmentReported", str(uuid.uuid4()), DAY1, {
+                "institution_id": institution, "month": "2026-03", "classes": [],
+                "children": 10, "second_children": 0, "third_children": 0,
+                "health_managed_children": managed}, 3)]
+    _apply(dashboard, project_registration_indicators, envelopes)
+    with psycopg.connect(dashboard.database_url) as conn:
+        total = ind.indicators(conn, None, district)["total"]
+    assert total["counts"]["enrolled"] == 20
+    rate = total["indicators"]["health_management_rate"]
+    assert (rate["numerator"], rate["denominator"], rate["display"]) == (8, 10, "80.00%")

@@ -74,7 +74,8 @@ INDICATORS: tuple[Indicator, ...] = (
               "certified_staff", "staff", "percent"),
     Indicator("health_management_rate", "健康管理率",
               "在托婴幼儿中建立健康档案并完成年度体检的人数 ÷ 在托婴幼儿数（各已备案机构"
-              "最近一期月度报告）", "health_managed", "enrolled", "percent"),
+              "最近一期月度报告；报告中未填健康管理人数的，其在托婴幼儿不计入）",
+              "health_managed", "health_reported", "percent"),
 )
 BY_CODE = {i.code: i for i in INDICATORS}
 
@@ -203,6 +204,8 @@ SELECT {key}h.district, h.street,
   coalesce(sum(h.enrolled) FILTER (WHERE h.status IN ('filed', 'suspended')), 0) AS enrolled,
   coalesce(sum(h.health_managed) FILTER (WHERE h.status IN ('filed', 'suspended')), 0)
     AS health_managed,
+  coalesce(sum(h.health_reported) FILTER (WHERE h.status IN ('filed', 'suspended')), 0)
+    AS health_reported,
   coalesce(sum(h.staff) FILTER (WHERE h.status <> 'deregistered'), 0) AS staff,
   coalesce(sum(h.certified_staff) FILTER (WHERE h.status <> 'deregistered'), 0)
     AS certified_staff
@@ -210,7 +213,7 @@ FROM {source} WHERE (%s::text IS NULL OR h.district = %s)
 GROUP BY {key}h.district, h.street
 """
 COUNT_NAMES = ("registered", "filed", "places", "affordable_places", "affordable_institutions",
-               "enrolled", "health_managed", "staff", "certified_staff")
+               "enrolled", "health_managed", "health_reported", "staff", "certified_staff")
 REFERENCE_NAMES = ("population", "under_three", "communities")
 
 
@@ -385,7 +388,8 @@ def institutions_behind(conn: psycopg.Connection, code: str,
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
             "SELECT h.institution_id::text, h.name, h.district, h.street, h.status, h.places, "
-            "h.affordable, h.report_month, h.enrolled, h.health_managed, h.staff, "
+            "h.affordable, h.report_month, h.enrolled, h.health_managed, h.health_reported, "
+            "h.staff, "
             "h.certified_staff, h.valid_from, h.notification_id, h.event_id, h.event_type "
             f"FROM {source} WHERE h.status <> 'deregistered' "
             "AND (%s::text IS NULL OR h.district = %s) AND (%s::text IS NULL OR h.street = %s) "
@@ -400,6 +404,7 @@ def institutions_behind(conn: psycopg.Connection, code: str,
             "affordable_places": row["places"] if filed and row["affordable"] else 0,
             "enrolled": row["enrolled"] if filed else 0,
             "health_managed": row["health_managed"] if filed else 0,
+            "health_reported": row["health_reported"] if filed else 0,
             "staff": row["staff"], "certified_staff": row["certified_staff"],
             "streets_with_affordable": int(filed and row["affordable"]),
         }
@@ -429,7 +434,8 @@ def institution_history(conn: psycopg.Connection, institution_id: str) -> list[d
         cur.execute(
             "SELECT valid_from, lead(valid_from) OVER (ORDER BY revision) AS valid_to, revision, "
             "name, district, street, status, places, affordable, "
-            "report_month, enrolled, health_managed, staff, certified_staff, notification_id, "
+            "report_month, enrolled, health_managed, health_reported, staff, certified_staff, "
+            "notification_id, "
             "event_id, event_type FROM dash_institution_history WHERE institution_id = %s "
             "ORDER BY revision", (institution_id,))
         rows = cur.fetchall()

@@ -32,8 +32,8 @@ Handler = Callable[[Envelope, psycopg.Cursor], None]
 
 # ---- registration ----------------------------------------------------------------------------
 HISTORY_COLUMNS = ("name", "district", "street", "nature", "kind", "status", "places",
-                   "affordable", "report_month", "enrolled", "health_managed", "staff",
-                   "certified_staff")
+                   "affordable", "report_month", "enrolled", "health_managed",
+                   "health_reported", "staff", "certified_staff")
 _INSERT_COLUMNS = ", ".join(HISTORY_COLUMNS)
 _SQL_CACHE: dict[tuple, str] = {}
 #: The counts kept for instants after this event are no longer what the history says.
@@ -101,7 +101,7 @@ def _registered(env: Envelope, cur: psycopg.Cursor) -> None:
         f"WITH {_FORGET}, c AS (INSERT INTO dash_institution_now (institution_id, valid_from, "
         f"{_INSERT_COLUMNS}, notification_id, event_id, event_type) VALUES (%(id)s, %(at)s, "
         "%(name)s, %(district)s, %(street)s, %(nature)s, %(kind)s, %(status)s, %(places)s, "
-        "false, NULL, 0, 0, 0, 0, %(n)s, %(e)s, %(t)s) ON CONFLICT DO NOTHING RETURNING *) "
+        "false, NULL, 0, 0, 0, 0, 0, %(n)s, %(e)s, %(t)s) ON CONFLICT DO NOTHING RETURNING *) "
         f"INSERT INTO dash_institution_history (institution_id, valid_from, {_INSERT_COLUMNS}, "
         f"notification_id, event_id, event_type) SELECT institution_id, valid_from, "
         f"{_INSERT_COLUMNS}, notification_id, event_id, event_type FROM c",
@@ -131,12 +131,20 @@ def _change_filed(env: Envelope, cur: psycopg.Cursor) -> None:
     change_institution(env, cur, env.aggregate_id, set_)
 
 
+def _health(figures: dict[str, Any]) -> dict[str, int]:
+    """健康管理: the children managed, and the children of a report that states it (a report
+    of before the figure existed states nothing: none of its children count either way)."""
+    managed = figures.get("health_managed_children")
+    return {"health_managed": int(managed or 0),
+            "health_reported": int(figures.get("children") or 0) if managed is not None else 0}
+
+
 def _report(env: Envelope, cur: psycopg.Cursor) -> None:
     """A month reported or corrected: it is the latest report unless a later month is in."""
     p = env.payload
     change_institution(env, cur, institution_id_of(env), {
         "report_month": p["month"], "enrolled": int(p["children"]),
-        "health_managed": int(p.get("health_managed_children") or 0)},
+        **_health(p)},
         where=" AND (report_month IS NULL OR report_month <= %(month)s)", month=p["month"])
 
 
@@ -148,7 +156,7 @@ def _reports_carried_over(env: Envelope, cur: psycopg.Cursor) -> None:
     figures = months[month]
     change_institution(env, cur, institution_id_of(env), {
         "report_month": month, "enrolled": int(figures.get("children") or 0),
-        "health_managed": int(figures.get("health_managed_children") or 0)})
+        **_health(figures)})
 
 
 def _hire_requested(env: Envelope, cur: psycopg.Cursor) -> None:

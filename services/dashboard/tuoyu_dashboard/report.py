@@ -42,7 +42,8 @@ UNITS = {"percent": "百分比", "number": "数值"}
 COUNTS = {
     "registered": "已登记机构数", "filed": "已备案机构数", "places": "托位数",
     "affordable_places": "普惠托位数", "affordable_institutions": "普惠机构数",
-    "enrolled": "在托婴幼儿数", "health_managed": "健康管理人数", "staff": "在岗人员数",
+    "enrolled": "在托婴幼儿数", "health_managed": "健康管理人数",
+    "health_reported": "填报健康管理的在托人数", "staff": "在岗人员数",
     "certified_staff": "持证人数", "population": "常住人口", "under_three": "3岁以下婴幼儿数",
     "communities": "社区数", "streets": "街道数", "streets_with_affordable": "有普惠服务的街道数",
 }
