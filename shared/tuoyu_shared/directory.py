@@ -27,6 +27,7 @@ from collections.abc import Callable
 import psycopg
 
 from tuoyu_shared.envelope import Envelope
+from tuoyu_shared.views import by_event_type
 
 # One row per institution, i.e. per registration case: a credit code registered again after
 # 注销 has a row for each case (its earlier ones deregistered), so credit_code is not unique.
@@ -79,8 +80,5 @@ REGISTRATION_HANDLERS: dict[str, Callable[[Envelope, psycopg.Cursor], None]] = {
 }
 
 
-def project_registration(env: Envelope, cur: psycopg.Cursor) -> None:
-    """Dispatch one registration event; types without a read-model effect only move tracking."""
-    handler = REGISTRATION_HANDLERS.get(env.event_type)
-    if handler is not None:
-        handler(env, cur)
+#: Dispatch one registration event; types without a read-model effect only move tracking.
+project_registration = by_event_type(REGISTRATION_HANDLERS)

@@ -29,6 +29,19 @@ from tuoyu_shared.logs import get_logger
 log = get_logger("tuoyu.views")
 
 
+def by_event_type(handlers: dict[str, Callable[[Envelope, psycopg.Cursor], None]]
+                  ) -> Callable[[Envelope, psycopg.Cursor], None]:
+    """A view's handler from one handler per event type: types it names are applied, the
+    others only move the view's position."""
+
+    def project(env: Envelope, cur: psycopg.Cursor) -> None:
+        handler = handlers.get(env.event_type)
+        if handler is not None:
+            handler(env, cur)
+
+    return project
+
+
 @dataclass(frozen=True)
 class View:
     name: str

@@ -28,7 +28,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from tuoyu_shared.envelope import Envelope
-from tuoyu_shared.views import View
+from tuoyu_shared.views import View, by_event_type
 
 PROJECTION_NAME = "credit-views"
 
@@ -200,10 +200,7 @@ HANDLERS: dict[str, Callable[[Envelope, psycopg.Cursor], None]] = {
 }
 
 
-def project(env: Envelope, cur: psycopg.Cursor) -> None:
-    handler = HANDLERS.get(env.event_type)
-    if handler is not None:
-        handler(env, cur)
+project = by_event_type(HANDLERS)
 
 
 #: The service's query tables, projected from its own log (``python -m tuoyu_credit.worker

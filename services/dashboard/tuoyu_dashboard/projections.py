@@ -26,7 +26,7 @@ import psycopg
 
 from tuoyu_shared.directory import REGISTRATION_HANDLERS, project_registration
 from tuoyu_shared.envelope import Envelope, institution_id_of
-from tuoyu_shared.views import View
+from tuoyu_shared.views import View, by_event_type
 
 Handler = Callable[[Envelope, psycopg.Cursor], None]
 
@@ -297,10 +297,7 @@ CREDIT_HANDLERS: dict[str, Handler] = {
 }
 
 
-def project_credit(env: Envelope, cur: psycopg.Cursor) -> None:
-    handler = CREDIT_HANDLERS.get(env.event_type)
-    if handler is not None:
-        handler(env, cur)
+project_credit = by_event_type(CREDIT_HANDLERS)
 
 
 # ---- inspection ------------------------------------------------------------------------------
@@ -391,10 +388,7 @@ INSPECTION_HANDLERS: dict[str, Handler] = {
 }
 
 
-def project_inspection(env: Envelope, cur: psycopg.Cursor) -> None:
-    handler = INSPECTION_HANDLERS.get(env.event_type)
-    if handler is not None:
-        handler(env, cur)
+project_inspection = by_event_type(INSPECTION_HANDLERS)
 
 
 # ---- subsidy ---------------------------------------------------------------------------------
@@ -438,10 +432,7 @@ SUBSIDY_HANDLERS: dict[str, Handler] = {
 }
 
 
-def project_subsidy(env: Envelope, cur: psycopg.Cursor) -> None:
-    handler = SUBSIDY_HANDLERS.get(env.event_type)
-    if handler is not None:
-        handler(env, cur)
+project_subsidy = by_event_type(SUBSIDY_HANDLERS)
 
 
 # ---- the views -------------------------------------------------------------------------------

@@ -496,9 +496,37 @@ def _font() -> str:
     return FONT
 
 
+def _percent_axes(chart: Any, top: float, categories: list[str], angle: int) -> None:
+    """A chart's axes: 0 to ``top`` percent on the value axis, the categories slanted."""
+    chart.valueAxis.valueMin = 0
+    chart.valueAxis.valueMax = top
+    chart.valueAxis.valueStep = 20 if top <= 100 else None
+    chart.valueAxis.labels.fontName = FONT
+    chart.valueAxis.labelTextFormat = "%d%%"
+    chart.categoryAxis.categoryNames = categories
+    chart.categoryAxis.labels.fontName = FONT
+    chart.categoryAxis.labels.fontSize = 7
+    chart.categoryAxis.labels.angle = angle
+    chart.categoryAxis.labels.boxAnchor = "ne"
+
+
+def _legend(x: float, y: float, deltax: float, pairs: list[tuple[Any, str]]) -> Any:
+    """A one-row legend at the drawing's top right."""
+    from reportlab.graphics.charts.legends import Legend
+
+    legend = Legend()
+    legend.x, legend.y = x, y
+    legend.fontName, legend.fontSize = FONT, 8
+    legend.alignment = "right"
+    legend.columnMaximum = 1
+    legend.dx = legend.dy = 8
+    legend.deltax = deltax
+    legend.colorNamePairs = pairs
+    return legend
+
+
 def _bar_chart(report: Mapping[str, Any]) -> Any:
     from reportlab.graphics.charts.barcharts import VerticalBarChart
-    from reportlab.graphics.charts.legends import Legend
     from reportlab.graphics.shapes import Drawing, String
     from reportlab.lib import colors
 
@@ -512,16 +540,7 @@ def _bar_chart(report: Mapping[str, Any]) -> Any:
     chart = VerticalBarChart()
     chart.x, chart.y, chart.width, chart.height = 45, 70, 420, 150
     chart.data = [values, targets]
-    chart.valueAxis.valueMin = 0
-    chart.valueAxis.valueMax = top
-    chart.valueAxis.valueStep = 20 if top <= 100 else None
-    chart.valueAxis.labels.fontName = FONT
-    chart.valueAxis.labelTextFormat = "%d%%"
-    chart.categoryAxis.categoryNames = [r["name"] for r in rates]
-    chart.categoryAxis.labels.fontName = FONT
-    chart.categoryAxis.labels.fontSize = 7
-    chart.categoryAxis.labels.angle = 25
-    chart.categoryAxis.labels.boxAnchor = "ne"
+    _percent_axes(chart, top, [r["name"] for r in rates], 25)
     chart.categoryAxis.labels.dy = -2
     chart.bars[0].fillColor = colors.HexColor("#2F6EBA")
     chart.bars[1].fillColor = colors.HexColor("#C9C9C9")
@@ -530,21 +549,12 @@ def _bar_chart(report: Mapping[str, Any]) -> Any:
     chart.barLabels.nudge = 6
     chart.barLabelFormat = "%.2f"
     drawing.add(chart)
-    legend = Legend()
-    legend.x, legend.y = 360, 248
-    legend.fontName, legend.fontSize = FONT, 8
-    legend.alignment = "right"
-    legend.columnMaximum = 1
-    legend.dx = legend.dy = 8
-    legend.deltax = 50
-    legend.colorNamePairs = [(chart.bars[0].fillColor, "本期值"),
-                             (chart.bars[1].fillColor, "目标")]
-    drawing.add(legend)
+    drawing.add(_legend(360, 248, 50, [(chart.bars[0].fillColor, "本期值"),
+                                       (chart.bars[1].fillColor, "目标")]))
     return drawing
 
 
 def _line_chart(report: Mapping[str, Any]) -> Any:
-    from reportlab.graphics.charts.legends import Legend
     from reportlab.graphics.charts.linecharts import HorizontalLineChart
     from reportlab.graphics.shapes import Drawing, String
     from reportlab.graphics.widgets.markers import makeMarker
@@ -561,16 +571,7 @@ def _line_chart(report: Mapping[str, Any]) -> Any:
     chart.x, chart.y, chart.width, chart.height = 45, 40, 420, 145
     chart.data = data
     chart.joinedLines = 0  # per line below: a line of fewer than 2 points is markers only
-    chart.valueAxis.valueMin = 0
-    chart.valueAxis.valueMax = top
-    chart.valueAxis.valueStep = 20 if top <= 100 else None
-    chart.valueAxis.labels.fontName = FONT
-    chart.valueAxis.labelTextFormat = "%d%%"
-    chart.categoryAxis.categoryNames = [p["month"] for p in points]
-    chart.categoryAxis.labels.fontName = FONT
-    chart.categoryAxis.labels.fontSize = 7
-    chart.categoryAxis.labels.angle = 30
-    chart.categoryAxis.labels.boxAnchor = "ne"
+    _percent_axes(chart, top, [p["month"] for p in points], 30)
     palette = [colors.HexColor("#2F6EBA"), colors.HexColor("#E07B39")]
     for n, color in enumerate(palette):
         chart.lines[n].strokeColor = color
@@ -579,15 +580,8 @@ def _line_chart(report: Mapping[str, Any]) -> Any:
         known = sum(v is not None for v in data[n])
         chart.lines[n].lineStyle = "joinedLine" if known >= 2 else "line"
     drawing.add(chart)
-    legend = Legend()
-    legend.x, legend.y = 350, 218
-    legend.fontName, legend.fontSize = FONT, 8
-    legend.alignment = "right"
-    legend.columnMaximum = 1
-    legend.dx = legend.dy = 8
-    legend.deltax = 70
-    legend.colorNamePairs = [(palette[n], names[c]) for n, c in enumerate(TREND_CODES)]
-    drawing.add(legend)
+    drawing.add(_legend(350, 218, 70, [(palette[n], names[c])
+                                       for n, c in enumerate(TREND_CODES)]))
     return drawing
 
 

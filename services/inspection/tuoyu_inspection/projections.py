@@ -25,7 +25,7 @@ from psycopg.types.json import Jsonb
 from tuoyu_shared.calendar_cn import shanghai_date
 from tuoyu_shared.directory import project_registration
 from tuoyu_shared.envelope import Envelope
-from tuoyu_shared.views import View
+from tuoyu_shared.views import View, by_event_type
 
 Handler = Callable[[Envelope, psycopg.Cursor], None]
 
@@ -172,10 +172,7 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
-def project(env: Envelope, cur: psycopg.Cursor) -> None:
-    handler = HANDLERS.get(env.event_type)
-    if handler is not None:
-        handler(env, cur)
+project = by_event_type(HANDLERS)
 
 
 def project_grades(env: Envelope, cur: psycopg.Cursor) -> None:

@@ -25,7 +25,7 @@ from psycopg.rows import dict_row
 
 from tuoyu_shared.envelope import Envelope, institution_id_of
 from tuoyu_shared.personal_data import ERASED_MASK
-from tuoyu_shared.views import View
+from tuoyu_shared.views import View, by_event_type
 
 PROJECTION_NAME = "registration-views"
 
@@ -168,10 +168,7 @@ HANDLERS: dict[str, Callable[[Envelope, psycopg.Cursor], None]] = {
 }
 
 
-def project(env: Envelope, cur: psycopg.Cursor) -> None:
-    handler = HANDLERS.get(env.event_type)
-    if handler is not None:
-        handler(env, cur)
+project = by_event_type(HANDLERS)
 
 
 #: The service's query tables, projected from its own log (``python -m tuoyu_registration.worker

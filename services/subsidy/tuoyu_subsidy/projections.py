@@ -13,7 +13,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from tuoyu_shared.envelope import Envelope
-from tuoyu_shared.views import View
+from tuoyu_shared.views import View, by_event_type
 
 Handler = Callable[[Envelope, psycopg.Cursor], None]
 _DAY = 10  # "YYYY-MM-DD" of an ISO timestamp
@@ -187,10 +187,7 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
-def project(env: Envelope, cur: psycopg.Cursor) -> None:
-    handler = HANDLERS.get(env.event_type)
-    if handler is not None:
-        handler(env, cur)
+project = by_event_type(HANDLERS)
 
 
 VIEW = View("subsidy-views", "subsidy",
