@@ -12,6 +12,7 @@ It adds three things to the library's Application:
 
 from __future__ import annotations
 
+import functools
 import random
 import threading
 import time
@@ -421,6 +422,14 @@ class ServiceApplication(Application[UUID]):
 
         assert self.views is not None, f"{type(self).__name__} has no views"
         return self.views.consumer(self.settings, ApplicationLog(self))
+
+    @functools.cached_property
+    def audit_trail(self) -> Any:
+        """The log's Merkle tree, checkpoints, proofs and auditors' reads
+        (:class:`tuoyu_shared.audit.AuditTrail`)."""
+        from tuoyu_shared.audit import AuditTrail
+
+        return AuditTrail(self)
 
     # What the service publishes (:class:`tuoyu_shared.contract.Contract`).
     contract: ClassVar[Any] = None

@@ -35,20 +35,23 @@ queue). One regex covers exchanges and queues alike. So a service ``S`` gets, ea
 alternation of exact names, anchored (``^(…)$``, dots escaped):
 
 ========= =========================================================================
-configure ``S.events`` · ``nameko-rpc`` · ``rpc-S`` · ``rpc.reply-tuoyu-<uuid>`` ·
-          its queues ``<consumer>.<U>.events`` · its upstreams' exchanges ``U.events``
-write     ``S.events`` · ``nameko-rpc`` · ``rpc-S`` · ``rpc.reply-tuoyu-<uuid>`` · its queues
+configure ``S.events`` · ``S.checkpoints`` · ``nameko-rpc`` · ``rpc-S`` ·
+          ``rpc.reply-tuoyu-<uuid>`` · its queues ``<consumer>.<U>.events`` · its upstreams'
+          exchanges ``U.events``
+write     ``S.events`` · ``S.checkpoints`` · ``nameko-rpc`` · ``rpc-S`` ·
+          ``rpc.reply-tuoyu-<uuid>`` · its queues
 read      ``nameko-rpc`` · ``rpc-S`` · ``rpc.reply-tuoyu-<uuid>`` · its queues ·
           its upstreams' exchanges ``U.events``
 ========= =========================================================================
 
-(``S.events`` only for a service that publishes, ``rpc-S`` only for one that serves RPC;
+(``S.events`` and ``S.checkpoints``, where its worker publishes the log's signed
+checkpoints, only for a service that publishes, ``rpc-S`` only for one that serves RPC;
 ``<uuid>`` is ``[0-9a-f]{8}-…-[0-9a-f]{12}``.) For the registration service, for example::
 
-    configure ^(registration\\.events|nameko-rpc|rpc-registration|rpc\\.reply-tuoyu-<uuid>|
-               registration\\.credit\\.events|credit\\.events)$
-    write     ^(registration\\.events|nameko-rpc|rpc-registration|rpc\\.reply-tuoyu-<uuid>|
-               registration\\.credit\\.events)$
+    configure ^(registration\\.events|registration\\.checkpoints|nameko-rpc|rpc-registration|
+               rpc\\.reply-tuoyu-<uuid>|registration\\.credit\\.events|credit\\.events)$
+    write     ^(registration\\.events|registration\\.checkpoints|nameko-rpc|rpc-registration|
+               rpc\\.reply-tuoyu-<uuid>|registration\\.credit\\.events)$
     read      ^(nameko-rpc|rpc-registration|rpc\\.reply-tuoyu-<uuid>|
                registration\\.credit\\.events|credit\\.events)$
 
@@ -70,14 +73,15 @@ What that leaves open, and why:
   connection can consume, bind or delete it.
 
 The subscriber user ``tuoyu-subscriber`` may declare, bind and consume queues of its own
-(``subscriber.<anything>``) and bind them to any ``<name>.events`` exchange; it cannot touch a
+(``subscriber.<anything>``) and bind them to any ``<name>.events`` exchange (and, for a
+witness, any ``<name>.checkpoints``); it cannot touch a
 service's queue (their names have two dots), the RPC exchange, or publish to any service's
 exchange:
 
 ========= ===========================================
 configure ``^subscriber\\..+$``
 write     ``^subscriber\\..+$``  (queue.bind writes the queue)
-read      ``^(subscriber\\..+|[^.]+\\.events)$``
+read      ``^(subscriber\\..+|[^.]+\\.(events|checkpoints))$``
 ========= ===========================================
 
 (It could declare an exchange named ``subscriber.…`` and publish to it: that reaches its own
@@ -124,7 +128,7 @@ UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 REPLY_QUEUES = CLIENT_REPLY_PREFIX.replace(".", r"\.") + UUID
 #: Queues of a subscriber, and the exchanges it may bind them to.
 SUBSCRIBER_QUEUES = r"subscriber\..+"
-EVENTS_EXCHANGES = r"[^.]+\.events"
+EVENTS_EXCHANGES = r"[^.]+\.(events|checkpoints)"
 
 _NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
@@ -152,6 +156,11 @@ class ServiceAccess:
     consumes: tuple[tuple[str, str], ...] = ()
 
     @property
+    def checkpoints(self) -> str:
+        """Its checkpoints exchange (``<service>.checkpoints``), beside its events'."""
+        return f"{self.service}.checkpoints"
+
+    @property
     def user(self) -> str:
         return USER_PREFIX + self.service
 
@@ -164,7 +173,7 @@ class ServiceAccess:
 
     def permissions(self) -> tuple[str, str, str]:
         """``(configure, write, read)`` regexes."""
-        own = [_literal(self.publishes)] if self.publishes else []
+        own = [_literal(self.publishes), _literal(self.checkpoints)] if self.publishes else []
         queues = [_literal(queue) for queue, _ in self.consumes]
         upstreams = [_literal(exchange) for _, exchange in self.consumes]
         configure = _alternation([*own, *self._rpc(), *queues, *upstreams])

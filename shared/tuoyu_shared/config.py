@@ -58,10 +58,23 @@ class Settings:
     #: Seconds between AMQP heartbeats (relay, consumers, RPC clients): a half-open connection
     #: is noticed within about two of them, and a standby consumer takes over.
     amqp_heartbeat: float = 30.0
+    #: ``((kid, 32-byte Ed25519 seed), …)`` (``TUOYU_<SERVICE>_AUDIT_SIGNING_KEYS``): the
+    #: first signs the log's checkpoints and audit exports, all are published as trusted.
+    audit_signing_keys: tuple[tuple[str, bytes], ...] = field(default=(), repr=False)
+    #: Seconds between checkpoints of the log (when it grew): TUOYU_AUDIT_CHECKPOINT_INTERVAL.
+    audit_checkpoint_interval: float = 60.0
+    #: A folder the worker appends each checkpoint to (``<service>.checkpoints.jsonl``), for
+    #: the auditors' copy outside the database: TUOYU_AUDIT_CHECKPOINT_DIR (empty: none).
+    audit_checkpoint_dir: str = ""
 
     @property
     def events_exchange(self) -> str:
         return f"{self.service}.events"
+
+    @property
+    def checkpoints_exchange(self) -> str:
+        """Where the worker publishes the log's signed checkpoints (witnesses bind to it)."""
+        return f"{self.service}.checkpoints"
 
     def eventsourcing_env(self) -> dict[str, str]:
         return eventsourcing_env(self.database_url)
@@ -127,6 +140,15 @@ def _keks(service: str) -> tuple[tuple[str, bytes], ...]:
     return parse_keks(text, name)
 
 
+def _audit_signing_keys(service: str) -> tuple[tuple[str, bytes], ...]:
+    name = f"TUOYU_{service.upper()}_AUDIT_SIGNING_KEYS"
+    text = _service_secret(name)
+    if text is None:
+        digest = hashlib.sha256(f"{DEV_KEY_PREFIX}:audit-signing:{service}".encode()).digest()
+        return ((f"{service}-dev-1", digest),)
+    return parse_keks(text, name)
+
+
 def _heartbeat() -> float:
     value = float(_env("TUOYU_AMQP_HEARTBEAT", "30"))
     if value != 0 and value < 1:  # the wire carries whole seconds: 0.5 would mean "none"
@@ -149,6 +171,9 @@ def settings_for(service: str) -> Settings:
         consumer_catchup_interval=float(_env("TUOYU_CONSUMER_CATCHUP_INTERVAL", "5")),
         relay_batch_size=int(_env("TUOYU_RELAY_BATCH_SIZE", "500")),
         amqp_heartbeat=_heartbeat(),
+        audit_signing_keys=_audit_signing_keys(service),
+        audit_checkpoint_interval=float(_env("TUOYU_AUDIT_CHECKPOINT_INTERVAL", "60")),
+        audit_checkpoint_dir=_env("TUOYU_AUDIT_CHECKPOINT_DIR", ""),
     )
 
 

@@ -83,8 +83,9 @@ def migrate(service: str | None, database_url: str,
 
 
 def service_main(service: str, argv: list[str] | None = None) -> int:
-    """``python -m tuoyu_<service> migrate [--create-database] [--check]`` and
-    ``python -m tuoyu_<service> rotate-kek``."""
+    """``python -m tuoyu_<service> migrate [--create-database] [--check]``,
+    ``python -m tuoyu_<service> rotate-kek`` and ``python -m tuoyu_<service> audit …``
+    (:mod:`tuoyu_shared.audit`)."""
     from tuoyu_shared.config import settings_for
     from tuoyu_shared.logs import configure_logging
 
@@ -97,11 +98,24 @@ def service_main(service: str, argv: list[str] | None = None) -> int:
                      help="apply nothing: exit 1 if migrations are pending")
     sub.add_parser("rotate-kek", help="rewrap every person's data key under the current "
                    "key-encryption key (the first of TUOYU_<SERVICE>_KEKS)")
+    from tuoyu_shared import audit
+
+    audit.add_command(sub)
     args = parser.parse_args(argv)
     settings = settings_for(service)
     configure_logging(service, settings.log_level)
     if args.command == "rotate-kek":
         return _rotate_kek(service, settings)
+    if args.command == "audit":
+        root = _composition_root(service)
+        if root is None:
+            print(f"{service} keeps no event log to audit", file=sys.stderr)
+            return 2
+        app = root.application(settings)
+        try:
+            return audit.run_command(app, args)
+        finally:
+            app.close()
     if args.check:
         todo = pending(service, settings.database_url)
         print("\n".join(todo) if todo else "schema is current")

@@ -205,6 +205,81 @@ class EventLogEntrypoints:
                 "subject = %s) ORDER BY id LIMIT %s", (after, subject, subject, limit))
             return cur.fetchall()
 
+    # The audit trail (tuoyu_shared.audit): checkpoints, proofs, verification, cases, exports.
+    def _audit(self) -> Any:
+        return self.app.audit_trail
+
+    @rpc
+    def audit_keys(self) -> dict[str, Any]:
+        from tuoyu_shared.audit import public_keys
+
+        return public_keys(self.app.settings)
+
+    @rpc
+    def audit_checkpoints(self, after: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+        v = Validator({"after": after, "limit": limit})
+        after = v.integer("after", min_value=0)
+        limit = v.integer("limit", min_value=1, max_value=1000)
+        v.check()
+        return self._audit().checkpoints(after, limit)
+
+    @rpc
+    def audit_latest_checkpoint(self) -> dict[str, Any] | None:
+        return self._audit().latest_checkpoint()
+
+    @rpc
+    def audit_inclusion(self, notification_id: int, tree_size: int | None = None) -> dict:
+        v = Validator({"notification_id": notification_id, "tree_size": tree_size})
+        notification_id = v.integer("notification_id", min_value=1)
+        tree_size = v.integer("tree_size", min_value=1, required=False)
+        v.check()
+        return self._audit().inclusion(notification_id, tree_size)
+
+    @rpc
+    def audit_consistency(self, first: int, second: int | None = None) -> dict[str, Any]:
+        v = Validator({"first": first, "second": second})
+        first = v.integer("first", min_value=1)
+        second = v.integer("second", min_value=1, required=False)
+        v.check()
+        return self._audit().consistency(first, second)
+
+    @rpc
+    def audit_records(self, after: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
+        v = Validator({"after": after, "limit": limit})
+        after = v.integer("after", min_value=0)
+        limit = v.integer("limit", min_value=1, max_value=5000)
+        v.check()
+        return self._audit().records(after, limit)
+
+    @rpc
+    def audit_verify(self) -> dict[str, Any]:
+        return self._audit().verify()
+
+    @rpc
+    def audit_history(self, aggregate_id: str) -> dict[str, Any]:
+        return self._audit().history(aggregate_id)
+
+    @rpc
+    def audit_state(self, aggregate_id: str, at: str | None = None,
+                    version: int | None = None) -> dict[str, Any]:
+        return self._audit().state(aggregate_id, at=at, version=version)
+
+    @rpc
+    def audit_diff(self, aggregate_id: str, from_version: int | None = None,
+                   to_version: int | None = None, from_at: str | None = None,
+                   to_at: str | None = None) -> dict[str, Any]:
+        return self._audit().diff(aggregate_id, from_version=from_version,
+                                  to_version=to_version, from_at=from_at, to_at=to_at)
+
+    @rpc
+    def audit_correlated(self, correlation_id: str) -> dict[str, Any]:
+        return self._audit().correlated(correlation_id)
+
+    @rpc
+    def audit_export(self, since: str | None = None, until: str | None = None,
+                     aggregate_id: str | None = None) -> dict[str, Any]:
+        return self._audit().export(since=since, until=until, aggregate_id=aggregate_id)
+
     @http("GET", "/health")
     def health(self, request: Any) -> Response:
         return json_response({"service": self.name, "status": "ok",

@@ -90,7 +90,106 @@ def event_log_routes(service: str) -> list[Route]:
                                                    "limit": query.get("limit") or 100}),
               respond=lambda rows, path: {"calls": rows, "count": len(rows)},
               tags=("audit",)),
+        *audit_routes(service),
     ]
+
+
+def _q(query: dict[str, Any], *names: str) -> dict[str, Any]:
+    return {name: query.get(name) for name in names}
+
+
+_AUDITOR = ("auditor",)
+_CASE = "/api/audit/{service}/cases/{{aggregate_id}}"
+
+
+def audit_routes(service: str) -> list[Route]:
+    """What an auditor reads of a service's log (:mod:`tuoyu_shared.audit`): its signed
+    checkpoints and public keys, inclusion and consistency proofs, the raw records, a
+    verification, a case's history, state and diff, and signed exports. Every call is
+    recorded (``audited_calls``)."""
+    at = QueryParam("at", max_length=40,
+                    description="a date (its end in Asia/Shanghai) or a date-time with offset")
+    case = _CASE.format(service=service)
+    base = f"/api/audit/{service}"
+
+    def route(method: str, path: str, rpc: str, summary: str, **kw: Any) -> Route:
+        return Route(method, path, service, rpc, summary, _AUDITOR, SCOPE_CITY,
+                     tags=kw.pop("tags", ("audit",)), **kw)
+
+    return [
+        route("GET", f"{base}/keys", "audit_keys",
+              f"The public keys that sign {service}'s checkpoints and exports"),
+        route("GET", f"{base}/checkpoints", "audit_checkpoints",
+              f"{service}'s signed checkpoints (tree size and root), oldest first",
+              query=(QueryParam("after", "integer", minimum=0),
+                     QueryParam("limit", "integer", minimum=1, maximum=1000)),
+              call=lambda path, query, body: ([], {"after": query.get("after") or 0,
+                                                   "limit": query.get("limit") or 100}),
+              respond=lambda rows, path: {"checkpoints": rows, "count": len(rows)}),
+        route("GET", f"{base}/checkpoints/latest", "audit_latest_checkpoint",
+              f"{service}'s latest signed checkpoint (null before the first)",
+              respond=lambda cp, path: {"checkpoint": cp}),
+        route("GET", f"{base}/proofs/inclusion", "audit_inclusion",
+              "The audit path of one event in a checkpoint's tree (RFC 9162 §2.1.3)",
+              query=(QueryParam("notification_id", "integer", minimum=1),
+                     QueryParam("tree_size", "integer", minimum=1)),
+              call=lambda path, query, body: ([query.get("notification_id")],
+                                              {"tree_size": query.get("tree_size")})),
+        route("GET", f"{base}/proofs/consistency", "audit_consistency",
+              "That one checkpoint's tree is a prefix of a later one's (RFC 9162 §2.1.4)",
+              query=(QueryParam("first", "integer", minimum=1),
+                     QueryParam("second", "integer", minimum=1)),
+              call=lambda path, query, body: ([query.get("first")],
+                                              {"second": query.get("second")})),
+        route("GET", f"{base}/records", "audit_records",
+              f"{service}'s stored records as written (state base64), for the verifier",
+              query=(QueryParam("after", "integer", minimum=0),
+                     QueryParam("limit", "integer", minimum=1, maximum=5000)),
+              call=lambda path, query, body: ([], {"after": query.get("after") or 0,
+                                                   "limit": query.get("limit") or 1000}),
+              respond=lambda rows, path: {"records": rows, "count": len(rows)}),
+        route("GET", f"{base}/verify", "audit_verify",
+              f"Check {service}'s log against its leaves and every signed checkpoint"),
+        route("GET", f"{case}/history", "audit_history",
+              "Every event of one case: time, actor, department, reason, correlation",
+              call=lambda path, query, body: ([path["aggregate_id"]], {})),
+        route("GET", f"{case}/state", "audit_state",
+              "One case's state as of a date-time or a version (the latest without either)",
+              query=(at, QueryParam("version", "integer", minimum=1)),
+              call=lambda path, query, body: ([path["aggregate_id"]],
+                                              _q(query, "at", "version"))),
+        route("GET", f"{case}/diff", "audit_diff",
+              "What changed in one case, field by field, between two versions or times",
+              query=(QueryParam("from_version", "integer", minimum=1),
+                     QueryParam("to_version", "integer", minimum=1),
+                     QueryParam("from_at", max_length=40), QueryParam("to_at", max_length=40)),
+              call=lambda path, query, body: ([path["aggregate_id"]], _q(
+                  query, "from_version", "to_version", "from_at", "to_at"))),
+        route("GET", f"{base}/export", "audit_export",
+              "A signed export (zip: JSON Lines, CSV, records, proof, manifest) of one case "
+              "or of a period",
+              query=(QueryParam("since", max_length=40), QueryParam("until", max_length=40),
+                     QueryParam("case", max_length=40, description="an aggregate id")),
+              call=lambda path, query, body: ([], {
+                  "since": query.get("since"), "until": query.get("until"),
+                  "aggregate_id": query.get("case")}),
+              file_media_type="application/zip"),
+    ]
+
+
+def correlation_routes(services: tuple[str, ...]) -> list[Route]:
+    """One request followed through every service (a case across services): the events
+    each recorded under one correlation id."""
+    return [Route("GET", "/api/audit/correlations/{correlation_id}", "*", "audit_correlated",
+                  "Every event of every service recorded under one correlation id",
+                  _AUDITOR, SCOPE_CITY, services=services,
+                  call=lambda path, query, body: ([path["correlation_id"]], {}),
+                  respond=lambda results, path: {
+                      "correlation_id": path["correlation_id"],
+                      "events": sorted((e for r in results.values() for e in r["events"]),
+                                       key=lambda e: e["occurred_at"]),
+                      "services": {name: r["count"] for name, r in results.items()}},
+                  tags=("audit",))]
 
 
 @dataclass(frozen=True)

@@ -232,6 +232,7 @@ class Worker:
             found: dict[str, Callable[[threading.Event], None]] = {}
             if app is not None:
                 found["relay"] = Relay(app).run
+                found["audit"] = app.audit_trail.run
                 if own is not None:
                     projector = app.views_projector()
                     commits = CommitSignal(settings.database_url, app.events_channel)

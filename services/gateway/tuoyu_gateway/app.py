@@ -52,6 +52,7 @@ from tuoyu_shared.routes import (
     SCOPE_INSTITUTION,
     Route,
     StaticPages,
+    correlation_routes,
     people_routes,
 )
 from tuoyu_shared.rpc import RemoteError, RpcPool, RpcTimeout, UnknownService
@@ -206,6 +207,9 @@ def load_routes(modules: tuple[str, ...]) -> list[Route]:
             people.append(loaded.SERVICE)
     if people:
         routes.extend(people_routes(tuple(people)))
+    logs = tuple(dict.fromkeys(r.service for r in routes if r.rpc == "log_head"))
+    if logs:
+        routes.extend(correlation_routes(logs))
     return routes
 
 

@@ -1,0 +1,1 @@
+../shared/tuoyu_shared/merkle.py
