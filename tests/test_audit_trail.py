@@ -183,7 +183,10 @@ def test_refusals_over_http_say_why(system):
     missing = call(system, f"/api/audit/registration/cases/{uuid.uuid4()}/history")
     assert missing[0] == 404, missing
     notuuid = call(system, "/api/audit/registration/cases/abc/history")
-    assert notuuid[0] in (400, 404), notuuid
+    assert notuuid[0] == 400 and "aggregate_id" in json.dumps(notuuid[1]), notuuid
+    # an auditor's read is recorded before it runs: an id with a NUL in it was a 503
+    nul = call(system, "/api/audit/registration/cases/a%00b/history")
+    assert nul[0] == 400, nul
     proof = call(system, "/api/audit/registration/proofs/inclusion?notification_id=999999")
     assert proof[0] == 404, proof
     try:

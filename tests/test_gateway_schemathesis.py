@@ -109,7 +109,8 @@ def test_the_schema_names_every_route(gateway_schema):
 
     operations = {(op.method.upper(), op.path) for op in
                   (result.ok() for result in gateway_schema.get_all_operations())}
-    people = {("POST", "/api/people/erasures"), ("POST", "/api/people/exports")}  # the kit's
+    people = {("POST", "/api/people/erasures"), ("POST", "/api/people/exports"),  # the kit's
+              ("GET", "/api/audit/correlations/{correlation_id}")}
     assert operations == {(r.method, r.path) for r in (*REGISTRATION, *CREDIT, *DASHBOARD,
                                                       *INSPECTION, *SUBSIDY)} | \
         people

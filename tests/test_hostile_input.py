@@ -212,6 +212,8 @@ def system(servers, tmp_path_factory):
             s.known["person_ref"] = [reply.json()["person_ref"]]
             s.known["list_name"] = LIST_NAMES
             s.known["code"] = ["filing_rate"]  # a dashboard indicator
+            s.known["aggregate_id"] = s.known["institution_id"]  # a case of the audit trail
+            s.known["correlation_id"] = ["case-1"]
             yield s
         finally:
             group.stop()

@@ -21,14 +21,14 @@ from tuoyu_shared.testing import bearer, group_environment, metric_samples, wait
 PORT_OFFSET = 400
 VHOST = "tuoyu-observability"
 EVENT_SOURCED = ("registration", "credit")
-PARTS = {"registration": {"relay", "views", "credit"},
+PARTS = {"registration": {"relay", "audit", "views", "credit"},
          "dashboard": {"dashboard", "dashboard-credit", "dashboard-inspection",
                        "dashboard-subsidy"},
-         "credit": {"relay", "views", "registration", "inspection", "subsidy", "timers",
+         "credit": {"relay", "audit", "views", "registration", "inspection", "subsidy", "timers",
                     "inquiries"},
-         "inspection": {"relay", "views", "inspection-directory", "inspection-grades",
+         "inspection": {"relay", "audit", "views", "inspection-directory", "inspection-grades",
                         "timers"},
-         "subsidy": {"relay", "views", "registration", "credit", "timers"}}
+         "subsidy": {"relay", "audit", "views", "registration", "credit", "timers"}}
 
 
 #: Through the gateway, as a city-wide health officer unless a test says otherwise.

@@ -302,7 +302,8 @@ def test_ensure_keys_creates_many_keys_at_once_and_keeps_existing_ones(vaults, d
 
 def test_each_service_has_its_own_keys_and_production_requires_them(monkeypatch):
     for name in ("TUOYU_REGISTRATION_BLIND_INDEX_KEY", "TUOYU_REGISTRATION_KEKS",
-                 "TUOYU_CREDIT_BLIND_INDEX_KEY", "TUOYU_CREDIT_KEKS"):
+                 "TUOYU_CREDIT_BLIND_INDEX_KEY", "TUOYU_CREDIT_KEKS",
+                 "TUOYU_REGISTRATION_AUDIT_SIGNING_KEYS"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("TUOYU_ENVIRONMENT", "development")
     registration, credit = settings_for("registration"), settings_for("credit")
@@ -320,7 +321,11 @@ def test_each_service_has_its_own_keys_and_production_requires_them(monkeypatch)
         settings_for("registration")
     key = base64.b64encode(bytes(32)).decode()
     monkeypatch.setenv("TUOYU_REGISTRATION_KEKS", f"2026b:{key},2026a:{key}")
+    with pytest.raises(ConfigurationError, match="TUOYU_REGISTRATION_AUDIT_SIGNING_KEYS"):
+        settings_for("registration")
+    monkeypatch.setenv("TUOYU_REGISTRATION_AUDIT_SIGNING_KEYS", f"sig-2026:{key}")
     settings = settings_for("registration")
+    assert [kid for kid, _ in settings.audit_signing_keys] == ["sig-2026"]
     assert settings.blind_index_key == "k" * 40
     assert [kid for kid, _ in settings.keks] == ["2026b", "2026a"]
 

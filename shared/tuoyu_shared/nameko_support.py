@@ -122,7 +122,9 @@ class CommandContextProvider(DependencyProvider):
 
         from tuoyu_shared.config import settings_for
 
-        ids = [a for a in worker_ctx.args if isinstance(a, str) and len(a) <= 100]
+        # jsonb refuses NUL: an id that holds one is recorded with it escaped, never refused
+        ids = [a.replace("\x00", "\\u0000") for a in worker_ctx.args
+               if isinstance(a, str) and len(a) <= 100]
         if self._audit_url is None:
             self._audit_url = settings_for(worker_ctx.service_name).database_url
         with psycopg.connect(self._audit_url, autocommit=True) as conn:

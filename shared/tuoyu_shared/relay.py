@@ -6,8 +6,9 @@ separate, resumable step. The relay
 - reads the log after its tracked position (stored in the service's own database),
 - checks each envelope against the event catalogue,
 - publishes the batch to the topic exchange ``<service>.events`` (routing key = event type,
-  persistent), with publisher confirms collected for the whole batch rather than one round
-  trip per message,
+  persistent; the CloudEvents 1.0 attributes as ``cloudEvents_*`` headers beside the
+  envelope, :func:`tuoyu_shared.asyncapi.cloudevents_headers`), with publisher confirms
+  collected for the whole batch rather than one round trip per message,
 - and only then moves its position.
 
 A crash between publishing and moving the position republishes the batch on restart: consumers
@@ -30,6 +31,7 @@ import psycopg
 from kombu import Connection
 
 from tuoyu_shared.application import ServiceApplication
+from tuoyu_shared.asyncapi import cloudevents_headers
 from tuoyu_shared.catalogue import SchemaViolation, validate_envelope
 from tuoyu_shared.envelope import Envelope, encode
 from tuoyu_shared.logs import get_logger
@@ -109,7 +111,11 @@ class ConfirmingPublisher:
                 application_headers={"source": env.source,
                                      "notification_id": env.notification_id,
                                      "previous_notification_id": previous,
-                                     "schema_version": env.schema_version},
+                                     "schema_version": env.schema_version,
+                                     **cloudevents_headers(
+                                         env.source, env.event_id, env.event_type,
+                                         env.schema_version, env.occurred_at,
+                                         env.aggregate_id)},
             )
             channel.basic_publish(message, exchange=self.exchange, routing_key=env.event_type)
             previous = env.notification_id

@@ -326,6 +326,7 @@ def group_environment(servers: ServersUnderTest, prefix: str, vhost: str | None 
                                      users_of(services, TEST_BROKER_ADMIN)))
         broker_env = {f"TUOYU_{service.upper()}_AMQP_URI": uris[service]
                       for service in services}
+        broker_env["TUOYU_SUBSCRIBER_AMQP_URI"] = uris["subscriber"]  # external subscribers
         # TUOYU_AMQP_URI is the tests' own: an administrator of the vhost (a test purges a
         # service's queue); every process of the group, the gateway too, has its own user.
         amqp_uri = uris["admin"]

@@ -548,6 +548,8 @@ def create_app(settings: GatewaySettings | None = None,
     def docs() -> HTMLResponse:
         return HTMLResponse((Path(__file__).with_name("docs.html")).read_text(encoding="utf-8"))
 
+    add_catalogue(app, refuse)
+
     @app.get("/health", include_in_schema=False)
     @app.get("/health/live", include_in_schema=False)
     def health() -> dict[str, str]:
@@ -568,6 +570,48 @@ def create_app(settings: GatewaySettings | None = None,
                       "unrouted")
 
     return app
+
+
+# ---- The event catalogue (public: the contract subscribers build on) -------------------------
+def add_catalogue(app: Any, refuse: Callable[..., Any]) -> None:
+    """``/catalogue/`` (the readable page), ``/catalogue/index.json``, each source's AsyncAPI
+    3.0 document and each schema file, looked up in the catalogue (no path reaches a file
+    that is not one of its schemas)."""
+    from tuoyu_shared import asyncapi
+    from tuoyu_shared.catalogue import catalogue_index, envelope_schema, payload_schema
+
+    known = {(e["source"], f"{e['event_type']}.v{e['schema_version']}"): e
+             for e in catalogue_index()}
+
+    @app.get("/catalogue", include_in_schema=False)
+    @app.get("/catalogue/", include_in_schema=False)
+    def catalogue_page() -> HTMLResponse:
+        return HTMLResponse(asyncapi.page())
+
+    @app.get("/catalogue/index.json", include_in_schema=False)
+    def catalogue_list() -> JSONResponse:
+        return JSONResponse({"sources": asyncapi.sources(), "schemas": catalogue_index()})
+
+    @app.get("/catalogue/envelope.v1.json", include_in_schema=False)
+    def envelope() -> JSONResponse:
+        return JSONResponse(envelope_schema(), media_type="application/schema+json")
+
+    @app.get("/catalogue/{source}/asyncapi.json", include_in_schema=False)
+    def asyncapi_document(source: str) -> Response:
+        if source not in asyncapi.sources():
+            return refuse(Problem(404, "not_found", f"no source {source!r} in the catalogue"),
+                          "unrouted")
+        return JSONResponse(asyncapi.document(source))
+
+    @app.get("/catalogue/{source}/{name}.json", include_in_schema=False)
+    def schema(source: str, name: str) -> Response:
+        entry = known.get((source, name))
+        if entry is None:
+            return refuse(Problem(404, "not_found", f"no schema {source}/{name} in the "
+                                  "catalogue"), "unrouted")
+        return JSONResponse(payload_schema(source, entry["event_type"],
+                                           entry["schema_version"]),
+                            media_type="application/schema+json")
 
 
 # ---- OpenAPI ----------------------------------------------------------------------------------

@@ -294,3 +294,42 @@ def test_the_command_line_verifies_and_exports(app, tmp_path, servers):
                           timeout=120)
     assert done.returncode == 1
     assert json.loads(done.stdout)["first_notification_id"] == 2
+
+
+@pytest.fixture
+def empty_database(servers):
+    import uuid
+
+    name = f"replay_{uuid.uuid4().hex[:10]}"
+    yield servers.database_url(name)
+    with psycopg.connect(servers.database_url("postgres"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_a_replay_into_an_empty_database_reproduces_every_aggregate_and_view(
+        app, empty_database, servers):
+    ids = [_file(app, i) for i in range(1, 5)]
+    _submit(app, ids[0])
+    with command_context(actor="officer-1", department="health"):
+        app.erase_person({
+            "id_number": sample_registration(3)["person_in_charge"]["id_number"],
+            "reason": "申请编号 2026-18", "legal_basis": "个人信息保护法 第47条"})
+    result = app.audit_trail.replay_check(empty_database)
+    assert result["ok"], result
+    assert result["aggregates"] >= 4
+    assert result["aggregates_sha256"] == result["replayed_aggregates_sha256"]
+    assert result["views"] and all(v["equal"] for v in result["views"].values())
+    assert sum(v["rows"] for v in result["views"].values()) > 0
+    with pytest.raises(ValidationFailed):
+        app.audit_trail.replay_check(empty_database)  # not empty any more
+
+
+def test_a_replay_tells_a_view_that_differs_from_its_log(app, empty_database):
+    _file(app, 1)
+    app.catch_up_views()
+    with psycopg.connect(app.settings.database_url, autocommit=True) as conn:
+        table = next(t for t in app.views.tables
+                     if conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0])
+        conn.execute(f"DELETE FROM {table}")
+    result = app.audit_trail.replay_check(empty_database)
+    assert not result["ok"] and not result["views"][table]["equal"], result
