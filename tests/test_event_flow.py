@@ -241,3 +241,51 @@ def test_relay_resumes_from_its_tracked_position_after_a_restart(
     with Connection(servers.amqp_uri) as conn:
         queued = projector.queue(conn.default_channel).queue_declare(passive=True).message_count
     assert queued == 5  # nothing published twice, nothing skipped
+
+
+def test_an_earlier_version_still_served_is_published_with_its_own_routing_key(
+        registration, relay, servers, unique, make_projector, dashboard_db, running):
+    """v3 enrolment reports also go out as v2 (``InstitutionEnrolmentReported.v2``) for
+    subscribers not yet upgraded; a ``*`` binding takes the current versions only, and a
+    consumer whose queue was bound with ``#`` before ignores the copies."""
+    from kombu import Exchange, Queue
+
+    from tuoyu_registration.samples import sample_enrolment, sample_filing_submission
+
+    exchange = Exchange(f"registration-{unique}.events", "topic", durable=True)
+    queues = {key: Queue(f"legacy-{key}-{unique}", exchange, routing_key=key,
+                         auto_delete=False) for key in ("*", "InstitutionEnrolmentReported.v2")}
+    applied: list[int] = []
+    projector = make_projector(recording(applied), routing_keys=("#",))  # an older binding
+    with Connection(servers.amqp_uri) as conn:
+        for queue in queues.values():
+            queue(conn.default_channel).declare()
+        projector.queue(conn.default_channel).declare()
+    with command_context(actor="operator-1", department="institution"):
+        institution = registration.register_institution(sample_registration(41))
+        registration.submit_filing(str(institution), sample_filing_submission())
+        registration.issue_filing_receipt(str(institution), {"receipt_number": "BA-41"})
+        registration.report_enrolment(str(institution), sample_enrolment(
+            registration.today().strftime("%Y-%m"), health_managed_children=12))
+    running.start(projector.run)
+    head = registration.log_head()
+    assert relay.drain() == head
+    wait_for(lambda: position(dashboard_db) == head, what="the projector to apply them all")
+    with Connection(servers.amqp_uri) as conn:
+        channel = conn.default_channel
+        got = list(iter(lambda: queues["*"](channel).get(no_ack=True), None))
+        current = [json.loads(m.body) for m in got]
+        [old] = [m for m in iter(lambda: queues["InstitutionEnrolmentReported.v2"](
+            channel).get(no_ack=True), None)]
+    assert [(e["event_type"], e["schema_version"]) for e in current][-1] == (
+        "InstitutionEnrolmentReported", 3)
+    assert all("." not in m.delivery_info["routing_key"] for m in got)
+    assert [e["notification_id"] for e in current] == list(range(1, head + 1))
+    v2 = json.loads(old.body)
+    assert v2["schema_version"] == 2 and "health_managed_children" not in v2["payload"]
+    assert v2["event_id"] == current[-1]["event_id"]
+    assert old.headers["cloudEvents_type"].endswith("InstitutionEnrolmentReported.v2")
+    assert old.headers["previous_notification_id"] == current[-1]["notification_id"] - 1
+    validate_envelope(v2)
+    # the copy reached the old binding and was not applied again
+    assert applied == list(range(1, head + 1))

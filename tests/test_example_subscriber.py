@@ -106,10 +106,10 @@ def test_the_example_subscriber_applies_every_event_once_in_order(system, tmp_pa
         # message's previous_notification_id shows the gap, filled from the log
         with Connection(system.env["TUOYU_AMQP_URI"]) as admin:
             channel = admin.channel()
-            channel.queue_unbind(QUEUE, "registration.events", "#")
+            channel.queue_unbind(QUEUE, "registration.events", "*")
             register(system)
             lost = head(system)
-            channel.queue_bind(QUEUE, "registration.events", "#")
+            channel.queue_bind(QUEUE, "registration.events", "*")
         register(system)
         wait_for(lambda: caught_up(system, db), 60, "the gap to be filled")
         vias = {nid: via for nid, via, _ in applied(db)}

@@ -318,7 +318,9 @@ def start() -> None:
     for spec in BACKENDS:
         ensure_database(f"{base}/tuoyu_{spec.name}")
     amqp_env, subscriber_uri = broker_env(rabbit)
-    env = {"TUOYU_DATABASE_BASE_URL": base, **amqp_env, **auth_env()}
+    env = {"TUOYU_DATABASE_BASE_URL": base, **amqp_env, **auth_env(),
+           # each worker appends its service's signed checkpoints here: the auditors' copy
+           "TUOYU_AUDIT_CHECKPOINT_DIR": str(RUN_DIR / "checkpoints")}
     ring = KeyRing.from_env(env)
     tokens = {(role, district, subject): ring.issue(subject, role, district,
                                                     ttl_seconds=7 * 24 * 3600)
@@ -368,6 +370,13 @@ Tuoyu is running. Everything goes through the gateway, with a token:
   Inspection results:     {gateway}/api/public/inspection-results   (公示, no token needed)
   Subsidies:              {gateway}/api/subsidy/applications  …/budgets  …/programs  …/batches
   Events (subscribers):   {gateway}/api/events/registration
+  Event catalogue:        {gateway}/catalogue/   (AsyncAPI 3.0: …/catalogue/<service>/asyncapi.json)
+  Audit (auditor token):  {gateway}/api/audit/registration/cases/<id>/history  …/state?at=
+                          …/export?since=2026-01-01  …/verify  …/checkpoints/latest  …/keys
+                          checkpoints kept in {RUN_DIR / 'checkpoints'}; verify on your side:
+                          python tools/tuoyu_verify.py live --gateway {gateway} \\
+                            --service registration --token <auditor token> --keys keys.json \\
+                            --checkpoints {RUN_DIR / 'checkpoints'}/registration.checkpoints.jsonl
   Health:                 {"  ".join(group.url(s.name) + "/health" for s in SERVICES)}
   Workers' health:        {"  ".join(group.worker_url(s.name) + "/health" for s in BACKENDS)}
   Public-security inquiry (simulated, records in {PUBLIC_SECURITY_RECORDS.name}):

@@ -9,7 +9,8 @@
 What it does, by the contract (``/catalogue/`` on the gateway, the AsyncAPI documents):
 
 - **Its own durable queue per source**, ``subscriber.<name>.<source>``, bound to the
-  source's topic exchange ``<source>.events`` for every routing key (``#``). The exchange is
+  source's topic exchange ``<source>.events`` for every current event type (routing key
+  ``*``; an earlier version still served for a while comes as ``<Type>.v<N>``). The exchange is
   not declared (the subscriber user may not): the queue is bound once the source exists.
 - **In order, once, per source.** It keeps, in its SQLite file, the last notification id it
   applied of each source, and applies an event (here: stores it) in the same transaction that
@@ -146,7 +147,7 @@ class Subscriber:
     def queues(self) -> list[Queue]:
         return [Queue(f"subscriber.{self.name}.{source}",
                       Exchange(f"{source}.events", "topic", durable=True, no_declare=True),
-                      routing_key="#", durable=True) for source in self.sources]
+                      routing_key="*", durable=True) for source in self.sources]
 
     def run(self) -> None:
         while not self.stop.is_set():

@@ -130,33 +130,33 @@ def test_compare_leaves_names_the_first_changed_deleted_or_inserted_record():
     kept = _kept(records)
 
     report = merkle.Report()
-    merkle.compare_leaves(records, kept, report)
+    merkle.compare_leaves(merkle.hashed(records), kept, report)
     assert report.ok and report.events == 8
 
     changed = [dict(r) for r in records]
     changed[4]["state"] = b'{"n":99}'
     report = merkle.Report()
-    merkle.compare_leaves(changed, kept, report)
+    merkle.compare_leaves(merkle.hashed(changed), kept, report)
     assert (report.kind, report.first_notification_id) == ("changed", 5)
 
     report = merkle.Report()
-    merkle.compare_leaves(records[:3] + records[4:], kept, report)
+    merkle.compare_leaves(merkle.hashed(records[:3] + records[4:]), kept, report)
     assert (report.kind, report.first_notification_id) == ("deleted", 4)
 
     gapped = [r for r in records if r["notification_id"] != 6]
     inserted = gapped[:5] + [records[5]] + gapped[5:]
     report = merkle.Report()
-    merkle.compare_leaves(inserted, _kept(gapped), report)
+    merkle.compare_leaves(merkle.hashed(inserted), _kept(gapped), report)
     assert (report.kind, report.first_notification_id) == ("inserted", 6)
 
     swapped = [dict(r) for r in records]
     swapped[2]["state"], swapped[6]["state"] = swapped[6]["state"], swapped[2]["state"]
     report = merkle.Report()
-    merkle.compare_leaves(swapped, kept, report)
+    merkle.compare_leaves(merkle.hashed(swapped), kept, report)
     assert (report.kind, report.first_notification_id) == ("changed", 3)
 
     report = merkle.Report()
-    merkle.compare_leaves(records[:-1], kept, report)
+    merkle.compare_leaves(merkle.hashed(records[:-1]), kept, report)
     assert (report.kind, report.first_notification_id) == ("deleted", 8)
 
 

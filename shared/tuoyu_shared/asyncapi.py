@@ -19,7 +19,12 @@ import json
 from functools import cache
 from typing import Any
 
-from tuoyu_shared.catalogue import CATALOGUE_DIR, catalogue_index, envelope_schema
+from tuoyu_shared.catalogue import (
+    CATALOGUE_DIR,
+    catalogue_index,
+    envelope_schema,
+    legacy_served,
+)
 
 #: The CloudEvents 1.0 attributes every published message carries as AMQP headers, by the
 #: CloudEvents AMQP binding's naming (``cloudEvents_<attribute>``).
@@ -105,6 +110,7 @@ def document(source: str) -> dict[str, Any]:
         payload["properties"]["payload"] = _plain_schema(
             payload_schema(source, event_type, version))
         current = version == latest[event_type]
+        served = legacy_served(source).get((event_type, version))
         messages[key] = {
             "name": event_type, "title": f"{event_type} v{version}",
             "summary": (entry["description"] or event_type).split("\n")[0][:300],
@@ -116,6 +122,9 @@ def document(source: str) -> dict[str, Any]:
             "x-schema-version": version,
             "x-current": current,
             **({} if current else {"x-superseded-by": f"{event_type}.v{latest[event_type]}"}),
+            "x-routing-key": event_type if current else (
+                served["routing_key"] if served else None),
+            **({"x-published-until": served["until"]} if served else {}),
         }
     refs = {key: {"$ref": f"#/components/messages/{key}"} for key in messages}
     checkpoint = {
@@ -167,7 +176,10 @@ def document(source: str) -> dict[str, Any]:
         },
         "channels": {
             "events": {"address": f"{source}.events", "title": f"{source}'s events",
-                       "description": "Topic exchange; routing key = event_type.",
+                       "description": "Topic exchange; routing key = event_type for the "
+                                      "current version of each type (bind * for all of "
+                                      "them), <event_type>.v<N> for an earlier version "
+                                      "still published until its x-published-until.",
                        "servers": [{"$ref": "#/servers/broker"}], "messages": refs,
                        "bindings": {"amqp": {"is": "routingKey", "exchange": {
                            "name": f"{source}.events", **exchange},
@@ -260,8 +272,15 @@ def page() -> str:
                 continue
             schema = message["payload"]["properties"]["payload"]
             ce_type = cloudevents_type(source, message["name"], message["x-schema-version"])
-            status = "当前版本 current" if message["x-current"] else (
-                f"旧版本，仍可从日志读取 superseded by {message['x-superseded-by']}")
+            if message["x-current"]:
+                status = f"当前版本 current · 路由键 <code>{message['x-routing-key']}</code>"
+            elif "x-published-until" in message:
+                status = (f"旧版本，发布至 {message['x-published-until']} 止 (served until), "
+                          f"路由键 <code>{message['x-routing-key']}</code> · superseded by "
+                          f"{message['x-superseded-by']}")
+            else:
+                status = (f"旧版本，不再发布，日志中的旧事件按此读取 superseded by "
+                          f"{message['x-superseded-by']}")
             parts.append(
                 f"<h3 id='{source}-{key}' class='{'' if message['x-current'] else 'old'}'>"
                 f"{html.escape(message['title'])} <small>{status}</small></h3>"

@@ -348,18 +348,24 @@ class AuditTrail:
             yield from rows
             after = rows[-1]["notification_id"]
 
-    def _iter_leaves(self, conn: psycopg.Connection, page: int = 20000
-                     ) -> Iterator[tuple[int, bytes]]:
-        position = 0
-        while True:
-            rows = conn.execute("SELECT notification_id, leaf_hash FROM audit_leaves "
-                                "WHERE position >= %s ORDER BY position LIMIT %s",
-                                (position, page)).fetchall()
-            for nid, leaf in rows:
+    def _iter_leaves(self, conn: psycopg.Connection) -> Iterator[tuple[int, bytes]]:
+        with conn.cursor(name="audit_leaves") as cur:
+            cur.itersize = 10000
+            cur.execute("SELECT notification_id, leaf_hash FROM audit_leaves ORDER BY position")
+            for nid, leaf in cur:
                 yield nid, bytes(leaf)
-            if len(rows) < page:
-                return
-            position += page
+
+    def _iter_hashed(self, conn: psycopg.Connection) -> Iterator[tuple[int, bytes]]:
+        """Each stored record's leaf hash, recomputed, in notification order (one streamed
+        read: a server-side cursor)."""
+        leaf_bytes, sha256, prefix = merkle.leaf_bytes, hashlib.sha256, merkle.LEAF_PREFIX
+        with conn.cursor(name="audit_records") as cur:
+            cur.itersize = 5000
+            cur.execute(sql.SQL("SELECT notification_id, originator_id, originator_version, "
+                                "topic, state FROM {} ORDER BY notification_id").format(
+                                    self.table))
+            for nid, oid, version, topic, state in cur:
+                yield nid, sha256(prefix + leaf_bytes(nid, oid, version, topic, state)).digest()
 
     def verify(self, kept: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
         """Check the log against its leaves and every checkpoint (its own, and ``kept``: those
@@ -384,7 +390,7 @@ class AuditTrail:
                                 "different roots: history was forked")
                     return self._report(report, started, checkpoints)
             report.checked.append(f"{len(checkpoints)} checkpoints' signatures")
-            tree = merkle.compare_leaves(self.iter_records(conn), self._iter_leaves(conn),
+            tree = merkle.compare_leaves(self._iter_hashed(conn), self._iter_leaves(conn),
                                          report, checkpoints)
             largest = max(by_size, default=0)
             if report.ok and tree.size < largest:

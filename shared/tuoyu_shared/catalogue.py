@@ -68,6 +68,15 @@ def validate_envelope(message: dict[str, Any]) -> None:
         ) from e
 
 
+def legacy_served(source: str) -> dict[tuple[str, int], dict[str, Any]]:
+    """The earlier versions ``source`` still publishes beside the current one (its
+    ``legacy.json``: routing key, last day), by (event type, version)."""
+    path = CATALOGUE_DIR / source / "legacy.json"
+    if not path.exists():
+        return {}
+    return {(e["event_type"], e["version"]): e for e in _load(path)["served"]}
+
+
 def catalogue_index() -> list[dict[str, Any]]:
     """Every schema in the catalogue: source, type, version, title (for subscribers)."""
     entries = []

@@ -118,6 +118,15 @@ def generate(contract: Contract) -> dict[Path, str]:
         schema = payload_schema_for(contract.source, publication)
         path = CATALOGUE_DIR / contract.source / f"{schema['title']}.v{publication.version}.json"
         files[path] = json.dumps(schema, ensure_ascii=False, indent=2) + "\n"
+    if contract.legacy:
+        current = {p.event_type: p.version for p in contract.publications}
+        served = [{"event_type": e.event_type, "version": e.version,
+                   "current_version": current[e.event_type], "routing_key": e.routing_key,
+                   "until": e.until} for e in contract.legacy.values()]
+        files[CATALOGUE_DIR / contract.source / "legacy.json"] = json.dumps(
+            {"description": "Earlier versions still published beside the current one, with "
+                            "their own routing key, until the date (Asia/Shanghai).",
+             "served": served}, ensure_ascii=False, indent=2) + "\n"
     return files
 
 

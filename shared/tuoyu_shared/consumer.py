@@ -567,7 +567,7 @@ class TrackedConsumer:
         amqp_uri: str,
         *,
         exchange: str | None = None,
-        routing_keys: Sequence[str] = ("#",),
+        routing_keys: Sequence[str] = ("*",),
         max_attempts: int = 5,
         retry_delay: float = 0.2,
         catchup_interval: float = 5.0,
@@ -844,6 +844,13 @@ class TrackedConsumer:
     def _on_message(self, message: Any) -> None:
         # Raw messages (on_message, not callbacks): kombu would otherwise decode the body
         # itself and raise before we could set an unreadable one aside.
+        routing_key = (getattr(message, "delivery_info", None) or {}).get("routing_key", "")
+        if "." in str(routing_key):
+            # An earlier version's copy (``<Type>.v<N>``, :class:`~tuoyu_shared.contract.
+            # Legacy`) reaching a queue bound before consumers bound ``*``: its event comes
+            # as the current version too.
+            message.ack()
+            return
         try:
             envelope = Envelope.from_json(message.body)
             if envelope.source != self.upstream:

@@ -32,7 +32,7 @@ from typing import Any
 from tuoyu_shared.catalogue import SchemaViolation
 from tuoyu_shared.envelope import Envelope, envelope_of, to_json_value
 
-__all__ = ["Contract", "ContractBroken", "Published"]
+__all__ = ["Contract", "ContractBroken", "Legacy", "Published"]
 
 
 class ContractBroken(SchemaViolation):
@@ -79,11 +79,37 @@ class Published:
         return out
 
 
+@dataclass(frozen=True)
+class Legacy:
+    """An earlier version of a published type, still published beside the current one until
+    ``until`` (an ISO date, Asia/Shanghai: the last day), so that subscribers not yet upgraded
+    keep being served: each event of the current version is also sent as this version, with
+    the routing key ``<event_type>.v<version>`` (the current versions' keys have no dot: a
+    binding ``*`` takes them alone) and its payload made by ``downcast(current payload)``.
+    The catalogue announces the date; the log and a replay give the current version only."""
+
+    event_type: str
+    version: int
+    until: str
+    downcast: Callable[[dict[str, Any]], dict[str, Any]]
+
+    @property
+    def routing_key(self) -> str:
+        return f"{self.event_type}.v{self.version}"
+
+    def served_on(self, day: Any) -> bool:
+        import datetime as dt
+
+        return day <= dt.date.fromisoformat(self.until)
+
+
 class Contract:
     """A service's publications, one per domain event class."""
 
-    def __init__(self, source: str, publications: Iterable[Published]):
+    def __init__(self, source: str, publications: Iterable[Published],
+                 legacy: Iterable[Legacy] = ()):
         self.source = source
+        self.legacy = {entry.event_type: entry for entry in legacy}
         self.publications = list(publications)
         self._by_class: dict[type, Published] = {}
         for publication in self.publications:
@@ -102,6 +128,25 @@ class Contract:
 
     def published_types(self) -> set[str]:
         return {p.event_type for p in self.publications}
+
+    def legacy_copies(self, envelope: Envelope, day: Any = None) -> list[tuple[str, Envelope]]:
+        """``(routing key, envelope)`` of the earlier version still served of an envelope's
+        type (none past its date, or for a type with none): the same event, id and position,
+        as that version. ``day`` is today in Asia/Shanghai unless given."""
+        entry = self.legacy.get(envelope.event_type)
+        if entry is None or entry.version >= envelope.schema_version:
+            return []
+        if day is None:
+            import datetime as dt
+            from zoneinfo import ZoneInfo
+
+            day = dt.datetime.now(ZoneInfo("Asia/Shanghai")).date()
+        if not entry.served_on(day):
+            return []
+        from dataclasses import replace
+
+        return [(entry.routing_key, replace(envelope, schema_version=entry.version,
+                                            payload=entry.downcast(dict(envelope.payload))))]
 
     def envelope(self, notification_id: int, event: Any) -> Envelope:
         """The envelope of a stored event, as published."""

@@ -48,19 +48,21 @@ MANIFEST_FORMAT = "tuoyu-audit-export/1"
 
 
 # ---- hashing -------------------------------------------------------------------------------
+_FIXED = struct.Struct(">Q16sQI")
+_LENGTH = struct.Struct(">I")
+
+
 def leaf_bytes(notification_id: int, originator_id: Any, originator_version: int,
                topic: str, state: bytes) -> bytes:
     """A stored record, as the tree's leaf: every column, each length-prefixed where its
     length varies, so no two records share the bytes."""
     topic_bytes = (topic or "").encode()
-    state = bytes(state or b"")
-    return b"".join((
-        struct.pack(">Q", int(notification_id)),
-        uuid.UUID(str(originator_id)).bytes,
-        struct.pack(">Q", int(originator_version)),
-        struct.pack(">I", len(topic_bytes)), topic_bytes,
-        struct.pack(">I", len(state)), state,
-    ))
+    oid = originator_id.bytes if isinstance(originator_id, uuid.UUID) else uuid.UUID(
+        str(originator_id)).bytes
+    state = state if isinstance(state, bytes) else bytes(state or b"")
+    return b"".join((_FIXED.pack(int(notification_id), oid, int(originator_version),
+                                 len(topic_bytes)), topic_bytes,
+                     _LENGTH.pack(len(state)), state))
 
 
 def leaf_hash(data: bytes) -> bytes:
@@ -428,42 +430,50 @@ class Report:
                 "first_notification_id": self.first_notification_id}
 
 
-def compare_leaves(records: Iterable[dict[str, Any]],
+def hashed(records: Iterable[dict[str, Any]]) -> Iterator[tuple[int, bytes]]:
+    """``(notification id, leaf hash)`` of each record (exported or read as a dict)."""
+    for record in records:
+        yield int(record["notification_id"]), record_leaf_hash(record)
+
+
+def compare_leaves(records: Iterable[tuple[int, bytes]],
                    kept: Iterable[tuple[int, bytes]], report: Report,
                    checkpoints: Sequence[dict[str, Any]] = ()) -> CompactRange:
-    """Walk the records (notification order) beside the leaves recorded when they were
-    checkpointed (``(notification_id, leaf hash)`` in position order), and check each
-    checkpoint's root on the way. The first difference names its notification id and what
-    was done: a record *changed* (or two swapped: the first of them), *deleted* (a leaf with
-    no record), *inserted* (a record where no leaf is). Records past the leaves are new."""
+    """Walk the records' leaf hashes (``(notification_id, leaf hash)`` in notification
+    order, :func:`hashed`) beside the leaves recorded when they were checkpointed (the same,
+    in position order), and check each checkpoint's root on the way. The first difference
+    names its notification id and what was done: a record *changed* (or two swapped: the
+    first of them), *deleted* (a leaf with no record), *inserted* (a record where no leaf
+    is). Records past the leaves are new."""
     tree = CompactRange()
     by_size = {int(cp["tree_size"]): cp for cp in checkpoints}
     kept_iter = iter(kept)
     pending = next(kept_iter, None)
-    for record in records:
-        nid = int(record["notification_id"])
-        value = record_leaf_hash(record)
+    append = tree.append
+    for nid, value in records:
         if pending is not None:
-            if pending[0] < nid:
-                report.fail("deleted", f"notification {pending[0]} was checkpointed and its "
-                            "record is gone", pending[0])
-                return tree
-            if pending[0] > nid:
-                report.fail("inserted", f"notification {nid} is a record where no event was "
-                            "checkpointed", nid)
-                return tree
-            if pending[1] != value:
-                report.fail("changed", f"the record of notification {nid} is not the one "
-                            "checkpointed", nid)
+            if pending[0] != nid or pending[1] != value:
+                if pending[0] < nid:
+                    report.fail("deleted", f"notification {pending[0]} was checkpointed and "
+                                "its record is gone", pending[0])
+                elif pending[0] > nid:
+                    report.fail("inserted", f"notification {nid} is a record where no event "
+                                "was checkpointed", nid)
+                else:
+                    report.fail("changed", f"the record of notification {nid} is not the one "
+                                "checkpointed", nid)
+                report.events = tree.size
                 return tree
             pending = next(kept_iter, None)
-        tree.append(value)
-        report.events += 1
-        cp = by_size.get(tree.size)
-        if cp is not None and tree.root().hex() != cp["root_hash"]:
-            report.fail("root", f"the first {tree.size} records do not make the root of the "
-                        f"checkpoint of {tree.size} (up to notification {nid})", nid)
-            return tree
+        append(value)
+        if tree.size in by_size:
+            cp = by_size[tree.size]
+            if tree.root().hex() != cp["root_hash"]:
+                report.fail("root", f"the first {tree.size} records do not make the root of "
+                            f"the checkpoint of {tree.size} (up to notification {nid})", nid)
+                report.events = tree.size
+                return tree
+    report.events = tree.size
     if pending is not None:
         report.fail("deleted", f"notification {pending[0]} was checkpointed and its record "
                     "is gone", pending[0])
@@ -623,7 +633,7 @@ def verify_live(gateway: Gateway, keys: dict[str, Any],
     if kept:
         report.checked.append(f"the latest checkpoint extends the {len(kept)} kept")
     records = (r for _, r in zip(range(size), gateway.records(), strict=False))
-    tree = compare_leaves(records, (), report, [*kept, latest])
+    tree = compare_leaves(hashed(records), (), report, [*kept, latest])
     if report.ok and tree.size < size:
         report.fail("deleted", f"the service has {tree.size} records, its checkpoint "
                     f"{size}")

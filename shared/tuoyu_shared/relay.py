@@ -91,36 +91,47 @@ class ConfirmingPublisher:
         self._on_ack(delivery_tag, multiple)
 
     def publish_batch(self, envelopes: list[Envelope], bodies: list[bytes] | None = None,
-                      previous: int = 0) -> None:
+                      previous: int = 0,
+                      legacy: dict[int, list[tuple[str, Envelope, bytes]]] | None = None
+                      ) -> None:
         """``previous`` is the notification id before the first envelope in the log: each
         message carries the id before it (``previous_notification_id``), so a consumer tells
-        a lost message from a hole in the log (an insert that rolled back)."""
+        a lost message from a hole in the log (an insert that rolled back). ``legacy``: for
+        the envelope at an index, its copies as earlier versions still served
+        (:class:`~tuoyu_shared.contract.Legacy`: routing key, envelope, body), sent right
+        after it with the same ``previous_notification_id``."""
         if self._conn is None:
             self.connect()
-        channel = self._channel
         bodies = bodies or [env.to_json() for env in envelopes]
-        for env, body in zip(envelopes, bodies, strict=True):
-            message = amqp.Message(
-                body,
-                content_type="application/json",
-                content_encoding="utf-8",
-                delivery_mode=2,
-                message_id=env.event_id,
-                correlation_id=env.correlation_id or None,
-                type=env.event_type,
-                application_headers={"source": env.source,
-                                     "notification_id": env.notification_id,
-                                     "previous_notification_id": previous,
-                                     "schema_version": env.schema_version,
-                                     **cloudevents_headers(
-                                         env.source, env.event_id, env.event_type,
-                                         env.schema_version, env.occurred_at,
-                                         env.aggregate_id)},
-            )
-            channel.basic_publish(message, exchange=self.exchange, routing_key=env.event_type)
+        for index, (env, body) in enumerate(zip(envelopes, bodies, strict=True)):
+            self._send(env, body, env.event_type, previous)
+            for routing_key, copy, copy_body in (legacy or {}).get(index, ()):
+                self._send(copy, copy_body, routing_key, previous)
             previous = env.notification_id
-            self._pending.add(self._next_tag)
-            self._next_tag += 1
+        self._wait_for_confirms()
+
+    def _send(self, env: Envelope, body: bytes, routing_key: str, previous: int) -> None:
+        message = amqp.Message(
+            body,
+            content_type="application/json",
+            content_encoding="utf-8",
+            delivery_mode=2,
+            message_id=env.event_id,
+            correlation_id=env.correlation_id or None,
+            type=env.event_type,
+            application_headers={"source": env.source,
+                                 "notification_id": env.notification_id,
+                                 "previous_notification_id": previous,
+                                 "schema_version": env.schema_version,
+                                 **cloudevents_headers(
+                                     env.source, env.event_id, env.event_type,
+                                     env.schema_version, env.occurred_at, env.aggregate_id)},
+        )
+        self._channel.basic_publish(message, exchange=self.exchange, routing_key=routing_key)
+        self._pending.add(self._next_tag)
+        self._next_tag += 1
+
+    def _wait_for_confirms(self) -> None:
         deadline = time.monotonic() + self.confirm_timeout
         while self._pending:
             if time.monotonic() > deadline:
@@ -220,14 +231,30 @@ class Relay:
         messages = [env.to_dict() for env in batch]
         for message in messages:
             validate_envelope(message)
+        legacy = self._legacy_copies(batch)
         self.publisher.publish_batch(batch, [encode(message) for message in messages],
-                                     previous=position)
+                                     previous=position, legacy=legacy)
         self._save_position(batch[-1].notification_id)
         self.published += len(batch)
         RELAY_PUBLISHED.labels(self.exchange).inc(len(batch))
         log.debug("relay.published", count=len(batch), position=batch[-1].notification_id,
                   exchange=self.exchange)
         return len(batch)
+
+    def _legacy_copies(self, batch: list[Envelope]
+                       ) -> dict[int, list[tuple[str, Envelope, bytes]]]:
+        """Each envelope's copies as the earlier versions its contract still serves, each
+        checked against its own schema."""
+        contract = getattr(self.app, "contract", None)
+        if contract is None or not getattr(contract, "legacy", None):
+            return {}
+        found: dict[int, list[tuple[str, Envelope, bytes]]] = {}
+        for index, env in enumerate(batch):
+            for routing_key, copy in contract.legacy_copies(env):
+                message = copy.to_dict()
+                validate_envelope(message)
+                found.setdefault(index, []).append((routing_key, copy, encode(message)))
+        return found
 
     def drain(self) -> int:
         """Publish until the log is exhausted (used by tools and benchmarks)."""

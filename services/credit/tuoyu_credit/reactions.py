@@ -191,7 +191,7 @@ def _consumer(app: CreditApplication, upstream: str, amqp_uri: str | None,
     return tracked_consumer(
         settings, name=CONSUMER_NAME, upstream=upstream, handler=credit_handler(app),
         store=ApplicationTrackingStore(app, CONSUMER_NAME), log_reader=log_reader,
-        amqp_uri=amqp_uri, exchange=exchange, routing_keys=("#",))
+        amqp_uri=amqp_uri, exchange=exchange, routing_keys=("*",))
 
 
 def registration_consumer(app: CreditApplication, amqp_uri: str | None = None,

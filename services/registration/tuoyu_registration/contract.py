@@ -10,7 +10,10 @@ were the Institution's until the roster and the reports became aggregates of the
 Institution's classes still replay the old ones (published as v1, as they were), and the new
 aggregates publish the same types as v2, with ``institution_id`` in the payload (the
 envelope's ``aggregate_id`` is then the roster's or the reports' stream). The enrolment reports
-are v3: ``health_managed_children`` (健康管理) added, null in the reports recorded before.
+are v3: ``health_managed_children`` (健康管理) added, null in the reports recorded before; v2 is
+still published beside v3 until :data:`V2_REPORTS_SERVED_UNTIL` (routing keys
+``InstitutionEnrolmentReported.v2`` and ``InstitutionEnrolmentReportCorrected.v2``), for
+subscribers not yet upgraded (``catalogue/registration/CHANGES.md``).
 """
 
 from __future__ import annotations
@@ -22,10 +25,35 @@ from tuoyu_registration.domain import (
     RegistrationCases,
     Roster,
 )
-from tuoyu_shared.contract import Contract, Published
+from tuoyu_shared.contract import Contract, Legacy, Published
 from tuoyu_shared.people import PUBLICATIONS as PEOPLE_PUBLICATIONS
 
-CONTRACT = Contract("registration", [
+#: The last day (Asia/Shanghai) the v2 enrolment reports are published beside v3.
+V2_REPORTS_SERVED_UNTIL = "2027-06-30"
+
+
+def _report_as_v2(payload: dict) -> dict:
+    """v3 → v2: without ``health_managed_children`` (the figure v2 does not have)."""
+    payload.pop("health_managed_children", None)
+    return payload
+
+
+def _correction_as_v2(payload: dict) -> dict:
+    """v3 → v2: without ``health_managed_children``, here and in ``previous``."""
+    payload.pop("health_managed_children", None)
+    if isinstance(payload.get("previous"), dict):
+        payload["previous"] = {k: v for k, v in payload["previous"].items()
+                               if k != "health_managed_children"}
+    return payload
+
+
+LEGACY = (
+    Legacy("InstitutionEnrolmentReported", 2, V2_REPORTS_SERVED_UNTIL, _report_as_v2),
+    Legacy("InstitutionEnrolmentReportCorrected", 2, V2_REPORTS_SERVED_UNTIL,
+           _correction_as_v2),
+)
+
+CONTRACT = Contract("registration", legacy=LEGACY, publications=[
     # ---- Institution ---------------------------------------------------------------------------
     Published(Institution.AffordableDesignated, "InstitutionAffordableDesignated", 1, (
         "guide_price_fen", "designated_on", "document"

@@ -58,4 +58,4 @@ def credit_consumer(app: RegistrationApplication, amqp_uri: str | None = None,
     return tracked_consumer(
         app.settings, name="registration", upstream="credit", handler=credit_handler(app),
         store=ApplicationTrackingStore(app, "registration"), log_reader=log_reader,
-        amqp_uri=amqp_uri, exchange=exchange, routing_keys=("#",))
+        amqp_uri=amqp_uri, exchange=exchange, routing_keys=("*",))

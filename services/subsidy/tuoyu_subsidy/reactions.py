@@ -130,7 +130,7 @@ def _consumer(app: SubsidyApp, upstream: str, amqp_uri: str | None, exchange: st
     return tracked_consumer(
         app.settings, name=CONSUMER_NAME, upstream=upstream, handler=subsidy_handler(app),
         store=ApplicationTrackingStore(app, CONSUMER_NAME), log_reader=log_reader,
-        amqp_uri=amqp_uri, exchange=exchange, routing_keys=("#",))
+        amqp_uri=amqp_uri, exchange=exchange, routing_keys=("*",))
 
 
 def registration_consumer(app: SubsidyApp, amqp_uri: str | None = None,
