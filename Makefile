@@ -35,6 +35,7 @@ bench: setup
 	$(PY) bench/inspection.py
 	$(PY) bench/subsidy.py
 	$(PY) bench/dashboard.py
+	$(PY) bench/audit.py
 
 clean: stop
 	rm -rf .local bench-results

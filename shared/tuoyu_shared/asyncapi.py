@@ -261,6 +261,14 @@ def page() -> str:
              "个人信息只以随机引用（ref）出现。CloudEvents 1.0 属性在 AMQP 消息头"
              "（<code>cloudEvents_*</code>）。按 <code>notification_id</code> 顺序处理；"
              "缺口用 <code>GET /api/events/&lt;service&gt;</code> 补齐。</p>"]
+    index = []
+    for source in sources():
+        messages = [k for k, m in document(source)["components"]["messages"].items()
+                    if "x-schema-version" in m]
+        links = " ".join(f"<a href='#{source}-{k}'>{html.escape(k)}</a>" for k in messages)
+        index.append(f"<li><a href='#{source}'><b>{source}</b></a> ({len(messages)}): "
+                     f"<small>{links}</small></li>")
+    parts.append(f"<h2>来源 Sources</h2><ul>{''.join(index)}</ul>")
     for source in sources():
         doc = document(source)
         parts.append(f"<h2 id='{source}'>{html.escape(source)}</h2><p>交换机 exchange "
