@@ -190,9 +190,7 @@ class AuditTrail:
             "WHERE notification_id > %s AND (%s::bigint IS NULL OR notification_id <= %s) "
             "ORDER BY notification_id LIMIT %s").format(self.table),
             (after, upto, upto, limit)).fetchall()
-        return [{"notification_id": r[0], "originator_id": str(r[1]),
-                 "originator_version": r[2], "topic": r[3], "state": bytes(r[4] or b"")}
-                for r in rows]
+        return _as_records(rows)
 
     def _event(self, record: dict[str, Any]) -> Any:
         from eventsourcing.persistence import StoredEvent
@@ -342,8 +340,7 @@ class AuditTrail:
         return [{**r, "state": base64.b64encode(r["state"]).decode()} for r in rows]
 
     def iter_records(self, conn: psycopg.Connection, page: int = 5000,
-                     upto: int | None = None) -> Iterator[dict[str, Any]]:
-        after = 0
+                     upto: int | None = None, after: int = 0) -> Iterator[dict[str, Any]]:
         while rows := self._records(conn, after, page, upto):
             yield from rows
             after = rows[-1]["notification_id"]
@@ -419,9 +416,7 @@ class AuditTrail:
             (aggregate_id,)).fetchall()
         if not rows:
             raise NotFound(f"{self.service} has no record {aggregate_id}")
-        return [{"notification_id": r[0], "originator_id": str(r[1]),
-                 "originator_version": r[2], "topic": r[3], "state": bytes(r[4] or b"")}
-                for r in rows]
+        return _as_records(rows)
 
     def _entry(self, record: dict[str, Any]) -> dict[str, Any]:
         event = self._event(record)
@@ -494,7 +489,11 @@ class AuditTrail:
             nids = [r[0] for r in conn.execute(
                 "SELECT notification_id FROM audit_leaves WHERE correlation_id = %s "
                 "ORDER BY position LIMIT 1000", (text,)).fetchall()]
-            records = [r for nid in nids for r in self._records(conn, nid - 1, 1)]
+            rows = conn.execute(sql.SQL(
+                "SELECT notification_id, originator_id, originator_version, topic, state "
+                "FROM {} WHERE notification_id = ANY(%s) ORDER BY notification_id").format(
+                    self.table), (nids,)).fetchall()
+        records = _as_records(rows)
         events = [self._entry(r) for r in records]
         return {"service": self.service, "correlation_id": text, "events": events,
                 "count": len(events)}
@@ -531,8 +530,7 @@ class AuditTrail:
                                          "position = %s", (lo,)).fetchone()[0]
                     last = conn.execute("SELECT notification_id FROM audit_leaves WHERE "
                                         "position = %s", (hi,)).fetchone()[0]
-                    records = list(self.iter_records(conn, upto=last))
-                    records = [r for r in records if r["notification_id"] >= first]
+                    records = list(self.iter_records(conn, upto=last, after=first - 1))
             positions = {nid: pos for nid, pos in conn.execute(
                 "SELECT notification_id, position FROM audit_leaves WHERE notification_id = "
                 "ANY(%s)", ([r["notification_id"] for r in records],)).fetchall()}
@@ -775,6 +773,12 @@ def _table_hash(database_url: str, table: str) -> tuple[str, int]:
     for row in rows:
         digest.update(row.encode() + b"\n")
     return digest.hexdigest(), len(rows)
+
+
+def _as_records(rows: Sequence[Any]) -> list[dict[str, Any]]:
+    """Rows of (notification id, aggregate id, version, topic, state) as records."""
+    return [{"notification_id": r[0], "originator_id": str(r[1]), "originator_version": r[2],
+             "topic": r[3], "state": bytes(r[4] or b"")} for r in rows]
 
 
 def _version_number(value: Any, field: str) -> int | None:
