@@ -274,9 +274,27 @@ def test_exports_verify_with_the_stand_alone_verifier_and_not_once_changed(app, 
 def test_the_command_line_verifies_and_exports(app, tmp_path, servers):
     import os
 
-    _checkpointed(app, 3)
+    institution = _checkpointed(app, 3)[0]
     env = {**os.environ, "TUOYU_REGISTRATION_DATABASE_URL": app.settings.database_url}
     run = [sys.executable, "-m", "tuoyu_registration", "audit"]
+
+    def cli(*args) -> tuple[int, dict]:
+        done = subprocess.run([*run, *args], env=env, capture_output=True, text=True,
+                              timeout=120)
+        out = json.loads(done.stdout) if done.stdout.startswith("{") else {}
+        return done.returncode, {**out, "stderr": done.stderr}
+
+    code, history = cli("history", institution)
+    assert code == 0 and [e["version"] for e in history["events"]] == [1], history
+    code, past = cli("state", institution, "--version", "1")
+    assert code == 0 and past["state"]["status"] == "registered", past
+    code, _ = cli("state", institution, "--at", "2000-01-01")
+    assert code != 0  # nothing of the case existed then
+    code, bad = cli("state", institution, "--at", "yesterday")
+    assert code != 0 and "at" in json.dumps(bad), bad
+    period = tmp_path / "period.zip"
+    code, _ = cli("export", "--since", "2000-01-01", "-o", str(period))
+    assert code == 0 and period.exists()
     done = subprocess.run([*run, "verify"], env=env, capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stderr
@@ -289,6 +307,7 @@ def test_the_command_line_verifies_and_exports(app, tmp_path, servers):
     keys.write_text(subprocess.run([*run, "keys"], env=env, capture_output=True, text=True,
                                    timeout=120).stdout)
     assert _verifier("export", out, "--keys", keys)[0] == 0
+    assert _verifier("export", period, "--keys", keys)[0] == 0
     _sql(app, "DELETE FROM registration_events WHERE notification_id = 2")
     done = subprocess.run([*run, "verify"], env=env, capture_output=True, text=True,
                           timeout=120)
