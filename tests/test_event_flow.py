@@ -289,3 +289,42 @@ def test_an_earlier_version_still_served_is_published_with_its_own_routing_key(
     validate_envelope(v2)
     # the copy reached the old binding and was not applied again
     assert applied == list(range(1, head + 1))
+
+
+def test_with_quorum_queues_events_flow_the_same(
+        registration, relay, make_projector, dashboard_db, running, servers, monkeypatch):
+    """TUOYU_QUEUE_TYPE=quorum (production's setting): the consumer's queue is a quorum queue
+    (replicated on a RabbitMQ cluster; one node here) and delivers in order, once."""
+    monkeypatch.setenv("TUOYU_QUEUE_TYPE", "quorum")
+    applied: list[int] = []
+    projector = make_projector(recording(applied), catchup_interval=60)
+    running.start(projector.run)
+    running.start(relay.run)
+    codes = file_many(registration, 1, 3)
+    wait_for(lambda: position(dashboard_db) == 3, what="three events projected")
+    assert directory(dashboard_db) == codes and applied == [1, 2, 3]
+    with Connection(servers.amqp_uri) as conn:
+        name = projector.queue().name
+        queue = projector.queue(conn.channel())
+        # declaring it again as a classic queue is refused: the broker holds a quorum queue
+        import amqp
+
+        channel = conn.channel()
+        try:
+            channel.queue_declare(name, passive=False, durable=True, auto_delete=False,
+                                  arguments={"x-queue-type": "classic",
+                                             "x-single-active-consumer": True})
+            raise AssertionError("a classic declaration of a quorum queue was accepted")
+        except amqp.exceptions.PreconditionFailed as e:
+            assert "x-queue-type" in str(e)
+        assert queue.queue_arguments["x-queue-type"] == "quorum"
+
+
+def test_an_unknown_queue_type_is_refused(monkeypatch):
+    import pytest
+
+    from tuoyu_shared.config import ConfigurationError, queue_arguments
+
+    monkeypatch.setenv("TUOYU_QUEUE_TYPE", "stream")
+    with pytest.raises(ConfigurationError, match="TUOYU_QUEUE_TYPE"):
+        queue_arguments()

@@ -172,3 +172,38 @@ def test_requests_are_counted_by_outcome_and_timed(group, relayed):
         gateway_before, "400", "validation_failed") == 1
     assert refusals(gateway_after, "401", "token_malformed") - refusals(
         gateway_before, "401", "token_malformed") == 1
+
+
+def _probe(url: str) -> tuple[int, dict]:
+    status, body = get(url)
+    return status, json.loads(body)
+
+
+@pytest.mark.parametrize("service", [s.name for s in BACKENDS])
+def test_each_service_and_worker_is_live_and_ready(group, relayed, service):
+    for base in (group.url(service), group.worker_url(service)):
+        status, live = _probe(f"{base}/health/live")
+        assert status == 200, live
+        status, ready = _probe(f"{base}/health/ready")
+        assert status == 200 and ready["status"] == "ready", ready
+        checks = ready["checks"]
+        assert {"database", "schema", "broker"} <= set(checks), checks
+        assert all(c["ok"] for c in checks.values()), checks
+        assert checks["schema"]["pending"] == []
+        assert "@" not in json.dumps(checks)  # host:port, never the URL's user or password
+
+
+def test_the_gateway_is_live_and_ready(group):
+    status, live = _probe(f"{group.url('gateway')}/health/live")
+    assert status == 200, live
+    status, ready = _probe(f"{group.url('gateway')}/health/ready")
+    assert status == 200 and ready["checks"]["broker"]["ok"], ready
+
+
+def test_a_worker_reports_each_consumers_lag_per_upstream(group, relayed):
+    samples = scrape(group.worker_url("dashboard"))["tuoyu_consumer_lag_events"]
+    lag = {(s.labels["consumer"], s.labels["upstream"]): s.value for s in samples}
+    assert ("dashboard", "registration") in lag, lag
+    wait_for(lambda: value(scrape(group.worker_url("dashboard"))["tuoyu_consumer_lag_events"],
+                           consumer="dashboard", upstream="registration") == 0,
+             timeout=30, what="the dashboard caught up with registration")

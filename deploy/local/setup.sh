@@ -13,6 +13,8 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/n
 # The dashboard page's browser tests drive Debian's chromium (Playwright's own browser download
 # is not reachable here); a CJK font lets it draw the page's Chinese.
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+# promtool (Debian's prometheus package) checks and unit-tests the alert rules in deploy/.
+command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 fc-list 2>/dev/null | grep -qi "wenquanyi\|noto sans cjk" || need_apt+=(fonts-wqy-zenhei)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]} from Debian's packages"

@@ -19,6 +19,9 @@ Every service reads the same variables; a service-specific one wins over the sha
   ``TUOYU_ENVIRONMENT=production``, where both must be set.
 - ``TUOYU_CONSUMER_MAX_ATTEMPTS`` (default 5), ``TUOYU_CONSUMER_RETRY_DELAY`` (seconds, 0.2),
   ``TUOYU_CONSUMER_CATCHUP_INTERVAL`` (seconds, 5), ``TUOYU_RELAY_BATCH_SIZE`` (500).
+- ``TUOYU_QUEUE_TYPE``: ``classic`` (default: ``make run``, one broker node) or ``quorum``
+  (production: a RabbitMQ cluster of three, the queue replicated by Raft), the type of the
+  durable queues the services declare (:func:`queue_arguments`).
 """
 
 from __future__ import annotations
@@ -147,6 +150,22 @@ def _audit_signing_keys(service: str) -> tuple[tuple[str, bytes], ...]:
         digest = hashlib.sha256(f"{DEV_KEY_PREFIX}:audit-signing:{service}".encode()).digest()
         return ((f"{service}-dev-1", digest),)
     return parse_keks(text, name)
+
+
+QUEUE_TYPES = ("classic", "quorum")
+
+
+def queue_arguments() -> dict[str, str]:
+    """Declaration arguments of a durable queue, by ``TUOYU_QUEUE_TYPE``. ``classic`` passes
+    none (the broker's default type, so queues declared before the setting existed keep
+    matching); ``quorum`` asks for ``x-queue-type: quorum``. A queue's type is fixed when it
+    is declared: changing it means deleting the queue (docs/operations.md; a consumer loses
+    nothing by that, it catches up from the upstream's log)."""
+    kind = _env("TUOYU_QUEUE_TYPE", "classic").strip().lower()
+    if kind not in QUEUE_TYPES:
+        raise ConfigurationError(
+            f"TUOYU_QUEUE_TYPE must be one of {', '.join(QUEUE_TYPES)}, got {kind!r}")
+    return {"x-queue-type": "quorum"} if kind == "quorum" else {}
 
 
 def _heartbeat() -> float:

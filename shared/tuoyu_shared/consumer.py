@@ -37,6 +37,7 @@ from eventsourcing.persistence import OperationalError as LibraryOperationalErro
 from kombu import Connection, Exchange, Queue, binding
 from kombu.exceptions import OperationalError as KombuOperationalError
 
+from tuoyu_shared.config import queue_arguments
 from tuoyu_shared.context import command_context
 from tuoyu_shared.envelope import Envelope, UnreadableEnvelope
 from tuoyu_shared.logs import get_logger
@@ -112,6 +113,18 @@ def failure_kind(error: BaseException) -> str:
 def is_statement_timeout(error: BaseException) -> bool:
     pg = error if isinstance(error, psycopg.Error) else error.__cause__
     return isinstance(pg, psycopg.Error) and pg.sqlstate == _STATEMENT_TIMEOUT
+
+
+#: The newest upstream notification id each consumer of this process has heard of (from a
+#: delivered message or a log head), by (consumer, upstream): with its applied position,
+#: the consumer's lag (``tuoyu_consumer_lag_events`` in :mod:`tuoyu_shared.metrics`).
+UPSTREAM_SEEN: dict[tuple[str, str], int] = {}
+
+
+def _seen(consumer: str, upstream: str, notification_id: int) -> None:
+    key = (consumer, upstream)
+    if notification_id > UPSTREAM_SEEN.get(key, 0):
+        UPSTREAM_SEEN[key] = notification_id
 
 
 class UpstreamUnavailable(ConnectionError):
@@ -595,6 +608,8 @@ class TrackedConsumer:
         self._keepalive: Callable[[], None] | None = None
         self.applied = 0
         self.parked = 0
+        # The name its positions are kept under (the metrics' ``consumer`` label).
+        self._tracked_as = getattr(store, "consumer", name)
         # Delivered, not yet applied nor acknowledged: (envelope, previous id, message).
         self._delivered: list[tuple[Envelope, int | None, Any]] = []
 
@@ -605,7 +620,7 @@ class TrackedConsumer:
             bindings=[binding(exchange, routing_key=key) for key in self.routing_keys],
             durable=True,
             # One active consumer per queue keeps notification order when ops scale out.
-            queue_arguments={"x-single-active-consumer": True},
+            queue_arguments={"x-single-active-consumer": True, **queue_arguments()},
             channel=channel,
         )
 
@@ -725,6 +740,7 @@ class TrackedConsumer:
         it, any id past position + 1 counts as a gap (holes from rolled-back inserts then
         cost a read of the log, nothing worse).
         """
+        _seen(self._tracked_as, self.upstream, envelope.notification_id)
         position = self.store.position(envelope.source)
         if envelope.notification_id <= position:
             return
@@ -744,6 +760,8 @@ class TrackedConsumer:
         if len(delivered) == 1:
             self.handle(*delivered[0])
             return
+        _seen(self._tracked_as, self.upstream,
+              max(envelope.notification_id for envelope, _ in delivered))
         position = self.store.position(self.upstream)
         fresh: dict[int, tuple[Envelope, int | None]] = {}
         for envelope, previous in delivered:
@@ -786,6 +804,7 @@ class TrackedConsumer:
             head = self.log_reader.head()
         except Exception as e:
             raise UpstreamUnavailable(f"no log head from {self.upstream}: {e!r}") from e
+        _seen(self._tracked_as, self.upstream, head)
         if head <= position:
             return 0
         count = self._fill_from_log(position + 1, None)

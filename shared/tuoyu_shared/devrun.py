@@ -49,8 +49,9 @@ class ServiceSpec:
     def argv(self, port: int) -> list[str]:
         if self.module is not None:
             return [sys.executable, "-m", self.module, "serve", "--port", str(port)]
-        return [sys.executable, "-m", "tuoyu_shared.serve", str(self.nameko_class),
-                "--port", str(port)]
+        # the image's entry point (python -m tuoyu_<service> serve), which runs the nameko
+        # class through tuoyu_shared.serve
+        return [sys.executable, "-m", f"tuoyu_{self.name}", "serve", "--port", str(port)]
 
 
 #: The one public HTTP entry: every command and query goes through it.
@@ -203,7 +204,7 @@ class ProcessGroup:
                 raise RuntimeError(f"migrating {spec.name} failed:\n{done.stderr[-3000:]}")
 
     def start_worker(self, spec: ServiceSpec) -> None:
-        argv = [sys.executable, "-m", spec.worker_module]
+        argv = [sys.executable, "-m", f"tuoyu_{spec.name}", "worker"]
         port = self.worker_port(spec)
         if port is not None:
             argv += ["--http-port", str(port)]

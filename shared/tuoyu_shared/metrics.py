@@ -80,8 +80,17 @@ def consumer_families(service: str, conn: psycopg.Connection,
             conn, tracking_table,
             f'SELECT application_name, max(notification_id) FROM "{tracking_table}" '
             "WHERE application_name LIKE '%<-%' GROUP BY application_name")]
+    from tuoyu_shared.consumer import UPSTREAM_SEEN
+
+    lag = _gauge("tuoyu_consumer_lag_events",
+                 "Upstream events this consumer has heard of and not yet applied (from its "
+                 "worker only: the newest id a message or log head brought, less the "
+                 "position).", consumer_labels)
     for consumer, upstream, position in rows:
         _add(positions, (service, consumer, upstream), position)
+        seen = UPSTREAM_SEEN.get((consumer, upstream))
+        if seen is not None:
+            _add(lag, (service, consumer, upstream), max(0, seen - position))
     letters = _rows(
         conn, "consumer_dead_letters",
         "SELECT consumer, upstream, held, count(*), count(DISTINCT aggregate_id) "
@@ -111,7 +120,7 @@ def consumer_families(service: str, conn: psycopg.Connection,
             f"WHERE k <= {LISTED_LETTERS} ORDER BY id"):
         _add(listed, (service, consumer, upstream, i, n, event_type, aggregate,
                       ((error or "").splitlines() or [""])[-1][:200]), 1)
-    return [positions, parked, held, held_aggregates, listed]
+    return [positions, lag, parked, held, held_aggregates, listed]
 
 
 class _DatabaseCollector:

@@ -82,15 +82,34 @@ def migrate(service: str | None, database_url: str,
     return applied
 
 
+#: The processes a service's image runs, each its own command (``make run``, the compose file
+#: and the Kubernetes manifests all use these): ``serve`` the nameko adapter (RPC and its
+#: ``/health`` and ``/metrics``), ``worker`` its background parts (:mod:`tuoyu_shared.worker`).
+PROCESSES = {
+    "serve": lambda service: ["-m", "tuoyu_shared.serve", f"tuoyu_{service}.service"],
+    "worker": lambda service: ["-m", f"tuoyu_{service}.worker"],
+}
+
+
 def service_main(service: str, argv: list[str] | None = None) -> int:
-    """``python -m tuoyu_<service> migrate [--create-database] [--check]``,
+    """``python -m tuoyu_<service> serve|worker …`` (the two processes, replacing this one,
+    so a container's PID 1 is the process itself and receives its signals),
+    ``python -m tuoyu_<service> migrate [--create-database] [--check]``,
     ``python -m tuoyu_<service> rotate-kek`` and ``python -m tuoyu_<service> audit …``
     (:mod:`tuoyu_shared.audit`)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in PROCESSES:
+        import os
+
+        os.execv(sys.executable, [sys.executable, *PROCESSES[argv[0]](service), *argv[1:]])
     from tuoyu_shared.config import settings_for
     from tuoyu_shared.logs import configure_logging
 
     parser = argparse.ArgumentParser(prog=f"python -m tuoyu_{service}")
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="the service process: RPC, /health, /metrics (--port, --host)")
+    sub.add_parser("worker", help="the worker: relay, views, consumers, timers (see "
+                   "`worker --help`)")
     run = sub.add_parser("migrate", help="bring the service's database schema up to date")
     run.add_argument("--create-database", action="store_true",
                      help="create the database first if it is absent (development)")

@@ -160,7 +160,38 @@ class CommandContextProvider(DependencyProvider):
         return self
 
 
-class EventLogEntrypoints:
+_READINESS: dict[str, Any] = {}
+
+
+def readiness_of(service: str) -> Any:
+    """The service process's :class:`~tuoyu_shared.readiness.Readiness` (one per process)."""
+    if service not in _READINESS:
+        from tuoyu_shared.config import settings_for
+        from tuoyu_shared.readiness import Readiness
+
+        settings = settings_for(service)
+        _READINESS[service] = Readiness.for_service(service, settings.database_url,
+                                                    settings.amqp_uri)
+    return _READINESS[service]
+
+
+class HealthEntrypoints:
+    """``/health/live`` (the process answers) and ``/health/ready`` (its database and broker
+    answer and its schema is current: :mod:`tuoyu_shared.readiness`) on the service's port."""
+
+    name: str
+
+    @http("GET", "/health/live")
+    def health_live(self, request: Any) -> Response:
+        return json_response({"service": self.name, "status": "live"})
+
+    @http("GET", "/health/ready")
+    def health_ready(self, request: Any) -> Response:
+        status, body = readiness_of(self.name).check()
+        return json_response(body, status)
+
+
+class EventLogEntrypoints(HealthEntrypoints):
     """What every event-sourced service exposes beside its own API: its notification log as
     envelopes (consumers pull missing ranges from it), its head, a health check and its
     metrics; every entrypoint call of the service is counted and timed (:class:`RequestMetrics`).

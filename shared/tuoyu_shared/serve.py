@@ -1,4 +1,5 @@
-"""Run one nameko service: ``python -m tuoyu_shared.serve MODULE:CLASS --port 8001``.
+"""Run one nameko service: ``python -m tuoyu_shared.serve MODULE[:CLASS] --port 8001`` (what
+``python -m tuoyu_<service> serve`` runs).
 
 eventlet must patch the standard library before psycopg (or anything that opens sockets) is
 imported, and psycopg must wait on its sockets with ``select`` (which eventlet makes green):
@@ -29,14 +30,28 @@ from tuoyu_shared.config import settings_for  # noqa: E402
 from tuoyu_shared.logs import configure_logging  # noqa: E402
 
 
+def service_class(target: str) -> type:
+    """``module:Class``, or a module holding one nameko service class whose ``name`` is the
+    module's service (``tuoyu_credit.service`` -> the class named ``credit``)."""
+    module_name, _, class_name = target.partition(":")
+    module = importlib.import_module(module_name)
+    if class_name:
+        return getattr(module, class_name)
+    service = module_name.split(".")[0].removeprefix("tuoyu_")
+    found = [v for v in vars(module).values() if isinstance(v, type)
+             and getattr(v, "name", None) == service and v.__module__ == module.__name__]
+    if len(found) != 1:
+        raise SystemExit(f"{module_name} holds {len(found)} service classes named {service!r}")
+    return found[0]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("service", help="module:Class of the nameko service")
     parser.add_argument("--port", type=int, default=int(os.environ.get("TUOYU_HTTP_PORT", 8000)))
     parser.add_argument("--host", default=os.environ.get("TUOYU_HTTP_HOST", "127.0.0.1"))
     args = parser.parse_args()
-    module_name, _, class_name = args.service.partition(":")
-    service_cls = getattr(importlib.import_module(module_name), class_name)
+    service_cls = service_class(args.service)
     settings = settings_for(service_cls.name)
     configure_logging(service_cls.name, settings.log_level)
     config = {

@@ -31,8 +31,10 @@ def run(service: str, amqp_uri: str, witness: merkle.Witness, stop: threading.Ev
     from kombu import Connection, Exchange, Queue
 
     exchange = Exchange(f"{service}.checkpoints", "topic", durable=True)
+    from tuoyu_shared.config import queue_arguments
+
     queue = Queue(f"subscriber.witness.{name}.{service}", exchange, routing_key="checkpoint",
-                  durable=True)
+                  durable=True, queue_arguments=queue_arguments() or None)
 
     def handle(body: Any, message: Any) -> None:
         try:

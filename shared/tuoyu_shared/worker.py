@@ -169,7 +169,8 @@ def _run(parts: Callable[[], dict[str, Callable[[threading.Event], None]]],
     http: WorkerHttp | None = None
     try:
         host, port = address_from_env(port=port)
-        http = WorkerHttp(service or "worker", host, port, metrics)
+        http = WorkerHttp(service or "worker", host, port, metrics,
+                          readiness=_readiness(service))
         http.start()
     except (OSError, ValueError) as e:
         log.error("worker.http_unavailable", error=str(e), port=port,
@@ -181,6 +182,17 @@ def _run(parts: Callable[[], dict[str, Callable[[threading.Event], None]]],
     finally:
         if http is not None:
             http.close()
+
+
+def _readiness(service: str | None) -> Any:
+    """The worker's readiness: its service's database, broker and schema."""
+    if service is None:
+        return None
+    from tuoyu_shared.config import settings_for
+    from tuoyu_shared.readiness import Readiness
+
+    settings = settings_for(service)
+    return Readiness.for_service(service, settings.database_url, settings.amqp_uri)
 
 
 def _parts_of(consumers: dict[str, Any]) -> dict[str, Any]:

@@ -3,6 +3,8 @@ standard library's ``http.server``; a worker has no nameko, no eventlet).
 
 - ``GET /health``: 200 ``{"service", "status": "ok", "parts": {name: alive}}`` while every
   part's thread is alive; 503 (``"starting"``, ``"stopping"`` or ``"degraded"``) otherwise.
+  ``/health/live`` is the same. ``GET /health/ready``: 200 when, beside that, the service's
+  database and broker answer and its schema is current (:mod:`tuoyu_shared.readiness`).
 - ``GET /metrics``: the service's database metrics (:mod:`tuoyu_shared.metrics`: log head,
   relay position and lag, consumer positions, parked and held messages), each part's liveness
   (``tuoyu_worker_part_up``), the events the relay published, and the process's own metrics.
@@ -50,8 +52,9 @@ class WorkerHttp:
     """Serves a worker's health and metrics while its parts run (:meth:`watch` them)."""
 
     def __init__(self, service: str, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
-                 collector: Any = None):
+                 collector: Any = None, readiness: Any = None):
         self.service = service
+        self.readiness = readiness
         self.address = (host, port)
         self.collector = collector
         self._threads: list[threading.Thread] | None = None
@@ -79,6 +82,19 @@ class WorkerHttp:
             status = "ok"
         return (200 if status == "ok" else 503), {"service": self.service, "status": status,
                                                    "parts": parts}
+
+    def ready(self) -> tuple[int, dict[str, Any]]:
+        """Live, and its database, broker and schema ready (:mod:`tuoyu_shared.readiness`)."""
+        status, body = self.health()
+        checks: dict[str, Any] = {"parts": {"ok": status == 200, "status": body["status"],
+                                            "parts": body["parts"]}}
+        if self.readiness is not None:
+            _, answer = self.readiness.check()
+            checks.update(answer["checks"])
+        ready = all(c.get("ok") for c in checks.values())
+        return (200 if ready else 503), {"service": self.service,
+                                         "status": "ready" if ready else "not_ready",
+                                         "checks": checks}
 
     def collect(self) -> Iterator[Metric]:
         """Each part's liveness, as a collector."""
@@ -123,9 +139,12 @@ def _handler(http: WorkerHttp) -> type[BaseHTTPRequestHandler]:
             path = self.path.split("?", 1)[0]
             status, content_type = 200, "application/json"
             try:
-                if path == "/health":
+                if path in ("/health", "/health/live"):
                     status, body = http.health()
                     data = json.dumps(body).encode()
+                elif path == "/health/ready":
+                    status, body = http.ready()
+                    data = json.dumps(body, ensure_ascii=False).encode()
                 elif path == "/metrics":
                     data, content_type = http.metrics(self.headers.get("Accept"))
                 else:

@@ -31,7 +31,7 @@ from tuoyu_shared.context import current_principal
 from tuoyu_shared.errors import Forbidden
 from tuoyu_shared.metrics import ReadModelCollector, render
 from tuoyu_shared.nameko_metrics import RequestMetrics
-from tuoyu_shared.nameko_support import CommandContextProvider, http_json
+from tuoyu_shared.nameko_support import CommandContextProvider, HealthEntrypoints, http_json
 from tuoyu_shared.rpc import RemoteError, RpcPool, RpcTimeout, UnknownService
 from tuoyu_shared.validation import FieldError, ValidationFailed, Validator
 
@@ -129,7 +129,7 @@ def _lag_of(positions: dict[tuple[str, str], dict], heads: dict[str, Any],
     return rows
 
 
-class DashboardService:
+class DashboardService(HealthEntrypoints):
     name = "dashboard"
 
     store = ReadStore()

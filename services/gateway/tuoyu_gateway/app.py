@@ -550,10 +550,21 @@ def create_app(settings: GatewaySettings | None = None,
 
     add_catalogue(app, refuse)
 
+    from tuoyu_shared.readiness import Readiness
+
+    readiness = Readiness.for_service("gateway", None, settings.amqp_uri)
+
     @app.get("/health", include_in_schema=False)
     @app.get("/health/live", include_in_schema=False)
     def health() -> dict[str, str]:
         return {"service": "gateway", "status": "ok"}
+
+    @app.get("/health/ready", include_in_schema=False)
+    def ready() -> JSONResponse:
+        """Ready when its broker answers (every route is an RPC over it); it keeps no
+        database and so has no schema."""
+        status, body = readiness.check()
+        return JSONResponse(body, status_code=status)
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus() -> Response:
