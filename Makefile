@@ -23,9 +23,9 @@ test: setup lint
 lint: setup
 	$(VENV)/bin/ruff check .
 
-## hadolint on the services' Dockerfiles.
+## hadolint on the one image definition (every service's image; also checked in `make test`).
 lint-docker: setup
-	$(VENV)/bin/hadolint services/*/Dockerfile
+	$(VENV)/bin/hadolint deploy/docker/Dockerfile
 
 ## Benchmarks; results written as JSON to bench-results/.
 bench: setup

@@ -174,8 +174,11 @@ def test_the_container_health_check_finds_the_process_it_checks(worker_http):
     assert healthcheck.process_kind({}, service_cmd) == "service"
     assert healthcheck.process_kind({"TUOYU_PROCESS": "worker"}, service_cmd) == "worker"
     assert healthcheck.health_url({"TUOYU_HTTP_PORT": "8001"}, service_cmd) == \
-        "http://127.0.0.1:8001/health"
-    assert healthcheck.health_url({}, worker_cmd) == "http://127.0.0.1:9100/health"
+        "http://127.0.0.1:8001/health/ready"
+    assert healthcheck.health_url({}, worker_cmd) == "http://127.0.0.1:9100/health/ready"
+    # the image's launcher: /bin/sh /usr/local/bin/tuoyu worker, until it execs python
+    assert healthcheck.process_kind({}, b"/bin/sh\0/usr/local/bin/tuoyu\0worker\0") == "worker"
+    assert healthcheck.process_kind({}, b"python\0-m\0tuoyu_credit\0serve\0") == "service"
 
     env = {"TUOYU_PROCESS": "worker", "TUOYU_WORKER_HTTP_PORT": str(worker_http.port)}
     assert healthcheck.main(env) == 1  # starting: no parts yet

@@ -105,6 +105,7 @@ import pwd
 import re
 import secrets
 import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -407,5 +408,55 @@ def describe(services: Iterable[str] | None = None) -> str:
     return "\n".join(blocks)
 
 
+def passwords_from_env(users: Iterable[str], env: Mapping[str, str] | None = None,
+                       ) -> dict[str, str]:
+    """Each user's password from ``TUOYU_BROKER_PASSWORD_<NAME>`` (``tuoyu-credit`` ->
+    ``TUOYU_BROKER_PASSWORD_CREDIT``); a missing one is an error naming its variable (the
+    services must be given the same passwords, so none is made up here)."""
+    env = os.environ if env is None else env
+    found, missing = {}, []
+    for user in users:
+        var = "TUOYU_BROKER_PASSWORD_" + user.removeprefix(USER_PREFIX).upper().replace("-", "_")
+        if env.get(var):
+            found[user] = env[var]
+        else:
+            missing.append(var)
+    if missing:
+        raise SystemExit(f"set {', '.join(missing)}")
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tuoyu_shared.broker_users`` prints each user's permissions;
+    ``… definitions [--vhost /] [-o FILE]`` writes the users, their permissions and the vhost
+    as RabbitMQ definitions (``load_definitions`` in rabbitmq.conf, or ``rabbitmqctl
+    import_definitions``), passwords hashed, from ``TUOYU_BROKER_PASSWORD_<NAME>``: how a
+    broker outside ``make run`` (compose, Kubernetes) gets the same users."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m tuoyu_shared.broker_users")
+    sub = parser.add_subparsers(dest="command")
+    made = sub.add_parser("definitions", help="the users as RabbitMQ definitions (JSON)")
+    made.add_argument("--vhost", default="/")
+    made.add_argument("-o", "--output", help="the file to write (default: standard output)")
+    args = parser.parse_args(argv)
+    if args.command != "definitions":
+        print(describe())
+        return 0
+    from tuoyu_shared.devrun import SERVICES
+
+    accesses = [access_of(spec.name) for spec in SERVICES]
+    passwords = passwords_from_env(users_of(spec.name for spec in SERVICES))
+    document = {"vhosts": [{"name": args.vhost}],
+                **definitions(args.vhost, accesses, passwords)}
+    text = json.dumps(document, indent=2)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as out:
+            out.write(text + "\n")
+    else:
+        print(text)
+    return 0
+
+
 if __name__ == "__main__":
-    print(describe())
+    sys.exit(main())

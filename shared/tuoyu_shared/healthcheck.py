@@ -1,11 +1,12 @@
 """A container's health check: ``python -m tuoyu_shared.healthcheck`` exits 0 when the process
-of the container answers ``/health`` with 200, 1 otherwise.
+of the container answers ``/health/ready`` with 200 (its database, broker and schema ready:
+:mod:`tuoyu_shared.readiness`), 1 otherwise.
 
 Which process: ``TUOYU_PROCESS`` (``service``, the nameko adapter on ``TUOYU_HTTP_PORT``,
 default 8000; or ``worker``, on ``TUOYU_WORKER_HTTP_PORT``, default 9100). Without it, the
 container's first process is looked at: a command line naming a ``.worker`` module (``python
--m tuoyu_<service>.worker``) is a worker. So one image's ``HEALTHCHECK`` serves both its
-service and its worker containers.
+-m tuoyu_<service>.worker``, or ``tuoyu worker``) is a worker. So one image's ``HEALTHCHECK``
+serves both its service and its worker containers.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ def process_kind(env: Mapping[str, str], cmdline: bytes = b"") -> str:
     if given in ("service", "worker"):
         return given
     words = cmdline.split(b"\0")
-    return "worker" if any(w.endswith(b".worker") for w in words) else "service"
+    return "worker" if any(w.endswith(b".worker") or w == b"worker" for w in words) \
+        else "service"
 
 
 def health_url(env: Mapping[str, str], cmdline: bytes = b"") -> str:
@@ -35,7 +37,7 @@ def health_url(env: Mapping[str, str], cmdline: bytes = b"") -> str:
         port = env.get("TUOYU_WORKER_HTTP_PORT") or DEFAULT_WORKER_PORT
     else:
         port = env.get("TUOYU_HTTP_PORT") or DEFAULT_SERVICE_PORT
-    return f"http://127.0.0.1:{port}/health"
+    return f"http://127.0.0.1:{port}/health/ready"
 
 
 def main(env: Mapping[str, str] | None = None, timeout: float = 3.0) -> int:

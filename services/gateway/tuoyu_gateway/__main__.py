@@ -2,7 +2,7 @@
 
     python -m tuoyu_gateway serve [--host 127.0.0.1] [--port 8000]
     python -m tuoyu_gateway migrate                  # nothing to migrate (no database)
-    python -m tuoyu_gateway keys new [--kid k2]      # a new Ed25519 key pair, as JSON
+    python -m tuoyu_gateway keys new [--kid k2] [--out DIR]  # a new Ed25519 key pair
     python -m tuoyu_gateway token issue SUBJECT ROLE DISTRICT [--institution ID] [--hours 8]
     python -m tuoyu_gateway token revoke JTI [--reason TEXT]   # appended to the revoked file
 
@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     keys = sub.add_parser("keys", help="key pairs").add_subparsers(dest="keys", required=True)
     new = keys.add_parser("new", help="a new Ed25519 key pair as JSON")
     new.add_argument("--kid", default="k1")
+    new.add_argument("--out", type=Path, help="write auth-signing-key.pem (mode 0600) and "
+                     "auth-public-keys.json into this folder instead (compose's secrets)")
     token = sub.add_parser("token", help="tokens").add_subparsers(dest="token", required=True)
     issue = token.add_parser("issue", help="issue a token (printed)")
     issue.add_argument("subject")
@@ -74,7 +76,20 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "keys":
         private, public = generate_key_pem()
-        print(json.dumps({"kid": args.kid, "private": private, "public": public}))
+        if args.out is None:
+            print(json.dumps({"kid": args.kid, "private": private, "public": public}))
+            return 0
+        args.out.mkdir(parents=True, exist_ok=True)
+        key = args.out / "auth-signing-key.pem"
+        if key.exists():
+            print(f"error: {key} exists: keep it, or rotate (docs/operations.md)",
+                  file=sys.stderr)
+            return 2
+        fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(private)
+        (args.out / "auth-public-keys.json").write_text(json.dumps({args.kid: public}) + "\n")
+        print(f"wrote {key} and {args.out / 'auth-public-keys.json'} (kid {args.kid})")
         return 0
     if args.token == "issue":
         ring = KeyRing.from_env()
