@@ -42,7 +42,9 @@ def http_json(method: str, url: str, body: dict | None = None,
 
 @pytest.fixture(scope="module")
 def group(servers, tmp_path_factory):
-    with group_environment(servers, "obs", vhost=VHOST) as env:
+    spans = tmp_path_factory.mktemp("observability-spans")
+    with group_environment(servers, "obs", vhost=VHOST, TUOYU_OTEL_EXPORTER="file",
+                           TUOYU_OTEL_DIR=str(spans)) as env:
         g = ProcessGroup(env, tmp_path_factory.mktemp("observability-logs"),
                          port_offset=PORT_OFFSET)
         try:
@@ -207,3 +209,44 @@ def test_a_worker_reports_each_consumers_lag_per_upstream(group, relayed):
     wait_for(lambda: value(scrape(group.worker_url("dashboard"))["tuoyu_consumer_lag_events"],
                            consumer="dashboard", upstream="registration") == 0,
              timeout=30, what="the dashboard caught up with registration")
+
+
+def test_a_request_is_one_trace_from_the_gateway_to_the_consumers(group):
+    """TUOYU_OTEL_EXPORTER=file: the gateway's request, registration's command, its relay's
+    publication and the dashboard's application are spans of one trace, the correlation id's;
+    the service's span is the gateway span's child."""
+    import uuid
+
+    from tuoyu_shared.tracing import read_spans, trace_id_of
+
+    correlation = f"trace-{uuid.uuid4().hex[:12]}"
+    status, reply = http_json("POST", f"{group.url('gateway')}/api/institutions",
+                              sample_registration(77), headers={"X-Correlation-Id": correlation})
+    assert status == 201, reply
+    folder = group.env["TUOYU_OTEL_DIR"]
+
+    def ours() -> list[dict]:
+        return [s for s in read_spans(folder)
+                if s["attributes"].get("tuoyu.correlation_id") == correlation]
+
+    def by_service() -> dict[str, list[dict]]:
+        found: dict[str, list[dict]] = {}
+        for s in ours():
+            found.setdefault(s["resource"]["attributes"]["service.name"], []).append(s)
+        return found
+
+    wait_for(lambda: {"tuoyu-gateway", "tuoyu-registration", "tuoyu-dashboard"} <= set(
+        by_service()) and any(s["name"].startswith("publish ") for s in ours())
+        and any(s["name"].startswith("apply ") for s in by_service().get("tuoyu-dashboard", [])),
+        timeout=60, what="the spans of every hop")
+    spans = ours()
+    assert {int(s["context"]["trace_id"], 16) for s in spans} == {trace_id_of(correlation)}
+    [request] = [s for s in spans if s["name"] == "POST register_institution"
+                 or s["resource"]["attributes"]["service.name"] == "tuoyu-gateway"]
+    [command] = [s for s in spans if s["name"] == "rpc registration.register_institution"]
+    assert command["parent_id"] == request["context"]["span_id"]
+    publish = [s for s in spans if s["name"] == "publish registration.InstitutionRegistered"]
+    assert publish and publish[0]["attributes"]["tuoyu.aggregate_id"] == reply["institution_id"]
+    applied = [s for s in spans if s["name"] == "apply registration.InstitutionRegistered"]
+    assert applied, [(s["name"], s["resource"]["attributes"]["service.name"]) for s in spans]
+    assert {s["attributes"]["tuoyu.consumer"] for s in applied} >= {"dashboard"}

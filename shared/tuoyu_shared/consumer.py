@@ -36,7 +36,9 @@ from eventsourcing.persistence import InterfaceError as LibraryInterfaceError
 from eventsourcing.persistence import OperationalError as LibraryOperationalError
 from kombu import Connection, Exchange, Queue, binding
 from kombu.exceptions import OperationalError as KombuOperationalError
+from opentelemetry.trace import SpanKind
 
+from tuoyu_shared import tracing
 from tuoyu_shared.config import queue_arguments
 from tuoyu_shared.context import command_context
 from tuoyu_shared.envelope import Envelope, UnreadableEnvelope
@@ -631,11 +633,20 @@ class TrackedConsumer:
         return command_context(correlation_id=envelope.correlation_id or None,
                                causation_id=envelope.event_id)
 
+    def _span_of(self, envelope: Envelope) -> Any:
+        """The trace span of applying one envelope (:mod:`tuoyu_shared.tracing`; nothing
+        when tracing is off)."""
+        return tracing.span(f"apply {envelope.source}.{envelope.event_type}",
+                            envelope.correlation_id, SpanKind.CONSUMER,
+                            consumer=self._tracked_as, aggregate_id=envelope.aggregate_id,
+                            event_type=envelope.event_type,
+                            notification_id=envelope.notification_id)
+
     def _in_context(self, handler: Callable[..., Any]) -> Callable[..., Any]:
         stamp = getattr(self.store, "stamp", None)
 
         def run(envelope: Envelope, *args: Any) -> Any:
-            with self._context_of(envelope):
+            with self._context_of(envelope), self._span_of(envelope):
                 result = handler(envelope, *args)
                 if stamp is not None:
                     stamp(result)
@@ -648,7 +659,7 @@ class TrackedConsumer:
         timing_out_since: float | None = None
         while True:
             try:
-                with self._context_of(envelope):
+                with self._context_of(envelope), self._span_of(envelope):
                     if self.store.apply(envelope, self.handler):
                         self.applied += 1
                 return

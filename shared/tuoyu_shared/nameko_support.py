@@ -20,10 +20,12 @@ from urllib.parse import unquote, unquote_to_bytes
 from nameko.extensions import DependencyProvider
 from nameko.rpc import rpc
 from nameko.web.handlers import http
+from opentelemetry.trace import SpanKind
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Response
 
-from tuoyu_shared.context import command_context
+from tuoyu_shared import tracing
+from tuoyu_shared.context import command_context, current_context
 from tuoyu_shared.envelope import to_json_value
 from tuoyu_shared.errors import TuoyuError
 from tuoyu_shared.logs import get_logger
@@ -111,6 +113,12 @@ class CommandContextProvider(DependencyProvider):
             from tuoyu_shared.context import acting_as
 
             stack.enter_context(acting_as(principal))
+        if tracing.enabled():
+            stack.enter_context(tracing.span(
+                f"rpc {worker_ctx.service_name}.{worker_ctx.entrypoint.method_name}",
+                current_context().correlation_id, SpanKind.SERVER,
+                traceparent=data.get("traceparent"), service=worker_ctx.service_name,
+                method=worker_ctx.entrypoint.method_name))
         self._stacks[worker_ctx] = stack
         self._principals[worker_ctx] = principal
 

@@ -29,7 +29,9 @@ from typing import Any
 import amqp
 import psycopg
 from kombu import Connection
+from opentelemetry.trace import SpanKind
 
+from tuoyu_shared import tracing
 from tuoyu_shared.application import ServiceApplication
 from tuoyu_shared.asyncapi import cloudevents_headers
 from tuoyu_shared.catalogue import SchemaViolation, validate_envelope
@@ -127,7 +129,12 @@ class ConfirmingPublisher:
                                      env.source, env.event_id, env.event_type,
                                      env.schema_version, env.occurred_at, env.aggregate_id)},
         )
-        self._channel.basic_publish(message, exchange=self.exchange, routing_key=routing_key)
+        with tracing.span(f"publish {env.source}.{env.event_type}", env.correlation_id,
+                          SpanKind.PRODUCER, aggregate_id=env.aggregate_id,
+                          event_type=env.event_type, notification_id=env.notification_id,
+                          routing_key=routing_key):
+            self._channel.basic_publish(message, exchange=self.exchange,
+                                        routing_key=routing_key)
         self._pending.add(self._next_tag)
         self._next_tag += 1
 

@@ -54,6 +54,9 @@ def main() -> None:
     service_cls = service_class(args.service)
     settings = settings_for(service_cls.name)
     configure_logging(service_cls.name, settings.log_level)
+    from tuoyu_shared import tracing
+
+    tracing.configure(service_cls.name)
     config = {
         "AMQP_URI": settings.amqp_uri,
         "WEB_SERVER_ADDRESS": f"{args.host}:{args.port}",

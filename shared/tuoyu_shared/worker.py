@@ -236,6 +236,9 @@ class Worker:
         app = self.application() if self.application else None
         settings = app.settings if app is not None else settings_for(self.service)
         configure_logging(self.service, settings.log_level)
+        from tuoyu_shared import tracing
+
+        tracing.configure(self.service)
         reactions = self.reactions(app)
         remote = {view.name: view.consumer(settings) for view in self.read_models}
         own = app.views if app is not None else None

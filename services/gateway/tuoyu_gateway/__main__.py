@@ -67,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
         from tuoyu_gateway.app import create_app
 
         configure_logging("gateway", os.environ.get("TUOYU_LOG_LEVEL", "info"))
+        from tuoyu_shared import tracing
+
+        tracing.configure("gateway")
         sock = listening_socket(args.host, args.port)
         config = uvicorn.Config(create_app(), log_config=None, access_log=False)
         uvicorn.Server(config).run(sockets=[sock])

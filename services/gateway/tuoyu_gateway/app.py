@@ -34,14 +34,16 @@ from typing import Any
 from amqp.exceptions import AMQPError
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from opentelemetry.trace import SpanKind
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
+from tuoyu_shared import tracing
 from tuoyu_shared.auth import KeyRing, Principal, TokenInvalid
 from tuoyu_shared.commands import parse
 from tuoyu_shared.config import DEFAULT_AMQP
-from tuoyu_shared.context import command_context
+from tuoyu_shared.context import command_context, current_context
 from tuoyu_shared.envelope import to_json_value
 from tuoyu_shared.logs import get_logger
 from tuoyu_shared.routes import (
@@ -471,7 +473,12 @@ def create_app(settings: GatewaySettings | None = None,
                            .strip()} if principal is not None else {}
                 correlation = request.headers.get("x-correlation-id")
                 rpc_started = time.perf_counter()
-                with command_context(correlation_id=correlation[:100] if correlation else None):
+                with command_context(correlation_id=correlation[:100] if correlation else None
+                                     ), tracing.span(f"{request.method} {label}",
+                                                     current_context().correlation_id,
+                                                     SpanKind.SERVER, route=label) as span:
+                    if span is not None:
+                        context = {**context, "traceparent": tracing.traceparent_of(span)}
                     if route.services:
                         result = await run_in_threadpool(fan_out, route, args, kwargs, context)
                     else:
