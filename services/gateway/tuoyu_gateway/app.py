@@ -35,7 +35,13 @@ from amqp.exceptions import AMQPError
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from opentelemetry.trace import SpanKind
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
@@ -195,6 +201,8 @@ class Metrics:
                                      "Time spent waiting on the service's RPC reply",
                                      ["service"], registry=self.registry,
                                      buckets=(.001, .002, .005, .01, .025, .05, .1, .25, 1, 5))
+        # the process's own memory, CPU and file descriptors, as every other process has
+        ProcessCollector(registry=self.registry)
 
 
 def load_routes(modules: tuple[str, ...]) -> list[Route]:
