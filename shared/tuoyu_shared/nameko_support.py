@@ -11,14 +11,23 @@ import inspect
 import json
 import os
 import re
+import sys
 from collections.abc import Callable
 from contextlib import ExitStack
-from functools import wraps
+from functools import partial, wraps
 from typing import Any
 from urllib.parse import unquote, unquote_to_bytes
 
+from nameko.constants import (
+    AMQP_SSL_CONFIG_KEY,
+    AMQP_URI_CONFIG_KEY,
+    DEFAULT_SERIALIZER,
+    LOGIN_METHOD_CONFIG_KEY,
+    SERIALIZER_CONFIG_KEY,
+)
+from nameko.exceptions import ContainerBeingKilled, MalformedRequest
 from nameko.extensions import DependencyProvider
-from nameko.rpc import rpc
+from nameko.rpc import Responder, Rpc, RpcConsumer, get_rpc_exchange
 from nameko.web.handlers import http
 from opentelemetry.trace import SpanKind
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -43,6 +52,83 @@ from tuoyu_shared.validation import (
 )
 
 log = get_logger("tuoyu.http")
+
+
+class _AckedAtStartConsumer(RpcConsumer):
+    """nameko's RPC consumer, which acks a request once its worker has started
+    (:class:`AtMostOnceRpc`) rather than after its reply."""
+
+    def handle_result(self, message: Any, result: Any, exc_info: Any) -> Any:
+        config = self.container.config
+        responder = Responder(config[AMQP_URI_CONFIG_KEY], get_rpc_exchange(config),
+                              config.get(SERIALIZER_CONFIG_KEY, DEFAULT_SERIALIZER), message,
+                              ssl=config.get(AMQP_SSL_CONFIG_KEY),
+                              login_method=config.get(LOGIN_METHOD_CONFIG_KEY))
+        result, exc_info = responder.send_response(result, exc_info)
+        if not message.acknowledged:  # refused before its worker started
+            self.queue_consumer.ack_message(message)
+        return result, exc_info
+
+
+class AtMostOnceRpc(Rpc):
+    """An RPC entrypoint that runs each request at most once.
+
+    nameko acks a request after its reply: a process killed after a command committed and
+    before the ack gets the request again from the broker once it is back, and runs the
+    command a second time (two hires for one request; or a refusal, "already registered",
+    answered for a command that succeeded). Here the request is acked as soon as its worker
+    has started. A process that dies while running it leaves the caller without a reply (a
+    timeout: 503, outcome unknown, as any lost answer over a network), never with the
+    command run twice. Requests not yet started when a process dies (prefetched, waiting for
+    a worker) are not acked, and go to another process."""
+
+    rpc_consumer = _AckedAtStartConsumer()
+
+    def handle_message(self, body: Any, message: Any) -> None:
+        try:
+            args = body["args"]
+            kwargs = body["kwargs"]
+        except KeyError:
+            raise MalformedRequest("Message missing `args` or `kwargs`") from None
+        self.check_signature(args, kwargs)
+        context_data = self.unpack_message_headers(message)
+        handle_result = partial(self.handle_result, message)
+        try:
+            self.container.spawn_worker(self, args, kwargs, context_data=context_data,
+                                        handle_result=handle_result)
+        except ContainerBeingKilled:
+            self.rpc_consumer.requeue_message(message)
+            return
+        self.rpc_consumer.queue_consumer.ack_message(message)
+
+    def handle_result(self, message: Any, worker_ctx: Any, result: Any, exc_info: Any) -> Any:
+        """A request that failed because something it needs is away (the service's database
+        restarting, another service not answering) is answered as
+        :class:`~tuoyu_shared.errors.Unavailable` (503: try again), not as a failure of the
+        service (502)."""
+        if exc_info is not None and _is_outage(exc_info[1]):
+            from tuoyu_shared.errors import Unavailable
+
+            log.warning("rpc.unavailable", method=worker_ctx.entrypoint.method_name,
+                        error=repr(exc_info[1])[:300])
+            try:
+                raise Unavailable(f"{worker_ctx.service_name} cannot serve this request "
+                                  "now (a store or service it needs is away): try again"
+                                  ) from exc_info[1]
+            except Unavailable:
+                exc_info = sys.exc_info()
+        return super().handle_result(message, worker_ctx, result, exc_info)
+
+
+def _is_outage(error: BaseException) -> bool:
+    from tuoyu_shared.consumer import OUTAGE, failure_kind
+    from tuoyu_shared.errors import TuoyuError
+
+    return not isinstance(error, TuoyuError) and failure_kind(error) == OUTAGE
+
+
+#: The services' RPC entrypoint decorator (at most once: :class:`AtMostOnceRpc`).
+rpc = AtMostOnceRpc.decorator
 
 
 class ApplicationProvider(DependencyProvider):

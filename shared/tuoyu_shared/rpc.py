@@ -105,24 +105,37 @@ class RpcClient:
         if self._conn is not None and self.heartbeat and \
                 time.monotonic() - self._last_used > self.heartbeat / 2:
             self.close()
-        if self._conn is None:
-            self._connect()
         ctx = current_context()
         correlation_id = str(uuid.uuid4())
         headers = {f"nameko.{k}": v for k, v in ctx.as_dict().items() if v}
         for key, value in (rpc_context or {}).items():
             headers[f"nameko.{key}"] = value
         headers["nameko.call_id_stack"] = [f"tuoyu-client.{method}.{correlation_id}"]
+        body = json.dumps({"args": list(args), "kwargs": kwargs})
+        # Published without kombu's retry: a connection it revived by itself would lack this
+        # client's reply queue (exclusive, gone with the old connection), and every reply
+        # would be dropped. A connection found broken is opened again here, whole, once.
+        for attempt in (1, 2):
+            if self._conn is None:
+                self._connect()
+            assert self._conn is not None
+            errors = (OSError, *self._conn.connection_errors)
+            try:
+                self._producer.publish(
+                    body, routing_key=f"{service}.{method}", reply_to=self._reply_key,
+                    correlation_id=correlation_id, content_type="application/json",
+                    content_encoding="utf-8", headers=headers, retry=False, mandatory=True,
+                    # no declare=[reply queue]: the consumer declared it on connecting, and
+                    # kombu does not cache an auto-delete queue's declaration, so every call
+                    # paid a queue.declare round trip to the broker for nothing
+                )
+                break
+            except errors:
+                self.close()
+                if attempt == 2:
+                    raise
+        assert self._conn is not None
         try:
-            self._producer.publish(
-                json.dumps({"args": list(args), "kwargs": kwargs}),
-                routing_key=f"{service}.{method}", reply_to=self._reply_key,
-                correlation_id=correlation_id, content_type="application/json",
-                content_encoding="utf-8", headers=headers, retry=True, mandatory=True,
-                # no declare=[reply queue]: the consumer declared it on connecting, and kombu
-                # does not cache an auto-delete queue's declaration, so every call paid a
-                # queue.declare round trip to the broker for nothing
-            )
             deadline = time.monotonic() + self.timeout
             while correlation_id not in self._replies:
                 if correlation_id in self._returned:

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from nameko.rpc import rpc
-
 from tuoyu_credit import bootstrap
 from tuoyu_credit.application import LISTING_STEPS, CreditApplication
 from tuoyu_shared.envelope import to_json_value
@@ -22,6 +20,7 @@ from tuoyu_shared.nameko_support import (
     ApplicationProvider,
     CommandContextProvider,
     EventLogEntrypoints,
+    rpc,
 )
 
 

@@ -17,7 +17,6 @@ from typing import Any
 import psycopg
 from amqp.exceptions import AMQPError
 from nameko.extensions import DependencyProvider
-from nameko.rpc import rpc
 from nameko.web.handlers import http
 from prometheus_client.core import GaugeMetricFamily
 from werkzeug.wrappers import Response
@@ -31,7 +30,12 @@ from tuoyu_shared.context import current_principal
 from tuoyu_shared.errors import Forbidden
 from tuoyu_shared.metrics import ReadModelCollector, render
 from tuoyu_shared.nameko_metrics import RequestMetrics
-from tuoyu_shared.nameko_support import CommandContextProvider, HealthEntrypoints, http_json
+from tuoyu_shared.nameko_support import (
+    CommandContextProvider,
+    HealthEntrypoints,
+    http_json,
+    rpc,
+)
 from tuoyu_shared.rpc import RemoteError, RpcPool, RpcTimeout, UnknownService
 from tuoyu_shared.validation import FieldError, ValidationFailed, Validator
 

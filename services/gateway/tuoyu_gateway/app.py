@@ -522,8 +522,12 @@ def create_app(settings: GatewaySettings | None = None,
                 metrics.requests.labels(label, str(problem.status)).inc()
                 return problem.response()
             except RpcTimeout:
+                # a service answers each request at most once (AtMostOnceRpc): one that
+                # died while running a command leaves its outcome unknown, never doubled
                 return refuse(Problem(504, "service_timeout",
-                                      f"{route.service} did not answer in time"), label)
+                                      f"{route.service} did not answer in time; a command "
+                                      "may have been recorded: read it back before "
+                                      "sending it again"), label)
             except UnknownService:
                 return refuse(Problem(503, "service_unavailable",
                                       f"{route.service} is not running"), label)

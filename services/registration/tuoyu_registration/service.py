@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from nameko.rpc import rpc
-
 from tuoyu_registration import bootstrap
 from tuoyu_registration.application import RegistrationApplication
 from tuoyu_registration.routes import INSTITUTION_COMMANDS
@@ -22,6 +20,7 @@ from tuoyu_shared.nameko_support import (
     CommandContextProvider,
     EventLogEntrypoints,
     PeopleEntrypoints,
+    rpc,
 )
 
 
