@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup run stop test lint lint-docker bench clean
+.PHONY: setup run stop test soak lint lint-docker bench clean
 
 setup:
 	@bash deploy/local/setup.sh
@@ -19,6 +19,11 @@ stop:
 ## ruff, then the whole pytest suite against real PostgreSQL and RabbitMQ.
 test: setup lint
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+## The reliability suite's long version: every fault again and again for 30 minutes
+## (TUOYU_SOAK_MINUTES), then the processes' resource bounds; bench-results/reliability/soak.md.
+soak: setup
+	TUOYU_RELIABILITY_PROFILE=soak $(PY) -m pytest -q tests/reliability/test_soak.py $(PYTEST_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check .
