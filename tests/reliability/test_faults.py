@@ -24,6 +24,7 @@ def test_nothing_is_lost_doubled_or_different_after(suite, name, fault_text, fau
     assert result.accepted > 0, f"the load was refused throughout: {result.notes}"
     assert result.clean, "\n".join(result.problems)
     assert result.lost == result.duplicated == result.mismatches == 0
+    assert not suite.workload.bugs, suite.workload.bugs[-1]
 
 
 def test_the_checks_see_a_changed_read_model_and_a_stray_dead_letter(suite):
@@ -54,3 +55,16 @@ def test_the_checks_see_a_changed_read_model_and_a_stray_dead_letter(suite):
                          (name, institution))
             conn.execute("DELETE FROM consumer_dead_letters WHERE notification_id = 999999")
     assert checks.read_model_mismatches(suite.system, suite.rebuild_urls)[0] == []
+
+
+#: What the mix must have had accepted over the run (the load is what the table says it is).
+MIX = ("register_institution", "submit_filing", "issue_filing_receipt", "report_enrolment",
+       "request_hire", "schedule_targeted_visit", "record_item_results", "sign_off",
+       "draft_application", "submit_application", "review_application", "create_batch",
+       "export_batch", "import_results")
+
+
+def test_the_load_covered_the_mix(suite):
+    counts = suite.recorder.counts()
+    missing = [name for name in MIX if counts.get(name, {}).get("accepted", 0) == 0]
+    assert not missing, f"never accepted: {missing}; counts: {counts}"

@@ -52,7 +52,8 @@ COLUMNS = (("scenario", "name"), ("accepted", "accepted"), ("refused", "refused"
            ("converged in s", "converge_seconds"))
 
 
-def markdown(results: list[ScenarioResult], resources: dict[str, Any], profile: str) -> str:
+def markdown(results: list[ScenarioResult], resources: dict[str, Any], profile: str,
+             commands: dict[str, dict[str, int]] | None = None) -> str:
     lines = [f"# Reliability run ({profile})", "",
              f"{datetime.now(UTC).isoformat(timespec='seconds')}, {platform.node()}, "
              f"{os.cpu_count()} cores.", "",
@@ -66,6 +67,12 @@ def markdown(results: list[ScenarioResult], resources: dict[str, Any], profile: 
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Faults:", ""]
     lines += [f"- **{r.name}**: {r.fault}" for r in results]
+    if commands:
+        lines += ["", "Commands over the run:", "",
+                  "| command | accepted | refused | unknown | no change |", "|---|---|---|---|---|"]
+        for name, c in commands.items():
+            lines.append(f"| {name} | {c['accepted']} | {c['refused']} | {c['unknown']} | "
+                         f"{c['noop']} |")
     problems = [(r.name, p) for r in results for p in r.problems]
     if problems:
         lines += ["", "Problems:", ""] + [f"- {name}: {p}" for name, p in problems]
@@ -87,16 +94,17 @@ def markdown(results: list[ScenarioResult], resources: dict[str, Any], profile: 
 
 
 def write(folder: Path, results: list[ScenarioResult], resources: dict[str, Any],
-          profile: str) -> tuple[Path, Path]:
+          profile: str, commands: dict[str, dict[str, int]] | None = None
+          ) -> tuple[Path, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     data = {"profile": profile, "at": datetime.now(UTC).isoformat(timespec="seconds"),
             "machine": {"node": platform.node(), "cores": os.cpu_count()},
             "scenarios": [asdict(r) | {"clean": r.clean} for r in results],
-            "resources": resources}
+            "commands": commands or {}, "resources": resources}
     as_json = folder / f"{profile}.json"
     as_md = folder / f"{profile}.md"
     as_json.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
-    as_md.write_text(markdown(results, resources, profile), encoding="utf-8")
+    as_md.write_text(markdown(results, resources, profile, commands or {}), encoding="utf-8")
     return as_json, as_md
 
 

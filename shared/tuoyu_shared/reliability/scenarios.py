@@ -148,6 +148,8 @@ class Suite:
         result.audit_failures = len(audit)
         result.problems += [f"audit: {a}" for a in audit]
         took("audit")
+        if self.workload.bugs:  # the driver itself failed: the load was not what it says
+            result.problems += [f"load driver: {b.splitlines()[-1]}" for b in self.workload.bugs]
         statuses: dict[str, int] = {}
         for o in mine:
             key = str(o.status) if o.status is not None else "no answer"
@@ -156,7 +158,8 @@ class Suite:
 
     def write_report(self) -> dict[str, Any]:
         resources = self.resources.summary(**self.bounds)
-        write(self.report_dir, self.results, resources, self.profile.name)
+        write(self.report_dir, self.results, resources, self.profile.name,
+              commands=self.recorder.counts())
         return resources
 
     def close(self) -> dict[str, Any]:
@@ -325,6 +328,9 @@ SCENARIOS: tuple[tuple[str, str, Fault | None], ...] = (
     ("kill-workers", "kill -9 of each worker (relay, consumers, timers), one after another",
      kill_each("worker")),
     ("kill-gateway", "kill -9 of the gateway, twice", kill_gateway),
+    # early: the notices it ends make applications payable, so the payments (batches, their
+    # export and results) run under the faults after it
+    ("clock-jump", "the workers' wall clock 40 days ahead, then back", clock_jump),
     ("broker-restart", "RabbitMQ stopped, then started again", broker_restart),
     ("queues-purged", "every queue of the system purged (events and RPC)", queues_purged),
     ("credit-db-restart", "credit's PostgreSQL stopped, then started again",
@@ -335,7 +341,6 @@ SCENARIOS: tuple[tuple[str, str, Fault | None], ...] = (
     ("poison", "a poison event written into registration's store; unreadable messages "
      "published to two exchanges", poison),
     ("duplicates", "published events sent again, 20 times each, on four exchanges", duplicates),
-    ("clock-jump", "the workers' wall clock 40 days ahead, then back", clock_jump),
     ("combined", "a worker and a service killed, links slowed, RabbitMQ and credit's "
      "database restarted, duplicates sent, all at once", combined),
 )
