@@ -491,3 +491,26 @@ def test_a_district_officer_acts_on_their_own_districts_plans_only(app, rosters,
     with as_officer("health-1", "health"), acting_as(own):
         app.record_seed(plan["plan_id"])
         assert app.plan(plan["plan_id"])["status"] == "seeded"
+
+
+def test_results_sent_again_are_answered_as_unchanged_not_recorded(app, rosters, add_institutions):
+    """A department's page sent again (a retry after an answer lost on the network) records
+    nothing, and says so: before, the answer claimed every result recorded (found by the
+    reliability suite, which counted such a command as accepted with no event)."""
+    add_institutions(app, 2, grade="B")
+    target = joint_plan(app, targets=1)["targets"][0]
+    institution, visit_id = target["institution_id"], target["visit_id"]
+    visit = app.visit(institution, visit_id)
+    codes = [i["code"] for i in visit["items"] if i["department"] == "health"][:3]
+    officer = visit["inspectors"]["health"][0]
+    page = {"results": [{"item": code, "result": "met"} for code in codes]}
+    with as_officer(officer, "health"):
+        first = app.record_item_results(institution, visit_id, page)
+        before = len(events(app))
+        again = app.record_item_results(institution, visit_id, page)
+        assert len(events(app)) == before
+        changed = app.record_item_results(institution, visit_id, {"results": [
+            {"item": codes[0], "result": "not_met", "note": "未见晨检记录"}, *page["results"][1:]]})
+    assert (first["recorded"], first["unchanged"]) == (3, 0)
+    assert (again["recorded"], again["unchanged"], again["version"]) == (0, 3, first["version"])
+    assert (changed["recorded"], changed["unchanged"]) == (1, 2)

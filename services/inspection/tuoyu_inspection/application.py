@@ -629,18 +629,19 @@ class InspectionApplication(ServiceApplication):
         actor, department = self._caller()
         today = self.today()
 
-        def record(v: SupervisionVisit) -> int:
+        def record(v: SupervisionVisit) -> tuple[int, int]:
+            recorded = 0  # a retry's results, already there, are not recorded again
             for i, r in enumerate(command.results):
                 try:
-                    v.record_item_result(r.item, r.result, r.note or "", department, actor,
-                                         today)
+                    recorded += v.record_item_result(r.item, r.result, r.note or "",
+                                                     department, actor, today)
                 except FieldError as e:
                     raise FieldError(f"results[{i}].{e.field}", e.reason, e.code) from None
-            return v.version
+            return v.version, recorded
 
-        version = self._update_visit(institution_id, visit_id, record)
-        return {"visit_id": str(visit_id), "recorded": len(command.results),
-                "version": version}
+        version, recorded = self._update_visit(institution_id, visit_id, record)
+        return {"visit_id": str(visit_id), "recorded": recorded,
+                "unchanged": len(command.results) - recorded, "version": version}
 
     @refusing_field_errors
     def record_finding(self, institution_id: str, visit_id: str,

@@ -682,7 +682,9 @@ class Workload:
                 results[-1] = {**results[-1], "note": f"复核 {attempt}"}
             outcome, _ = self._send("record_item_results", "inspection", "POST",
                                     f"{path}/results", {"results": results},
-                                    self._inspector(department, inspector), visit.visit_id)
+                                    self._inspector(department, inspector), visit.visit_id,
+                                    # a retry of a page recorded already (its answer lost)
+                                    noop=lambda reply: reply.get("recorded") == 0)
             if self._settle(case, key, outcome, done_on_conflict=False):
                 visit.recorded.add(department)
             return outcome

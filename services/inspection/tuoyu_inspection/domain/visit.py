@@ -216,18 +216,21 @@ class SupervisionVisit(Aggregate):
         recorded_on: date
 
     def record_item_result(self, item: str, result: str, note: str, department: str,
-                           inspector: str, on: date) -> None:
+                           inspector: str, on: date) -> bool:
+        """Record one item's result; False when it is the result already recorded (nothing
+        new)."""
         self._require_status(VisitStatus.SCHEDULED, VisitStatus.IN_PROGRESS,
                              doing="record a result")
         self._require_inspector(department, inspector)
         found = self._item(item, department)
         previous = self.results.get(item)
         if previous is not None and (previous["result"], previous["note"]) == (result, note):
-            return  # the same result again: nothing new
+            return False  # the same result again: nothing new
         self._started(on)
         self._item_result(item=item, result=result,
                           points=points_awarded(result, found["points"]), department=department,
                           inspector=inspector, note=note, recorded_on=on)
+        return True
 
     @event(ItemResultRecorded)
     def _item_result(self, item: str, result: str, points: int | None, department: str,
