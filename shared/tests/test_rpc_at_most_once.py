@@ -91,17 +91,21 @@ def delete_queue(amqp_uri: str) -> None:
         conn.channel().queue_delete("rpc-slowtest")
 
 
+def service_env(tmp_path, servers, url: str, **extra: str) -> dict[str, str]:
+    """The test service written out, its environment, and its queue of an earlier run gone."""
+    (tmp_path / "slow_service.py").write_text(SERVICE)
+    delete_queue(servers.amqp_uri)
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path),
+                                                         os.environ.get("PYTHONPATH", "")]),
+            "TUOYU_SLOWTEST_AMQP_URI": servers.amqp_uri, "SLOW_DATABASE_URL": url, **extra}
+
+
 def test_a_request_running_when_its_service_is_killed_is_not_run_again(
         tmp_path, servers, fresh_database):
     url = fresh_database("slow", migrated=False)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE TABLE slow_calls (id serial PRIMARY KEY, marker text)")
-    (tmp_path / "slow_service.py").write_text(SERVICE)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path),
-                                                        os.environ.get("PYTHONPATH", "")]),
-           "TUOYU_SLOWTEST_AMQP_URI": servers.amqp_uri, "SLOW_DATABASE_URL": url,
-           "TUOYU_MAX_WORKERS": "1"}
-    delete_queue(servers.amqp_uri)  # nothing of an earlier run
+    env = service_env(tmp_path, servers, url, TUOYU_MAX_WORKERS="1")
     service = start(tmp_path, env)
     try:
         wait_for(lambda: queue_length(servers.amqp_uri) is not None, timeout=60,
@@ -128,11 +132,7 @@ def test_a_request_failing_on_an_outage_is_answered_unavailable_and_a_bug_is_not
     from tuoyu_shared.rpc import RemoteError, RpcPool
 
     url = fresh_database("slow", migrated=False)
-    (tmp_path / "slow_service.py").write_text(SERVICE)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path),
-                                                        os.environ.get("PYTHONPATH", "")]),
-           "TUOYU_SLOWTEST_AMQP_URI": servers.amqp_uri, "SLOW_DATABASE_URL": url}
-    delete_queue(servers.amqp_uri)
+    env = service_env(tmp_path, servers, url)
     service = start(tmp_path, env)
     pool = RpcPool(servers.amqp_uri, 20)
     try:
@@ -169,11 +169,7 @@ def test_a_client_calls_again_soon_after_the_broker_restarted(tmp_path, servers,
     if servers.rabbit is None:
         pytest.skip("needs the private local servers (stops the broker)")
     url = fresh_database("slow", migrated=False)
-    (tmp_path / "slow_service.py").write_text(SERVICE)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path),
-                                                        os.environ.get("PYTHONPATH", "")]),
-           "TUOYU_SLOWTEST_AMQP_URI": servers.amqp_uri, "SLOW_DATABASE_URL": url}
-    delete_queue(servers.amqp_uri)
+    env = service_env(tmp_path, servers, url)
     service = start(tmp_path, env)
     client = RpcClient(servers.amqp_uri, timeout=5)
     try:
