@@ -43,6 +43,7 @@ import threading
 import time
 import zipfile
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -178,9 +179,38 @@ class AuditTrail:
         self.table = sql.Identifier(app.recorder.events_table_name)
         self._tree = merkle.CompactRange()
         self._tree_lock = threading.Lock()
+        #: The worker loop's own connection, kept between wake-ups (None: one per call).
+        self._held: psycopg.Connection | None = None
+        self._holder: int | None = None  # the thread of the loop that keeps it
 
     def _connect(self) -> psycopg.Connection:
         return psycopg.connect(self.settings.database_url)
+
+    @contextmanager
+    def _session(self) -> Iterator[psycopg.Connection]:
+        """A connection for one step of the worker loop: the loop's own one, kept open
+        between wake-ups (a new session per commit cost PostgreSQL a backend and an
+        authentication each time), or a connection of its own outside the loop. A step ends
+        with its transaction committed; one that fails drops the kept connection."""
+        if self._holder != threading.get_ident():
+            with self._connect() as conn:
+                yield conn
+            return
+        conn = self._held
+        if conn is None or conn.closed or conn.broken:
+            conn = self._held = self._connect()
+        try:
+            yield conn
+            conn.commit()
+        except BaseException:
+            self._drop_held()
+            raise
+
+    def _drop_held(self) -> None:
+        conn, self._held = self._held, None
+        if conn is not None:
+            with suppress(Exception):
+                conn.close()
 
     # ---- the tree ---------------------------------------------------------------------------
     def _records(self, conn: psycopg.Connection, after: int, limit: int,
@@ -213,7 +243,7 @@ class AuditTrail:
     def append(self, limit: int = 5000) -> int:
         """Hash the stored records after the last leaf into the tree (at most ``limit``);
         returns how many. One appender at a time (a transaction-scoped advisory lock)."""
-        with self._connect() as conn, conn.transaction():
+        with self._session() as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))",
                          (_LOCK.format(self.service),))
             last = conn.execute("SELECT position, notification_id FROM audit_leaves "
@@ -264,7 +294,7 @@ class AuditTrail:
 
     def checkpoint(self) -> dict[str, Any] | None:
         """Sign the tree as it is, if it grew since the last checkpoint (None otherwise)."""
-        with self._connect() as conn, conn.transaction():
+        with self._session() as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))",
                          (_LOCK.format(self.service),))
             tree, last_id = self._current_tree(conn)
@@ -700,7 +730,7 @@ class AuditTrail:
     # ---- the worker's part ------------------------------------------------------------------
     def publish_pending(self, publisher: Any | None) -> int:
         """Send the checkpoints not yet published to the exchange and the folder."""
-        with self._connect() as conn:
+        with self._session() as conn:
             rows = conn.execute("SELECT tree_size, checkpoint FROM audit_checkpoints WHERE "
                                 "published_at IS NULL ORDER BY tree_size").fetchall()
             for size, cp in rows:
@@ -727,6 +757,7 @@ class AuditTrail:
         interval = self.settings.audit_checkpoint_interval
         next_checkpoint = time.monotonic() + min(interval, 5.0)
         backoff = 0.1
+        self._holder = threading.get_ident()
         while not stop.is_set():
             try:
                 commits.listen()
@@ -742,8 +773,11 @@ class AuditTrail:
                 log.warning("audit.unavailable", error=repr(e), retry_in=backoff)
                 publisher.close()
                 commits.close()
+                self._drop_held()
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
+        self._holder = None
+        self._drop_held()
         publisher.close()
         commits.close()
 

@@ -352,3 +352,33 @@ def test_a_replay_tells_a_view_that_differs_from_its_log(app, empty_database):
         conn.execute(f"DELETE FROM {table}")
     result = app.audit_trail.replay_check(empty_database)
     assert not result["ok"] and not result["views"][table]["equal"], result
+
+
+
+def test_the_worker_loop_keeps_one_connection_across_commits(app):
+    """The worker hashes each commit's records as it lands. It used to open a new session for
+    every step (two a commit: PostgreSQL forked and authenticated a backend each time, about
+    1.5 sessions per command across the system); its loop now keeps one."""
+    import threading
+    import time
+
+    trail = app.audit_trail
+    opened_by = []
+    connect = trail._connect
+    trail._connect = lambda: opened_by.append(threading.get_ident()) or connect()
+    stop = threading.Event()
+    loop = threading.Thread(target=trail.run, args=(stop,), daemon=True)
+    loop.start()
+    try:
+        for n in range(1, 13):
+            _file(app, n)
+            time.sleep(0.05)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and len(trail.leaves()) < 12:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        loop.join(10)
+    assert len(trail.leaves()) == 12, "every record hashed by the loop"
+    assert opened_by.count(loop.ident) == 1, f"{opened_by.count(loop.ident)} sessions"
+    assert trail._held is None, "the loop closes its connection when it stops"
