@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -51,6 +52,10 @@ from tuoyu_shared.testing import auth_env, bearer
 from tuoyu_shared.validation import resident_id_check_character
 
 RESULTS = Path(__file__).resolve().parent.parent / "bench-results"
+BENCH_ROOT = Path(__file__).resolve().parent.parent / ".local" / "bench"
+#: After a measured run, how long its downstream work (relays, reactions, views) may take
+#: to finish, inside the CPU measurement.
+SETTLE_SECONDS = 2.0
 CLIENTS = (1, 8, 32)
 PORT_OFFSET = 1000
 #: Targets of issue 9 (HTTP, 8 clients, against the raw save): one process, two processes.
@@ -95,6 +100,77 @@ def group_of_services(servers: Servers, instances: int):
                 for name in names.values():
                     conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
                         sql.Identifier(name)))
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU of a process so far (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def server_pids(root: Path) -> dict[str, set[int]]:
+    """The bench's own PostgreSQL and RabbitMQ processes: those started with ``root`` on
+    their command line, and all their descendants (PostgreSQL's backends, Erlang's helpers)."""
+    parents: dict[int, int] = {}
+    named: dict[str, set[int]] = {"postgres": set(), "rabbitmq": set()}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(
+                "utf-8", "replace")
+            parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1]
+                                           .split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if str(root) in cmdline:
+            named["rabbitmq" if "rabbit" in cmdline else "postgres"].add(int(entry.name))
+    for pids in named.values():
+        grew = True
+        while grew:
+            more = {pid for pid, parent in parents.items() if parent in pids} - pids
+            pids |= more
+            grew = bool(more)
+    return named
+
+
+class CpuMeter:
+    """CPU seconds of every process of the group (and of the bench's servers), to give each
+    measurement its CPU per command by process: where the two cores went."""
+
+    def __init__(self, group: ProcessGroup, servers: Servers):
+        self.group, self.servers = group, servers
+        self.idle_per_second: dict[str, float] = {}
+
+    def read(self) -> dict[str, float]:
+        seconds = {name: cpu_seconds(pid) for name, pid in self.group.pids().items()}
+        if self.servers.origin == "local":
+            for name, pids in server_pids(BENCH_ROOT).items():
+                seconds[name] = sum(cpu_seconds(pid) for pid in pids)
+        return seconds
+
+    def measure_idle(self, seconds: float = 3.0) -> None:
+        before = self.read()
+        time.sleep(seconds)
+        after = self.read()
+        self.idle_per_second = {k: (after[k] - before.get(k, 0.0)) / seconds for k in after}
+
+    def per_command(self, before: dict[str, float], after: dict[str, float], seconds: float,
+                    commands: int) -> dict[str, float]:
+        """ms of CPU per command by process, less what the process spends idle (timers,
+        heartbeats) over the same time."""
+        out = {}
+        for name, end in after.items():
+            used = end - before.get(name, 0.0) - self.idle_per_second.get(name, 0.0) * seconds
+            out[name] = round(max(used, 0.0) * 1000 / max(commands, 1), 2)
+        return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
 
 def log_head(database_url: str, table: str) -> int:
@@ -214,6 +290,8 @@ def bench_paths(servers: Servers, instances: int, n: int, checks: Checks,
                 numbers: Numbers) -> list[dict[str, Any]]:
     results = []
     with group_of_services(servers, instances) as (group, env):
+        meter = CpuMeter(group, servers)
+        meter.measure_idle()
         for name, service, path, method, body_of, table in PATHS:
             url = env[f"TUOYU_{service.upper()}_DATABASE_URL"]
             port = group.port(next(s for s in SERVICES if s.name == "gateway"))
@@ -226,8 +304,16 @@ def bench_paths(servers: Servers, instances: int, n: int, checks: Checks,
                               RpcSender(env["TUOYU_AMQP_URI"], service, method, body_of,
                                         numbers, per_client))
                     before = log_head(url, table)
+                    cpu_before, cpu_started = meter.read(), time.monotonic()
                     result = run_clients(clients, per_client, sender)
                     after = log_head(url, table)
+                    if clients == 8:
+                        time.sleep(SETTLE_SECONDS)
+                        cpu = meter.per_command(cpu_before, meter.read(),
+                                                time.monotonic() - cpu_started,
+                                                result["commands"])
+                        result["cpu_ms_per_command"] = {"total": round(sum(cpu.values()), 2),
+                                                        **cpu}
                     label = f"{transport}_{name}"
                     checks.equal(f"{label} x{clients} ({instances} process(es)): accepted",
                                  result["commands"] - result["refused"], result["commands"])
@@ -406,6 +492,12 @@ def main(argv: list[str] | None = None) -> int:
     for r in paths:
         print(f"{r['name']:34} {r['clients']:>7} {r['processes']:>5} {r['per_second']:>9.1f} "
               f"{r['ratio_to_raw_save']:>6.2f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f}")
+    for r in paths:
+        if "cpu_ms_per_command" in r:
+            cpu = r["cpu_ms_per_command"]
+            print(f"CPU ms per command, {r['name']} x8 {r['processes']}p: total "
+                  f"{cpu['total']}: " + ", ".join(f"{k} {v}" for k, v in cpu.items()
+                                                   if k != "total" and v >= 0.05))
     e = end_to_end
     print(f"\nend to end (HTTP command -> dashboard row), {e['rate_sent']}/s sent for "
           f"{e['seconds']} s: p50 {e['p50_ms']} ms, p95 {e['p95_ms']} ms, p99 {e['p99_ms']} ms")

@@ -750,9 +750,10 @@ class AuditTrail:
     def run(self, stop: threading.Event) -> None:
         """Worker part: leaves as events commit, a checkpoint every interval while the log
         grows, each published (exchange and folder); never dies, backs off."""
-        from tuoyu_shared.tail import CommitSignal
+        from tuoyu_shared.tail import CommitSignal, Pacer
 
         commits = CommitSignal(self.settings.database_url, self.app.events_channel)
+        pacer = Pacer(getattr(self.settings, "audit_batch_window", 0.0))
         publisher = CheckpointPublisher(self.settings)
         interval = self.settings.audit_checkpoint_interval
         next_checkpoint = time.monotonic() + min(interval, 5.0)
@@ -761,6 +762,7 @@ class AuditTrail:
         while not stop.is_set():
             try:
                 commits.listen()
+                pacer.wait(stop)
                 appended = self.append()
                 if time.monotonic() >= next_checkpoint:
                     self.checkpoint()

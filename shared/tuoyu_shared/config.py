@@ -58,6 +58,12 @@ class Settings:
     consumer_retry_delay: float = 0.2
     consumer_catchup_interval: float = 5.0
     relay_batch_size: int = 500
+    #: Seconds a follower (relay, projector, consumer) lets commits gather after a round
+    #: before its next one (TUOYU_BATCH_WINDOW_MS): under load they land in one round.
+    batch_window: float = 0.01
+    #: The same for the audit appender (TUOYU_AUDIT_BATCH_WINDOW_MS), whose leaves no reader
+    #: waits for between checkpoints.
+    audit_batch_window: float = 0.25
     #: Seconds between AMQP heartbeats (relay, consumers, RPC clients): a half-open connection
     #: is noticed within about two of them, and a standby consumer takes over.
     amqp_heartbeat: float = 30.0
@@ -189,6 +195,8 @@ def settings_for(service: str) -> Settings:
         consumer_retry_delay=float(_env("TUOYU_CONSUMER_RETRY_DELAY", "0.2")),
         consumer_catchup_interval=float(_env("TUOYU_CONSUMER_CATCHUP_INTERVAL", "5")),
         relay_batch_size=int(_env("TUOYU_RELAY_BATCH_SIZE", "500")),
+        batch_window=float(_env("TUOYU_BATCH_WINDOW_MS", "10")) / 1000,
+        audit_batch_window=float(_env("TUOYU_AUDIT_BATCH_WINDOW_MS", "250")) / 1000,
         amqp_heartbeat=_heartbeat(),
         audit_signing_keys=_audit_signing_keys(service),
         audit_checkpoint_interval=float(_env("TUOYU_AUDIT_CHECKPOINT_INTERVAL", "60")),

@@ -43,6 +43,7 @@ from tuoyu_shared.config import queue_arguments
 from tuoyu_shared.context import command_context
 from tuoyu_shared.envelope import Envelope, UnreadableEnvelope
 from tuoyu_shared.logs import get_logger
+from tuoyu_shared.tail import Pacer
 
 log = get_logger("tuoyu.consumer")
 
@@ -587,6 +588,7 @@ class TrackedConsumer:
         retry_delay: float = 0.2,
         catchup_interval: float = 5.0,
         page_size: int = 500,
+        batch_window: float = 0.0,
         heartbeat: float = 30.0,
         statement_timeout_patience: float = STATEMENT_TIMEOUT_PATIENCE,
         sleep: Callable[[float], None] = time.sleep,
@@ -603,6 +605,8 @@ class TrackedConsumer:
         self.retry_delay = retry_delay
         self.catchup_interval = catchup_interval
         self.page_size = page_size
+        #: after a round, messages gather this long before the next (see tail.Pacer)
+        self.pacer = Pacer(batch_window)
         self.heartbeat = heartbeat
         self.statement_timeout_patience = statement_timeout_patience
         self.sleep = sleep
@@ -860,6 +864,7 @@ class TrackedConsumer:
         backoff = 0.2
         while not stop.is_set():
             try:
+                self.pacer.wait(stop)
                 self.catch_up()
                 wake(1.0)
                 backoff = 0.2
@@ -936,10 +941,13 @@ class TrackedConsumer:
                             try:
                                 conn.drain_events(timeout=0.5)
                                 last_activity = time.monotonic()
-                                # what else has arrived already, up to a page, in one batch
+                                # what else has arrived already, or arrives within the
+                                # rest of the window since the last round, up to a page:
+                                # in one batch
                                 while len(self._delivered) < self.page_size:
                                     try:
-                                        conn.drain_events(timeout=0.001)
+                                        conn.drain_events(
+                                            timeout=max(0.001, self.pacer.due_in()))
                                     except TimeoutError:
                                         break
                             except TimeoutError:
@@ -948,6 +956,8 @@ class TrackedConsumer:
                                     last_activity = time.monotonic()
                                     caught_up = True  # nothing read meanwhile: drain first
                             # outside the try: a timeout in applying them is no idle broker
+                            if self._delivered:
+                                self.pacer.started()
                             self._apply_delivered()
                             if not caught_up:
                                 # Send ours, and notice a broker that stopped sending its
@@ -984,4 +994,5 @@ def tracked_consumer(settings: Any, *, name: str, upstream: str, handler: Any, s
         **{"max_attempts": settings.consumer_max_attempts,
            "retry_delay": settings.consumer_retry_delay,
            "catchup_interval": settings.consumer_catchup_interval,
+           "batch_window": getattr(settings, "batch_window", 0.0),
            "heartbeat": settings.amqp_heartbeat, **options})

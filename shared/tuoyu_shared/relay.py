@@ -38,7 +38,7 @@ from tuoyu_shared.catalogue import SchemaViolation, validate_envelope
 from tuoyu_shared.envelope import Envelope, encode
 from tuoyu_shared.logs import get_logger
 from tuoyu_shared.metrics import RELAY_PUBLISHED
-from tuoyu_shared.tail import CommitSignal
+from tuoyu_shared.tail import CommitSignal, Pacer
 
 log = get_logger("tuoyu.relay")
 
@@ -187,6 +187,7 @@ class Relay:
         self._db: psycopg.Connection | None = None
         self._owner = False  # holds the advisory lock on self._db's session
         self.commits = CommitSignal(self.database_url, app.events_channel)
+        self.pacer = Pacer(getattr(settings, "batch_window", 0.0))
 
     # Position, in the service's own database.
     def _connection(self) -> psycopg.Connection:
@@ -286,6 +287,7 @@ class Relay:
                     continue
                 standby = False
                 self.commits.listen()
+                self.pacer.wait(stop)
                 if self.run_once() < self.batch_size:
                     self.commits.wait(self.idle_wait)
                 self.publisher.heartbeat_check()
