@@ -100,6 +100,14 @@ class KeyRing:
     public: dict[str, Any] = field(default_factory=dict)
     signing_kid: str | None = None
     signing_key: Any = None
+    #: Tokens whose signature verified: ``{token: (kid, the key that verified it,
+    #: principal)}``.
+    #: A client sends the same token with every request, and its signature check was the
+    #: largest single cost of the gateway's request; expiry, revocation and the key being
+    #: still trusted are checked on every use all the same.
+    _verified: dict[str, tuple[str, Any, Principal]] = field(default_factory=dict, repr=False,
+                                                         compare=False)
+    VERIFIED_KEPT = 4096
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> KeyRing:
@@ -136,6 +144,23 @@ class KeyRing:
                           headers={"kid": self.signing_kid})
 
     def verify(self, token: str, revoked: frozenset[str] | set[str] = frozenset()) -> Principal:
+        kept = self._verified.get(token)
+        if kept is not None:
+            kid, key, principal = kept
+            if self.public.get(kid) is key:
+                if principal.expires_at <= time.time():
+                    raise TokenInvalid("the token has expired", "token_expired")
+                if principal.token_id in revoked:
+                    raise TokenInvalid("the token has been revoked", "token_revoked")
+                return principal
+        kid, principal = self._verify_signed(token, revoked)
+        if len(self._verified) >= self.VERIFIED_KEPT:
+            self._verified.clear()
+        self._verified[token] = (kid, self.public[kid], principal)
+        return principal
+
+    def _verify_signed(self, token: str, revoked: frozenset[str] | set[str]
+                       ) -> tuple[str, Principal]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as e:
@@ -159,10 +184,11 @@ class KeyRing:
         district = claims.get("district")
         if not isinstance(district, str) or not district:
             raise TokenInvalid("the token names no district", "token_bad_district")
-        return Principal(subject=str(claims["sub"]), role=role,
-                         department=str(claims.get("dept") or ROLES[role][0]),
-                         district=district, institution_id=claims.get("inst"),
-                         token_id=claims["jti"], expires_at=claims["exp"])
+        principal = Principal(subject=str(claims["sub"]), role=role,
+                              department=str(claims.get("dept") or ROLES[role][0]),
+                              district=district, institution_id=claims.get("inst"),
+                              token_id=claims["jti"], expires_at=claims["exp"])
+        return header.get("kid") or "", principal
 
 
 def generate_key_pem() -> tuple[str, str]:
