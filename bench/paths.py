@@ -237,6 +237,8 @@ class HttpSender:
         self.port, self.path, self.body_of = port, path, body_of
         self.headers = bearer(role, subject="bench")
         self.numbers, self.per_client = numbers, per_client
+        #: the gateway's own share of each answer (ms), from its Server-Timing header
+        self.gateway_own_ms: list[float] = []
 
     def open(self) -> dict[str, Any]:
         return {"conn": http.client.HTTPConnection("127.0.0.1", self.port, timeout=60),
@@ -249,6 +251,10 @@ class HttpSender:
                                                 **self.headers})
         response = conn.getresponse()
         response.read()
+        for part in (response.getheader("server-timing") or "").split(","):
+            name, _, duration = part.strip().partition(";dur=")
+            if name == "gateway" and duration:
+                self.gateway_own_ms.append(float(duration))
         return response.status in (200, 201)
 
     def close(self, session: dict[str, Any]) -> None:
@@ -307,6 +313,14 @@ def bench_paths(servers: Servers, instances: int, n: int, checks: Checks,
                     cpu_before, cpu_started = meter.read(), time.monotonic()
                     result = run_clients(clients, per_client, sender)
                     after = log_head(url, table)
+                    if transport == "http":
+                        own = sorted(sender.gateway_own_ms)
+                        checks.equal(f"http_{name} x{clients}: answers with the gateway timing",
+                                     len(own), result["commands"])
+                        result["gateway_own_ms"] = {
+                            "p50": round(percentile(own, 0.50), 3),
+                            "p95": round(percentile(own, 0.95), 3),
+                            "p99": round(percentile(own, 0.99), 3)}
                     if clients == 8:
                         time.sleep(SETTLE_SECONDS)
                         cpu = meter.per_command(cpu_before, meter.read(),
@@ -458,17 +472,23 @@ def main(argv: list[str] | None = None) -> int:
         targets.append({"what": f"HTTP register_institution, 8 clients, {processes} process(es)",
                         "target_ratio": target, "ratio": row["ratio_to_raw_save"],
                         "met": row["ratio_to_raw_save"] >= target})
-    # The gateway's own share: HTTP through the gateway (which then calls over RPC) against
-    # the same command sent over RPC directly, 8 clients, one process per service.
+    # The gateway's own share, 8 clients, one process per service: what the gateway itself
+    # spent on each answer (its Server-Timing: all but the wait for the service's reply),
+    # p50. Beside it, for comparison, the p50 over HTTP less the p50 of the same command
+    # sent over RPC directly: two runs of a saturated machine, which moves by tens of ms
+    # from run to run (it has come out below zero).
     for name in ("register_institution", "register_practitioner"):
         [http_row] = [r for r in paths if r["name"] == f"http_{name}" and r["clients"] == 8
                       and r["processes"] == 1]
         [rpc_row] = [r for r in paths if r["name"] == f"rpc_{name}" and r["clients"] == 8
                      and r["processes"] == 1]
-        added = round(http_row["p50_ms"] - rpc_row["p50_ms"], 2)
-        targets.append({"what": f"the gateway's added latency, {name}, 8 clients, p50 "
-                                f"(HTTP {http_row['p50_ms']} ms - RPC {rpc_row['p50_ms']} ms)",
-                        "target_ms": 2, "ms": added, "met": added < 2})
+        own = http_row["gateway_own_ms"]["p50"]
+        difference = round(http_row["p50_ms"] - rpc_row["p50_ms"], 2)
+        targets.append({"what": f"the gateway's added latency, {name}, 8 clients, p50 of its "
+                                f"own share (p99 {http_row['gateway_own_ms']['p99']} ms; "
+                                f"HTTP p50 {http_row['p50_ms']} ms - RPC p50 "
+                                f"{rpc_row['p50_ms']} ms = {difference} ms)",
+                        "target_ms": 2, "ms": own, "met": own < 2})
     targets.append({"what": "end to end at 100/s: p50 under 50 ms", "target_ms": 50,
                     "ms": end_to_end["p50_ms"], "met": end_to_end["p50_ms"] < 50})
     targets.append({"what": "end to end at 100/s: p99 under 250 ms", "target_ms": 250,

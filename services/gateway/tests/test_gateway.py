@@ -406,3 +406,28 @@ def test_a_broker_that_refuses_the_connection_is_a_503_problem_not_a_500(keys, t
     answer = client.get("/api/dashboard/indicators", headers=auth(keys, "health_officer"))
     assert answer.status_code == 503, answer.text
     assert answer.json()["code"] == "broker_unavailable"
+
+
+def test_each_answer_says_the_gateways_own_share_apart_from_the_services(gateway, keys):
+    """Server-Timing: the gateway's own time (authentication, validation, encoding) and the
+    time the service took, which the benchmark reads for the gateway's added latency."""
+    import re
+    import time
+
+    answer = gateway.stand_in.call
+
+    def slow(*args):
+        time.sleep(0.05)
+        return answer(*args)
+
+    gateway.stand_in.call = slow
+    body = {"name": "赵敏", "id_number": "110101199003070011"}
+    response = gateway.post("/api/practitioners", json=body,
+                            headers=auth(keys, "credit_officer"))
+    assert response.status_code == 201, response.text
+    timing = response.headers["server-timing"]
+    found = dict(re.findall(r"(\w+);dur=([0-9.]+)", timing))
+    assert float(found["rpc"]) >= 50, timing
+    assert 0 < float(found["gateway"]) < 50, timing
+    metrics = gateway.get("/metrics").text
+    assert 'tuoyu_gateway_own_seconds_count{route="POST /api/practitioners"} 1.0' in metrics
