@@ -382,3 +382,13 @@ def test_the_worker_loop_keeps_one_connection_across_commits(app):
     assert len(trail.leaves()) == 12, "every record hashed by the loop"
     assert opened_by.count(loop.ident) == 1, f"{opened_by.count(loop.ident)} sessions"
     assert trail._held is None, "the loop closes its connection when it stops"
+
+
+def test_a_correlation_is_found_at_once_though_the_worker_has_not_hashed_it_yet(app):
+    """The correlation search reads the leaves, which the worker appends a window after each
+    commit (TUOYU_AUDIT_BATCH_WINDOW_MS): the search brings them up to date first (found by
+    the end-to-end audit test, which looked a request up at once)."""
+    institution = _file(app, 1, correlation_id="corr-at-once")
+    assert app.audit_trail.leaves() == [], "no worker ran: nothing hashed yet"
+    found = app.audit_trail.correlated("corr-at-once")
+    assert found["count"] == 1 and found["events"][0]["aggregate_id"] == institution
