@@ -61,8 +61,8 @@ class Settings:
     #: Seconds a follower (relay, projector, consumer) lets commits gather after a round
     #: before its next one (TUOYU_BATCH_WINDOW_MS): under load they land in one round.
     batch_window: float = 0.01
-    #: The same for the audit appender (TUOYU_AUDIT_BATCH_WINDOW_MS), whose leaves no reader
-    #: waits for between checkpoints.
+    #: The same for the audit appender (TUOYU_AUDIT_BATCH_WINDOW_MS): a read that needs the
+    #: leaves current (a correlation search, an export) appends what is left first.
     audit_batch_window: float = 0.25
     #: Seconds between AMQP heartbeats (relay, consumers, RPC clients): a half-open connection
     #: is noticed within about two of them, and a standby consumer takes over.
