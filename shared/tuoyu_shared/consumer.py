@@ -26,6 +26,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -230,6 +231,18 @@ class DeadLetter:
                 "error": self.error}
 
 
+#: The open letters' aggregates of the row ``t`` (its consumer and upstream), each with its
+#: earliest notification id, as one array of (aggregate id, id) pairs (NULL for none).
+_HELD_ARRAY = (
+    "(SELECT array_agg(ARRAY[d.aggregate_id, d.first::text]) FROM (SELECT aggregate_id, "
+    "min(notification_id) AS first FROM consumer_dead_letters WHERE consumer=t.consumer "
+    "AND upstream=t.upstream AND redriven_at IS NULL GROUP BY aggregate_id) d)")
+
+
+def _held_of(pairs: Sequence[Sequence[str]] | None) -> dict[str, int]:
+    return {aggregate_id: int(first) for aggregate_id, first in pairs or ()}
+
+
 _SELECT_LETTERS = (
     "SELECT id, consumer, upstream, notification_id, event_type, aggregate_id, held, error, "
     "attempts, parked_at::text, redriven_at::text, envelope FROM consumer_dead_letters ")
@@ -266,13 +279,13 @@ class DeadLetterTable:
              storable(envelope.event_type), storable(envelope.aggregate_id), held,
              json.dumps(envelope.to_dict(), ensure_ascii=True), storable(error), attempts))
 
-    def held_aggregates(self, cur: psycopg.Cursor, upstream: str) -> dict[str, int]:
+    def held_aggregates(self, cur: Any, upstream: str) -> dict[str, int]:
         """Aggregates with a letter not yet re-driven, each with its earliest parked
-        notification id: their later events wait too."""
-        cur.execute("SELECT aggregate_id, min(notification_id) FROM consumer_dead_letters "
-                    "WHERE consumer=%s AND upstream=%s AND redriven_at IS NULL "
-                    "GROUP BY aggregate_id", (self.consumer, upstream))
-        return dict(cur.fetchall())
+        notification id: their later events wait too. (A cursor, or a connection in
+        autocommit: one statement.)"""
+        row = cur.execute("SELECT " + _HELD_ARRAY + " FROM (SELECT %s AS consumer, "
+                          "%s AS upstream) t", (self.consumer, upstream)).fetchone()
+        return _held_of(row[0])
 
     def hold(self, cur: psycopg.Cursor, envelope: Envelope, behind: int) -> None:
         self.park(cur, envelope, f"held: notification {behind} of this aggregate is parked",
@@ -341,8 +354,11 @@ class _Connected:
         self._conn: psycopg.Connection | None = None
 
     def connection(self) -> psycopg.Connection:
+        """The store's own session, in autocommit: a read outside ``transaction()`` is one
+        statement and one round trip (no ``BEGIN`` and ``COMMIT`` around it, and no
+        transaction left open after it); every write is in a ``transaction()`` block."""
         if self._conn is None or self._conn.closed or self._conn.broken:
-            self._conn = psycopg.connect(self.database_url)
+            self._conn = psycopg.connect(self.database_url, autocommit=True)
         return self._conn
 
     def close(self) -> None:
@@ -364,22 +380,32 @@ class SqlTrackingStore(_Connected):
         self.dead = DeadLetterTable(consumer)
 
     def position(self, upstream: str) -> int:
-        conn = self.connection()
-        with conn.transaction():
-            row = conn.execute(
-                "SELECT notification_id FROM consumer_tracking WHERE consumer=%s AND upstream=%s",
-                (self.consumer, upstream),
-            ).fetchone()
+        row = self.connection().execute(
+            "SELECT notification_id FROM consumer_tracking WHERE consumer=%s AND upstream=%s",
+            (self.consumer, upstream),
+        ).fetchone()
         return row[0] if row else 0
 
     def _lock_position(self, cur: psycopg.Cursor, upstream: str) -> int:
-        cur.execute(
-            "INSERT INTO consumer_tracking (consumer, upstream, notification_id) "
-            "VALUES (%s, %s, 0) ON CONFLICT DO NOTHING", (self.consumer, upstream))
-        cur.execute(
-            "SELECT notification_id FROM consumer_tracking "
-            "WHERE consumer=%s AND upstream=%s FOR UPDATE", (self.consumer, upstream))
-        return cur.fetchone()[0]
+        return self._lock_position_and_held(cur, upstream, with_held=False)[0]
+
+    def _lock_position_and_held(self, cur: psycopg.Cursor, upstream: str,
+                                with_held: bool = True) -> tuple[int, dict[str, int]]:
+        """The position, locked for this transaction, and (``with_held``) the aggregates
+        with an open letter (:meth:`DeadLetterTable.held_aggregates`): one statement. The
+        tracking row is made the first time only (it is never deleted: a view's reset sets
+        it to 0)."""
+        query = ("SELECT notification_id, " + (_HELD_ARRAY if with_held else "NULL") +
+                 " FROM consumer_tracking t WHERE consumer=%s AND upstream=%s FOR UPDATE OF t")
+        cur.execute(query, (self.consumer, upstream))
+        row = cur.fetchone()
+        if row is None:
+            cur.execute(
+                "INSERT INTO consumer_tracking (consumer, upstream, notification_id) "
+                "VALUES (%s, %s, 0) ON CONFLICT DO NOTHING", (self.consumer, upstream))
+            cur.execute(query, (self.consumer, upstream))
+            row = cur.fetchone()
+        return row[0], _held_of(row[1])
 
     def _move(self, cur: psycopg.Cursor, upstream: str, notification_id: int) -> None:
         cur.execute(
@@ -395,14 +421,15 @@ class SqlTrackingStore(_Connected):
         if not envelopes:
             return 0
         conn = self.connection()
-        # Pipelined: the handlers' statements go out without a round trip each (a read
-        # still waits for its answer). A statement that fails surfaces by the end of the
-        # block at the latest and rolls the whole batch back; the consumer then applies the
-        # page one by one and finds it.
-        with conn.pipeline(), conn.transaction(), conn.cursor() as cur:
-            position = self._lock_position(cur, envelopes[0].source)
+        # A page is pipelined: the handlers' statements go out without a round trip each (a
+        # read still waits for its answer). A statement that fails surfaces by the end of
+        # the block at the latest and rolls the whole batch back; the consumer then applies
+        # the page one by one and finds it. One message is not: for a handful of statements
+        # the pipeline's own bookkeeping costs more CPU than the round trips it saves.
+        with (conn.pipeline() if len(envelopes) > 1 else nullcontext()), \
+                conn.transaction(), conn.cursor() as cur:
+            position, held = self._lock_position_and_held(cur, envelopes[0].source)
             fresh = [e for e in envelopes if e.notification_id > position]
-            held = self.dead.held_aggregates(cur, envelopes[0].source) if fresh else {}
             for envelope in fresh:
                 if envelope.aggregate_id in held:
                     self.dead.hold(cur, envelope, held[envelope.aggregate_id])
@@ -470,26 +497,56 @@ class ApplicationTrackingStore(_Connected):
         self.app = app
         self.consumer = consumer
         self.dead = DeadLetterTable(consumer)
+        #: upstream → the position this store last read or recorded (see known_position)
+        self._known: dict[str, int] = {}
 
     def _name(self, upstream: str) -> str:
         return f"{self.consumer}<-{upstream}"
 
     def position(self, upstream: str) -> int:
-        return self.app.tracking_position(self._name(upstream))
+        """The position as recorded (a read)."""
+        position = self.app.tracking_position(self._name(upstream))
+        self._known[upstream] = position
+        return position
+
+    def known_position(self, upstream: str) -> int:
+        """The position this store last read or recorded itself, without a read.
+
+        It can only be behind the recorded one, never ahead: positions only move forwards
+        (nothing resets a reaction's tracking record), and another process moves it only
+        while this one is not the queue's active consumer. Behind, it costs nothing wrong:
+        a message at or before it is a duplicate all the same; a message that does not
+        follow it looks like a gap, and the consumer reads the position before filling one;
+        a message already applied elsewhere is refused by the tracking record itself, and a
+        failure reads the position before it is retried (TrackedConsumer)."""
+        known = self._known.get(upstream)
+        return self.position(upstream) if known is None else known
+
+    def _recorded(self, upstream: str, notification_id: int,
+                  record: Callable[[], bool]) -> bool:
+        self._known.pop(upstream, None)
+        recorded = record()
+        if recorded:
+            self._known[upstream] = notification_id
+        return recorded
 
     def apply(self, envelope: Envelope, handler: Callable[[Envelope], Any]) -> bool:
         # No position check here: the consumer has just compared it, and a concurrent
         # duplicate is refused by the tracking record itself (record_processing → False).
-        conn = self.connection()
-        with conn.transaction(), conn.cursor() as cur:
-            behind = self.dead.held_aggregates(cur, envelope.source).get(envelope.aggregate_id)
+        behind = self.dead.held_aggregates(self.connection(), envelope.source).get(
+            envelope.aggregate_id)
         name = self._name(envelope.source)
         if behind is not None:
-            return self.app.record_processing(
-                name, envelope.notification_id,
-                in_transaction=lambda cur: self.dead.hold(cur, envelope, behind))
+            return self._recorded(envelope.source, envelope.notification_id,
+                                  lambda: self.app.record_processing(
+                                      name, envelope.notification_id,
+                                      in_transaction=lambda cur: self.dead.hold(cur, envelope,
+                                                                                behind)))
+        self._known.pop(envelope.source, None)
         aggregates = handler(envelope) or ()
-        return self.app.record_processing(name, envelope.notification_id, *aggregates)
+        return self._recorded(envelope.source, envelope.notification_id,
+                              lambda: self.app.record_processing(name, envelope.notification_id,
+                                                                 *aggregates))
 
     def apply_batch(self, envelopes: Sequence[Envelope],
                     handler: Callable[[Envelope], Any]) -> int:
@@ -499,14 +556,14 @@ class ApplicationTrackingStore(_Connected):
         the position of the last envelope and the held letters, by one
         ``record_processing``. A failure anywhere saves nothing; the consumer then applies
         the page one by one and finds the failing message."""
-        fresh = [e for e in envelopes
-                 if e.notification_id > self.position(envelopes[0].source)] if envelopes else []
+        if not envelopes:
+            return 0
+        position = self.known_position(envelopes[0].source)
+        fresh = [e for e in envelopes if e.notification_id > position]
         if not fresh:
             return 0
         source = fresh[0].source
-        conn = self.connection()
-        with conn.transaction(), conn.cursor() as cur:
-            held = self.dead.held_aggregates(cur, source)
+        held = self.dead.held_aggregates(self.connection(), source)
         holds: list[tuple[Envelope, int]] = []
         changed: dict[Any, Any] = {}
         with self.app.batch() as seen:
@@ -523,9 +580,11 @@ class ApplicationTrackingStore(_Connected):
                 for envelope, behind in holds:
                     self.dead.hold(cur, envelope, behind)
 
-            recorded = self.app.record_processing(
-                self._name(source), fresh[-1].notification_id, *changed.values(),
-                in_transaction=hold_all if holds else None)
+            recorded = self._recorded(source, fresh[-1].notification_id,
+                                      lambda: self.app.record_processing(
+                                          self._name(source), fresh[-1].notification_id,
+                                          *changed.values(),
+                                          in_transaction=hold_all if holds else None))
         return len(fresh) if recorded else 0
 
     def stamp(self, aggregates: Any) -> None:
@@ -535,15 +594,18 @@ class ApplicationTrackingStore(_Connected):
             self.app.stamp(list(aggregates))
 
     def park(self, envelope: Envelope, error: str, attempts: int) -> bool:
-        return self.app.record_processing(
-            self._name(envelope.source), envelope.notification_id,
-            in_transaction=lambda cur: self.dead.park(cur, envelope, error, attempts))
+        return self._recorded(envelope.source, envelope.notification_id,
+                              lambda: self.app.record_processing(
+                                  self._name(envelope.source), envelope.notification_id,
+                                  in_transaction=lambda cur: self.dead.park(
+                                      cur, envelope, error, attempts)))
 
     def set_aside(self, upstream: str, entry: UnreadableEntry) -> bool:
-        return self.app.record_processing(
-            self._name(upstream), entry.notification_id,
-            in_transaction=lambda cur: self.dead.record_unreadable(cur, upstream, entry.body,
-                                                                   entry.error))
+        return self._recorded(upstream, entry.notification_id,
+                              lambda: self.app.record_processing(
+                                  self._name(upstream), entry.notification_id,
+                                  in_transaction=lambda cur: self.dead.record_unreadable(
+                                      cur, upstream, entry.body, entry.error)))
 
     def dead_letters(self, include_redriven: bool = False) -> list[DeadLetter]:
         return self.dead.list(self.connection(), include_redriven)
@@ -610,6 +672,11 @@ class TrackedConsumer:
         self.heartbeat = heartbeat
         self.statement_timeout_patience = statement_timeout_patience
         self.sleep = sleep
+        # The store's position without a read where it keeps one (ApplicationTrackingStore:
+        # the position it last read or recorded, never ahead of the recorded one).
+        self._knows_position = hasattr(store, "known_position")
+        self._known_position: Callable[[str], int] = getattr(store, "known_position",
+                                                             store.position)
         # While a long catch-up or gap fill runs, heartbeats must still go out (run() sets it).
         self._keepalive: Callable[[], None] | None = None
         self.applied = 0
@@ -671,6 +738,8 @@ class TrackedConsumer:
                 kind = failure_kind(e)
                 if kind == OUTAGE:
                     raise
+                if self._applied_meanwhile(envelope):
+                    return  # by another process (a queue's consumer before us, a catch-up)
                 if kind == CONTENTION and contention < CONTENTION_RETRIES:
                     contention += 1
                     self.sleep(random.uniform(0, self.retry_delay * min(contention, 10) / 10))
@@ -690,6 +759,16 @@ class TrackedConsumer:
                             event_type=envelope.event_type, aggregate_id=envelope.aggregate_id,
                             attempt=failures, retry_in=delay, error=describe(e))
                 self.sleep(delay)
+
+    def _applied_meanwhile(self, envelope: Envelope) -> bool:
+        """After a failure: whether the recorded position has reached this envelope, which
+        is then no failure of ours (read only where the store keeps a position it knows)."""
+        if not self._knows_position:
+            return False
+        try:
+            return self.store.position(envelope.source) >= envelope.notification_id
+        except Exception:
+            return False
 
     def _park(self, envelope: Envelope, error: BaseException, attempts: int) -> None:
         text = describe(error)
@@ -756,11 +835,16 @@ class TrackedConsumer:
         cost a read of the log, nothing worse).
         """
         _seen(self._tracked_as, self.upstream, envelope.notification_id)
-        position = self.store.position(envelope.source)
+        position = self._known_position(envelope.source)
         if envelope.notification_id <= position:
             return
-        gap = (previous > position) if previous is not None else (
-            envelope.notification_id > position + 1)
+        gap = self._gap(envelope, previous, position)
+        if gap and self._knows_position:
+            # the position known may be behind the recorded one: read it before filling
+            position = self.store.position(envelope.source)
+            if envelope.notification_id <= position:
+                return
+            gap = self._gap(envelope, previous, position)
         if gap:
             log.info("consumer.gap", consumer=self.name, upstream=self.upstream,
                      position=position, received=envelope.notification_id)
@@ -777,7 +861,12 @@ class TrackedConsumer:
             return
         _seen(self._tracked_as, self.upstream,
               max(envelope.notification_id for envelope, _ in delivered))
-        position = self.store.position(self.upstream)
+        position = self._known_position(self.upstream)
+        first = min(delivered, key=lambda d: d[0].notification_id)
+        if (self._knows_position
+                and first[0].notification_id > position
+                and self._gap(first[0], first[1], position)):
+            position = self.store.position(self.upstream)  # known may be behind: read it
         fresh: dict[int, tuple[Envelope, int | None]] = {}
         for envelope, previous in delivered:
             if envelope.notification_id > position:
@@ -803,6 +892,14 @@ class TrackedConsumer:
                 last, j = following.notification_id, j + 1
             self._apply_page([e for e, _ in ordered[i:j]])
             position, i = last, j
+
+    @staticmethod
+    def _gap(envelope: Envelope, previous: int | None, position: int) -> bool:
+        """Whether an event lies between the position and this envelope: ``previous`` (the
+        id before it in the upstream's log) past the position; without it, any id past
+        position + 1."""
+        return (previous > position) if previous is not None else (
+            envelope.notification_id > position + 1)
 
     def _try_catch_up(self) -> None:
         """Catch up, but never let an absent upstream stop the fast path."""
