@@ -8,6 +8,7 @@ started; requests queued and not yet started are still served after a restart.""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -52,6 +53,11 @@ class Slow:
     @rpc
     def broken(self):
         raise KeyError("a bug")
+
+    @rpc
+    def wait(self, seconds):
+        eventlet.sleep(seconds)
+        return seconds
 '''
 
 
@@ -191,6 +197,106 @@ def test_a_client_calls_again_soon_after_the_broker_restarted(tmp_path, servers,
         assert slowest < 5, f"a call waited its whole timeout ({slowest:.1f} s)"
     finally:
         client.close()
+        os.killpg(service.pid, signal.SIGKILL)
+        service.wait()
+        delete_queue(servers.amqp_uri)
+
+
+def test_the_event_loop_client_calls_a_nameko_service(tmp_path, servers, fresh_database):
+    """The gateway's client (no thread per call): concurrent calls on one connection each get
+    their own reply, and each way a call can end comes out as the blocking client's does."""
+    from tuoyu_shared.aiorpc import AsyncRpcClient
+    from tuoyu_shared.rpc import RemoteError, RpcTimeout, UnknownService
+
+    url = fresh_database("slow", migrated=False)
+    service = start(tmp_path, service_env(tmp_path, servers, url))
+
+    async def scenario() -> None:
+        client = AsyncRpcClient(servers.amqp_uri, timeout=2)
+        try:
+            echoes = await asyncio.gather(*(client.acall("slowtest", "echo", [i], {})
+                                            for i in range(30)))
+            assert echoes == list(range(30))
+            assert client._link is not None and len(client._link.pending) == 0
+            with pytest.raises(RemoteError) as away:
+                await client.acall("slowtest", "away", [], {})
+            assert (away.value.http_status, away.value.code) == (503, "unavailable")
+            with pytest.raises(RemoteError) as broken:
+                await client.acall("slowtest", "broken", [], {})
+            assert broken.value.http_status is None and broken.value.exc_type == "KeyError"
+            with pytest.raises(UnknownService):
+                await client.acall(f"nosuch{uuid.uuid4().hex[:8]}", "echo", [1], {})
+            began = time.monotonic()
+            with pytest.raises(RpcTimeout):
+                await client.acall("slowtest", "wait", [5], {})
+            assert 1.9 < time.monotonic() - began < 4
+            # the late reply is dropped, the link stays: the next call is answered
+            assert await client.acall("slowtest", "echo", ["after"], {}) == "after"
+        finally:
+            await client.aclose()
+
+    async def no_broker() -> None:
+        client = AsyncRpcClient("amqp://guest:guest@127.0.0.1:1//", timeout=2)
+        began = time.monotonic()
+        with pytest.raises(ConnectionError):
+            await client.acall("slowtest", "echo", [1], {})
+        assert time.monotonic() - began < 2, "a refused connection is answered at once"
+
+    try:
+        wait_for(lambda: queue_length(servers.amqp_uri) is not None, timeout=60,
+                 what="the service consuming")
+        asyncio.run(scenario())
+        asyncio.run(no_broker())
+    finally:
+        os.killpg(service.pid, signal.SIGKILL)
+        service.wait()
+        delete_queue(servers.amqp_uri)
+
+
+@pytest.mark.broker_control
+def test_the_event_loop_client_calls_again_soon_after_the_broker_restarted(
+        tmp_path, servers, fresh_database):
+    """A restart of the broker ends the shared connection: a call waiting then ends as a
+    timeout at once (its outcome unknown), and the next calls open a new connection."""
+    from tuoyu_shared.aiorpc import AsyncRpcClient
+    from tuoyu_shared.rpc import RpcTimeout
+
+    if servers.rabbit is None:
+        pytest.skip("needs the private local servers (stops the broker)")
+    url = fresh_database("slow", migrated=False)
+    service = start(tmp_path, service_env(tmp_path, servers, url))
+
+    async def scenario() -> None:
+        client = AsyncRpcClient(servers.amqp_uri, timeout=10)
+        try:
+            assert await client.acall("slowtest", "echo", [1], {}) == 1
+            waiting = asyncio.ensure_future(client.acall("slowtest", "wait", [8], {}))
+            await asyncio.sleep(0.5)
+            began = time.monotonic()
+            await asyncio.to_thread(servers.rabbit.stop_app)
+            with pytest.raises(RpcTimeout):
+                await waiting
+            assert time.monotonic() - began < 8, "the waiting call ended with the connection"
+            await asyncio.to_thread(servers.rabbit.start_app)
+            started = time.monotonic()
+            answered, slowest = None, 0.0
+            while answered is None and time.monotonic() - started < 30:
+                call_began = time.monotonic()
+                try:
+                    answered = await client.acall("slowtest", "echo", [2], {})
+                except Exception:  # noqa: BLE001 - the broker or the service not back yet
+                    await asyncio.sleep(0.2)
+                slowest = max(slowest, time.monotonic() - call_began)
+            assert answered == 2, "no call answered within 30 s of the broker's restart"
+            assert slowest < 10, f"a call waited its whole timeout ({slowest:.1f} s)"
+        finally:
+            await client.aclose()
+
+    try:
+        wait_for(lambda: queue_length(servers.amqp_uri) is not None, timeout=60,
+                 what="the service consuming")
+        asyncio.run(scenario())
+    finally:
         os.killpg(service.pid, signal.SIGKILL)
         service.wait()
         delete_queue(servers.amqp_uri)

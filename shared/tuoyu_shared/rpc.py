@@ -60,6 +60,27 @@ class UnknownService(LookupError):
     """No queue takes calls for this service: it has never started on this broker."""
 
 
+def call_headers(method: str, correlation_id: str,
+                 rpc_context: dict[str, str] | None) -> dict[str, Any]:
+    """The ``nameko.*`` headers of a call: the current command context, then ``rpc_context``
+    (the gateway's verified token as ``authorization``), and a call id stack."""
+    headers: dict[str, Any] = {f"nameko.{k}": v
+                               for k, v in current_context().as_dict().items() if v}
+    for key, value in (rpc_context or {}).items():
+        headers[f"nameko.{key}"] = value
+    headers["nameko.call_id_stack"] = [f"tuoyu-client.{method}.{correlation_id}"]
+    return headers
+
+
+def result_of(reply: dict[str, Any]) -> Any:
+    """The result of a nameko reply, or the :class:`RemoteError` it carries, raised."""
+    error = reply.get("error")
+    if error:
+        raise RemoteError(error.get("exc_type", "Error"), error.get("value", ""),
+                          error.get("exc_args"))
+    return reply.get("result")
+
+
 class RpcClient:
     """Not thread-safe: one client per thread."""
 
@@ -105,12 +126,8 @@ class RpcClient:
         if self._conn is not None and self.heartbeat and \
                 time.monotonic() - self._last_used > self.heartbeat / 2:
             self.close()
-        ctx = current_context()
         correlation_id = str(uuid.uuid4())
-        headers = {f"nameko.{k}": v for k, v in ctx.as_dict().items() if v}
-        for key, value in (rpc_context or {}).items():
-            headers[f"nameko.{key}"] = value
-        headers["nameko.call_id_stack"] = [f"tuoyu-client.{method}.{correlation_id}"]
+        headers = call_headers(method, correlation_id, rpc_context)
         body = json.dumps({"args": list(args), "kwargs": kwargs})
         # Published without kombu's retry: a connection it revived by itself would lack this
         # client's reply queue (exclusive, gone with the old connection), and every reply
@@ -152,12 +169,7 @@ class RpcClient:
             self.close()
             raise
         self._last_used = time.monotonic()
-        reply = self._replies.pop(correlation_id)
-        error = reply.get("error")
-        if error:
-            raise RemoteError(error.get("exc_type", "Error"), error.get("value", ""),
-                              error.get("exc_args"))
-        return reply.get("result")
+        return result_of(self._replies.pop(correlation_id))
 
     def close(self) -> None:
         if self._conn is not None:

@@ -46,6 +46,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
 from tuoyu_shared import tracing
+from tuoyu_shared.aiorpc import AsyncRpcClient
 from tuoyu_shared.auth import KeyRing, Principal, TokenInvalid
 from tuoyu_shared.commands import parse
 from tuoyu_shared.config import DEFAULT_AMQP
@@ -63,7 +64,7 @@ from tuoyu_shared.routes import (
     correlation_routes,
     people_routes,
 )
-from tuoyu_shared.rpc import RemoteError, RpcPool, RpcTimeout, UnknownService
+from tuoyu_shared.rpc import RemoteError, RpcTimeout, UnknownService
 from tuoyu_shared.validation import FieldError, ValidationFailed
 
 log = get_logger("tuoyu.gateway")
@@ -368,11 +369,18 @@ def _problem_of_remote(error: RemoteError) -> Problem:
 
 
 # ---- the application ------------------------------------------------------------------------
-def create_app(settings: GatewaySettings | None = None,
-               rpc: RpcPool | None = None) -> FastAPI:
+def create_app(settings: GatewaySettings | None = None, rpc: Any = None) -> FastAPI:
+    """The gateway; ``rpc`` is an :class:`AsyncRpcClient` (``acall`` on the event loop) or, in
+    tests, anything with a blocking ``call(service, method, args, kwargs, context)``."""
     settings = settings or GatewaySettings.from_env()
     routes = load_routes(settings.routes)
-    rpc = rpc or RpcPool(settings.amqp_uri, settings.rpc_timeout)
+    rpc = rpc or AsyncRpcClient(settings.amqp_uri, settings.rpc_timeout)
+
+    async def call(service: str, method: str, args: list, kwargs: dict,
+                   context: dict[str, str]) -> Any:
+        if hasattr(rpc, "acall"):
+            return await rpc.acall(service, method, args, kwargs, context)
+        return await run_in_threadpool(rpc.call, service, method, args, kwargs, context)
     revoked = RevocationList(settings.revoked_file)
     limiter = RateLimiter(settings.rate, settings.burst)
     metrics = Metrics()
@@ -398,7 +406,7 @@ def create_app(settings: GatewaySettings | None = None,
             raise Problem(401, e.code, e.reason, headers={"WWW-Authenticate": "Bearer"}
                           ) from None
 
-    def scope_district(principal: Principal, institution_id: str) -> None:
+    async def scope_district(principal: Principal, institution_id: str) -> None:
         if principal.role == "operator":
             if principal.institution_id != institution_id:
                 raise Problem(403, "not_your_institution",
@@ -407,7 +415,7 @@ def create_app(settings: GatewaySettings | None = None,
         if principal.city_wide:
             return
         try:
-            scope = rpc.call("registration", "institution_scope", [institution_id], {}, {})
+            scope = await call("registration", "institution_scope", [institution_id], {}, {})
         except RemoteError as e:
             raise _problem_of_remote(e) from None
         if not principal.may_see_district(scope.get("district")):
@@ -415,14 +423,15 @@ def create_app(settings: GatewaySettings | None = None,
                           f"a {principal.district} officer may not act on an institution of "
                           f"{scope.get('district')}")
 
-    def fan_out(route: Route, args: list, kwargs: dict, context: dict) -> dict[str, Any]:
+    async def fan_out(route: Route, args: list, kwargs: dict,
+                      context: dict) -> dict[str, Any]:
         """``route.rpc`` on each of ``route.services``; all must answer."""
         results: dict[str, Any] = {}
         failed: dict[str, dict[str, Any]] = {}
         first: Problem | None = None
         for service in route.services:
             try:
-                results[service] = rpc.call(service, route.rpc, args, kwargs, context)
+                results[service] = await call(service, route.rpc, args, kwargs, context)
             except RemoteError as e:
                 problem = _problem_of_remote(e)
                 failed[service] = {"status": problem.status, "code": problem.code,
@@ -440,11 +449,6 @@ def create_app(settings: GatewaySettings | None = None,
                                       for s, f in failed.items()),
                           extra={"done": sorted(results), "failed": failed})
         return results
-
-    def _timed(call: Callable[..., Any], *args: Any) -> tuple[Any, float]:
-        """``call(*args)`` in the worker thread, and how long it took there."""
-        began = time.perf_counter()
-        return call(*args), time.perf_counter() - began
 
     def endpoint(route: Route) -> Callable[..., Any]:
         label = f"{route.method} {route.path}"
@@ -472,8 +476,7 @@ def create_app(settings: GatewaySettings | None = None,
                 body = await _body(route, request, limit)
                 if principal is not None and PUBLIC not in route.allow:
                     if route.scope == SCOPE_INSTITUTION:
-                        await run_in_threadpool(scope_district, principal,
-                                                path["institution_id"])
+                        await scope_district(principal, path["institution_id"])
                     elif route.scope == SCOPE_BODY_DISTRICT and not principal.may_see_district(
                             body.get("district")):
                         raise Problem(403, "other_district",
@@ -497,12 +500,12 @@ def create_app(settings: GatewaySettings | None = None,
                                                      SpanKind.SERVER, route=label) as span:
                     if span is not None:
                         context = {**context, "traceparent": tracing.traceparent_of(span)}
+                    began = time.perf_counter()
                     if route.services:
-                        result, waited = await run_in_threadpool(
-                            _timed, fan_out, route, args, kwargs, context)
+                        result = await fan_out(route, args, kwargs, context)
                     else:
-                        result, waited = await run_in_threadpool(
-                            _timed, rpc.call, route.service, route.rpc, args, kwargs, context)
+                        result = await call(route.service, route.rpc, args, kwargs, context)
+                    waited = time.perf_counter() - began
                 metrics.rpc_latency.labels(route.service).observe(
                     time.perf_counter() - rpc_started)
                 if (route.scope == SCOPE_FILTER_DISTRICT and principal is not None
@@ -521,8 +524,8 @@ def create_app(settings: GatewaySettings | None = None,
                     # the public encoding: kombu's JSON gives datetimes back as datetimes
                     response = JSONResponse(to_json_value(route.respond(result, path)),
                                             status_code=status)
-                # The gateway's own share of the request (authentication, validation, the
-                # thread hop, encoding) beside the time the service took to answer
+                # The gateway's own share of the request (authentication, validation,
+                # encoding) beside the time the service took to answer
                 # (publish, the service's work, the reply): W3C Server-Timing.
                 own = time.perf_counter() - started - waited
                 metrics.own_latency.labels(label).observe(own)
