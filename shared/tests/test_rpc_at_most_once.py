@@ -232,6 +232,9 @@ def test_the_event_loop_client_calls_a_nameko_service(tmp_path, servers, fresh_d
             assert 1.9 < time.monotonic() - began < 4
             # the late reply is dropped, the link stays: the next call is answered
             assert await client.acall("slowtest", "echo", ["after"], {}) == "after"
+            away: list[float] = []
+            assert await client.acall("slowtest", "wait", [0.3], {}, away=away) == 0.3
+            assert len(away) == 1 and 0.3 <= away[0] < 1.5, away
         finally:
             await client.aclose()
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from typing import Any
 
@@ -72,7 +73,7 @@ class _Link:
         if waiting is None or waiting.done():
             return  # a reply after its call timed out
         try:
-            waiting.set_result(kombu_loads(message.body))
+            waiting.set_result((time.perf_counter(), kombu_loads(message.body)))
         except Exception as e:  # an undecodable reply fails its call, not the link
             waiting.set_exception(RpcTimeout(f"an undecodable reply: {e}"))
 
@@ -131,8 +132,13 @@ class AsyncRpcClient:
         return fresh
 
     async def acall(self, service: str, method: str, args: list, kwargs: dict,
-                    rpc_context: dict[str, str] | None = None) -> Any:
-        """``service.method(*args, **kwargs)`` and its result (see the module for errors)."""
+                    rpc_context: dict[str, str] | None = None,
+                    away: list[float] | None = None) -> Any:
+        """``service.method(*args, **kwargs)`` and its result (see the module for errors).
+
+        ``away``, when given, gets the seconds from the publish to the reply's arrival on
+        this connection appended: the time the call spent outside this process, without the
+        time it then waited for the event loop to resume it (busy with other requests)."""
         link = await self._current_link()
         assert link.exchange is not None
         correlation_id = str(uuid.uuid4())
@@ -162,11 +168,15 @@ class AsyncRpcClient:
                 reply.set_exception(RpcTimeout(
                     f"the call to {service}.{method} was not confirmed: {error!r}"))
 
+        sent_at = time.perf_counter()
         publishing = asyncio.ensure_future(
             link.exchange.publish(message, routing_key=f"{service}.{method}", mandatory=True))
         publishing.add_done_callback(sent)
         try:
-            return result_of(await asyncio.wait_for(reply, self.timeout))
+            arrived_at, body = await asyncio.wait_for(reply, self.timeout)
+            if away is not None:
+                away.append(arrived_at - sent_at)
+            return result_of(body)
         except RpcTimeout:
             raise
         except TimeoutError:

@@ -27,6 +27,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -376,11 +377,20 @@ def create_app(settings: GatewaySettings | None = None, rpc: Any = None) -> Fast
     routes = load_routes(settings.routes)
     rpc = rpc or AsyncRpcClient(settings.amqp_uri, settings.rpc_timeout)
 
+    #: per request, the seconds its RPC calls spent outside the gateway (publish to reply)
+    away: ContextVar[list[float] | None] = ContextVar("away", default=None)
+
     async def call(service: str, method: str, args: list, kwargs: dict,
                    context: dict[str, str]) -> Any:
         if hasattr(rpc, "acall"):
-            return await rpc.acall(service, method, args, kwargs, context)
-        return await run_in_threadpool(rpc.call, service, method, args, kwargs, context)
+            return await rpc.acall(service, method, args, kwargs, context, away=away.get())
+        began = time.perf_counter()
+        try:
+            return await run_in_threadpool(rpc.call, service, method, args, kwargs, context)
+        finally:
+            spent = away.get()
+            if spent is not None:
+                spent.append(time.perf_counter() - began)
     revoked = RevocationList(settings.revoked_file)
     limiter = RateLimiter(settings.rate, settings.burst)
     metrics = Metrics()
@@ -456,6 +466,8 @@ def create_app(settings: GatewaySettings | None = None, rpc: Any = None) -> Fast
 
         async def handle(request: Request) -> Response:
             started = time.perf_counter()
+            spent: list[float] = []
+            away.set(spent)
             try:
                 principal = authenticate(request)
                 wait = limiter.allow(_client_key(request, principal))
@@ -500,12 +512,10 @@ def create_app(settings: GatewaySettings | None = None, rpc: Any = None) -> Fast
                                                      SpanKind.SERVER, route=label) as span:
                     if span is not None:
                         context = {**context, "traceparent": tracing.traceparent_of(span)}
-                    began = time.perf_counter()
                     if route.services:
                         result = await fan_out(route, args, kwargs, context)
                     else:
                         result = await call(route.service, route.rpc, args, kwargs, context)
-                    waited = time.perf_counter() - began
                 metrics.rpc_latency.labels(route.service).observe(
                     time.perf_counter() - rpc_started)
                 if (route.scope == SCOPE_FILTER_DISTRICT and principal is not None
@@ -525,8 +535,9 @@ def create_app(settings: GatewaySettings | None = None, rpc: Any = None) -> Fast
                     response = JSONResponse(to_json_value(route.respond(result, path)),
                                             status_code=status)
                 # The gateway's own share of the request (authentication, validation,
-                # encoding) beside the time the service took to answer
-                # (publish, the service's work, the reply): W3C Server-Timing.
+                # encoding, and waiting for its event loop) beside the time its calls spent
+                # outside it (from each publish to its reply's arrival): W3C Server-Timing.
+                waited = sum(spent)
                 own = time.perf_counter() - started - waited
                 metrics.own_latency.labels(label).observe(own)
                 response.headers["server-timing"] = (f"gateway;dur={own * 1000:.3f}, "
