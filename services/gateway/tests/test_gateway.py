@@ -431,3 +431,10 @@ def test_each_answer_says_the_gateways_own_share_apart_from_the_services(gateway
     assert 0 < float(found["gateway"]) < 50, timing
     metrics = gateway.get("/metrics").text
     assert 'tuoyu_gateway_own_seconds_count{route="POST /api/practitioners"} 1.0' in metrics
+    # a refusal is the gateway's alone, and says so too
+    refused = gateway.post("/api/practitioners", json=body)
+    assert refused.status_code == 401, refused.text
+    found = dict(re.findall(r"(\w+);dur=([0-9.]+)", refused.headers["server-timing"]))
+    assert float(found["rpc"]) == 0 and float(found["gateway"]) > 0, found
+    # pages and the contract are not API routes: no timing
+    assert "server-timing" not in gateway.get("/openapi.json").headers
