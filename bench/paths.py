@@ -132,6 +132,12 @@ def server_pids(root: Path) -> dict[str, set[int]]:
             continue
         if str(root) in cmdline:
             named["rabbitmq" if "rabbit" in cmdline else "postgres"].add(int(entry.name))
+    # RabbitMQ's Erlang VM takes its directories from the environment, not its command
+    # line: found by its pid file
+    try:
+        named["rabbitmq"].add(int((root / "rabbitmq" / "rabbitmq.pid").read_text().strip()))
+    except (OSError, ValueError):
+        pass
     for pids in named.values():
         grew = True
         while grew:

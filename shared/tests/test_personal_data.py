@@ -134,6 +134,65 @@ def test_seal_and_open_round_trip(vaults, database):
     assert list(keys_table(database)) == [ref]  # one key per person
 
 
+def counting_statements(vault: PersonalDataVault) -> list[str]:
+    """The statements the vault sends from now on (its connection's ``execute``)."""
+    sent: list[str] = []
+    conn = vault._connection()
+    execute = conn.execute
+
+    def counted(query, *args, **kwargs):
+        sent.append(str(query))
+        return execute(query, *args, **kwargs)
+
+    conn.execute = counted  # type: ignore[method-assign]
+    return sent
+
+
+def test_enrol_and_seal_is_one_statement_for_a_new_person(vaults, database):
+    vault = vaults()
+    sent = counting_statements(vault)
+    person = vault.enrol_and_seal("person_in_charge", ID_NUMBER,
+                                  {"name": "张三丰", "id_number": ID_NUMBER},
+                                  display={"name": "张**"})
+    assert len(sent) == 1
+    ref = person["ref"]
+    other = vaults()  # another process: the key it stored opens the values
+    assert other.find("person_in_charge", ID_NUMBER) == ref
+    assert other.open(person["name"]) == "张三丰"
+    assert other.open(person["id_number"]) == ID_NUMBER
+    assert other.display([ref]) == {ref: "张**"}
+    assert list(keys_table(database)) == [ref]
+
+
+def test_enrol_and_seal_of_a_known_person_keeps_their_ref_and_key(vaults, database):
+    vault = vaults()
+    first = vault.enrol_and_seal("person_in_charge", ID_NUMBER, {"name": "张三丰"},
+                                 display={"name": "张**"})
+    again = vaults().enrol_and_seal("person_in_charge", ID_NUMBER, {"name": "张三"},
+                                    display={"name": "张*"})
+    assert again["ref"] == first["ref"] == vault.find("person_in_charge", ID_NUMBER)
+    assert vault.open(again["name"]) == "张三" and vault.open(first["name"]) == "张三丰"
+    assert vaults().display([first["ref"]]) == {first["ref"]: "张*"}  # the latest wins
+    # nothing of the fresh ref the second one tried is left behind
+    assert list(keys_table(database)) == [first["ref"]]
+    assert table(database, "SELECT count(*) FROM person_index")[0][0] == 1
+    assert table(database, "SELECT count(DISTINCT person_ref) FROM person_display")[0][0] == 1
+    # the same number as another kind of person is another entry
+    practitioner = vault.enrol_and_seal("practitioner", ID_NUMBER, {"name": "张三丰"})
+    assert practitioner["ref"] != first["ref"]
+
+
+def test_enrol_and_seal_after_an_erasure_is_a_new_person(vaults):
+    vault = vaults()
+    first = vault.enrol_and_seal("person_in_charge", ID_NUMBER, {"name": "张三丰"},
+                                 display={"name": "张**"})
+    assert vault.erase(first["ref"]) is True
+    again = vault.enrol_and_seal("person_in_charge", ID_NUMBER, {"name": "张三丰"},
+                                 display={"name": "张**"})
+    assert again["ref"] != first["ref"]
+    assert vault.open(again["name"]) == "张三丰" and vault.open(first["name"]) is None
+
+
 def test_data_keys_are_stored_only_wrapped_by_the_kek(vaults, database):
     vault = vaults()
     ref = vault.enrol("practitioner", ID_NUMBER)

@@ -79,6 +79,23 @@ def test_a_tracking_position_already_passed_leaves_no_event(app):
     assert _rows(app) == 0
 
 
+def test_streams_reads_several_aggregates_in_one_statement(app):
+    one, two = Counter(), Counter()
+    for _ in range(3):
+        one.count()
+    two.count()
+    app.save(one, two)
+    absent = Counter().id
+    streams = app.streams({one.id: None, two.id: 1, absent: None})
+    assert [e.originator_version for e in streams[one.id]] == [1, 2, 3, 4]
+    assert [e.originator_version for e in streams[two.id]] == [1]  # its limit
+    assert streams[absent] == []
+    rebuilt = app.aggregate_of(streams[one.id])
+    assert rebuilt.n == 3 and rebuilt.version == one.version == 4
+    assert app.aggregate_of(streams[absent]) is None
+    assert app.streams({}) == {}
+
+
 def test_concurrent_writers_ids_commit_in_order_for_a_tailing_reader(app):
     writers, each = 6, 40
     done = threading.Event()

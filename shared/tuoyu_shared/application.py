@@ -16,7 +16,7 @@ import functools
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar, TypeVar
 from uuid import UUID
@@ -26,12 +26,14 @@ from eventsourcing.persistence import (
     IntegrityError,
     InterfaceError,
     OperationalError,
+    StoredEvent,
     Tracking,
     Transcoder,
     Transcoding,
 )
 from eventsourcing.postgres import PostgresAggregateRecorder, PostgresProcessRecorder
 from eventsourcing.utils import retry
+from psycopg.sql import SQL
 
 from tuoyu_shared.config import Settings, settings_for
 from tuoyu_shared.context import current_context
@@ -113,6 +115,30 @@ class ServiceProcessRecorder(PostgresProcessRecorder):
         in_transaction = kwargs.get("in_transaction")
         if in_transaction is not None:
             in_transaction(curs)
+
+    def select_streams(self, limits: Mapping[UUID, int | None]) -> dict[UUID, list[StoredEvent]]:
+        """The events of several aggregates in one statement (one round trip, where
+        ``select_events`` for each would take one each): for each id, its events from the
+        first version on, at most its limit of them (None: all)."""
+        parts, params = [], []
+        for originator_id, limit in limits.items():
+            part = self.select_events_statement + SQL(" ORDER BY originator_version ASC")
+            params.append(originator_id)
+            if limit is not None:
+                part += SQL(" LIMIT %s")
+                params.append(limit)
+            parts.append(SQL("({})").format(part))
+        found: dict[UUID, list[StoredEvent]] = {originator_id: [] for originator_id in limits}
+        if not parts:
+            return found
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(SQL(" UNION ALL ").join(parts), params, prepare=True)
+            for row in curs.fetchall():
+                found[row["originator_id"]].append(StoredEvent(
+                    originator_id=row["originator_id"],
+                    originator_version=row["originator_version"],
+                    topic=row["topic"], state=bytes(row["state"])))
+        return found
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(self, stored_events: Sequence[Any], **kwargs: Any) -> Sequence[int] | None:
@@ -236,6 +262,22 @@ class ServiceApplication(Application[UUID]):
             yield local.seen
         finally:
             local.seen = local.marks = None
+
+    def streams(self, limits: Mapping[UUID, int | None]) -> dict[UUID, list[Any]]:
+        """The domain events of several aggregates, read in one statement
+        (:meth:`ServiceProcessRecorder.select_streams`): for each id, from its first version
+        on, at most its limit of them (None: all). For a command that must look at several
+        aggregates, most often absent, before it decides: one round trip, where a get of each
+        would take two (the snapshot, then the events). :meth:`aggregate_of` rebuilds one."""
+        recorder: Any = self.recorder
+        return {originator_id: [self.mapper.to_domain_event(e) for e in stored]
+                for originator_id, stored in recorder.select_streams(limits).items()}
+
+    @staticmethod
+    def aggregate_of(domain_events: Sequence[Any]) -> Any:
+        """The aggregate a whole stream of events (from its first version) makes; None for
+        none."""
+        return project_events(None, domain_events) if domain_events else None
 
     def batch_marks(self) -> set[int] | None:
         """Within a batch, a set the application may keep marks in (the ids of event objects

@@ -18,6 +18,7 @@ from functools import partial, wraps
 from typing import Any
 from urllib.parse import unquote, unquote_to_bytes
 
+from nameko.amqp.publish import Publisher
 from nameko.constants import (
     AMQP_SSL_CONFIG_KEY,
     AMQP_URI_CONFIG_KEY,
@@ -54,13 +55,29 @@ from tuoyu_shared.validation import (
 log = get_logger("tuoyu.http")
 
 
+class _ReplyPublisher(Publisher):
+    """Publishes an RPC reply without waiting for the broker's confirm. A reply is only
+    ever a message to a caller that is waiting for it (on a queue of its own, which the
+    broker keeps in memory): a confirm would tell that the broker took it, not that the
+    caller got it, and a reply lost either way is the caller's timeout (503, outcome
+    unknown: the request ran at most once). The wait for the confirm was a round trip to
+    the broker in every command."""
+
+    use_confirms = False
+
+
+class _Responder(Responder):
+    publisher_cls = _ReplyPublisher
+
+
 class _AckedAtStartConsumer(RpcConsumer):
     """nameko's RPC consumer, which acks a request once its worker has started
-    (:class:`AtMostOnceRpc`) rather than after its reply."""
+    (:class:`AtMostOnceRpc`) rather than after its reply, and sends the reply without a
+    publisher confirm (:class:`_ReplyPublisher`)."""
 
     def handle_result(self, message: Any, result: Any, exc_info: Any) -> Any:
         config = self.container.config
-        responder = Responder(config[AMQP_URI_CONFIG_KEY], get_rpc_exchange(config),
+        responder = _Responder(config[AMQP_URI_CONFIG_KEY], get_rpc_exchange(config),
                               config.get(SERIALIZER_CONFIG_KEY, DEFAULT_SERIALIZER), message,
                               ssl=config.get(AMQP_SSL_CONFIG_KEY),
                               login_method=config.get(LOGIN_METHOD_CONFIG_KEY))

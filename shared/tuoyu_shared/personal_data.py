@@ -315,6 +315,48 @@ class PersonalDataVault:
             self.set_display({person_ref: display})
         return sealed
 
+    def enrol_and_seal(self, kind: str, id_number: str, values: dict[str, str],
+                       display: dict[str, str] | None = None) -> dict[str, Any]:
+        """:meth:`enrol` then :meth:`seal_person`, in one round trip for a person new to the
+        index: the index entry, the data key and what may be shown go in one statement, and
+        the values are sealed under the key that statement stored. A person already in the
+        index (or entered by a concurrent enrolment meanwhile) is sealed under their own key
+        as :meth:`seal_person` does, and nothing of the fresh ref is left behind."""
+        if kind not in PERSON_KINDS:
+            raise ValueError(f"unknown kind of person {kind!r}")
+        ref = new_person_ref()
+        key = AESGCM.generate_key(bit_length=256)
+        wrapped, kid = self._wrap(ref, key)
+        fields = list(display or {})
+        row = self._connection().execute(
+            "WITH entered AS (INSERT INTO person_index (kind, digest, person_ref) "
+            "  VALUES (%(kind)s, %(digest)s, %(ref)s) ON CONFLICT (kind, digest) DO NOTHING "
+            "  RETURNING person_ref), "
+            "keyed AS (INSERT INTO person_keys (person_ref, wrapped_key, kek_id) "
+            "  SELECT person_ref, %(wrapped)s, %(kid)s FROM entered "
+            "  ON CONFLICT DO NOTHING RETURNING person_ref), "
+            "shown AS (INSERT INTO person_display (person_ref, field, shown) "
+            "  SELECT keyed.person_ref, f, m FROM keyed, "
+            "  unnest(%(fields)s::text[], %(masks)s::text[]) AS t(f, m) "
+            "  ON CONFLICT (person_ref, field) DO UPDATE SET shown = EXCLUDED.shown) "
+            "SELECT (SELECT person_ref FROM keyed), (SELECT person_ref FROM person_index "
+            "  WHERE kind = %(kind)s AND digest = %(digest)s)",
+            {"kind": kind, "digest": self.blind_index(id_number), "ref": ref,
+             "wrapped": wrapped, "kid": kid, "fields": fields,
+             "masks": [display[f] for f in fields] if display else []}).fetchone()
+        keyed, existing = row
+        if keyed is None:  # in the index already: their ref and their own key
+            ref = existing or self.enrol(kind, id_number)
+            return self.seal_person(ref, values, display)
+        self._remember(ref, key)
+        aead, aad = AESGCM(key), ref.encode()
+        sealed: dict[str, Any] = {"ref": ref}
+        for field, value in values.items():
+            nonce = os.urandom(12)
+            sealed[field] = {"ref": ref, "sealed": base64.b64encode(
+                nonce + aead.encrypt(nonce, value.encode(), aad)).decode()}
+        return sealed
+
     # ---- what read models show -------------------------------------------------------------
     def set_display(self, displays: dict[str, dict[str, str]]) -> None:
         """``{ref: {field: mask}}``: what may be shown of each person (the latest wins)."""

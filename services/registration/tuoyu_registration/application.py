@@ -161,8 +161,10 @@ class RegistrationApplication(PeopleCommands, ServiceApplication):
         values = {"name": name, "id_number": id_number}
         if phone is not None:
             values["phone"] = phone
-        ref = ref or self.vault.enrol("person_in_charge", id_number)
-        return self.vault.seal_person(ref, values, display={"name": mask_name(name)})
+        display = {"name": mask_name(name)}
+        if ref is None:  # a person in charge: one round trip when new to the index
+            return self.vault.enrol_and_seal("person_in_charge", id_number, values, display)
+        return self.vault.seal_person(ref, values, display=display)
 
     def _practitioner_ref(self, name: str, id_number: str) -> str:
         """The practitioner's ref: this service's blind index, else credit's practitioner
@@ -197,9 +199,6 @@ class RegistrationApplication(PeopleCommands, ServiceApplication):
             return self.update(uid, command)
         except AggregateNotFoundError:
             raise InstitutionNotFound(f"no institution {institution_id}") from None
-
-    def _exists(self, institution_id: UUID) -> bool:
-        return bool(self.recorder.select_events(institution_id, limit=1))
 
     # ---- an institution's roster and enrolment reports -------------------------------------
     def _roster(self, institution: Institution) -> Roster:
@@ -245,11 +244,12 @@ class RegistrationApplication(PeopleCommands, ServiceApplication):
     def _cases(self, credit_code: str) -> tuple[RegistrationCases | None, list[UUID]]:
         """The code's registration cases (institution ids, in order) from the event store,
         with their index if the code has one (only a code with a second case has)."""
-        try:
-            index = self.repository.get(registration_cases_id_for(credit_code))
-        except AggregateNotFoundError:
-            first = institution_id_for(credit_code)
-            return None, [first] if self._exists(first) else []
+        index_id, first = registration_cases_id_for(credit_code), institution_id_for(credit_code)
+        # one round trip: the index's events, and whether the code's first case exists
+        streams = self.streams({index_id: None, first: 1})
+        index = self.aggregate_of(streams[index_id])
+        if index is None:
+            return None, [first] if streams[first] else []
         return index, [UUID(case) for case in index.cases]
 
     # Every institution's roster change is saved with its employment records.
