@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 
 import pytest
+from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.domain import Aggregate, event
 from eventsourcing.persistence import IntegrityError, Tracking
 
@@ -94,6 +95,35 @@ def test_streams_reads_several_aggregates_in_one_statement(app):
     assert rebuilt.n == 3 and rebuilt.version == one.version == 4
     assert app.aggregate_of(streams[absent]) is None
     assert app.streams({}) == {}
+
+
+def test_a_get_reads_the_last_snapshot_and_the_events_after_it_in_one_statement(app,
+                                                                                  monkeypatch):
+    assert app.snapshots is not None
+    counter = Counter()
+    for _ in range(3):
+        counter.count()
+    app.save(counter)
+    app.take_snapshot(counter.id)
+    counter = app.repository.get(counter.id)
+    counter.count()
+    counter.count()
+    app.save(counter)
+    never_alone = []  # the library's two reads are not used for the latest version
+    monkeypatch.setattr(app.repository.snapshot_store, "get",
+                        lambda *a, **k: never_alone.append(a) or [])
+    monkeypatch.setattr(app.repository.event_store, "get",
+                        lambda *a, **k: never_alone.append(a) or [])
+    got = app.repository.get(counter.id)
+    assert (got.n, got.version) == (5, 6) and never_alone == []
+    without_snapshot = Counter()
+    without_snapshot.count()
+    app.save(without_snapshot)
+    assert app.repository.get(without_snapshot.id).n == 1
+    with pytest.raises(AggregateNotFoundError):
+        app.repository.get(Counter().id)
+    monkeypatch.undo()
+    assert app.repository.get(counter.id, version=4).n == 3  # a past version: the library's
 
 
 def test_concurrent_writers_ids_commit_in_order_for_a_tailing_reader(app):

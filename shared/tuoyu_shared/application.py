@@ -21,7 +21,12 @@ from contextlib import contextmanager
 from typing import Any, ClassVar, TypeVar
 from uuid import UUID
 
-from eventsourcing.application import Application, ProcessingEvent, Repository
+from eventsourcing.application import (
+    AggregateNotFoundError,
+    Application,
+    ProcessingEvent,
+    Repository,
+)
 from eventsourcing.persistence import (
     IntegrityError,
     InterfaceError,
@@ -33,7 +38,7 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.postgres import PostgresAggregateRecorder, PostgresProcessRecorder
 from eventsourcing.utils import retry
-from psycopg.sql import SQL
+from psycopg.sql import SQL, Identifier
 
 from tuoyu_shared.config import Settings, settings_for
 from tuoyu_shared.context import current_context
@@ -206,6 +211,56 @@ class BatchRepository(Repository):
         if found is None:
             found = seen[aggregate_id] = super().get(aggregate_id, **kwargs)
         return found
+
+
+    def _reconstruct_aggregate(self, aggregate_id: Any, version: int | None,
+                               projector_func: Any) -> Any:
+        """The latest version from its last snapshot and the events after it, read in one
+        statement (the library reads the snapshot, then the events: two round trips for
+        every get of an aggregate, in every command and reaction)."""
+        statement = self._latest_statement() if version is None else None
+        if statement is None:
+            return super()._reconstruct_aggregate(aggregate_id, version, projector_func)
+        snapshots, events = [], []
+        with self._datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(statement, {"id": aggregate_id}, prepare=True)
+            for row in curs.fetchall():
+                stored = StoredEvent(originator_id=row["originator_id"],
+                                     originator_version=row["originator_version"],
+                                     topic=row["topic"], state=bytes(row["state"]))
+                if row["snapshot"]:
+                    snapshots.append(self.snapshot_store.mapper.to_domain_event(stored))
+                else:
+                    events.append(self.event_store.mapper.to_domain_event(stored))
+        aggregate = projector_func(None, [*snapshots, *events])
+        if aggregate is None:
+            raise AggregateNotFoundError(f"Aggregate {aggregate_id!r} version None not found.")
+        return aggregate
+
+    def _latest_statement(self) -> Any:
+        statement = getattr(self, "_latest_sql", False)
+        if statement is False:
+            statement = self._latest_sql = None
+            snapshots = getattr(self.snapshot_store, "recorder", None)
+            events = getattr(self.event_store, "recorder", None)
+            if (isinstance(snapshots, PostgresAggregateRecorder)
+                    and isinstance(events, PostgresAggregateRecorder)
+                    and snapshots.datastore is events.datastore):
+                self._datastore = events.datastore
+                values = {"schema": Identifier(events.datastore.schema),
+                          "snapshots": Identifier(snapshots.events_table_name),
+                          "events": Identifier(events.events_table_name)}
+                statement = self._latest_sql = SQL(
+                    "(SELECT true AS snapshot, originator_id, originator_version, topic, state "
+                    "FROM {schema}.{snapshots} WHERE originator_id = %(id)s "
+                    "ORDER BY originator_version DESC LIMIT 1) "
+                    "UNION ALL "
+                    "(SELECT false, originator_id, originator_version, topic, state "
+                    "FROM {schema}.{events} WHERE originator_id = %(id)s "
+                    "AND originator_version > coalesce((SELECT max(originator_version) "
+                    "FROM {schema}.{snapshots} WHERE originator_id = %(id)s), 0) "
+                    "ORDER BY originator_version)").format(**values)
+        return statement
 
 
 class SchemaNotMigrated(RuntimeError):
