@@ -818,6 +818,8 @@ class TrackedConsumer:
         count = 0
         while True:
             page = self._read_log(start, stop)
+            if page:
+                _seen(self._tracked_as, self.upstream, page[-1].notification_id)
             self._apply_page(page)
             count += len(page)
             if self._keepalive is not None:
@@ -909,16 +911,20 @@ class TrackedConsumer:
             log.warning("consumer.catch_up_failed", consumer=self.name, upstream=self.upstream,
                         error=str(e))
 
-    def catch_up(self) -> int:
-        """Apply whatever the upstream's log holds past this consumer's position."""
+    def catch_up(self, ask_head: bool = True) -> int:
+        """Apply whatever the upstream's log holds past this consumer's position. With
+        ``ask_head`` false the log is read past the position without asking for its head
+        first (a follower of its own service's log, woken by a commit: the head is one more
+        statement, and an empty page says as much)."""
         position = self.store.position(self.upstream)
-        try:
-            head = self.log_reader.head()
-        except Exception as e:
-            raise UpstreamUnavailable(f"no log head from {self.upstream}: {e!r}") from e
-        _seen(self._tracked_as, self.upstream, head)
-        if head <= position:
-            return 0
+        if ask_head:
+            try:
+                head = self.log_reader.head()
+            except Exception as e:
+                raise UpstreamUnavailable(f"no log head from {self.upstream}: {e!r}") from e
+            _seen(self._tracked_as, self.upstream, head)
+            if head <= position:
+                return 0
         count = self._fill_from_log(position + 1, None)
         if count:
             log.info("consumer.caught_up", consumer=self.name, upstream=self.upstream,
@@ -962,7 +968,7 @@ class TrackedConsumer:
         while not stop.is_set():
             try:
                 self.pacer.wait(stop)
-                self.catch_up()
+                self.catch_up(ask_head=False)
                 wake(1.0)
                 backoff = 0.2
             except Exception as e:

@@ -186,6 +186,9 @@ class Relay:
         self.published = 0
         self._db: psycopg.Connection | None = None
         self._owner = False  # holds the advisory lock on self._db's session
+        #: the position as this relay last read or saved it, while it holds the lock (only
+        #: the lock's holder moves it): a round reads the log, not the position too
+        self._held_position: int | None = None
         self.commits = CommitSignal(self.database_url, app.events_channel)
         self.pacer = Pacer(getattr(settings, "batch_window", 0.0))
 
@@ -193,6 +196,7 @@ class Relay:
     def _connection(self) -> psycopg.Connection:
         if self._db is None or self._db.closed or self._db.broken:
             self._owner = False  # a session lock goes with its session
+            self._held_position = None
             self._db = psycopg.connect(self.database_url, autocommit=True)
         return self._db
 
@@ -203,14 +207,22 @@ class Relay:
             self._owner = conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))",
                                        (f"tuoyu-relay:{self.exchange}",)).fetchone()[0]
             if self._owner:
+                self._held_position = None  # read afresh: another relay may have moved it
                 log.info("relay.owner", exchange=self.exchange, position=self.position())
         return self._owner
 
     def position(self) -> int:
+        """The position as recorded (a read)."""
         row = self._connection().execute(
             "SELECT notification_id FROM relay_position WHERE exchange = %s", (self.exchange,)
         ).fetchone()
         return row[0] if row else 0
+
+    def _position_held(self) -> int:
+        """The position, read once per hold of the lock and then kept."""
+        if self._held_position is None:
+            self._held_position = self.position()
+        return self._held_position
 
     def _save_position(self, notification_id: int) -> None:
         # Forwards only: a relay that lost its lock (its session dropped mid-batch) while
@@ -222,6 +234,7 @@ class Relay:
             "WHERE relay_position.notification_id < EXCLUDED.notification_id",
             (self.exchange, notification_id),
         )
+        self._held_position = notification_id
 
     def lag(self) -> int:
         """Events recorded but not yet confirmed by the broker."""
@@ -232,7 +245,7 @@ class Relay:
         while another relay holds the exchange's lock)."""
         if not self.owns_exchange():
             return 0
-        position = self.position()
+        position = self._position_held()
         batch = self.app.read_log(start=position + 1, limit=self.batch_size)
         if not batch:
             return 0
