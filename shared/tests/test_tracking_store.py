@@ -93,3 +93,32 @@ def test_a_reset_view_is_replayed_from_the_start(fresh_database):
     finally:
         store.close()
     assert applied == [(1, a), (2, a), (1, a)]
+
+
+def test_a_view_reset_by_another_process_is_not_skipped_past(fresh_database):
+    """The store keeps the position it recorded (no read per message); a reset from another
+    process moves the recorded one back, and the next batch must not apply past the log
+    before it: it applies nothing, and the position is read again."""
+    url = fresh_database("tracking", migrated="kit")
+    view = View(name="reader", upstream="registration", tables=("consumer_unreadable_messages",),
+                handler=lambda env, cur: None)
+    store = SqlTrackingStore(url, "reader")
+    applied: list[tuple[int, str]] = []
+    a = str(uuid4())
+    try:
+        assert store.apply_batch([envelope(1, a), envelope(2, a)], seen_into(applied)) == 2
+        assert store.known_position("registration") == 2
+        with psycopg.connect(url) as conn:  # another process moved it on: not read here
+            conn.execute("UPDATE consumer_tracking SET notification_id = 3")
+        assert store.known_position("registration") == 2
+        assert not store.apply(envelope(3, a), seen_into(applied))  # the lock reads it
+        assert store.known_position("registration") == 3
+        assert store.apply(envelope(4, a), seen_into(applied))
+        view.reset(url)  # another process
+        assert store.known_position("registration") == 4  # not seen yet
+        assert not store.apply(envelope(5, a), seen_into(applied))
+        assert store.known_position("registration") == 0  # read again
+        assert store.apply_batch([envelope(1, a), envelope(2, a)], seen_into(applied)) == 2
+    finally:
+        store.close()
+    assert applied == [(1, a), (2, a), (4, a), (1, a), (2, a)]

@@ -378,13 +378,30 @@ class SqlTrackingStore(_Connected):
         super().__init__(database_url)
         self.consumer = consumer
         self.dead = DeadLetterTable(consumer)
+        #: upstream → the position this store last read or recorded (see known_position)
+        self._known: dict[str, int] = {}
 
     def position(self, upstream: str) -> int:
+        """The position as recorded (a read)."""
+        self._known.pop(upstream, None)
         row = self.connection().execute(
             "SELECT notification_id FROM consumer_tracking WHERE consumer=%s AND upstream=%s",
             (self.consumer, upstream),
         ).fetchone()
-        return row[0] if row else 0
+        position = row[0] if row else 0
+        self._known[upstream] = position
+        return position
+
+    def known_position(self, upstream: str) -> int:
+        """The position this store last read or recorded itself, without a read (the
+        consumer asks it for every delivered message).
+
+        Only a view's reset (:meth:`View.reset`, from another process) moves the recorded
+        one back: the batch that finds it so applies nothing and forgets what it knew, so
+        the next message, or the next catch-up, reads the position and replays the log
+        from it. Behind, it costs nothing wrong, as for :class:`ApplicationTrackingStore`."""
+        known = self._known.get(upstream)
+        return self.position(upstream) if known is None else known
 
     def _lock_position(self, cur: psycopg.Cursor, upstream: str) -> int:
         return self._lock_position_and_held(cur, upstream, with_held=False)[0]
@@ -421,6 +438,8 @@ class SqlTrackingStore(_Connected):
         if not envelopes:
             return 0
         conn = self.connection()
+        upstream = envelopes[0].source
+        known = self._known.pop(upstream, None)  # restored once the batch has committed
         # A page is pipelined: the handlers' statements go out without a round trip each (a
         # read still waits for its answer). A statement that fails surfaces by the end of
         # the block at the latest and rolls the whole batch back; the consumer then applies
@@ -428,7 +447,12 @@ class SqlTrackingStore(_Connected):
         # the pipeline's own bookkeeping costs more CPU than the round trips it saves.
         with (conn.pipeline() if len(envelopes) > 1 else nullcontext()), \
                 conn.transaction(), conn.cursor() as cur:
-            position, held = self._lock_position_and_held(cur, envelopes[0].source)
+            position, held = self._lock_position_and_held(cur, upstream)
+            if known is not None and position < known:
+                # reset meanwhile: applying these would skip the log before them
+                log.info("consumer.position_reset", consumer=self.consumer,
+                         upstream=upstream, known=known, recorded=position)
+                return 0
             fresh = [e for e in envelopes if e.notification_id > position]
             for envelope in fresh:
                 if envelope.aggregate_id in held:
@@ -436,10 +460,12 @@ class SqlTrackingStore(_Connected):
                 else:
                     handler(envelope, cur)
             if fresh:
-                self._move(cur, envelopes[0].source, fresh[-1].notification_id)
+                self._move(cur, upstream, fresh[-1].notification_id)
+        self._known[upstream] = fresh[-1].notification_id if fresh else position
         return len(fresh)
 
     def park(self, envelope: Envelope, error: str, attempts: int) -> bool:
+        self._known.pop(envelope.source, None)  # it moves the position: read it next time
         conn = self.connection()
         with conn.transaction(), conn.cursor() as cur:
             if self._lock_position(cur, envelope.source) >= envelope.notification_id:
@@ -473,6 +499,7 @@ class SqlTrackingStore(_Connected):
 
     def set_aside(self, upstream: str, entry: UnreadableEntry) -> bool:
         """An unreadable log entry: recorded, and the position moved past it, together."""
+        self._known.pop(upstream, None)  # it moves the position: read it next time
         conn = self.connection()
         with conn.transaction(), conn.cursor() as cur:
             if self._lock_position(cur, upstream) >= entry.notification_id:
