@@ -78,11 +78,15 @@ def test_aggregates_with_open_letters_are_held_and_the_others_flow_past(fresh_da
     assert held == [(5, False), (7, True), (9, True)]
 
 
-def test_a_reset_view_is_replayed_from_the_start(fresh_database):
+def view_and_store(fresh_database) -> tuple[str, View, SqlTrackingStore]:
     url = fresh_database("tracking", migrated="kit")
     view = View(name="reader", upstream="registration", tables=("consumer_unreadable_messages",),
                 handler=lambda env, cur: None)
-    store = SqlTrackingStore(url, "reader")
+    return url, view, SqlTrackingStore(url, "reader")
+
+
+def test_a_reset_view_is_replayed_from_the_start(fresh_database):
+    url, view, store = view_and_store(fresh_database)
     applied: list[tuple[int, str]] = []
     a = str(uuid4())
     try:
@@ -99,10 +103,7 @@ def test_a_view_reset_by_another_process_is_not_skipped_past(fresh_database):
     """The store keeps the position it recorded (no read per message); a reset from another
     process moves the recorded one back, and the next batch must not apply past the log
     before it: it applies nothing, and the position is read again."""
-    url = fresh_database("tracking", migrated="kit")
-    view = View(name="reader", upstream="registration", tables=("consumer_unreadable_messages",),
-                handler=lambda env, cur: None)
-    store = SqlTrackingStore(url, "reader")
+    url, view, store = view_and_store(fresh_database)
     applied: list[tuple[int, str]] = []
     a = str(uuid4())
     try:

@@ -304,15 +304,20 @@ class PersonalDataVault:
         returns ``{"ref": ref, field: sealed, …}``. ``display`` (``{"name": "张**"}``) is
         what read models and queries may show of them (:meth:`display`), kept beside the key
         and erased with it, never in the log. PersonalDataErased if the person was erased."""
-        aead = AESGCM(self._key(person_ref, create=True))
+        sealed = self._sealed_under(self._key(person_ref, create=True), person_ref, values)
+        if display:
+            self.set_display({person_ref: display})
+        return sealed
+
+    @staticmethod
+    def _sealed_under(key: bytes, person_ref: str, values: dict[str, str]) -> dict[str, Any]:
+        aead = AESGCM(key)
         aad = person_ref.encode()
         sealed: dict[str, Any] = {"ref": person_ref}
         for field, value in values.items():
             nonce = os.urandom(12)
             sealed[field] = {"ref": person_ref, "sealed": base64.b64encode(
                 nonce + aead.encrypt(nonce, value.encode(), aad)).decode()}
-        if display:
-            self.set_display({person_ref: display})
         return sealed
 
     def enrol_and_seal(self, kind: str, id_number: str, values: dict[str, str],
@@ -349,13 +354,7 @@ class PersonalDataVault:
             ref = existing or self.enrol(kind, id_number)
             return self.seal_person(ref, values, display)
         self._remember(ref, key)
-        aead, aad = AESGCM(key), ref.encode()
-        sealed: dict[str, Any] = {"ref": ref}
-        for field, value in values.items():
-            nonce = os.urandom(12)
-            sealed[field] = {"ref": ref, "sealed": base64.b64encode(
-                nonce + aead.encrypt(nonce, value.encode(), aad)).decode()}
-        return sealed
+        return self._sealed_under(key, ref, values)
 
     # ---- what read models show -------------------------------------------------------------
     def set_display(self, displays: dict[str, dict[str, str]]) -> None:
