@@ -139,10 +139,7 @@ class ServiceProcessRecorder(PostgresProcessRecorder):
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(SQL(" UNION ALL ").join(parts), params, prepare=True)
             for row in curs.fetchall():
-                found[row["originator_id"]].append(StoredEvent(
-                    originator_id=row["originator_id"],
-                    originator_version=row["originator_version"],
-                    topic=row["topic"], state=bytes(row["state"])))
+                found[row["originator_id"]].append(stored_event_of(row))
         return found
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
@@ -175,6 +172,13 @@ class ServiceProcessRecorder(PostgresProcessRecorder):
                     conn.rollback()
                 raise
         return notification_ids
+
+
+def stored_event_of(row: Any) -> StoredEvent:
+    """A stored event from a row of an events or snapshots table (a dict row)."""
+    return StoredEvent(originator_id=row["originator_id"],
+                       originator_version=row["originator_version"],
+                       topic=row["topic"], state=bytes(row["state"]))
 
 
 def project_events(aggregate: Any, domain_events: Any) -> Any:
@@ -212,7 +216,6 @@ class BatchRepository(Repository):
             found = seen[aggregate_id] = super().get(aggregate_id, **kwargs)
         return found
 
-
     def _reconstruct_aggregate(self, aggregate_id: Any, version: int | None,
                                projector_func: Any) -> Any:
         """The latest version from its last snapshot and the events after it, read in one
@@ -225,9 +228,7 @@ class BatchRepository(Repository):
         with self._datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(statement, {"id": aggregate_id}, prepare=True)
             for row in curs.fetchall():
-                stored = StoredEvent(originator_id=row["originator_id"],
-                                     originator_version=row["originator_version"],
-                                     topic=row["topic"], state=bytes(row["state"]))
+                stored = stored_event_of(row)
                 if row["snapshot"]:
                     snapshots.append(self.snapshot_store.mapper.to_domain_event(stored))
                 else:
@@ -323,7 +324,7 @@ class ServiceApplication(Application[UUID]):
         (:meth:`ServiceProcessRecorder.select_streams`): for each id, from its first version
         on, at most its limit of them (None: all). For a command that must look at several
         aggregates, most often absent, before it decides: one round trip, where a get of each
-        would take two (the snapshot, then the events). :meth:`aggregate_of` rebuilds one."""
+        would take one each. :meth:`aggregate_of` rebuilds one."""
         recorder: Any = self.recorder
         return {originator_id: [self.mapper.to_domain_event(e) for e in stored]
                 for originator_id, stored in recorder.select_streams(limits).items()}
